@@ -1,0 +1,93 @@
+# ngx-realtime: build, run and test the nginx realtime module.
+#
+#   make run     install what is missing, build, serve the demo on :8080
+#   make test    install what the tests need, build, run every test
+#   make build   the dynamic module only, into build/
+
+NGX_SRC      ?= /usr/share/nginx/src
+NGINX        ?= /usr/sbin/nginx
+BUILD        := $(CURDIR)/build
+MODULE       := $(BUILD)/ngx_http_realtime_module.so
+PYTHON       ?= /usr/bin/python3
+FUZZ_SECONDS ?= 30
+
+# nginx adds -W -Wall -Wpointer-arith -Wno-unused-parameter -Werror
+CC_OPT       := -g -O2 -fPIC -fstack-protector-strong -Wall -Wextra -Werror \
+                -Wno-unused-parameter -Wformat -Werror=format-security
+
+APT_BUILD    := gcc make nginx-dev nginx-light libhiredis-dev \
+                libjansson-dev libjwt-dev libssl-dev libpcre2-dev zlib1g-dev
+APT_TEST     := $(APT_BUILD) python3 python3-pytest python3-websockets \
+                python3-jwt python3-redis redis-server openssl curl \
+                clang libclang-rt-14-dev procps iproute2
+
+SHELL        := /bin/bash
+SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SRCS         := $(wildcard src/*.c src/*.h) config
+
+.PHONY: all build run test unit asan fuzz integration deps-build deps-test \
+        clean
+
+all: build
+
+build: deps-build $(MODULE)
+
+# Installs the Debian packages of $(1) that are not installed yet.
+define apt_install
+	@missing=$$(for p in $(1); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing:" $$missing; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	        --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+deps-build:
+	$(call apt_install,$(APT_BUILD))
+
+deps-test:
+	$(call apt_install,$(APT_TEST))
+
+$(BUILD)/Makefile: config
+	@mkdir -p $(BUILD)
+	cd $(NGX_SRC) && . ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	    --with-cc-opt='$(CC_OPT)' --add-dynamic-module=$(CURDIR) \
+	    --builddir=$(BUILD) > $(BUILD)/configure.log 2>&1 \
+	    || { tail -20 $(BUILD)/configure.log; exit 1; }
+
+$(MODULE): $(BUILD)/Makefile $(SRCS)
+	$(MAKE) -s -f $(BUILD)/Makefile -C $(NGX_SRC) modules
+	@ls -l $(MODULE)
+
+run: build
+	@mkdir -p $(BUILD)/run/tmp
+	@echo
+	@echo "  ngx-realtime demo: open http://127.0.0.1:8080/"
+	@echo "  (echo WebSocket at ws://127.0.0.1:8080/echo; Ctrl-C stops)"
+	@echo
+	$(NGINX) -p $(CURDIR)/ -c conf-examples/quickstart.conf \
+	    -e $(BUILD)/run/error.log -g 'daemon off;'
+
+unit: deps-test
+	$(MAKE) -C t/unit test
+
+asan: deps-test
+	$(MAKE) -C t/unit asan
+
+fuzz: deps-test
+	$(MAKE) -C t/unit fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+integration: build deps-test
+	$(PYTHON) -m pytest -q -p no:cacheprovider t/ --ignore=t/unit \
+	    --ignore=t/fuzz
+
+test: deps-test build
+	$(MAKE) -C t/unit test asan fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+	$(PYTHON) -m pytest -q -p no:cacheprovider t/ --ignore=t/unit \
+	    --ignore=t/fuzz
+
+clean:
+	rm -rf $(BUILD)

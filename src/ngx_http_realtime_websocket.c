@@ -1,0 +1,551 @@
+
+/*
+ * Copyright (C) ngx-realtime developers
+ *
+ * The opening handshake, RFC 6455 4.2.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/evp.h>
+
+#include "ngx_http_realtime_module.h"
+
+
+#define NGX_HTTP_REALTIME_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+/* base64 of a 16-byte key */
+#define NGX_HTTP_REALTIME_KEY_LEN     24
+#define NGX_HTTP_REALTIME_ACCEPT_LEN  28
+
+#define NGX_HTTP_REALTIME_UPGRADE_REQUIRED  426
+
+
+typedef struct {
+    ngx_str_t   upgrade;
+    ngx_uint_t  connection_upgrade;
+    ngx_str_t   key;
+    ngx_str_t   version;
+    ngx_str_t   origin;
+    ngx_uint_t  nkeys;
+    ngx_uint_t  nversions;
+    ngx_list_t  *headers;
+} ngx_http_realtime_handshake_t;
+
+
+static void ngx_http_realtime_read_headers(ngx_http_request_t *r,
+    ngx_http_realtime_handshake_t *hs);
+static ngx_uint_t ngx_http_realtime_has_token(ngx_str_t *value, char *token,
+    size_t len);
+static ngx_int_t ngx_http_realtime_upgrade_required(ngx_http_request_t *r,
+    char *message);
+static ngx_int_t ngx_http_realtime_check_key(ngx_str_t *key);
+static ngx_int_t ngx_http_realtime_check_origin(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *origin);
+static ngx_int_t ngx_http_realtime_select_subprotocol(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *selected);
+static ngx_int_t ngx_http_realtime_accept_headers(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *protocol);
+static ngx_table_elt_t *ngx_http_realtime_add_header(ngx_http_request_t *r,
+    char *name, size_t len, ngx_str_t *value);
+static void ngx_http_realtime_flush_handshake(ngx_http_request_t *r);
+
+
+ngx_int_t
+ngx_http_realtime_handshake(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf)
+{
+    ngx_int_t                       rc;
+    ngx_str_t                       protocol;
+    ngx_http_realtime_conn_t       *ws;
+    ngx_http_realtime_handshake_t   hs;
+
+    if (r->method != NGX_HTTP_GET) {
+        return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "BAD_REQUEST",
+                                            "WebSocket handshake must use GET");
+    }
+
+    if (r->http_version != NGX_HTTP_VERSION_11) {
+        return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "BAD_REQUEST",
+                                            "WebSocket needs HTTP/1.1");
+    }
+
+    ngx_http_realtime_read_headers(r, &hs);
+
+    if (hs.upgrade.len == 0) {
+        return ngx_http_realtime_upgrade_required(r,
+                                                "WebSocket upgrade required");
+    }
+
+    if (!ngx_http_realtime_has_token(&hs.upgrade, "websocket", 9)) {
+        return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "BAD_REQUEST",
+                                            "Upgrade must be websocket");
+    }
+
+    if (!hs.connection_upgrade) {
+        return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                        "BAD_REQUEST",
+                                        "Connection must include upgrade");
+    }
+
+    if (hs.nversions != 1 || hs.version.len != 2
+        || ngx_strncmp(hs.version.data, "13", 2) != 0)
+    {
+        return ngx_http_realtime_upgrade_required(r,
+                                    "Sec-WebSocket-Version must be 13");
+    }
+
+    if (hs.nkeys != 1 || ngx_http_realtime_check_key(&hs.key) != NGX_OK) {
+        return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                            "BAD_REQUEST",
+                                            "invalid Sec-WebSocket-Key");
+    }
+
+    if (r->headers_in.content_length_n > 0 || r->headers_in.chunked) {
+        return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                    "BAD_REQUEST",
+                                    "WebSocket handshake must have no body");
+    }
+
+    if (ngx_http_realtime_check_origin(r, rlcf, &hs.origin) != NGX_OK) {
+        return ngx_http_realtime_send_error(r, NGX_HTTP_FORBIDDEN,
+                                            "FORBIDDEN",
+                                            "origin not allowed");
+    }
+
+    if (ngx_exiting) {
+        return ngx_http_realtime_send_error(r,
+                                            NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "SHUTTING_DOWN",
+                                            "server is shutting down");
+    }
+
+    if (ngx_http_realtime_select_subprotocol(r, rlcf, &protocol) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ws = ngx_pcalloc(r->connection->pool, sizeof(ngx_http_realtime_conn_t));
+    if (ws == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ws->connection = r->connection;
+    ws->conf = rlcf;
+    ws->subprotocol = protocol;
+
+    ngx_http_set_ctx(r, ws, ngx_http_realtime_module);
+
+    if (ngx_http_realtime_accept_headers(r, &hs.key, &protocol) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
+    ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
+    r->headers_out.content_length_n = -1;
+    r->header_only = 1;
+    r->keepalive = 0;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK) {
+        return rc;
+    }
+
+    /*
+     * The request is freed once the 101 is out: that cannot happen in
+     * the content phase, which still finalizes r, so keep the request
+     * and finish the upgrade from the write handler.
+     */
+
+    r->main->count++;
+    r->write_event_handler = ngx_http_realtime_flush_handshake;
+
+    ngx_post_event(r->connection->write, &ngx_posted_events);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_realtime_read_headers(ngx_http_request_t *r,
+    ngx_http_realtime_handshake_t *hs)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_memzero(hs, sizeof(ngx_http_realtime_handshake_t));
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Upgrade") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Upgrade", 7) == 0)
+        {
+            hs->upgrade = h[i].value;
+
+        } else if (h[i].key.len == sizeof("Connection") - 1
+                   && ngx_strncasecmp(h[i].key.data, (u_char *) "Connection",
+                                      10) == 0)
+        {
+            if (ngx_http_realtime_has_token(&h[i].value, "upgrade", 7)) {
+                hs->connection_upgrade = 1;
+            }
+
+        } else if (h[i].key.len == sizeof("Sec-WebSocket-Key") - 1
+                   && ngx_strncasecmp(h[i].key.data,
+                                      (u_char *) "Sec-WebSocket-Key", 17) == 0)
+        {
+            hs->key = h[i].value;
+            hs->nkeys++;
+
+        } else if (h[i].key.len == sizeof("Sec-WebSocket-Version") - 1
+                   && ngx_strncasecmp(h[i].key.data,
+                                      (u_char *) "Sec-WebSocket-Version", 21)
+                      == 0)
+        {
+            hs->version = h[i].value;
+            hs->nversions++;
+
+        } else if (h[i].key.len == sizeof("Origin") - 1
+                   && ngx_strncasecmp(h[i].key.data, (u_char *) "Origin", 6)
+                      == 0)
+        {
+            hs->origin = h[i].value;
+        }
+    }
+}
+
+
+/* whether a comma-separated header value holds a token, case-insensitive */
+
+static ngx_uint_t
+ngx_http_realtime_has_token(ngx_str_t *value, char *token, size_t len)
+{
+    u_char  *p, *last, *start, *end;
+
+    p = value->data;
+    last = p + value->len;
+
+    while (p < last) {
+
+        while (p < last && (*p == ' ' || *p == '\t' || *p == ',')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < last && *p != ',') {
+            p++;
+        }
+
+        end = p;
+
+        while (end > start && (end[-1] == ' ' || end[-1] == '\t')) {
+            end--;
+        }
+
+        if ((size_t) (end - start) == len
+            && ngx_strncasecmp(start, (u_char *) token, len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_upgrade_required(ngx_http_request_t *r, char *message)
+{
+    ngx_str_t  value;
+
+    ngx_str_set(&value, "websocket");
+
+    if (ngx_http_realtime_add_header(r, "Upgrade", 7, &value) == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&value, "13");
+
+    if (ngx_http_realtime_add_header(r, "Sec-WebSocket-Version", 21, &value)
+        == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* nginx has no reason phrase of its own for 426 */
+    ngx_str_set(&r->headers_out.status_line, "426 Upgrade Required");
+
+    return ngx_http_realtime_send_error(r, NGX_HTTP_REALTIME_UPGRADE_REQUIRED,
+                                        "UPGRADE_REQUIRED", message);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_check_key(ngx_str_t *key)
+{
+    u_char     buf[NGX_HTTP_REALTIME_KEY_LEN];
+    ngx_str_t  decoded;
+
+    if (key->len != NGX_HTTP_REALTIME_KEY_LEN) {
+        return NGX_DECLINED;
+    }
+
+    decoded.data = buf;
+
+    if (ngx_decode_base64(&decoded, key) != NGX_OK || decoded.len != 16) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_check_origin(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *origin)
+{
+    ngx_uint_t                   i;
+    ngx_http_realtime_origin_t  *o;
+
+    /* only browsers send Origin, and only they need the check */
+
+    if (rlcf->origins == NULL || origin->len == 0) {
+        return NGX_OK;
+    }
+
+    o = rlcf->origins->elts;
+
+    for (i = 0; i < rlcf->origins->nelts; i++) {
+
+        if (o[i].any) {
+            return NGX_OK;
+        }
+
+#if (NGX_PCRE)
+        if (o[i].regex) {
+            if (ngx_regex_exec(o[i].regex, origin, NULL, 0) >= 0) {
+                return NGX_OK;
+            }
+
+            continue;
+        }
+#endif
+
+        if (o[i].value.len == origin->len
+            && ngx_strncasecmp(o[i].value.data, origin->data, origin->len)
+               == 0)
+        {
+            return NGX_OK;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "realtime: origin \"%V\" not allowed", origin);
+
+    return NGX_DECLINED;
+}
+
+
+/* the first configured subprotocol that the client offers, if any */
+
+static ngx_int_t
+ngx_http_realtime_select_subprotocol(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *selected)
+{
+    ngx_str_t        *s;
+    ngx_uint_t        i, j;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    ngx_str_null(selected);
+
+    if (rlcf->subprotocols == NULL) {
+        return NGX_OK;
+    }
+
+    s = rlcf->subprotocols->elts;
+
+    for (j = 0; j < rlcf->subprotocols->nelts; j++) {
+
+        part = &r->headers_in.headers.part;
+        h = part->elts;
+
+        for (i = 0; /* void */ ; i++) {
+
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+
+                part = part->next;
+                h = part->elts;
+                i = 0;
+            }
+
+            if (h[i].key.len != sizeof("Sec-WebSocket-Protocol") - 1
+                || ngx_strncasecmp(h[i].key.data,
+                                   (u_char *) "Sec-WebSocket-Protocol", 22)
+                   != 0)
+            {
+                continue;
+            }
+
+            /* subprotocol names are case-sensitive, RFC 6455 4.1 */
+
+            if (ngx_http_realtime_has_token(&h[i].value, (char *) s[j].data,
+                                            s[j].len))
+            {
+                *selected = s[j];
+                return NGX_OK;
+            }
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_accept_headers(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_str_t *protocol)
+{
+    u_char        digest[EVP_MAX_MD_SIZE];
+    u_char        buf[NGX_HTTP_REALTIME_KEY_LEN
+                      + sizeof(NGX_HTTP_REALTIME_GUID) - 1];
+    unsigned int  n;
+    ngx_str_t     value, src;
+
+    ngx_memcpy(ngx_cpymem(buf, key->data, key->len), NGX_HTTP_REALTIME_GUID,
+               sizeof(NGX_HTTP_REALTIME_GUID) - 1);
+
+    if (EVP_Digest(buf, sizeof(buf), digest, &n, EVP_sha1(), NULL) != 1) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "realtime: EVP_Digest(sha1) failed");
+        return NGX_ERROR;
+    }
+
+    value.data = ngx_pnalloc(r->pool, NGX_HTTP_REALTIME_ACCEPT_LEN);
+    if (value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    src.data = digest;
+    src.len = n;
+
+    ngx_encode_base64(&value, &src);
+
+    if (ngx_http_realtime_add_header(r, "Sec-WebSocket-Accept", 20, &value)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&value, "websocket");
+
+    if (ngx_http_realtime_add_header(r, "Upgrade", 7, &value) == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (protocol->len
+        && ngx_http_realtime_add_header(r, "Sec-WebSocket-Protocol", 22,
+                                        protocol)
+           == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_table_elt_t *
+ngx_http_realtime_add_header(ngx_http_request_t *r, char *name, size_t len,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(h, sizeof(ngx_table_elt_t));
+
+    h->hash = 1;
+    h->key.len = len;
+    h->key.data = (u_char *) name;
+    h->value = *value;
+
+    return h;
+}
+
+
+/* sends what is left of the 101 response, then hands the connection over */
+
+static void
+ngx_http_realtime_flush_handshake(ngx_http_request_t *r)
+{
+    ngx_int_t          rc;
+    ngx_event_t       *wev;
+    ngx_connection_t  *c;
+
+    c = r->connection;
+    wev = c->write;
+
+    if (wev->timedout) {
+        ngx_log_error(NGX_LOG_INFO, c->log, NGX_ETIMEDOUT,
+                      "realtime: handshake timed out");
+        c->timedout = 1;
+        ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT);
+        return;
+    }
+
+    if (r->out || c->buffered) {
+        rc = ngx_http_output_filter(r, NULL);
+
+        if (rc == NGX_ERROR) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return;
+        }
+
+        if (r->out || c->buffered) {
+            if (!wev->timer_set) {
+                ngx_add_timer(wev, NGX_HTTP_REALTIME_CLOSE_TIMEOUT);
+            }
+
+            if (ngx_handle_write_event(wev, 0) != NGX_OK) {
+                ngx_http_finalize_request(r, NGX_ERROR);
+            }
+
+            return;
+        }
+    }
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    ngx_http_realtime_upgrade(r, ngx_http_get_module_ctx(r,
+                                                   ngx_http_realtime_module));
+}
