@@ -292,7 +292,8 @@ ngx_http_realtime_process(ngx_http_realtime_conn_t *ws, u_char *pos,
             ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
                           "realtime: client sent invalid frame, closing "
                           "with %ui", (ngx_uint_t) f.code);
-            ngx_http_realtime_drop_queue(ws);
+
+            /* replies to the frames before the bad one still go out */
             ngx_http_realtime_close(ws, f.code, NULL);
             return NGX_OK;
         }
