@@ -265,7 +265,7 @@ ngx_http_realtime_frame_opcode(ngx_http_realtime_frame_parser_t *p,
                                    NGX_HTTP_REALTIME_CLOSE_PROTOCOL_ERROR);
     }
 
-    p->fin = fin;
+    p->fin = fin ? 1 : 0;
     p->opcode = (uint8_t) op;
     p->state = NGX_HTTP_REALTIME_ST_LENGTH;
 
@@ -492,6 +492,10 @@ ngx_http_realtime_frame_control(ngx_http_realtime_frame_parser_t *p,
 {
     size_t          n;
     unsigned char  *dst;
+
+    if (*pos == end) {
+        return NGX_HTTP_REALTIME_FRAME_AGAIN;
+    }
 
     n = (size_t) (end - *pos);
 

@@ -82,6 +82,11 @@ ngx_http_realtime_utf8_validate(uint32_t state, const unsigned char *p,
         return NGX_HTTP_REALTIME_UTF8_REJECT;
     }
 
+    if (len == 0) {
+        /* p may be NULL */
+        return state;
+    }
+
     last = p + len;
 
     while (p < last) {
