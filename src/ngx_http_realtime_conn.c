@@ -44,7 +44,6 @@ static void ngx_http_realtime_drop_queue(ngx_http_realtime_conn_t *ws);
 static void ngx_http_realtime_linger(ngx_http_realtime_conn_t *ws);
 static void ngx_http_realtime_linger_handler(ngx_event_t *rev);
 static void ngx_http_realtime_finalize(ngx_http_realtime_conn_t *ws);
-static ngx_http_realtime_msg_t *ngx_http_realtime_msg_alloc(size_t size);
 
 
 static u_char                    ngx_http_realtime_read_buf[
@@ -97,6 +96,8 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
     pos = r->header_in->pos;
     last = r->header_in->last;
 
+    ws->upgraded = 1;
+
     ngx_http_realtime_free_request(r);
 
     c->data = ws;
@@ -105,6 +106,11 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
 
     rev->handler = ngx_http_realtime_read_handler;
     wev->handler = ngx_http_realtime_write_handler;
+
+    if (ws->zone && ngx_http_realtime_client_open(ws) != NGX_OK) {
+        ngx_http_realtime_finalize(ws);
+        return;
+    }
 
     if (pos < last && ngx_http_realtime_process(ws, pos, last) != NGX_OK) {
         ngx_http_realtime_finalize(ws);
@@ -439,8 +445,7 @@ ngx_http_realtime_message(ngx_http_realtime_conn_t *ws, ngx_uint_t opcode,
     ngx_http_realtime_msg_t  *msg;
 
     if (ws->conf->mode != NGX_HTTP_REALTIME_ECHO) {
-        /* rooms and the JSON protocol come with the zone */
-        return NGX_OK;
+        return ngx_http_realtime_client_message(ws, opcode, data, len);
     }
 
     msg = ngx_http_realtime_msg_frame(opcode, data, len);
@@ -841,6 +846,7 @@ ngx_http_realtime_finalize(ngx_http_realtime_conn_t *ws)
 
     c = ws->connection;
 
+    ngx_http_realtime_client_close(ws);
     ngx_http_realtime_drop_queue(ws);
 
     if (ws->out != ws->out_inline) {
@@ -882,7 +888,7 @@ ngx_http_realtime_msg_frame(ngx_uint_t opcode, u_char *payload, size_t len)
 }
 
 
-static ngx_http_realtime_msg_t *
+ngx_http_realtime_msg_t *
 ngx_http_realtime_msg_alloc(size_t size)
 {
     ngx_http_realtime_msg_t  *msg;

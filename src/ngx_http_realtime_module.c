@@ -12,10 +12,17 @@
 
 
 static ngx_int_t ngx_http_realtime_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_realtime_init_process(ngx_cycle_t *cycle);
+static void ngx_http_realtime_exit_process(ngx_cycle_t *cycle);
+static void *ngx_http_realtime_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_realtime_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
 static char *ngx_http_realtime(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_realtime_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_realtime_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_realtime_subprotocols(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -25,8 +32,15 @@ static char *ngx_http_realtime_allow_origin(ngx_conf_t *cf,
 
 static ngx_command_t  ngx_http_realtime_commands[] = {
 
+    { ngx_string("realtime_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
+      ngx_http_realtime_zone_conf,
+      0,
+      0,
+      NULL },
+
     { ngx_string("realtime"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_realtime,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -37,6 +51,76 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       ngx_http_realtime,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("realtime_push"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_realtime_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_realtime_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_realtime_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_user"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, user),
+      NULL },
+
+    { ngx_string("realtime_presence"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, presence),
+      NULL },
+
+    { ngx_string("realtime_client_publish"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, client_publish),
+      NULL },
+
+    { ngx_string("realtime_max_rooms_per_connection"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, max_rooms),
+      NULL },
+
+    { ngx_string("realtime_max_connections_per_user"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, max_user_connections),
+      NULL },
+
+    { ngx_string("realtime_rate_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_realtime_rate_limit,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_push_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, push_secret),
       NULL },
 
     { ngx_string("realtime_subprotocols"),
@@ -89,7 +173,7 @@ static ngx_http_module_t  ngx_http_realtime_module_ctx = {
     NULL,                                  /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_realtime_create_main_conf,    /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -107,10 +191,10 @@ ngx_module_t  ngx_http_realtime_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_realtime_init_process,        /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_realtime_exit_process,        /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -133,14 +217,38 @@ ngx_http_realtime_handler(ngx_http_request_t *r)
 }
 
 
+static ngx_int_t
+ngx_http_realtime_init_process(ngx_cycle_t *cycle)
+{
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_http_realtime_zone_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_realtime_ipc_init_process(cycle);
+}
+
+
+static void
+ngx_http_realtime_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_realtime_ipc_exit_process(cycle);
+    ngx_http_realtime_zone_exit_process(cycle);
+}
+
+
 ngx_int_t
 ngx_http_realtime_send_error(ngx_http_request_t *r, ngx_uint_t status,
     char *code, char *message)
 {
-    size_t        len;
-    ngx_int_t     rc;
-    ngx_buf_t    *b;
-    ngx_chain_t   out;
+    size_t      len;
+    u_char     *p;
+    ngx_str_t   type;
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         r->keepalive = 0;
@@ -149,20 +257,33 @@ ngx_http_realtime_send_error(ngx_http_request_t *r, ngx_uint_t status,
     len = sizeof("{\"error\":\"\",\"code\":\"\"}" CRLF) - 1
           + ngx_strlen(message) + ngx_strlen(code);
 
-    b = ngx_create_temp_buf(r->pool, len);
-    if (b == NULL) {
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    b->last = ngx_sprintf(b->last, "{\"error\":\"%s\",\"code\":\"%s\"}" CRLF,
-                          message, code);
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
+    len = ngx_sprintf(p, "{\"error\":\"%s\",\"code\":\"%s\"}" CRLF,
+                      message, code)
+          - p;
+
+    ngx_str_set(&type, "application/json");
+
+    return ngx_http_realtime_send_body(r, status, &type, p, len);
+}
+
+
+ngx_int_t
+ngx_http_realtime_send_body(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *body, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
 
     r->headers_out.status = status;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_length_n = len;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
     r->headers_out.content_type_lowcase = NULL;
 
     rc = ngx_http_send_header(r);
@@ -171,10 +292,42 @@ ngx_http_realtime_send_error(ngx_http_request_t *r, ngx_uint_t status,
         return rc;
     }
 
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body;
+    b->last = body + len;
+    b->memory = (len != 0);
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
     out.buf = b;
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+static void *
+ngx_http_realtime_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_realtime_main_conf_t  *rmcf;
+
+    rmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_realtime_main_conf_t));
+    if (rmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&rmcf->zones, cf->pool, 1,
+                       sizeof(ngx_http_realtime_zone_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return rmcf;
 }
 
 
@@ -194,6 +347,20 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf)
      *     conf->mode = NGX_HTTP_REALTIME_OFF;
      */
 
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->zone = NULL;
+     *     conf->push_secret = { 0, NULL };
+     */
+
+    conf->user = NGX_CONF_UNSET_PTR;
+    conf->presence = NGX_CONF_UNSET;
+    conf->client_publish = NGX_CONF_UNSET;
+    conf->max_rooms = NGX_CONF_UNSET_UINT;
+    conf->max_user_connections = NGX_CONF_UNSET_UINT;
+    conf->rate = NGX_CONF_UNSET_UINT;
+    conf->burst = NGX_CONF_UNSET_UINT;
     conf->subprotocols = NGX_CONF_UNSET_PTR;
     conf->origins = NGX_CONF_UNSET_PTR;
     conf->max_message_size = NGX_CONF_UNSET_SIZE;
@@ -211,6 +378,15 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_realtime_loc_conf_t *prev = parent;
     ngx_http_realtime_loc_conf_t *conf = child;
 
+    ngx_conf_merge_ptr_value(conf->user, prev->user, NULL);
+    ngx_conf_merge_value(conf->presence, prev->presence, 0);
+    ngx_conf_merge_value(conf->client_publish, prev->client_publish, 0);
+    ngx_conf_merge_uint_value(conf->max_rooms, prev->max_rooms, 64);
+    ngx_conf_merge_uint_value(conf->max_user_connections,
+                              prev->max_user_connections, 16);
+    ngx_conf_merge_uint_value(conf->rate, prev->rate, 0);
+    ngx_conf_merge_uint_value(conf->burst, prev->burst, 0);
+    ngx_conf_merge_str_value(conf->push_secret, prev->push_secret, "");
     ngx_conf_merge_ptr_value(conf->subprotocols, prev->subprotocols, NULL);
     ngx_conf_merge_ptr_value(conf->origins, prev->origins, NULL);
     ngx_conf_merge_size_value(conf->max_message_size,
@@ -230,6 +406,7 @@ ngx_http_realtime(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_realtime_loc_conf_t *rlcf = conf;
 
+    ngx_str_t                 *value;
     ngx_http_core_loc_conf_t  *clcf;
 
     if (rlcf->mode != NGX_HTTP_REALTIME_OFF) {
@@ -239,8 +416,121 @@ ngx_http_realtime(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rlcf->mode = (cmd->name.len == sizeof("realtime_echo") - 1)
                  ? NGX_HTTP_REALTIME_ECHO : NGX_HTTP_REALTIME_ROOMS;
 
+    if (cf->args->nelts == 2) {
+        value = cf->args->elts;
+
+        rlcf->zone = ngx_http_realtime_zone_add(cf, &value[1], 0);
+        if (rlcf->zone == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_realtime_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* realtime_push, realtime_status, realtime_metrics */
+
+static char *
+ngx_http_realtime_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_realtime_loc_conf_t *rlcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (rlcf->zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    rlcf->zone = ngx_http_realtime_zone_add(cf, &value[1], 0);
+    if (rlcf->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    switch (cmd->name.data[sizeof("realtime_") - 1]) {
+
+    case 'p':
+        clcf->handler = ngx_http_realtime_push_handler;
+        break;
+
+    case 's':
+        clcf->handler = ngx_http_realtime_status_handler;
+        break;
+
+    default: /* 'm' */
+        clcf->handler = ngx_http_realtime_metrics_handler;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* realtime_rate_limit 20r/s [burst=40]; stored as in limit_req, x1000 */
+
+static char *
+ngx_http_realtime_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_realtime_loc_conf_t *rlcf = conf;
+
+    size_t      len;
+    ngx_int_t   rate, scale, burst;
+    ngx_str_t  *value;
+
+    if (rlcf->rate != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strcmp(value[1].data, "off") == 0) {
+        rlcf->rate = 0;
+        rlcf->burst = 0;
+        return NGX_CONF_OK;
+    }
+
+    len = value[1].len;
+    scale = 1;
+
+    if (len > 2 && ngx_strcmp(value[1].data + len - 2, "/s") == 0) {
+        len -= 2;
+
+    } else if (len > 2 && ngx_strcmp(value[1].data + len - 2, "/m") == 0) {
+        len -= 2;
+        scale = 60;
+    }
+
+    if (len > 1 && value[1].data[len - 1] == 'r') {
+        len--;
+    }
+
+    rate = ngx_atoi(value[1].data, len);
+    if (rate <= 0) {
+        return "has an invalid rate";
+    }
+
+    burst = 0;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "burst=", 6) != 0) {
+            return "has an invalid parameter";
+        }
+
+        burst = ngx_atoi(value[2].data + 6, value[2].len - 6);
+        if (burst == NGX_ERROR) {
+            return "has an invalid burst";
+        }
+    }
+
+    rlcf->rate = rate * 1000 / scale;
+    rlcf->burst = burst * 1000;
 
     return NGX_CONF_OK;
 }

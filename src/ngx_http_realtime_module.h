@@ -12,7 +12,11 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <jansson.h>
+
 #include "ngx_http_realtime_frame.h"
+#include "ngx_http_realtime_protocol.h"
+#include "ngx_http_realtime_room.h"
 
 
 #define NGX_HTTP_REALTIME_OFF            0
@@ -24,6 +28,20 @@
 
 /* frames kept in the connection itself before the queue moves to heap */
 #define NGX_HTTP_REALTIME_OUT_INLINE     4
+
+/* user ids travel in 16-bit lengths between workers */
+#define NGX_HTTP_REALTIME_USER_MAX       256
+
+/* results of the room operations, besides NGX_OK and NGX_ERROR */
+#define NGX_HTTP_REALTIME_ZONE_FULL      -100
+#define NGX_HTTP_REALTIME_LIMIT          -101
+#define NGX_HTTP_REALTIME_QUEUE_FULL     -102
+#define NGX_HTTP_REALTIME_NOT_FOUND      -103
+
+
+typedef struct {
+    ngx_array_t                        zones;    /* realtime_zone_t * */
+} ngx_http_realtime_main_conf_t;
 
 
 typedef struct {
@@ -37,6 +55,15 @@ typedef struct {
 
 typedef struct {
     ngx_uint_t                         mode;
+    ngx_http_realtime_zone_t          *zone;
+    ngx_http_complex_value_t          *user;
+    ngx_flag_t                         presence;
+    ngx_flag_t                         client_publish;
+    ngx_uint_t                         max_rooms;
+    ngx_uint_t                         max_user_connections;
+    ngx_uint_t                         rate;     /* messages per 1000 s */
+    ngx_uint_t                         burst;    /* messages * 1000 */
+    ngx_str_t                          push_secret;
     ngx_array_t                       *subprotocols;  /* ngx_str_t */
     ngx_array_t                       *origins;  /* realtime_origin_t */
     size_t                             max_message_size;
@@ -88,6 +115,23 @@ typedef struct {
 
     ngx_str_t                          subprotocol;
 
+    /* rooms: see ngx_http_realtime_room.c */
+    ngx_http_realtime_zone_t          *zone;
+    ngx_str_t                          user;
+    ngx_str_t                          id;
+    ngx_http_realtime_sh_conn_t       *sh_conn;
+    ngx_http_realtime_local_user_t    *local_user;
+    ngx_queue_t                        user_link;
+    ngx_queue_t                        zone_link;
+    ngx_queue_t                        rooms;        /* local_member_t */
+    ngx_uint_t                         nrooms;
+
+    /* realtime_rate_limit: a leaky bucket as in limit_req */
+    ngx_msec_t                         rate_last;
+    ngx_uint_t                         rate_excess;
+    ngx_uint_t                         rate_strikes;
+
+    unsigned                           upgraded:1;
     unsigned                           close_sent:1;
     unsigned                           close_received:1;
     unsigned                           lingering:1;
@@ -108,11 +152,64 @@ void ngx_http_realtime_close(ngx_http_realtime_conn_t *ws, ngx_uint_t code,
 
 ngx_http_realtime_msg_t *ngx_http_realtime_msg_frame(ngx_uint_t opcode,
     u_char *payload, size_t len);
+ngx_http_realtime_msg_t *ngx_http_realtime_msg_alloc(size_t size);
 void ngx_http_realtime_msg_release(ngx_http_realtime_msg_t *msg);
+
+/* ngx_http_realtime_room.c */
+char *ngx_http_realtime_zone_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_http_realtime_zone_t *ngx_http_realtime_zone_add(ngx_conf_t *cf,
+    ngx_str_t *name, size_t size);
+ngx_int_t ngx_http_realtime_zone_init_process(ngx_cycle_t *cycle);
+void ngx_http_realtime_zone_exit_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws,
+    ngx_pool_t *pool);
+void ngx_http_realtime_room_disconnect(ngx_http_realtime_conn_t *ws);
+ngx_int_t ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws,
+    ngx_str_t *room, ngx_uint_t *members, ngx_uint_t *first);
+ngx_http_realtime_local_member_t *ngx_http_realtime_local_find(
+    ngx_http_realtime_conn_t *ws, ngx_str_t *room);
+ngx_int_t ngx_http_realtime_room_leave(ngx_http_realtime_conn_t *ws,
+    ngx_str_t *room, ngx_uint_t *members, ngx_uint_t *last);
+json_t *ngx_http_realtime_room_presence(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room);
+ngx_int_t ngx_http_realtime_publish(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_conn_t *skip, ngx_http_realtime_msg_t *msg,
+    ngx_uint_t *recipients);
+ngx_uint_t ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_conn_t *skip, ngx_http_realtime_msg_t *msg);
+
+/* ngx_http_realtime_ipc.c */
+ngx_int_t ngx_http_realtime_ipc_init_process(ngx_cycle_t *cycle);
+void ngx_http_realtime_ipc_exit_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t slot, ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_msg_t *msg);
+void ngx_http_realtime_ipc_wake(ngx_pid_t pid);
+
+/* ngx_http_realtime_events.c */
+ngx_int_t ngx_http_realtime_client_open(ngx_http_realtime_conn_t *ws);
+ngx_int_t ngx_http_realtime_client_message(ngx_http_realtime_conn_t *ws,
+    ngx_uint_t opcode, u_char *data, size_t len);
+void ngx_http_realtime_client_close(ngx_http_realtime_conn_t *ws);
+ngx_int_t ngx_http_realtime_send_json(ngx_http_realtime_conn_t *ws,
+    json_t *json);
+ngx_http_realtime_msg_t *ngx_http_realtime_msg_json(json_t *json);
+
+/* ngx_http_realtime_push.c, ngx_http_realtime_status.c */
+ngx_int_t ngx_http_realtime_push_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_realtime_send_json_response(ngx_http_request_t *r,
+    ngx_uint_t status, json_t *json);
+ngx_int_t ngx_http_realtime_status_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_realtime_metrics_handler(ngx_http_request_t *r);
 
 /* ngx_http_realtime_module.c */
 ngx_int_t ngx_http_realtime_send_error(ngx_http_request_t *r,
     ngx_uint_t status, char *code, char *message);
+ngx_int_t ngx_http_realtime_send_body(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, u_char *body, size_t len);
 
 
 extern ngx_module_t  ngx_http_realtime_module;

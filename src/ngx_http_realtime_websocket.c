@@ -52,6 +52,9 @@ static ngx_int_t ngx_http_realtime_accept_headers(ngx_http_request_t *r,
 static ngx_table_elt_t *ngx_http_realtime_add_header(ngx_http_request_t *r,
     char *name, size_t len, ngx_str_t *value);
 static void ngx_http_realtime_flush_handshake(ngx_http_request_t *r);
+static ngx_int_t ngx_http_realtime_register(ngx_http_request_t *r,
+    ngx_http_realtime_conn_t *ws);
+static void ngx_http_realtime_handshake_cleanup(void *data);
 
 
 ngx_int_t
@@ -140,6 +143,13 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
     ws->subprotocol = protocol;
 
     ngx_http_set_ctx(r, ws, ngx_http_realtime_module);
+
+    if (rlcf->zone) {
+        rc = ngx_http_realtime_register(r, ws);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
 
     if (ngx_http_realtime_accept_headers(r, &hs.key, &protocol) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -548,4 +558,86 @@ ngx_http_realtime_flush_handshake(ngx_http_request_t *r)
 
     ngx_http_realtime_upgrade(r, ngx_http_get_module_ctx(r,
                                                    ngx_http_realtime_module));
+}
+
+
+/*
+ * Gives the socket its user and its place in the zone before the 101, so
+ * that a refusal is still an HTTP answer.
+ */
+
+static ngx_int_t
+ngx_http_realtime_register(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
+{
+    ngx_int_t            rc;
+    ngx_str_t            user;
+    ngx_pool_cleanup_t  *cln;
+
+    ws->zone = ws->conf->zone;
+
+    if (ws->conf->user) {
+        if (ngx_http_complex_value(r, ws->conf->user, &user) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (user.len > NGX_HTTP_REALTIME_USER_MAX) {
+            return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                "BAD_REQUEST",
+                                                "user id is too long");
+        }
+
+        if (user.len) {
+            ws->user.data = ngx_pstrdup(r->connection->pool, &user);
+            if (ws->user.data == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            ws->user.len = user.len;
+        }
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_realtime_room_connect(ws, r->connection->pool);
+
+    switch (rc) {
+
+    case NGX_OK:
+        cln->handler = ngx_http_realtime_handshake_cleanup;
+        cln->data = ws;
+        return NGX_OK;
+
+    case NGX_HTTP_REALTIME_LIMIT:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "realtime: user \"%V\" has too many connections",
+                      &ws->user);
+        return ngx_http_realtime_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                            "TOO_MANY_CONNECTIONS",
+                                            "too many connections for "
+                                            "this user");
+
+    case NGX_HTTP_REALTIME_ZONE_FULL:
+        return ngx_http_realtime_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "ZONE_FULL",
+                                            "the realtime zone is full");
+
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+}
+
+
+/* a handshake that fails after registration leaves the zone */
+
+static void
+ngx_http_realtime_handshake_cleanup(void *data)
+{
+    ngx_http_realtime_conn_t  *ws = data;
+
+    if (!ws->upgraded) {
+        ngx_http_realtime_client_close(ws);
+    }
 }

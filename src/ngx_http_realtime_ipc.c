@@ -1,0 +1,350 @@
+
+/*
+ * Copyright (C) ngx-realtime developers
+ *
+ * Cross-worker delivery.  Each worker has a queue in the shared zone; a
+ * publisher appends the encoded frame to the queue of every other worker
+ * that has a receiver and wakes it with a datagram on a Linux abstract
+ * socket named after its pid.  The socket is bound by the worker itself,
+ * so workers of the old and the new generation can reach each other
+ * during a reload, which descriptors made before fork could not.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <sys/un.h>
+
+#include "ngx_http_realtime_module.h"
+
+
+#define NGX_HTTP_REALTIME_IPC_SKIP  0
+
+#define NGX_HTTP_REALTIME_IPC_NAME  "ngx-realtime-%P"
+
+
+typedef struct {
+    uint32_t                    size;      /* the whole record, aligned */
+    uint16_t                    type;
+    uint16_t                    target_len;
+    uint16_t                    except_len;
+    uint16_t                    reserved;
+    uint32_t                    frame_len;
+    /* target, except and the frame follow */
+} ngx_http_realtime_ipc_rec_t;
+
+
+/* a record copied out of the queue, delivered after the lock is let go */
+typedef struct {
+    ngx_uint_t                  type;
+    ngx_str_t                   target;
+    ngx_str_t                   except;
+    ngx_http_realtime_msg_t    *msg;
+} ngx_http_realtime_ipc_item_t;
+
+
+static void ngx_http_realtime_ipc_handler(ngx_event_t *rev);
+static void ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone);
+static socklen_t ngx_http_realtime_ipc_addr(struct sockaddr_un *sun,
+    ngx_pid_t pid);
+
+
+static ngx_connection_t  *ngx_http_realtime_ipc_conn;
+static ngx_array_t        ngx_http_realtime_ipc_items;
+
+
+ngx_int_t
+ngx_http_realtime_ipc_init_process(ngx_cycle_t *cycle)
+{
+    socklen_t                       len;
+    ngx_socket_t                    s;
+    ngx_connection_t               *c;
+    struct sockaddr_un              sun;
+    ngx_http_realtime_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_realtime_module);
+    if (rmcf == NULL || rmcf->zones.nelts == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_array_init(&ngx_http_realtime_ipc_items, cycle->pool, 64,
+                       sizeof(ngx_http_realtime_ipc_item_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    s = socket(AF_UNIX, SOCK_DGRAM, 0);
+    if (s == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_socket_errno,
+                      "realtime: socket(AF_UNIX) failed");
+        return NGX_ERROR;
+    }
+
+    len = ngx_http_realtime_ipc_addr(&sun, ngx_pid);
+
+    if (bind(s, (struct sockaddr *) &sun, len) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_socket_errno,
+                      "realtime: bind() of the worker socket failed");
+        ngx_close_socket(s);
+        return NGX_ERROR;
+    }
+
+    if (ngx_nonblocking(s) == -1) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_socket_errno,
+                      ngx_nonblocking_n " failed");
+        ngx_close_socket(s);
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(s, cycle->log);
+    if (c == NULL) {
+        ngx_close_socket(s);
+        return NGX_ERROR;
+    }
+
+    c->read->handler = ngx_http_realtime_ipc_handler;
+    c->read->log = cycle->log;
+    c->write->log = cycle->log;
+
+    if (ngx_add_event(c->read, NGX_READ_EVENT, 0) != NGX_OK) {
+        ngx_close_connection(c);
+        return NGX_ERROR;
+    }
+
+    ngx_http_realtime_ipc_conn = c;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_realtime_ipc_exit_process(ngx_cycle_t *cycle)
+{
+    if (ngx_http_realtime_ipc_conn) {
+        ngx_close_connection(ngx_http_realtime_ipc_conn);
+        ngx_http_realtime_ipc_conn = NULL;
+    }
+}
+
+
+static socklen_t
+ngx_http_realtime_ipc_addr(struct sockaddr_un *sun, ngx_pid_t pid)
+{
+    u_char  *p;
+
+    ngx_memzero(sun, sizeof(struct sockaddr_un));
+    sun->sun_family = AF_UNIX;
+
+    /* sun_path[0] == '\0': the abstract namespace, no file to clean up */
+
+    p = ngx_sprintf((u_char *) sun->sun_path + 1,
+                    NGX_HTTP_REALTIME_IPC_NAME, pid);
+
+    return (socklen_t) (offsetof(struct sockaddr_un, sun_path)
+                        + (p - (u_char *) sun->sun_path));
+}
+
+
+/*
+ * Appends a frame to a worker's queue; called with the zone locked.
+ * NGX_DONE: the worker had nothing pending and must be woken;
+ * NGX_DECLINED: the queue is full.
+ */
+
+ngx_int_t
+ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t slot, ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_msg_t *msg)
+{
+    u_char                       *p;
+    size_t                        size, tail, waste;
+    ngx_http_realtime_slot_t     *s;
+    ngx_http_realtime_ipc_rec_t  *rec;
+
+    s = &zone->sh->slots[slot];
+
+    /* 16-aligned, so a skipped end always has room for a header */
+    size = ngx_align(sizeof(ngx_http_realtime_ipc_rec_t) + target->len
+                     + (except ? except->len : 0) + msg->len, 16);
+
+    tail = (s->queue_head + s->queue_used) % s->queue_size;
+
+    /* a record never wraps: the end of the ring is skipped instead */
+    waste = (tail + size > s->queue_size) ? s->queue_size - tail : 0;
+
+    if (s->queue_used + waste + size > s->queue_size) {
+        return NGX_DECLINED;
+    }
+
+    if (waste) {
+        rec = (ngx_http_realtime_ipc_rec_t *) (s->queue + tail);
+        rec->size = (uint32_t) waste;
+        rec->type = NGX_HTTP_REALTIME_IPC_SKIP;
+        s->queue_used += waste;
+        tail = 0;
+    }
+
+    rec = (ngx_http_realtime_ipc_rec_t *) (s->queue + tail);
+    rec->size = (uint32_t) size;
+    rec->type = (uint16_t) type;
+    rec->target_len = (uint16_t) target->len;
+    rec->except_len = (uint16_t) (except ? except->len : 0);
+    rec->frame_len = (uint32_t) msg->len;
+
+    p = (u_char *) rec + sizeof(ngx_http_realtime_ipc_rec_t);
+    p = ngx_cpymem(p, target->data, target->len);
+
+    if (except) {
+        p = ngx_cpymem(p, except->data, except->len);
+    }
+
+    ngx_memcpy(p, msg->data, msg->len);
+
+    s->queue_used += size;
+
+    if (s->notified) {
+        return NGX_OK;
+    }
+
+    s->notified = 1;
+
+    return NGX_DONE;
+}
+
+
+void
+ngx_http_realtime_ipc_wake(ngx_pid_t pid)
+{
+    u_char               b;
+    socklen_t            len;
+    struct sockaddr_un   sun;
+
+    if (ngx_http_realtime_ipc_conn == NULL) {
+        return;
+    }
+
+    b = 1;
+    len = ngx_http_realtime_ipc_addr(&sun, pid);
+
+    /*
+     * A full socket buffer already holds a wakeup; a worker that is gone
+     * has its slot purged by the next worker that starts.
+     */
+
+    if (sendto(ngx_http_realtime_ipc_conn->fd, &b, 1, 0,
+               (struct sockaddr *) &sun, len)
+        == -1
+        && ngx_socket_errno != NGX_EAGAIN)
+    {
+        ngx_log_error(NGX_LOG_INFO, ngx_cycle->log, ngx_socket_errno,
+                      "realtime: waking worker %P failed", pid);
+    }
+}
+
+
+static void
+ngx_http_realtime_ipc_handler(ngx_event_t *rev)
+{
+    u_char                          buf[64];
+    ngx_uint_t                      i;
+    ngx_connection_t               *c;
+    ngx_http_realtime_zone_t      **zones;
+    ngx_http_realtime_main_conf_t  *rmcf;
+
+    c = rev->data;
+
+    /* one drain serves every wakeup that is pending */
+
+    while (recv(c->fd, buf, sizeof(buf), 0) > 0) { /* void */ }
+
+    rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_realtime_module);
+    zones = rmcf->zones.elts;
+
+    for (i = 0; i < rmcf->zones.nelts; i++) {
+        if (zones[i]->slot != NGX_HTTP_REALTIME_SLOTS) {
+            ngx_http_realtime_ipc_drain(zones[i]);
+        }
+    }
+}
+
+
+static void
+ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
+{
+    u_char                        *p;
+    ngx_uint_t                     i;
+    ngx_http_realtime_slot_t      *s;
+    ngx_http_realtime_msg_t       *msg;
+    ngx_http_realtime_ipc_rec_t   *rec;
+    ngx_http_realtime_ipc_item_t  *item, *items;
+
+    s = &zone->sh->slots[zone->slot];
+
+    ngx_http_realtime_ipc_items.nelts = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    /* frames published from now on need a new wakeup */
+    s->notified = 0;
+
+    while (s->queue_used) {
+        rec = (ngx_http_realtime_ipc_rec_t *) (s->queue + s->queue_head);
+
+        s->queue_head = (s->queue_head + rec->size) % s->queue_size;
+        s->queue_used -= rec->size;
+
+        if (rec->type == NGX_HTTP_REALTIME_IPC_SKIP) {
+            continue;
+        }
+
+        /* one local copy of the frame, shared by every local receiver */
+
+        msg = ngx_http_realtime_msg_alloc(rec->frame_len + rec->target_len
+                                          + rec->except_len);
+        if (msg == NULL) {
+            (void) ngx_atomic_fetch_add(&s->dropped, 1);
+            continue;
+        }
+
+        item = ngx_array_push(&ngx_http_realtime_ipc_items);
+        if (item == NULL) {
+            ngx_http_realtime_msg_release(msg);
+            (void) ngx_atomic_fetch_add(&s->dropped, 1);
+            continue;
+        }
+
+        p = (u_char *) rec + sizeof(ngx_http_realtime_ipc_rec_t);
+
+        ngx_memcpy(msg->data, p + rec->target_len + rec->except_len,
+                   rec->frame_len);
+        msg->len = rec->frame_len;
+
+        item->type = rec->type;
+        item->target.data = ngx_cpymem(msg->data + msg->len, p,
+                                       rec->target_len)
+                            - rec->target_len;
+        item->target.len = rec->target_len;
+        item->except.data = ngx_cpymem(item->target.data + rec->target_len,
+                                       p + rec->target_len, rec->except_len)
+                            - rec->except_len;
+        item->except.len = rec->except_len;
+        item->msg = msg;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    items = ngx_http_realtime_ipc_items.elts;
+
+    for (i = 0; i < ngx_http_realtime_ipc_items.nelts; i++) {
+        ngx_http_realtime_deliver(zone, items[i].type, &items[i].target,
+                                  &items[i].except, NULL, items[i].msg);
+        ngx_http_realtime_msg_release(items[i].msg);
+    }
+
+    ngx_http_realtime_ipc_items.nelts = 0;
+}

@@ -1,0 +1,476 @@
+
+/*
+ * Copyright (C) ngx-realtime developers
+ *
+ * The push API: POST /sendPayload from backend services, to a user, a
+ * room or everyone (the judge service's contract, extended).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/crypto.h>
+
+#include "ngx_http_realtime_module.h"
+
+
+static ngx_int_t ngx_http_realtime_push_check(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf);
+static void ngx_http_realtime_push_body(ngx_http_request_t *r);
+static u_char *ngx_http_realtime_push_read(ngx_http_request_t *r,
+    size_t *len);
+static json_t *ngx_http_realtime_push_item(ngx_http_realtime_zone_t *zone,
+    json_t *item, ngx_uint_t *status);
+static json_t *ngx_http_realtime_push_answer(ngx_uint_t *status,
+    ngx_uint_t code, const char *error, const char *error_code);
+
+
+static const char  *ngx_http_realtime_push_fields[] = {
+    "userId", "room", "broadcast", "except", "topic", "event", "payload",
+    NULL
+};
+
+
+ngx_int_t
+ngx_http_realtime_push_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_http_realtime_loc_conf_t  *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_module);
+
+    rc = ngx_http_realtime_push_check(r, rlcf);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    r->request_body_in_single_buf = 1;
+
+    rc = ngx_http_read_client_request_body(r, ngx_http_realtime_push_body);
+
+    if (rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
+        r->keepalive = 0;
+        return ngx_http_realtime_send_error(r, rc, "PAYLOAD_TOO_LARGE",
+                         "the body is larger than client_max_body_size");
+    }
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_push_check(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf)
+{
+    size_t                     len;
+    ngx_str_t                 *secret, *type;
+    ngx_table_elt_t           *h;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (r->method != NGX_HTTP_POST) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Allow");
+        ngx_str_set(&h->value, "POST");
+
+        return ngx_http_realtime_send_error(r, NGX_HTTP_NOT_ALLOWED,
+                                            "METHOD_NOT_ALLOWED",
+                                            "use POST");
+    }
+
+    secret = &rlcf->push_secret;
+
+    if (secret->len) {
+        h = r->headers_in.authorization;
+
+        if (h == NULL
+            || h->value.len != sizeof("Bearer ") - 1 + secret->len
+            || ngx_strncasecmp(h->value.data, (u_char *) "Bearer ", 7) != 0
+            || CRYPTO_memcmp(h->value.data + 7, secret->data, secret->len)
+               != 0)
+        {
+            h = ngx_list_push(&r->headers_out.headers);
+            if (h == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            h->hash = 1;
+            ngx_str_set(&h->key, "WWW-Authenticate");
+            ngx_str_set(&h->value, "Bearer");
+
+            return ngx_http_realtime_send_error(r, NGX_HTTP_UNAUTHORIZED,
+                                                "UNAUTHORIZED",
+                                                "a valid push secret is "
+                                                "required");
+        }
+    }
+
+    type = r->headers_in.content_type ? &r->headers_in.content_type->value
+                                      : NULL;
+    len = sizeof("application/json") - 1;
+
+    if (type == NULL || type->len < len
+        || ngx_strncasecmp(type->data, (u_char *) "application/json", len)
+           != 0
+        || (type->len > len && type->data[len] != ';'
+            && type->data[len] != ' '))
+    {
+        return ngx_http_realtime_send_error(r,
+                                            NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
+                                            "UNSUPPORTED_MEDIA_TYPE",
+                                            "Content-Type must be "
+                                            "application/json");
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->client_max_body_size
+        && r->headers_in.content_length_n > clcf->client_max_body_size)
+    {
+        r->keepalive = 0;
+        return ngx_http_realtime_send_error(r,
+                         NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+                         "PAYLOAD_TOO_LARGE",
+                         "the body is larger than client_max_body_size");
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_realtime_push_body(ngx_http_request_t *r)
+{
+    u_char                        *body;
+    size_t                         len, i;
+    json_t                        *root, *answer, *answers, *item;
+    ngx_uint_t                     status, item_status;
+    json_error_t                   error;
+    ngx_http_realtime_loc_conf_t  *rlcf;
+    char                           message[200];
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_module);
+
+    body = ngx_http_realtime_push_read(r, &len);
+    if (body == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    root = json_loadb((char *) body, len, JSON_REJECT_DUPLICATES, &error);
+
+    if (root == NULL) {
+        (void) ngx_snprintf((u_char *) message, sizeof(message) - 1,
+                            "invalid JSON at line %d, column %d, "
+                            "position %d: %s%Z", error.line, error.column,
+                            error.position, error.text);
+        message[sizeof(message) - 1] = '\0';
+
+        answer = json_pack("{s:s, s:s, s:i, s:i, s:i}",
+                           "error", message, "code", "INVALID_JSON",
+                           "line", error.line, "column", error.column,
+                           "position", error.position);
+
+        ngx_http_finalize_request(r,
+            ngx_http_realtime_send_json_response(r, NGX_HTTP_BAD_REQUEST,
+                                                 answer));
+        json_decref(answer);
+        return;
+    }
+
+    if (!json_is_array(root)) {
+        answer = ngx_http_realtime_push_item(rlcf->zone, root, &status);
+
+    } else {
+        /* a batch: one answer per item, the request is a 200 */
+
+        answers = json_array();
+        status = NGX_HTTP_OK;
+
+        json_array_foreach(root, i, item) {
+            answer = ngx_http_realtime_push_item(rlcf->zone, item,
+                                                 &item_status);
+            if (answer == NULL
+                || json_object_set_new(answer, "status",
+                                       json_integer(item_status)) != 0
+                || json_array_append_new(answers, answer) != 0)
+            {
+                status = NGX_HTTP_INTERNAL_SERVER_ERROR;
+                break;
+            }
+        }
+
+        answer = json_pack("{s:o}", "results", answers);
+    }
+
+    json_decref(root);
+
+    if (answer == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ngx_http_finalize_request(r,
+        ngx_http_realtime_send_json_response(r, status, answer));
+    json_decref(answer);
+}
+
+
+/* the whole body in one piece, also when nginx spilled it to a file */
+
+static u_char *
+ngx_http_realtime_push_read(ngx_http_request_t *r, size_t *len)
+{
+    u_char       *p, *body;
+    size_t        size;
+    ssize_t       n;
+    ngx_buf_t    *b;
+    ngx_chain_t  *cl;
+
+    *len = 0;
+
+    if (r->request_body == NULL || r->request_body->bufs == NULL) {
+        return (u_char *) "";
+    }
+
+    size = 0;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        size += b->in_file ? (size_t) (b->file_last - b->file_pos)
+                           : (size_t) (b->last - b->pos);
+    }
+
+    body = ngx_pnalloc(r->pool, size + 1);
+    if (body == NULL) {
+        return NULL;
+    }
+
+    p = body;
+
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (!b->in_file) {
+            p = ngx_cpymem(p, b->pos, b->last - b->pos);
+            continue;
+        }
+
+        n = ngx_read_file(b->file, p, b->file_last - b->file_pos,
+                          b->file_pos);
+        if (n == NGX_ERROR) {
+            return NULL;
+        }
+
+        p += n;
+    }
+
+    *len = p - body;
+
+    return body;
+}
+
+
+/*
+ * One push: {"userId" | "room" | "broadcast": true, "topic", "payload"
+ * or the other fields as the data, "except"}.
+ */
+
+static json_t *
+ngx_http_realtime_push_item(ngx_http_realtime_zone_t *zone, json_t *item,
+    ngx_uint_t *status)
+{
+    json_t                   *topic, *data, *event, *answer, *v;
+    ngx_int_t                 rc;
+    ngx_str_t                 target, except;
+    ngx_uint_t                type, n, i;
+    const char               *key;
+    ngx_http_realtime_msg_t  *msg;
+
+    (void) ngx_atomic_fetch_add(&zone->sh->slots[zone->slot].messages_in, 1);
+
+    if (!json_is_object(item)) {
+        return ngx_http_realtime_push_answer(status, NGX_HTTP_BAD_REQUEST,
+                                         "Missing topic, payload or userId",
+                                         "BAD_REQUEST");
+    }
+
+    topic = json_object_get(item, "topic");
+    if (topic == NULL) {
+        topic = json_object_get(item, "event");
+    }
+
+    ngx_str_null(&target);
+    ngx_str_null(&except);
+
+    if (json_is_string(v = json_object_get(item, "userId"))) {
+        type = NGX_HTTP_REALTIME_TO_USER;
+
+    } else if (json_is_string(v = json_object_get(item, "room"))) {
+        type = NGX_HTTP_REALTIME_TO_ROOM;
+
+    } else if (json_is_true(json_object_get(item, "broadcast"))) {
+        type = NGX_HTTP_REALTIME_TO_ALL;
+        v = NULL;
+
+    } else {
+        type = 0;
+    }
+
+    if (type == 0 || !json_is_string(topic) || json_string_length(topic) == 0
+        || json_string_length(topic) > NGX_HTTP_REALTIME_EVENT_MAX)
+    {
+        return ngx_http_realtime_push_answer(status, NGX_HTTP_BAD_REQUEST,
+                                         "Missing topic, payload or userId",
+                                         "BAD_REQUEST");
+    }
+
+    if (v) {
+        target.data = (u_char *) json_string_value(v);
+        target.len = json_string_length(v);
+    }
+
+    if (type == NGX_HTTP_REALTIME_TO_ROOM
+        && !ngx_http_realtime_room_valid((char *) target.data, target.len))
+    {
+        return ngx_http_realtime_push_answer(status, NGX_HTTP_BAD_REQUEST,
+                           "a room name is 1-128 bytes of letters, digits "
+                           "and _-:.@/#", "BAD_REQUEST");
+    }
+
+    if (type == NGX_HTTP_REALTIME_TO_USER
+        && (target.len == 0 || target.len > NGX_HTTP_REALTIME_USER_MAX))
+    {
+        return ngx_http_realtime_push_answer(status, NGX_HTTP_BAD_REQUEST,
+                                             "userId must be 1-256 bytes",
+                                             "BAD_REQUEST");
+    }
+
+    v = json_object_get(item, "except");
+
+    if (v && !json_is_string(v)) {
+        return ngx_http_realtime_push_answer(status, NGX_HTTP_BAD_REQUEST,
+                                             "except must be a userId",
+                                             "BAD_REQUEST");
+    }
+
+    if (v) {
+        except.data = (u_char *) json_string_value(v);
+        except.len = ngx_min(json_string_length(v),
+                             NGX_HTTP_REALTIME_USER_MAX);
+    }
+
+    data = json_object_get(item, "payload");
+
+    if (data) {
+        json_incref(data);
+
+    } else {
+        /* the judge service sends its fields beside userId and topic */
+
+        data = json_deep_copy(item);
+        if (data == NULL) {
+            return NULL;
+        }
+
+        for (i = 0; ngx_http_realtime_push_fields[i]; i++) {
+            json_object_del(data, ngx_http_realtime_push_fields[i]);
+        }
+    }
+
+    key = json_string_value(topic);
+    event = ngx_http_realtime_event(key, data, -1);
+    json_decref(data);
+
+    if (event == NULL) {
+        return NULL;
+    }
+
+    msg = ngx_http_realtime_msg_json(event);
+    json_decref(event);
+
+    if (msg == NULL) {
+        return NULL;
+    }
+
+    rc = ngx_http_realtime_publish(zone, type, &target, &except, NULL, msg,
+                                   &n);
+    ngx_http_realtime_msg_release(msg);
+
+    if (rc == NGX_HTTP_REALTIME_NOT_FOUND
+        && type == NGX_HTTP_REALTIME_TO_USER)
+    {
+        return ngx_http_realtime_push_answer(status, NGX_HTTP_NOT_FOUND,
+                                             "User not connected",
+                                             "USER_NOT_FOUND");
+    }
+
+    if (rc == NGX_HTTP_REALTIME_QUEUE_FULL) {
+        answer = ngx_http_realtime_push_answer(status,
+                                         NGX_HTTP_SERVICE_UNAVAILABLE,
+                                         "a worker's queue is full, not "
+                                         "every receiver got the payload",
+                                         "QUEUE_FULL");
+
+    } else {
+        *status = NGX_HTTP_OK;
+        answer = json_pack("{s:s}", "message", "Payload sent successfully");
+    }
+
+    if (answer
+        && json_object_set_new(answer, "delivered", json_integer(n)) != 0)
+    {
+        json_decref(answer);
+        return NULL;
+    }
+
+    return answer;
+}
+
+
+static json_t *
+ngx_http_realtime_push_answer(ngx_uint_t *status, ngx_uint_t code,
+    const char *error, const char *error_code)
+{
+    *status = code;
+
+    return json_pack("{s:s, s:s}", "error", error, "code", error_code);
+}
+
+
+ngx_int_t
+ngx_http_realtime_send_json_response(ngx_http_request_t *r,
+    ngx_uint_t status, json_t *json)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   type;
+
+    if (json == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    len = ngx_http_realtime_json_dump(json, NULL, 0);
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    (void) ngx_http_realtime_json_dump(json, (char *) p, len);
+    p[len++] = LF;
+
+    ngx_str_set(&type, "application/json");
+
+    return ngx_http_realtime_send_body(r, status, &type, p, len);
+}

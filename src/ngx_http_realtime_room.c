@@ -1,0 +1,1143 @@
+
+/*
+ * Copyright (C) ngx-realtime developers
+ *
+ * The shared memory zone: rooms, users and connections that every worker
+ * sees, and the worker-local indexes that reach this worker's sockets.
+ * Everything in the zone is changed under the slab pool's mutex.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_realtime_module.h"
+
+
+static ngx_int_t ngx_http_realtime_zone_init(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_int_t ngx_http_realtime_slot_claim(ngx_http_realtime_zone_t *zone,
+    ngx_cycle_t *cycle);
+static void ngx_http_realtime_slot_purge(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t slot);
+static void ngx_http_realtime_sh_disconnect(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_sh_conn_t *conn);
+static void ngx_http_realtime_sh_leave(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_sh_member_t *m, ngx_uint_t slot);
+static void *ngx_http_realtime_sh_node(ngx_http_realtime_zone_t *zone,
+    ngx_rbtree_t *tree, ngx_str_t *name, size_t size, ngx_uint_t *created);
+static void ngx_http_realtime_sh_node_free(ngx_http_realtime_zone_t *zone,
+    ngx_rbtree_t *tree, ngx_str_node_t *sn);
+static void *ngx_http_realtime_local_node(ngx_rbtree_t *tree,
+    ngx_str_t *name, size_t size);
+static void ngx_http_realtime_local_leave(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_local_member_t *lm);
+static ngx_uint_t ngx_http_realtime_room_except(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_sh_room_t *room, ngx_str_t *except);
+
+
+char *
+ngx_http_realtime_zone_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ssize_t     size;
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    size = ngx_parse_size(&value[2]);
+
+    if (size == NGX_ERROR || size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "realtime zone \"%V\" is too small, at least %uz",
+                           &value[1], 8 * ngx_pagesize);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_realtime_zone_add(cf, &value[1], size) == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a zone is defined by realtime_zone and referred to by name elsewhere */
+
+ngx_http_realtime_zone_t *
+ngx_http_realtime_zone_add(ngx_conf_t *cf, ngx_str_t *name, size_t size)
+{
+    ngx_shm_zone_t                 *shm_zone;
+    ngx_http_realtime_zone_t       *zone, **zp;
+    ngx_http_realtime_main_conf_t  *rmcf;
+
+    shm_zone = ngx_shared_memory_add(cf, name, size, &ngx_http_realtime_module);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        /* ngx_shared_memory_add() has checked the size already */
+        return shm_zone->data;
+    }
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_realtime_zone_t));
+    if (zone == NULL) {
+        return NULL;
+    }
+
+    zone->name = *name;
+    zone->shm_zone = shm_zone;
+    zone->slot = NGX_HTTP_REALTIME_SLOTS;
+
+    shm_zone->init = ngx_http_realtime_zone_init;
+    shm_zone->data = zone;
+
+    rmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_realtime_module);
+
+    zp = ngx_array_push(&rmcf->zones);
+    if (zp == NULL) {
+        return NULL;
+    }
+
+    *zp = zone;
+
+    return zone;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_zone_init(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_realtime_zone_t  *ozone = data;
+
+    size_t                      len;
+    ngx_uint_t                  i;
+    ngx_http_realtime_zone_t   *zone;
+    ngx_http_realtime_shctx_t  *sh;
+
+    zone = shm_zone->data;
+
+    if (ozone) {
+        /* reload: the state of the old zone goes on */
+        zone->sh = ozone->sh;
+        zone->shpool = ozone->shpool;
+        return NGX_OK;
+    }
+
+    zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        zone->sh = zone->shpool->data;
+        return NGX_OK;
+    }
+
+    sh = ngx_slab_calloc(zone->shpool, sizeof(ngx_http_realtime_shctx_t));
+    if (sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->sh = sh;
+    zone->shpool->data = sh;
+
+    ngx_rbtree_init(&sh->rooms, &sh->rooms_sentinel,
+                    ngx_str_rbtree_insert_value);
+    ngx_rbtree_init(&sh->users, &sh->users_sentinel,
+                    ngx_str_rbtree_insert_value);
+
+    for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
+        ngx_queue_init(&sh->slots[i].conns);
+    }
+
+    len = sizeof(" in realtime zone \"\"") + shm_zone->shm.name.len;
+
+    zone->shpool->log_ctx = ngx_slab_alloc(zone->shpool, len);
+    if (zone->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(zone->shpool->log_ctx, " in realtime zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* ZONE_FULL is answered and logged by the caller */
+    zone->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_realtime_zone_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                      i;
+    ngx_http_realtime_zone_t      **zones, *zone;
+    ngx_http_realtime_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_realtime_module);
+    if (rmcf == NULL) {
+        return NGX_OK;
+    }
+
+    zones = rmcf->zones.elts;
+
+    for (i = 0; i < rmcf->zones.nelts; i++) {
+        zone = zones[i];
+
+        ngx_rbtree_init(&zone->rooms, &zone->rooms_sentinel,
+                        ngx_str_rbtree_insert_value);
+        ngx_rbtree_init(&zone->users, &zone->users_sentinel,
+                        ngx_str_rbtree_insert_value);
+        ngx_queue_init(&zone->conns);
+
+        if (ngx_http_realtime_slot_claim(zone, cycle) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A worker takes a free slot and first purges the slots of workers that
+ * died: their sockets are gone, and so must be their members.  Slots are
+ * keyed by pid, not by ngx_worker, because after a reload the old and
+ * the new generation share the zone for a while.
+ */
+
+static ngx_int_t
+ngx_http_realtime_slot_claim(ngx_http_realtime_zone_t *zone,
+    ngx_cycle_t *cycle)
+{
+    size_t                     size;
+    ngx_uint_t                 i, slot;
+    ngx_slab_pool_t           *shpool;
+    ngx_http_realtime_slot_t  *s;
+
+    shpool = zone->shpool;
+    slot = NGX_HTTP_REALTIME_SLOTS;
+
+    /* a queue can hold a few of the largest messages the zone allows */
+    size = ngx_align(ngx_max(zone->shm_zone->shm.size / 16, 8192), 16);
+    size = ngx_min(size, 4 * 1024 * 1024);
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
+        s = &zone->sh->slots[i];
+
+        if (s->pid && s->pid != ngx_pid
+            && kill(s->pid, 0) == -1 && ngx_errno == NGX_ESRCH)
+        {
+            ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                          "realtime zone \"%V\": purging %ui connections "
+                          "of exited worker %P", &zone->name,
+                          s->connections, s->pid);
+            ngx_http_realtime_slot_purge(zone, i);
+        }
+
+        if (s->pid == 0 && slot == NGX_HTTP_REALTIME_SLOTS) {
+            slot = i;
+        }
+    }
+
+    if (slot == NGX_HTTP_REALTIME_SLOTS) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "realtime zone \"%V\": more than %d worker processes",
+                      &zone->name, NGX_HTTP_REALTIME_SLOTS);
+        return NGX_ERROR;
+    }
+
+    s = &zone->sh->slots[slot];
+
+    s->queue = ngx_slab_alloc_locked(shpool, size);
+    if (s->queue == NULL) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "realtime zone \"%V\" is full", &zone->name);
+        return NGX_ERROR;
+    }
+
+    s->pid = ngx_pid;
+    s->queue_size = size;
+    s->queue_head = 0;
+    s->queue_used = 0;
+    s->notified = 0;
+    s->connections = 0;
+    ngx_queue_init(&s->conns);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    zone->slot = slot;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_realtime_zone_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                      i;
+    ngx_http_realtime_zone_t      **zones, *zone;
+    ngx_http_realtime_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_realtime_module);
+    if (rmcf == NULL) {
+        return;
+    }
+
+    zones = rmcf->zones.elts;
+
+    for (i = 0; i < rmcf->zones.nelts; i++) {
+        zone = zones[i];
+
+        if (zone->slot == NGX_HTTP_REALTIME_SLOTS) {
+            continue;
+        }
+
+        /* sockets a fast shutdown did not close leave with the worker */
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+        ngx_http_realtime_slot_purge(zone, zone->slot);
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        zone->slot = NGX_HTTP_REALTIME_SLOTS;
+    }
+}
+
+
+static void
+ngx_http_realtime_slot_purge(ngx_http_realtime_zone_t *zone, ngx_uint_t slot)
+{
+    ngx_queue_t                  *q;
+    ngx_http_realtime_slot_t     *s;
+    ngx_http_realtime_sh_conn_t  *conn;
+
+    s = &zone->sh->slots[slot];
+
+    while (!ngx_queue_empty(&s->conns)) {
+        q = ngx_queue_head(&s->conns);
+        conn = ngx_queue_data(q, ngx_http_realtime_sh_conn_t, slot_link);
+        ngx_http_realtime_sh_disconnect(zone, conn);
+        (void) ngx_atomic_fetch_add(&zone->sh->purged, 1);
+    }
+
+    if (s->queue) {
+        ngx_slab_free_locked(zone->shpool, s->queue);
+        s->queue = NULL;
+    }
+
+    zone->sh->retired_in += s->messages_in;
+    zone->sh->retired_out += s->messages_out;
+    zone->sh->retired_dropped += s->dropped;
+    s->messages_in = 0;
+    s->messages_out = 0;
+    s->dropped = 0;
+
+    s->pid = 0;
+    s->connections = 0;
+    s->queue_size = 0;
+    s->queue_head = 0;
+    s->queue_used = 0;
+    s->notified = 0;
+}
+
+
+/*
+ * Registers a new socket: its user and its id.  NGX_HTTP_REALTIME_LIMIT
+ * when the user has realtime_max_connections_per_user sockets already.
+ */
+
+ngx_int_t
+ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws, ngx_pool_t *pool)
+{
+    u_char                        *p;
+    uint64_t                       id;
+    ngx_str_t                      name;
+    ngx_uint_t                     created;
+    ngx_slab_pool_t               *shpool;
+    ngx_http_realtime_zone_t      *zone;
+    ngx_http_realtime_slot_t      *s;
+    ngx_http_realtime_sh_conn_t   *conn;
+    ngx_http_realtime_sh_user_t   *user;
+    ngx_http_realtime_local_user_t *lu;
+
+    zone = ws->zone;
+    shpool = zone->shpool;
+
+    if (zone->slot == NGX_HTTP_REALTIME_SLOTS) {
+        return NGX_ERROR;
+    }
+
+    s = &zone->sh->slots[zone->slot];
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    id = ++zone->sh->next_id;
+
+    p = ngx_pnalloc(pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    ws->id.data = p;
+    ws->id.len = ngx_sprintf(p, "%uL", id) - p;
+
+    /* an anonymous user is its connection */
+
+    if (ws->user.len == 0) {
+        ws->user = ws->id;
+    }
+
+    name = ws->user;
+
+    user = ngx_http_realtime_sh_node(zone, &zone->sh->users, &name,
+                                     sizeof(ngx_http_realtime_sh_user_t),
+                                     &created);
+    if (user == NULL) {
+        goto full;
+    }
+
+    if (created) {
+        ngx_queue_init(&user->conns);
+        zone->sh->nusers++;
+
+    } else if (ws->conf->max_user_connections
+               && user->nconns >= ws->conf->max_user_connections)
+    {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_HTTP_REALTIME_LIMIT;
+    }
+
+    conn = ngx_slab_calloc_locked(shpool,
+                                  sizeof(ngx_http_realtime_sh_conn_t));
+    if (conn == NULL) {
+        if (created) {
+            ngx_http_realtime_sh_node_free(zone, &zone->sh->users,
+                                           &user->sn);
+            zone->sh->nusers--;
+        }
+
+        goto full;
+    }
+
+    conn->id = id;
+    conn->slot = zone->slot;
+    conn->user = user;
+    conn->since = ngx_time();
+    ngx_queue_init(&conn->members);
+    ngx_queue_insert_tail(&user->conns, &conn->user_link);
+    ngx_queue_insert_tail(&s->conns, &conn->slot_link);
+
+    user->nconns++;
+    s->connections++;
+    zone->sh->nconnections++;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ws->sh_conn = conn;
+
+    lu = ngx_http_realtime_local_node(&zone->users, &name,
+                                      sizeof(ngx_http_realtime_local_user_t));
+    if (lu == NULL) {
+        ngx_http_realtime_room_disconnect(ws);
+        return NGX_ERROR;
+    }
+
+    if (lu->conns.next == NULL) {
+        ngx_queue_init(&lu->conns);
+    }
+
+    ws->local_user = lu;
+    ngx_queue_insert_tail(&lu->conns, &ws->user_link);
+    ngx_queue_insert_tail(&zone->conns, &ws->zone_link);
+    ngx_queue_init(&ws->rooms);
+
+    return NGX_OK;
+
+full:
+
+    ngx_shmtx_unlock(&shpool->mutex);
+    (void) ngx_atomic_fetch_add(&zone->sh->zone_full, 1);
+
+    ngx_log_error(NGX_LOG_ERR, ws->connection->log, 0,
+                  "realtime zone \"%V\" is full, connection refused",
+                  &zone->name);
+
+    return NGX_HTTP_REALTIME_ZONE_FULL;
+}
+
+
+/* removes a socket; its rooms must have been left already */
+
+void
+ngx_http_realtime_room_disconnect(ngx_http_realtime_conn_t *ws)
+{
+    ngx_http_realtime_zone_t        *zone;
+    ngx_http_realtime_local_user_t  *lu;
+
+    zone = ws->zone;
+
+    if (ws->local_user) {
+        lu = ws->local_user;
+
+        ngx_queue_remove(&ws->user_link);
+        ngx_queue_remove(&ws->zone_link);
+
+        if (ngx_queue_empty(&lu->conns)) {
+            ngx_rbtree_delete(&zone->users, &lu->sn.node);
+            ngx_free(lu);
+        }
+
+        ws->local_user = NULL;
+    }
+
+    if (ws->sh_conn) {
+        ngx_shmtx_lock(&zone->shpool->mutex);
+        ngx_http_realtime_sh_disconnect(zone, ws->sh_conn);
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        ws->sh_conn = NULL;
+    }
+}
+
+
+static void
+ngx_http_realtime_sh_disconnect(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_sh_conn_t *conn)
+{
+    ngx_queue_t                    *q;
+    ngx_http_realtime_sh_user_t    *user;
+    ngx_http_realtime_sh_member_t  *m;
+
+    while (!ngx_queue_empty(&conn->members)) {
+        q = ngx_queue_head(&conn->members);
+        m = ngx_queue_data(q, ngx_http_realtime_sh_member_t, conn_link);
+        ngx_http_realtime_sh_leave(zone, m, conn->slot);
+    }
+
+    user = conn->user;
+
+    ngx_queue_remove(&conn->user_link);
+    ngx_queue_remove(&conn->slot_link);
+
+    user->nconns--;
+    zone->sh->slots[conn->slot].connections--;
+    zone->sh->nconnections--;
+
+    if (user->nconns == 0) {
+        ngx_http_realtime_sh_node_free(zone, &zone->sh->users, &user->sn);
+        zone->sh->nusers--;
+    }
+
+    ngx_slab_free_locked(zone->shpool, conn);
+}
+
+
+ngx_int_t
+ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
+    ngx_uint_t *members, ngx_uint_t *first)
+{
+    ngx_uint_t                         room_created, user_created;
+    ngx_slab_pool_t                   *shpool;
+    ngx_http_realtime_zone_t          *zone;
+    ngx_http_realtime_sh_room_t       *r;
+    ngx_http_realtime_sh_member_t     *m;
+    ngx_http_realtime_local_room_t    *lr;
+    ngx_http_realtime_sh_room_user_t  *ru;
+    ngx_http_realtime_local_member_t  *lm;
+
+    zone = ws->zone;
+    shpool = zone->shpool;
+    *first = 0;
+
+    if (ngx_http_realtime_local_find(ws, room)) {
+        /* joining twice is harmless: answer with the room as it is */
+        ngx_shmtx_lock(&shpool->mutex);
+        r = (ngx_http_realtime_sh_room_t *)
+                ngx_str_rbtree_lookup(&zone->sh->rooms, room,
+                                      ngx_crc32_short(room->data, room->len));
+        *members = r ? r->nsockets : 0;
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_OK;
+    }
+
+    if (ws->nrooms >= ws->conf->max_rooms) {
+        return NGX_HTTP_REALTIME_LIMIT;
+    }
+
+    lm = ngx_alloc(sizeof(ngx_http_realtime_local_member_t),
+                   ws->connection->log);
+    if (lm == NULL) {
+        return NGX_ERROR;
+    }
+
+    lr = ngx_http_realtime_local_node(&zone->rooms, room,
+                                      sizeof(ngx_http_realtime_local_room_t));
+    if (lr == NULL) {
+        ngx_free(lm);
+        return NGX_ERROR;
+    }
+
+    if (lr->members.next == NULL) {
+        ngx_queue_init(&lr->members);
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    r = ngx_http_realtime_sh_node(zone, &zone->sh->rooms, room,
+                                  sizeof(ngx_http_realtime_sh_room_t),
+                                  &room_created);
+    if (r == NULL) {
+        goto full;
+    }
+
+    if (room_created) {
+        ngx_rbtree_init(&r->users, &r->users_sentinel,
+                        ngx_str_rbtree_insert_value);
+        zone->sh->nrooms++;
+    }
+
+    ru = ngx_http_realtime_sh_node(zone, &r->users, &ws->user,
+                                   sizeof(ngx_http_realtime_sh_room_user_t),
+                                   &user_created);
+    if (ru == NULL) {
+        goto full_room;
+    }
+
+    m = ngx_slab_alloc_locked(shpool, sizeof(ngx_http_realtime_sh_member_t));
+    if (m == NULL) {
+        if (user_created) {
+            ngx_http_realtime_sh_node_free(zone, &r->users, &ru->sn);
+        }
+
+        goto full_room;
+    }
+
+    m->room = r;
+    m->room_user = ru;
+    ngx_queue_insert_tail(&ws->sh_conn->members, &m->conn_link);
+
+    if (user_created) {
+        r->nusers++;
+        *first = 1;
+    }
+
+    ru->nsockets++;
+    r->nsockets++;
+    r->slot_sockets[zone->slot]++;
+    *members = r->nsockets;
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    lm->ws = ws;
+    lm->room = lr;
+    lm->sh = m;
+    ngx_queue_insert_tail(&lr->members, &lm->room_link);
+    ngx_queue_insert_tail(&ws->rooms, &lm->conn_link);
+    ws->nrooms++;
+
+    return NGX_OK;
+
+full_room:
+
+    if (room_created) {
+        ngx_http_realtime_sh_node_free(zone, &zone->sh->rooms, &r->sn);
+        zone->sh->nrooms--;
+    }
+
+full:
+
+    ngx_shmtx_unlock(&shpool->mutex);
+    (void) ngx_atomic_fetch_add(&zone->sh->zone_full, 1);
+
+    if (ngx_queue_empty(&lr->members)) {
+        ngx_rbtree_delete(&zone->rooms, &lr->sn.node);
+        ngx_free(lr);
+    }
+
+    ngx_free(lm);
+
+    ngx_log_error(NGX_LOG_ERR, ws->connection->log, 0,
+                  "realtime zone \"%V\" is full, join \"%V\" refused",
+                  &zone->name, room);
+
+    return NGX_HTTP_REALTIME_ZONE_FULL;
+}
+
+
+/*
+ * NGX_HTTP_REALTIME_NOT_FOUND when the socket is not in the room; *last
+ * is set when it was the user's last socket there.
+ */
+
+ngx_int_t
+ngx_http_realtime_room_leave(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
+    ngx_uint_t *members, ngx_uint_t *last)
+{
+    ngx_http_realtime_zone_t          *zone;
+    ngx_http_realtime_sh_room_t       *r;
+    ngx_http_realtime_local_member_t  *lm;
+
+    zone = ws->zone;
+
+    lm = ngx_http_realtime_local_find(ws, room);
+    if (lm == NULL) {
+        return NGX_HTTP_REALTIME_NOT_FOUND;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    r = lm->sh->room;
+    *last = (lm->sh->room_user->nsockets == 1);
+    *members = r->nsockets - 1;
+
+    ngx_http_realtime_sh_leave(zone, lm->sh, zone->slot);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_http_realtime_local_leave(zone, lm);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_realtime_sh_leave(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_sh_member_t *m, ngx_uint_t slot)
+{
+    ngx_http_realtime_sh_room_t       *r;
+    ngx_http_realtime_sh_room_user_t  *ru;
+
+    r = m->room;
+    ru = m->room_user;
+
+    ngx_queue_remove(&m->conn_link);
+    ngx_slab_free_locked(zone->shpool, m);
+
+    r->nsockets--;
+    r->slot_sockets[slot]--;
+
+    if (--ru->nsockets == 0) {
+        ngx_http_realtime_sh_node_free(zone, &r->users, &ru->sn);
+        r->nusers--;
+    }
+
+    if (r->nsockets == 0) {
+        ngx_http_realtime_sh_node_free(zone, &zone->sh->rooms, &r->sn);
+        zone->sh->nrooms--;
+    }
+}
+
+
+/* the users in a room, each once however many sockets it has there */
+
+json_t *
+ngx_http_realtime_room_presence(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room)
+{
+    json_t                       *users;
+    ngx_rbtree_node_t            *node, *root, *sentinel;
+    ngx_str_node_t               *sn;
+    ngx_http_realtime_sh_room_t  *r;
+
+    users = json_array();
+    if (users == NULL) {
+        return NULL;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    r = (ngx_http_realtime_sh_room_t *)
+            ngx_str_rbtree_lookup(&zone->sh->rooms, room,
+                                  ngx_crc32_short(room->data, room->len));
+
+    if (r) {
+        root = r->users.root;
+        sentinel = r->users.sentinel;
+
+        if (root != sentinel) {
+            for (node = ngx_rbtree_min(root, sentinel);
+                 node;
+                 node = ngx_rbtree_next(&r->users, node))
+            {
+                sn = (ngx_str_node_t *) node;
+
+                if (json_array_append_new(users,
+                        json_stringn((char *) sn->str.data, sn->str.len))
+                    != 0)
+                {
+                    break;
+                }
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return users;
+}
+
+
+/*
+ * Sends a frame to a room, a user or everyone, on every worker: one copy
+ * goes to the queue of each other worker that has a receiver, then this
+ * worker delivers to its own sockets.  *recipients counts the sockets
+ * addressed in the whole zone.
+ */
+
+ngx_int_t
+ngx_http_realtime_publish(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
+    ngx_str_t *target, ngx_str_t *except, ngx_http_realtime_conn_t *skip,
+    ngx_http_realtime_msg_t *msg, ngx_uint_t *recipients)
+{
+    ngx_int_t                     rc;
+    ngx_uint_t                    i, n, nwake, mine;
+    ngx_pid_t                     wake[NGX_HTTP_REALTIME_SLOTS];
+    ngx_queue_t                  *q;
+    ngx_http_realtime_slot_t     *s;
+    ngx_http_realtime_shctx_t    *sh;
+    ngx_http_realtime_sh_room_t  *room;
+    ngx_http_realtime_sh_user_t  *user;
+    ngx_http_realtime_sh_conn_t  *conn;
+    uint32_t                      sockets[NGX_HTTP_REALTIME_SLOTS];
+
+    sh = zone->sh;
+    rc = NGX_OK;
+    n = 0;
+    nwake = 0;
+
+    ngx_memzero(sockets, sizeof(sockets));
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    switch (type) {
+
+    case NGX_HTTP_REALTIME_TO_ROOM:
+        room = (ngx_http_realtime_sh_room_t *)
+                   ngx_str_rbtree_lookup(&sh->rooms, target,
+                                     ngx_crc32_short(target->data,
+                                                     target->len));
+        if (room) {
+            ngx_memcpy(sockets, room->slot_sockets, sizeof(sockets));
+            n = room->nsockets - ngx_http_realtime_room_except(zone, room,
+                                                               except);
+        }
+
+        break;
+
+    case NGX_HTTP_REALTIME_TO_USER:
+        user = (ngx_http_realtime_sh_user_t *)
+                   ngx_str_rbtree_lookup(&sh->users, target,
+                                     ngx_crc32_short(target->data,
+                                                     target->len));
+        if (user) {
+            for (q = ngx_queue_head(&user->conns);
+                 q != ngx_queue_sentinel(&user->conns);
+                 q = ngx_queue_next(q))
+            {
+                conn = ngx_queue_data(q, ngx_http_realtime_sh_conn_t,
+                                      user_link);
+                sockets[conn->slot]++;
+            }
+
+            n = user->nconns;
+        }
+
+        break;
+
+    default: /* NGX_HTTP_REALTIME_TO_ALL */
+
+        for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
+            sockets[i] = sh->slots[i].connections;
+        }
+
+        n = sh->nconnections;
+
+        if (except && except->len) {
+            user = (ngx_http_realtime_sh_user_t *)
+                       ngx_str_rbtree_lookup(&sh->users, except,
+                                         ngx_crc32_short(except->data,
+                                                         except->len));
+            n -= user ? user->nconns : 0;
+        }
+    }
+
+    mine = sockets[zone->slot];
+
+    for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
+        s = &sh->slots[i];
+
+        if (i == zone->slot || sockets[i] == 0 || s->pid == 0) {
+            continue;
+        }
+
+        switch (ngx_http_realtime_ipc_post_locked(zone, i, type, target,
+                                                  except, msg))
+        {
+        case NGX_OK:
+            break;
+
+        case NGX_DONE:
+            /* the queue was empty: the worker needs a wakeup */
+            wake[nwake++] = s->pid;
+            break;
+
+        default:
+            (void) ngx_atomic_fetch_add(&s->dropped, 1);
+            (void) ngx_atomic_fetch_add(&sh->queue_full, 1);
+            rc = NGX_HTTP_REALTIME_QUEUE_FULL;
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    for (i = 0; i < nwake; i++) {
+        ngx_http_realtime_ipc_wake(wake[i]);
+    }
+
+    if (mine) {
+        ngx_http_realtime_deliver(zone, type, target, except, skip, msg);
+    }
+
+    if (recipients) {
+        *recipients = n;
+    }
+
+    if (rc == NGX_OK && n == 0) {
+        return NGX_HTTP_REALTIME_NOT_FOUND;
+    }
+
+    return rc;
+}
+
+
+/* the sockets of the excepted user in a room */
+
+static ngx_uint_t
+ngx_http_realtime_room_except(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_sh_room_t *room, ngx_str_t *except)
+{
+    ngx_http_realtime_sh_room_user_t  *ru;
+
+    if (except == NULL || except->len == 0) {
+        return 0;
+    }
+
+    ru = (ngx_http_realtime_sh_room_user_t *)
+             ngx_str_rbtree_lookup(&room->users, except,
+                                   ngx_crc32_short(except->data,
+                                                   except->len));
+
+    return ru ? ru->nsockets : 0;
+}
+
+
+/* this worker's part of a publication; returns the sockets reached */
+
+ngx_uint_t
+ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
+    ngx_str_t *target, ngx_str_t *except, ngx_http_realtime_conn_t *skip,
+    ngx_http_realtime_msg_t *msg)
+{
+    uint32_t                           hash;
+    ngx_uint_t                         n;
+    ngx_queue_t                       *q, *next, *head;
+    ngx_http_realtime_conn_t          *ws;
+    ngx_http_realtime_local_room_t    *lr;
+    ngx_http_realtime_local_user_t    *lu;
+    ngx_http_realtime_local_member_t  *lm;
+
+    hash = ngx_crc32_short(target->data, target->len);
+    n = 0;
+
+    switch (type) {
+
+    case NGX_HTTP_REALTIME_TO_ROOM:
+        lr = (ngx_http_realtime_local_room_t *)
+                 ngx_str_rbtree_lookup(&zone->rooms, target, hash);
+        if (lr == NULL) {
+            return 0;
+        }
+
+        head = &lr->members;
+        break;
+
+    case NGX_HTTP_REALTIME_TO_USER:
+        lu = (ngx_http_realtime_local_user_t *)
+                 ngx_str_rbtree_lookup(&zone->users, target, hash);
+        if (lu == NULL) {
+            return 0;
+        }
+
+        head = &lu->conns;
+        break;
+
+    default: /* NGX_HTTP_REALTIME_TO_ALL */
+        head = &zone->conns;
+    }
+
+    /* a send may close a socket that overflows; its link goes away */
+
+    for (q = ngx_queue_head(head); q != ngx_queue_sentinel(head); q = next) {
+        next = ngx_queue_next(q);
+
+        switch (type) {
+
+        case NGX_HTTP_REALTIME_TO_ROOM:
+            lm = ngx_queue_data(q, ngx_http_realtime_local_member_t,
+                                room_link);
+            ws = lm->ws;
+            break;
+
+        case NGX_HTTP_REALTIME_TO_USER:
+            ws = ngx_queue_data(q, ngx_http_realtime_conn_t, user_link);
+            break;
+
+        default:
+            ws = ngx_queue_data(q, ngx_http_realtime_conn_t, zone_link);
+        }
+
+        if (ws == skip
+            || (except && except->len
+                && ws->user.len == except->len
+                && ngx_memcmp(ws->user.data, except->data, except->len) == 0))
+        {
+            continue;
+        }
+
+        if (ngx_http_realtime_send(ws, msg) == NGX_OK) {
+            n++;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&zone->sh->slots[zone->slot].messages_out, n);
+
+    return n;
+}
+
+
+ngx_http_realtime_local_member_t *
+ngx_http_realtime_local_find(ngx_http_realtime_conn_t *ws, ngx_str_t *room)
+{
+    ngx_queue_t                       *q;
+    ngx_http_realtime_local_member_t  *lm;
+
+    for (q = ngx_queue_head(&ws->rooms);
+         q != ngx_queue_sentinel(&ws->rooms);
+         q = ngx_queue_next(q))
+    {
+        lm = ngx_queue_data(q, ngx_http_realtime_local_member_t, conn_link);
+
+        if (lm->room->sn.str.len == room->len
+            && ngx_memcmp(lm->room->sn.str.data, room->data, room->len) == 0)
+        {
+            return lm;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_realtime_local_leave(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_local_member_t *lm)
+{
+    ngx_http_realtime_local_room_t  *lr;
+
+    lr = lm->room;
+
+    ngx_queue_remove(&lm->room_link);
+    ngx_queue_remove(&lm->conn_link);
+    ((ngx_http_realtime_conn_t *) lm->ws)->nrooms--;
+
+    if (ngx_queue_empty(&lr->members)) {
+        ngx_rbtree_delete(&zone->rooms, &lr->sn.node);
+        ngx_free(lr);
+    }
+
+    ngx_free(lm);
+}
+
+
+/*
+ * Finds or creates a name-keyed node of the given size in the zone; the
+ * name is stored right behind the node.
+ */
+
+static void *
+ngx_http_realtime_sh_node(ngx_http_realtime_zone_t *zone, ngx_rbtree_t *tree,
+    ngx_str_t *name, size_t size, ngx_uint_t *created)
+{
+    uint32_t         hash;
+    ngx_str_node_t  *sn;
+
+    hash = ngx_crc32_short(name->data, name->len);
+    *created = 0;
+
+    sn = ngx_str_rbtree_lookup(tree, name, hash);
+    if (sn) {
+        return sn;
+    }
+
+    sn = ngx_slab_calloc_locked(zone->shpool, size + name->len);
+    if (sn == NULL) {
+        return NULL;
+    }
+
+    sn->node.key = hash;
+    sn->str.len = name->len;
+    sn->str.data = (u_char *) sn + size;
+    ngx_memcpy(sn->str.data, name->data, name->len);
+
+    ngx_rbtree_insert(tree, &sn->node);
+    *created = 1;
+
+    return sn;
+}
+
+
+static void
+ngx_http_realtime_sh_node_free(ngx_http_realtime_zone_t *zone,
+    ngx_rbtree_t *tree, ngx_str_node_t *sn)
+{
+    ngx_rbtree_delete(tree, &sn->node);
+    ngx_slab_free_locked(zone->shpool, sn);
+}
+
+
+/* the same for the worker-local trees, in process memory */
+
+static void *
+ngx_http_realtime_local_node(ngx_rbtree_t *tree, ngx_str_t *name,
+    size_t size)
+{
+    uint32_t         hash;
+    ngx_str_node_t  *sn;
+
+    hash = ngx_crc32_short(name->data, name->len);
+
+    sn = ngx_str_rbtree_lookup(tree, name, hash);
+    if (sn) {
+        return sn;
+    }
+
+    sn = ngx_calloc(size + name->len, ngx_cycle->log);
+    if (sn == NULL) {
+        return NULL;
+    }
+
+    sn->node.key = hash;
+    sn->str.len = name->len;
+    sn->str.data = (u_char *) sn + size;
+    ngx_memcpy(sn->str.data, name->data, name->len);
+
+    ngx_rbtree_insert(tree, &sn->node);
+
+    return sn;
+}

@@ -1,0 +1,158 @@
+
+/*
+ * Copyright (C) ngx-realtime developers
+ *
+ * Rooms, users and connections in a shared memory zone, and the
+ * worker-local indexes that deliver to this worker's sockets.
+ */
+
+
+#ifndef _NGX_HTTP_REALTIME_ROOM_H_INCLUDED_
+#define _NGX_HTTP_REALTIME_ROOM_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+
+/* worker processes of all live generations that may share a zone */
+#define NGX_HTTP_REALTIME_SLOTS        64
+
+#define NGX_HTTP_REALTIME_TO_ROOM      1
+#define NGX_HTTP_REALTIME_TO_USER      2
+#define NGX_HTTP_REALTIME_TO_ALL       3
+
+
+typedef struct ngx_http_realtime_sh_user_s  ngx_http_realtime_sh_user_t;
+
+
+/* a worker process attached to the zone */
+typedef struct {
+    ngx_pid_t                          pid;          /* 0: free */
+    ngx_queue_t                        conns;        /* sh_conn_t */
+    ngx_uint_t                         connections;
+
+    /* deliveries for this worker, see ngx_http_realtime_ipc.c */
+    u_char                            *queue;
+    size_t                             queue_size;
+    size_t                             queue_head;
+    size_t                             queue_used;
+    ngx_uint_t                         notified;
+
+    ngx_atomic_t                       messages_in;
+    ngx_atomic_t                       messages_out;
+    ngx_atomic_t                       dropped;
+} ngx_http_realtime_slot_t;
+
+
+typedef struct {
+    ngx_rbtree_t                       rooms;
+    ngx_rbtree_node_t                  rooms_sentinel;
+    ngx_rbtree_t                       users;
+    ngx_rbtree_node_t                  users_sentinel;
+
+    ngx_uint_t                         nrooms;
+    ngx_uint_t                         nusers;
+    ngx_uint_t                         nconnections;
+    uint64_t                           next_id;
+
+    /* counts of workers that died, of ZONE_FULL and full queues */
+    ngx_atomic_t                       purged;
+    ngx_atomic_t                       zone_full;
+    ngx_atomic_t                       queue_full;
+
+    /* the counters of workers that have exited */
+    ngx_uint_t                         retired_in;
+    ngx_uint_t                         retired_out;
+    ngx_uint_t                         retired_dropped;
+
+    ngx_http_realtime_slot_t           slots[NGX_HTTP_REALTIME_SLOTS];
+} ngx_http_realtime_shctx_t;
+
+
+struct ngx_http_realtime_sh_user_s {
+    ngx_str_node_t                     sn;
+    ngx_queue_t                        conns;
+    ngx_uint_t                         nconns;
+};
+
+
+typedef struct {
+    ngx_queue_t                        user_link;
+    ngx_queue_t                        slot_link;
+    ngx_queue_t                        members;      /* sh_member_t */
+    ngx_http_realtime_sh_user_t       *user;
+    uint64_t                           id;
+    ngx_uint_t                         slot;
+    time_t                             since;
+} ngx_http_realtime_sh_conn_t;
+
+
+typedef struct {
+    ngx_str_node_t                     sn;
+    ngx_rbtree_t                       users;        /* sh_room_user_t */
+    ngx_rbtree_node_t                  users_sentinel;
+    ngx_uint_t                         nusers;
+    ngx_uint_t                         nsockets;
+    uint32_t                           slot_sockets[NGX_HTTP_REALTIME_SLOTS];
+} ngx_http_realtime_sh_room_t;
+
+
+typedef struct {
+    ngx_str_node_t                     sn;
+    ngx_uint_t                         nsockets;
+} ngx_http_realtime_sh_room_user_t;
+
+
+typedef struct {
+    ngx_queue_t                        conn_link;
+    ngx_http_realtime_sh_room_t       *room;
+    ngx_http_realtime_sh_room_user_t  *room_user;
+} ngx_http_realtime_sh_member_t;
+
+
+/* worker-local */
+
+typedef struct {
+    ngx_str_node_t                     sn;
+    ngx_queue_t                        members;      /* local_member_t */
+} ngx_http_realtime_local_room_t;
+
+
+typedef struct {
+    ngx_str_node_t                     sn;
+    ngx_queue_t                        conns;        /* conn_t user_link */
+} ngx_http_realtime_local_user_t;
+
+
+/* a socket in a room, linked from both */
+typedef struct {
+    ngx_queue_t                        room_link;
+    ngx_queue_t                        conn_link;
+    void                              *ws;
+    ngx_http_realtime_local_room_t    *room;
+    ngx_http_realtime_sh_member_t     *sh;
+} ngx_http_realtime_local_member_t;
+
+
+typedef struct ngx_http_realtime_zone_s  ngx_http_realtime_zone_t;
+
+struct ngx_http_realtime_zone_s {
+    ngx_str_t                          name;
+    ngx_shm_zone_t                    *shm_zone;
+    ngx_slab_pool_t                   *shpool;
+    ngx_http_realtime_shctx_t         *sh;
+
+    /* this worker's slot, or NGX_HTTP_REALTIME_SLOTS if it has none */
+    ngx_uint_t                         slot;
+
+    ngx_rbtree_t                       rooms;
+    ngx_rbtree_node_t                  rooms_sentinel;
+    ngx_rbtree_t                       users;
+    ngx_rbtree_node_t                  users_sentinel;
+    ngx_queue_t                        conns;
+};
+
+
+#endif /* _NGX_HTTP_REALTIME_ROOM_H_INCLUDED_ */
