@@ -38,9 +38,12 @@ static ngx_int_t ngx_http_realtime_message(ngx_http_realtime_conn_t *ws,
     ngx_uint_t opcode, u_char *data, size_t len);
 static void ngx_http_realtime_liveness(ngx_http_realtime_conn_t *ws);
 static ngx_int_t ngx_http_realtime_flush(ngx_http_realtime_conn_t *ws);
+static ngx_int_t ngx_http_realtime_make_room(ngx_http_realtime_conn_t *ws,
+    size_t len);
 static ngx_int_t ngx_http_realtime_queue(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_msg_t *msg);
-static void ngx_http_realtime_drop_queue(ngx_http_realtime_conn_t *ws);
+static void ngx_http_realtime_drop_queue(ngx_http_realtime_conn_t *ws,
+    ngx_uint_t all);
 static void ngx_http_realtime_linger(ngx_http_realtime_conn_t *ws);
 static void ngx_http_realtime_linger_handler(ngx_event_t *rev);
 static void ngx_http_realtime_finalize(ngx_http_realtime_conn_t *ws);
@@ -218,6 +221,17 @@ ngx_http_realtime_read_handler(ngx_event_t *rev)
         c->close = 0;
         ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_GOING_AWAY,
                                 "server shutting down");
+
+        /*
+         * ngx_close_idle_connections() is not followed by a run of the
+         * posted events before the worker waits: write the close now.
+         */
+
+        if (c->write->posted) {
+            ngx_delete_posted_event(c->write);
+            ngx_http_realtime_write_handler(c->write);
+        }
+
         return;
     }
 
@@ -526,17 +540,60 @@ ngx_http_realtime_send(ngx_http_realtime_conn_t *ws,
         return NGX_OK;
     }
 
-    if (ws->out_bytes + msg->len > ws->conf->send_buffer) {
+    /* a message larger than the buffer still goes to an empty queue */
+
+    if (ws->out_count && ws->out_bytes + msg->len > ws->conf->send_buffer
+        && ngx_http_realtime_make_room(ws, msg->len) != NGX_OK)
+    {
         ngx_log_error(NGX_LOG_WARN, ws->connection->log, 0,
                       "realtime: client does not read, %uz bytes queued; "
                       "closing", ws->out_bytes);
-        ngx_http_realtime_drop_queue(ws);
+        ngx_http_realtime_drop_queue(ws, 0);
         ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_POLICY,
                                 "send buffer overflow");
         return NGX_OK;
     }
 
     return ngx_http_realtime_queue(ws, msg);
+}
+
+
+/*
+ * Frames queued earlier in this event loop iteration have not been
+ * written yet: write them before judging that the client is too slow.
+ */
+
+static ngx_int_t
+ngx_http_realtime_make_room(ngx_http_realtime_conn_t *ws, size_t len)
+{
+    ngx_event_t  *wev;
+
+    wev = ws->connection->write;
+
+    if (!wev->ready) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_realtime_flush(ws) != NGX_OK) {
+        /* the write handler meets the error again and closes */
+        if (!wev->posted) {
+            ngx_post_event(wev, &ngx_posted_events);
+        }
+
+        return NGX_DECLINED;
+    }
+
+    if (ws->out_count
+        && ngx_handle_write_event(wev, 0) != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    if (ws->out_count && ws->out_bytes + len > ws->conf->send_buffer) {
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -595,20 +652,26 @@ ngx_http_realtime_queue(ngx_http_realtime_conn_t *ws,
 
 
 static void
-ngx_http_realtime_drop_queue(ngx_http_realtime_conn_t *ws)
+ngx_http_realtime_drop_queue(ngx_http_realtime_conn_t *ws, ngx_uint_t all)
 {
+    ngx_uint_t                keep;
     ngx_http_realtime_msg_t  *msg;
 
-    while (ws->out_count) {
-        msg = ws->out[ws->out_head];
-        ws->out_head = (ws->out_head + 1) & (ws->out_size - 1);
+    /* a frame partly written stays unless all goes: the stream must parse */
+    keep = (!all && ws->out_offset) ? 1 : 0;
+
+    while (ws->out_count > keep) {
+        msg = ws->out[(ws->out_head + ws->out_count - 1) & (ws->out_size - 1)];
         ws->out_count--;
+        ws->out_bytes -= msg->len;
         ngx_http_realtime_msg_release(msg);
     }
 
-    ws->out_head = 0;
-    ws->out_offset = 0;
-    ws->out_bytes = 0;
+    if (ws->out_count == 0) {
+        ws->out_head = 0;
+        ws->out_offset = 0;
+        ws->out_bytes = 0;
+    }
 }
 
 
@@ -783,7 +846,7 @@ ngx_http_realtime_linger(ngx_http_realtime_conn_t *ws)
     }
 
     ws->lingering = 1;
-    ngx_http_realtime_drop_queue(ws);
+    ngx_http_realtime_drop_queue(ws, 1);
 
 #if (NGX_HTTP_SSL)
     if (c->ssl) {
@@ -847,7 +910,7 @@ ngx_http_realtime_finalize(ngx_http_realtime_conn_t *ws)
     c = ws->connection;
 
     ngx_http_realtime_client_close(ws);
-    ngx_http_realtime_drop_queue(ws);
+    ngx_http_realtime_drop_queue(ws, 1);
 
     if (ws->out != ws->out_inline) {
         ngx_free(ws->out);

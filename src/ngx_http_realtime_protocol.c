@@ -43,6 +43,7 @@ int
 ngx_http_realtime_cmd_parse(ngx_http_realtime_cmd_t *cmd, const char *buf,
     size_t len, ngx_http_realtime_cmd_error_t *err)
 {
+    char                                *p;
     json_t                              *root, *event, *id;
     json_error_t                         error;
     const ngx_http_realtime_cmd_name_t  *n;
@@ -56,6 +57,20 @@ ngx_http_realtime_cmd_parse(ngx_http_realtime_cmd_t *cmd, const char *buf,
         snprintf(err->message, sizeof(err->message),
                  "invalid JSON at line %d, column %d: %.160s",
                  error.line, error.column, error.text);
+
+        /*
+         * jansson quotes the input near the error, cut anywhere, even
+         * inside a UTF-8 sequence (a backslash and the first byte of
+         * one); the message goes out in an "error" event, it must be
+         * UTF-8
+         */
+
+        for (p = err->message; *p; p++) {
+            if ((unsigned char) *p >= 0x80) {
+                *p = '?';
+            }
+        }
+
         return -1;
     }
 
