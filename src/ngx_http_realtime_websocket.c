@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "ngx_http_realtime_module.h"
+#include "ngx_http_realtime_utf8.h"
 
 
 #define NGX_HTTP_REALTIME_GUID  "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -584,6 +585,17 @@ ngx_http_realtime_register(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
             return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
                                                 "BAD_REQUEST",
                                                 "user id is too long");
+        }
+
+        /* the id goes into JSON events */
+
+        if (ngx_http_realtime_utf8_validate(NGX_HTTP_REALTIME_UTF8_ACCEPT,
+                                            user.data, user.len)
+            != NGX_HTTP_REALTIME_UTF8_ACCEPT)
+        {
+            return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+                                                "BAD_REQUEST",
+                                                "user id is not UTF-8");
         }
 
         if (user.len) {
