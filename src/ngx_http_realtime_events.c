@@ -158,7 +158,15 @@ ngx_http_realtime_rate_check(ngx_http_realtime_conn_t *ws)
     }
 
     now = ngx_current_msec;
-    ms = (ws->rate_last == 0) ? 0 : now - ws->rate_last;
+
+    if (!ws->rate_started) {
+        /* as in limit_req, the first message starts the bucket empty */
+        ws->rate_started = 1;
+        ws->rate_last = now;
+        return NGX_OK;
+    }
+
+    ms = now - ws->rate_last;
 
     excess = (ngx_int_t) ws->rate_excess
              - (ngx_int_t) (conf->rate * ms / 1000) + 1000;

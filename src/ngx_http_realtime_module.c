@@ -11,7 +11,18 @@
 #include "ngx_http_realtime_module.h"
 
 
+typedef struct {
+    ngx_uint_t                     status;
+    char                          *code;
+    char                          *message;
+} ngx_http_realtime_status_name_t;
+
+
 static ngx_int_t ngx_http_realtime_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_realtime_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_realtime_error_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_realtime_error_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
 static ngx_int_t ngx_http_realtime_init_process(ngx_cycle_t *cycle);
 static void ngx_http_realtime_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_realtime_create_main_conf(ngx_conf_t *cf);
@@ -171,7 +182,7 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
 
 static ngx_http_module_t  ngx_http_realtime_module_ctx = {
     NULL,                                  /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_realtime_postconfiguration,   /* postconfiguration */
 
     ngx_http_realtime_create_main_conf,    /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -214,6 +225,152 @@ ngx_http_realtime_handler(ngx_http_request_t *r)
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_module);
 
     return ngx_http_realtime_handshake(r, rlcf);
+}
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+
+static ngx_http_realtime_status_name_t  ngx_http_realtime_status_names[] = {
+    { 400, "BAD_REQUEST", "Bad Request" },
+    { 401, "UNAUTHORIZED", "Unauthorized" },
+    { 403, "FORBIDDEN", "Forbidden" },
+    { 404, "NOT_FOUND", "Not Found" },
+    { 405, "METHOD_NOT_ALLOWED", "Method Not Allowed" },
+    { 408, "REQUEST_TIMEOUT", "Request Timeout" },
+    { 411, "LENGTH_REQUIRED", "Length Required" },
+    { 413, "PAYLOAD_TOO_LARGE",
+      "the body is larger than client_max_body_size" },
+    { 414, "URI_TOO_LONG", "URI Too Long" },
+    { 429, "TOO_MANY_REQUESTS", "Too Many Requests" },
+    { 500, "INTERNAL_ERROR", "Internal Server Error" },
+    { 503, "SERVICE_UNAVAILABLE", "Service Unavailable" },
+    { 0, "HTTP_ERROR", "Error" }
+};
+
+
+static ngx_int_t
+ngx_http_realtime_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_realtime_error_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_realtime_error_body_filter;
+
+    return NGX_OK;
+}
+
+
+/*
+ * nginx answers some errors itself before a content handler runs (413
+ * for a Content-Length over client_max_body_size, 403 from deny, 400 for
+ * a broken chunked body): in this module's locations, those answers are
+ * JSON too, like the module's own.
+ */
+
+static ngx_int_t
+ngx_http_realtime_error_header_filter(ngx_http_request_t *r)
+{
+    size_t                            len;
+    ngx_buf_t                        *b;
+    ngx_http_realtime_ctx_t          *ctx;
+    ngx_http_realtime_loc_conf_t     *rlcf;
+    ngx_http_realtime_status_name_t  *sn;
+
+    rlcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_module);
+
+    if (!rlcf->json_errors
+        || r != r->main
+        || r->headers_out.status < NGX_HTTP_BAD_REQUEST
+        || (r->headers_out.content_type.len >= sizeof("application/json") - 1
+            && ngx_strncasecmp(r->headers_out.content_type.data,
+                               (u_char *) "application/json",
+                               sizeof("application/json") - 1)
+               == 0))
+    {
+        return ngx_http_next_header_filter(r);
+    }
+
+    for (sn = ngx_http_realtime_status_names; sn->status; sn++) {
+        if (sn->status == r->headers_out.status) {
+            break;
+        }
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_realtime_ctx_t));
+        if (ctx == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_realtime_module);
+    }
+
+    len = sizeof("{\"error\":\"\",\"code\":\"\"}" CRLF) - 1
+          + ngx_strlen(sn->message) + ngx_strlen(sn->code);
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->pos, "{\"error\":\"%s\",\"code\":\"%s\"}" CRLF,
+                          sn->message, sn->code);
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    ctx->error = b;
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+    r->headers_out.charset.len = 0;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    if (r->headers_out.content_length) {
+        r->headers_out.content_length->hash = 0;
+        r->headers_out.content_length = NULL;
+    }
+
+    ngx_http_clear_accept_ranges(r);
+    ngx_http_clear_last_modified(r);
+    ngx_http_clear_etag(r);
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_error_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    ngx_chain_t              out, *cl;
+    ngx_http_realtime_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
+
+    if (ctx == NULL || ctx->error == NULL || r->header_only) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    /* nginx's HTML page is consumed in place of being sent */
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
+
+    if (ctx->error->pos == ctx->error->last) {
+        return NGX_OK;
+    }
+
+    out.buf = ctx->error;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
 }
 
 
@@ -269,6 +426,23 @@ ngx_http_realtime_send_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_set(&type, "application/json");
 
     return ngx_http_realtime_send_body(r, status, &type, p, len);
+}
+
+
+/*
+ * For checks that refuse a request: NGX_DONE when the refusal is out
+ * whole, NGX_OK being their "go on".
+ */
+
+ngx_int_t
+ngx_http_realtime_refuse(ngx_http_request_t *r, ngx_uint_t status,
+    char *code, char *message)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_realtime_send_error(r, status, code, message);
+
+    return (rc == NGX_OK) ? NGX_DONE : rc;
 }
 
 
@@ -425,6 +599,8 @@ ngx_http_realtime(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
+    rlcf->json_errors = 1;
+
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_realtime_handler;
 
@@ -452,6 +628,8 @@ ngx_http_realtime_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     if (rlcf->zone == NULL) {
         return NGX_CONF_ERROR;
     }
+
+    rlcf->json_errors = 1;
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 

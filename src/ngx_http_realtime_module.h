@@ -64,6 +64,7 @@ typedef struct {
     ngx_uint_t                         rate;     /* messages per 1000 s */
     ngx_uint_t                         burst;    /* messages * 1000 */
     ngx_str_t                          push_secret;
+    ngx_flag_t                         json_errors;
     ngx_array_t                       *subprotocols;  /* ngx_str_t */
     ngx_array_t                       *origins;  /* realtime_origin_t */
     size_t                             max_message_size;
@@ -132,10 +133,18 @@ typedef struct {
     ngx_uint_t                         rate_strikes;
 
     unsigned                           upgraded:1;
+    unsigned                           rate_started:1;
     unsigned                           close_sent:1;
     unsigned                           close_received:1;
     unsigned                           lingering:1;
 } ngx_http_realtime_conn_t;
+
+
+/* a request's context in this module */
+typedef struct {
+    ngx_http_realtime_conn_t          *ws;     /* the handshake's socket */
+    ngx_buf_t                         *error;  /* JSON for nginx's error */
+} ngx_http_realtime_ctx_t;
 
 
 /* ngx_http_realtime_websocket.c */
@@ -207,6 +216,8 @@ ngx_int_t ngx_http_realtime_metrics_handler(ngx_http_request_t *r);
 
 /* ngx_http_realtime_module.c */
 ngx_int_t ngx_http_realtime_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, char *code, char *message);
+ngx_int_t ngx_http_realtime_refuse(ngx_http_request_t *r,
     ngx_uint_t status, char *code, char *message);
 ngx_int_t ngx_http_realtime_send_body(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, u_char *body, size_t len);

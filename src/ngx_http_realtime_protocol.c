@@ -50,7 +50,8 @@ ngx_http_realtime_cmd_parse(ngx_http_realtime_cmd_t *cmd, const char *buf,
 
     memset(cmd, 0, sizeof(ngx_http_realtime_cmd_t));
 
-    root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &error);
+    root = json_loadb(buf, len, JSON_REJECT_DUPLICATES|JSON_DECODE_ANY,
+                      &error);
 
     if (root == NULL) {
         err->code = "INVALID_JSON";

@@ -43,7 +43,7 @@ ngx_http_realtime_push_handler(ngx_http_request_t *r)
 
     rc = ngx_http_realtime_push_check(r, rlcf);
     if (rc != NGX_OK) {
-        return rc;
+        return (rc == NGX_DONE) ? NGX_OK : rc;
     }
 
     r->request_body_in_single_buf = 1;
@@ -83,7 +83,7 @@ ngx_http_realtime_push_check(ngx_http_request_t *r,
         ngx_str_set(&h->key, "Allow");
         ngx_str_set(&h->value, "POST");
 
-        return ngx_http_realtime_send_error(r, NGX_HTTP_NOT_ALLOWED,
+        return ngx_http_realtime_refuse(r, NGX_HTTP_NOT_ALLOWED,
                                             "METHOD_NOT_ALLOWED",
                                             "use POST");
     }
@@ -108,7 +108,7 @@ ngx_http_realtime_push_check(ngx_http_request_t *r,
             ngx_str_set(&h->key, "WWW-Authenticate");
             ngx_str_set(&h->value, "Bearer");
 
-            return ngx_http_realtime_send_error(r, NGX_HTTP_UNAUTHORIZED,
+            return ngx_http_realtime_refuse(r, NGX_HTTP_UNAUTHORIZED,
                                                 "UNAUTHORIZED",
                                                 "a valid push secret is "
                                                 "required");
@@ -125,7 +125,7 @@ ngx_http_realtime_push_check(ngx_http_request_t *r,
         || (type->len > len && type->data[len] != ';'
             && type->data[len] != ' '))
     {
-        return ngx_http_realtime_send_error(r,
+        return ngx_http_realtime_refuse(r,
                                             NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
                                             "UNSUPPORTED_MEDIA_TYPE",
                                             "Content-Type must be "
@@ -138,7 +138,7 @@ ngx_http_realtime_push_check(ngx_http_request_t *r,
         && r->headers_in.content_length_n > clcf->client_max_body_size)
     {
         r->keepalive = 0;
-        return ngx_http_realtime_send_error(r,
+        return ngx_http_realtime_refuse(r,
                          NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                          "PAYLOAD_TOO_LARGE",
                          "the body is larger than client_max_body_size");
@@ -167,7 +167,8 @@ ngx_http_realtime_push_body(ngx_http_request_t *r)
         return;
     }
 
-    root = json_loadb((char *) body, len, JSON_REJECT_DUPLICATES, &error);
+    root = json_loadb((char *) body, len,
+                      JSON_REJECT_DUPLICATES|JSON_DECODE_ANY, &error);
 
     if (root == NULL) {
         (void) ngx_snprintf((u_char *) message, sizeof(message) - 1,

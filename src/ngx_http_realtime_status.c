@@ -49,7 +49,7 @@ ngx_http_realtime_status_handler(ngx_http_request_t *r)
 
     rc = ngx_http_realtime_status_get(r);
     if (rc != NGX_OK) {
-        return rc;
+        return (rc == NGX_DONE) ? NGX_OK : rc;
     }
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_module);
@@ -111,7 +111,7 @@ ngx_http_realtime_status_get(ngx_http_request_t *r)
     ngx_int_t  rc;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_realtime_send_error(r, NGX_HTTP_NOT_ALLOWED,
+        return ngx_http_realtime_refuse(r, NGX_HTTP_NOT_ALLOWED,
                                             "METHOD_NOT_ALLOWED",
                                             "use GET");
     }
@@ -316,7 +316,7 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
 
     rc = ngx_http_realtime_status_get(r);
     if (rc != NGX_OK) {
-        return rc;
+        return (rc == NGX_DONE) ? NGX_OK : rc;
     }
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_module);

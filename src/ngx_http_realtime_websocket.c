@@ -64,6 +64,7 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
 {
     ngx_int_t                       rc;
     ngx_str_t                       protocol;
+    ngx_http_realtime_ctx_t        *ctx;
     ngx_http_realtime_conn_t       *ws;
     ngx_http_realtime_handshake_t   hs;
 
@@ -139,16 +140,23 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_realtime_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->ws = ws;
+
     ws->connection = r->connection;
     ws->conf = rlcf;
     ws->subprotocol = protocol;
 
-    ngx_http_set_ctx(r, ws, ngx_http_realtime_module);
+    ngx_http_set_ctx(r, ctx, ngx_http_realtime_module);
 
     if (rlcf->zone) {
         rc = ngx_http_realtime_register(r, ws);
         if (rc != NGX_OK) {
-            return rc;
+            return (rc == NGX_DONE) ? NGX_OK : rc;
         }
     }
 
@@ -517,9 +525,10 @@ ngx_http_realtime_add_header(ngx_http_request_t *r, char *name, size_t len,
 static void
 ngx_http_realtime_flush_handshake(ngx_http_request_t *r)
 {
-    ngx_int_t          rc;
-    ngx_event_t       *wev;
-    ngx_connection_t  *c;
+    ngx_int_t                 rc;
+    ngx_event_t              *wev;
+    ngx_connection_t         *c;
+    ngx_http_realtime_ctx_t  *ctx;
 
     c = r->connection;
     wev = c->write;
@@ -557,8 +566,9 @@ ngx_http_realtime_flush_handshake(ngx_http_request_t *r)
         ngx_del_timer(wev);
     }
 
-    ngx_http_realtime_upgrade(r, ngx_http_get_module_ctx(r,
-                                                   ngx_http_realtime_module));
+    ctx = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
+
+    ngx_http_realtime_upgrade(r, ctx->ws);
 }
 
 
@@ -582,7 +592,7 @@ ngx_http_realtime_register(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
         }
 
         if (user.len > NGX_HTTP_REALTIME_USER_MAX) {
-            return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+            return ngx_http_realtime_refuse(r, NGX_HTTP_BAD_REQUEST,
                                                 "BAD_REQUEST",
                                                 "user id is too long");
         }
@@ -593,7 +603,7 @@ ngx_http_realtime_register(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
                                             user.data, user.len)
             != NGX_HTTP_REALTIME_UTF8_ACCEPT)
         {
-            return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
+            return ngx_http_realtime_refuse(r, NGX_HTTP_BAD_REQUEST,
                                                 "BAD_REQUEST",
                                                 "user id is not UTF-8");
         }
@@ -626,13 +636,13 @@ ngx_http_realtime_register(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "realtime: user \"%V\" has too many connections",
                       &ws->user);
-        return ngx_http_realtime_send_error(r, NGX_HTTP_TOO_MANY_REQUESTS,
+        return ngx_http_realtime_refuse(r, NGX_HTTP_TOO_MANY_REQUESTS,
                                             "TOO_MANY_CONNECTIONS",
                                             "too many connections for "
                                             "this user");
 
     case NGX_HTTP_REALTIME_ZONE_FULL:
-        return ngx_http_realtime_send_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+        return ngx_http_realtime_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
                                             "ZONE_FULL",
                                             "the realtime zone is full");
 
