@@ -874,12 +874,12 @@ test_invalid_json(void)
         { "{\n\n  \"event\":\"ping\"\n  \"id\":1}", 4, 6 },
         { "{\"event\":\"ping\"} x", 1, 18 },
         { "{\"event\":\"ping\"}{}", 1, 17 },
-        { "\"join\"", 1, 6 },
-        { "5", 1, 1 },
-        { "null", 1, 4 },
-        { "true", 1, 4 },
         { NULL, 0, 0 }
     };
+
+    /* valid JSON that is not an object is an envelope error */
+    static const char  *scalars[] = { "\"join\"", "5", "null", "true",
+                                      "[]", "1.5", NULL };
 
     static const char  *more[] = {
         "{\"event\":\"\xff\"}",                    /* invalid UTF-8 */
@@ -910,6 +910,11 @@ test_invalid_json(void)
         PARSE_ERR(cases[i].in, "INVALID_JSON");
         CHECK(json_error_at(cases[i].line, cases[i].column));
         CHECK(cmd.has_id == 0);
+    }
+
+    for (i = 0; scalars[i]; i++) {
+        PARSE_ERR(scalars[i], "INVALID_EVENT");
+        CHECK(strcmp(err.message, "a message must be a JSON object") == 0);
     }
 
     for (i = 0; more[i]; i++) {
@@ -1300,7 +1305,7 @@ test_event_error(void)
     CHECK_JSON(ngx_http_realtime_event_error(err.code, err.message, -1),
                "{\"event\":\"error\",\"data\":{\"code\":\"INVALID_JSON\","
                "\"message\":\"invalid JSON at line 1, column 1: "
-               "'[' or '{' expected near '?" "?'\"}}");
+               "invalid token near '?" "?'\"}}");
 
     PARSE_ERR("{\"event\":\"\\\xc3\xa9\"}", "INVALID_JSON");
     CHECK_JSON(ngx_http_realtime_event_error(err.code, err.message, -1),
