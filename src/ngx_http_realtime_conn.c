@@ -21,6 +21,9 @@
 #define NGX_HTTP_REALTIME_MSG_SMALL     512
 #define NGX_HTTP_REALTIME_MSG_FREE_MAX  4096
 
+/* reads of the read buffer in one read event */
+#define NGX_HTTP_REALTIME_READS         16
+
 /* frames handed to one send_chain() call */
 #define NGX_HTTP_REALTIME_IOVS          64
 
@@ -47,6 +50,7 @@ static void ngx_http_realtime_drop_queue(ngx_http_realtime_conn_t *ws,
 static void ngx_http_realtime_linger(ngx_http_realtime_conn_t *ws);
 static void ngx_http_realtime_linger_handler(ngx_event_t *rev);
 static void ngx_http_realtime_finalize(ngx_http_realtime_conn_t *ws);
+static void ngx_http_realtime_abort(ngx_http_realtime_conn_t *ws);
 
 
 static u_char                    ngx_http_realtime_read_buf[
@@ -84,8 +88,6 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
     ngx_http_realtime_frame_parser_init(&ws->parser,
                                         ws->conf->max_message_size, 1);
 
-    ws->out = ws->out_inline;
-    ws->out_size = NGX_HTTP_REALTIME_OUT_INLINE;
     ws->last_in = ngx_current_msec;
     ws->last_ping = ngx_current_msec;
 
@@ -109,11 +111,6 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
 
     rev->handler = ngx_http_realtime_read_handler;
     wev->handler = ngx_http_realtime_write_handler;
-
-    if (ws->zone && ngx_http_realtime_client_open(ws) != NGX_OK) {
-        ngx_http_realtime_finalize(ws);
-        return;
-    }
 
     if (pos < last && ngx_http_realtime_process(ws, pos, last) != NGX_OK) {
         ngx_http_realtime_finalize(ws);
@@ -141,11 +138,27 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
     hc->busy = NULL;
     hc->nbusy = 0;
 
-    if (rev->timer_set) {
-        ngx_del_timer(rev);
+    if (ngx_exiting) {
+        /* the worker began to shut down while the 101 was on its way */
+        ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_GOING_AWAY,
+                                "server shutting down");
     }
 
-    ngx_http_realtime_liveness(ws);
+    /* early frames may have closed it: then its close timer stays */
+
+    if (!ws->close_sent) {
+        if (rev->timer_set) {
+            ngx_del_timer(rev);
+        }
+
+        ngx_http_realtime_liveness(ws);
+    }
+
+    /* the welcome and what was sent during the handshake */
+
+    if (ws->out_count && wev->ready && !wev->posted) {
+        ngx_post_event(wev, &ngx_posted_events);
+    }
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
         ngx_http_realtime_finalize(ws);
@@ -210,11 +223,18 @@ static void
 ngx_http_realtime_read_handler(ngx_event_t *rev)
 {
     ssize_t                    n;
+    ngx_uint_t                 reads;
     ngx_connection_t          *c;
     ngx_http_realtime_conn_t  *ws;
 
     c = rev->data;
     ws = c->data;
+
+    if (c->close && c->error) {
+        /* worker_shutdown_timeout has expired */
+        ngx_http_realtime_finalize(ws);
+        return;
+    }
 
     if (c->close) {
         /* nginx is shutting down or reloading */
@@ -247,7 +267,15 @@ ngx_http_realtime_read_handler(ngx_event_t *rev)
         return;
     }
 
-    while (rev->ready && !ws->close_received && !ws->parser.failed) {
+    for (reads = 0;
+         rev->ready && !ws->close_received && !ws->parser.failed;
+         reads++)
+    {
+        if (reads == NGX_HTTP_REALTIME_READS) {
+            /* a fast client must not starve the others and the timers */
+            ngx_post_event(rev, &ngx_posted_events);
+            return;
+        }
 
         n = c->recv(c, ngx_http_realtime_read_buf,
                     NGX_HTTP_REALTIME_READ_BUFFER);
@@ -436,12 +464,13 @@ ngx_http_realtime_control(ngx_http_realtime_conn_t *ws,
             /* echo the status code, RFC 6455 5.5.1 */
             ngx_http_realtime_close(ws, f->code, NULL);
 
-        } else if (ws->out_count == 0) {
-            /* the peer answered our close: the handshake is complete */
-            ngx_http_realtime_linger(ws);
+        } else if (!ws->connection->write->posted) {
+            /*
+             * The peer answered our close: the write handler hangs up
+             * once our frame is out, not here, under the parser.
+             */
+            ngx_post_event(ws->connection->write, &ngx_posted_events);
         }
-
-        /* else the write handler hangs up once our close frame is out */
 
         return NGX_OK;
 
@@ -504,7 +533,7 @@ ngx_http_realtime_liveness(ngx_http_realtime_conn_t *ws)
         if (ngx_http_realtime_send(ws, &ngx_http_realtime_ping_msg)
             != NGX_OK)
         {
-            ngx_http_realtime_finalize(ws);
+            ngx_http_realtime_abort(ws);
             return;
         }
 
@@ -538,6 +567,17 @@ ngx_http_realtime_send(ngx_http_realtime_conn_t *ws,
     if (ws->close_sent) {
         /* nothing follows a close frame */
         return NGX_OK;
+    }
+
+    if (!ws->upgraded) {
+        /* the 101 is not out yet: the frames wait, within the buffer */
+        if (ws->out_count
+            && ws->out_bytes + msg->len > ws->conf->send_buffer)
+        {
+            return NGX_OK;
+        }
+
+        return ngx_http_realtime_queue(ws, msg);
     }
 
     /* a message larger than the buffer still goes to an empty queue */
@@ -643,7 +683,7 @@ ngx_http_realtime_queue(ngx_http_realtime_conn_t *ws,
 
     wev = ws->connection->write;
 
-    if (wev->ready && !wev->posted) {
+    if (ws->upgraded && wev->ready && !wev->posted) {
         ngx_post_event(wev, &ngx_posted_events);
     }
 
@@ -657,8 +697,14 @@ ngx_http_realtime_drop_queue(ngx_http_realtime_conn_t *ws, ngx_uint_t all)
     ngx_uint_t                keep;
     ngx_http_realtime_msg_t  *msg;
 
-    /* a frame partly written stays unless all goes: the stream must parse */
-    keep = (!all && ws->out_offset) ? 1 : 0;
+    /*
+     * A frame partly written stays unless all goes: the stream must
+     * parse.  On TLS a write that wants to be retried may have sent part
+     * of the head frame with out_offset still 0.
+     */
+
+    keep = (!all && ws->out_count
+            && (ws->out_offset || ws->connection->ssl)) ? 1 : 0;
 
     while (ws->out_count > keep) {
         msg = ws->out[(ws->out_head + ws->out_count - 1) & (ws->out_size - 1)];
@@ -683,6 +729,11 @@ ngx_http_realtime_write_handler(ngx_event_t *wev)
 
     c = wev->data;
     ws = c->data;
+
+    if (c->error) {
+        ngx_http_realtime_finalize(ws);
+        return;
+    }
 
     if (ws->lingering) {
         return;
@@ -816,7 +867,7 @@ ngx_http_realtime_close(ngx_http_realtime_conn_t *ws, ngx_uint_t code,
             ngx_http_realtime_msg_release(msg);
         }
 
-        ngx_http_realtime_finalize(ws);
+        ngx_http_realtime_abort(ws);
         return;
     }
 
@@ -905,24 +956,48 @@ ngx_http_realtime_linger_handler(ngx_event_t *rev)
 static void
 ngx_http_realtime_finalize(ngx_http_realtime_conn_t *ws)
 {
+    ngx_http_realtime_release(ws);
+    ngx_http_close_connection(ws->connection);
+}
+
+
+/*
+ * Callers up the stack may still use ws: the write handler, posted
+ * here, closes the connection.
+ */
+
+static void
+ngx_http_realtime_abort(ngx_http_realtime_conn_t *ws)
+{
     ngx_connection_t  *c;
 
     c = ws->connection;
+    c->error = 1;
 
+    if (!c->write->posted) {
+        ngx_post_event(c->write, &ngx_posted_events);
+    }
+}
+
+
+/* what a socket holds besides its connection: rooms, frames, buffers */
+
+void
+ngx_http_realtime_release(ngx_http_realtime_conn_t *ws)
+{
     ngx_http_realtime_client_close(ws);
     ngx_http_realtime_drop_queue(ws, 1);
 
     if (ws->out != ws->out_inline) {
         ngx_free(ws->out);
         ws->out = ws->out_inline;
+        ws->out_size = NGX_HTTP_REALTIME_OUT_INLINE;
     }
 
     if (ws->message) {
         ngx_free(ws->message);
         ws->message = NULL;
     }
-
-    ngx_http_close_connection(c);
 }
 
 

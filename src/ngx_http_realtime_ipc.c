@@ -22,7 +22,8 @@
 
 #define NGX_HTTP_REALTIME_IPC_SKIP  0
 
-#define NGX_HTTP_REALTIME_IPC_NAME  "ngx-realtime-%P"
+/* the pid, and a random id: pids repeat across pid namespaces */
+#define NGX_HTTP_REALTIME_IPC_NAME  "ngx-realtime-%P-%uD"
 
 
 typedef struct {
@@ -48,10 +49,11 @@ typedef struct {
 static void ngx_http_realtime_ipc_handler(ngx_event_t *rev);
 static void ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone);
 static socklen_t ngx_http_realtime_ipc_addr(struct sockaddr_un *sun,
-    ngx_pid_t pid);
+    ngx_pid_t pid, uint32_t id);
 
 
 static ngx_connection_t  *ngx_http_realtime_ipc_conn;
+static uint32_t           ngx_http_realtime_ipc_id;
 static ngx_array_t        ngx_http_realtime_ipc_items;
 
 
@@ -84,7 +86,8 @@ ngx_http_realtime_ipc_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    len = ngx_http_realtime_ipc_addr(&sun, ngx_pid);
+    len = ngx_http_realtime_ipc_addr(&sun, ngx_pid,
+                                     ngx_http_realtime_ipc_worker_id());
 
     if (bind(s, (struct sockaddr *) &sun, len) == -1) {
         ngx_log_error(NGX_LOG_EMERG, cycle->log, ngx_socket_errno,
@@ -131,8 +134,23 @@ ngx_http_realtime_ipc_exit_process(ngx_cycle_t *cycle)
 }
 
 
+/* this worker's random id, the same in every zone's slot */
+
+uint32_t
+ngx_http_realtime_ipc_worker_id(void)
+{
+    while (ngx_http_realtime_ipc_id == 0) {
+        ngx_http_realtime_ipc_id = (uint32_t) ngx_random()
+                                   ^ (uint32_t) ngx_pid;
+    }
+
+    return ngx_http_realtime_ipc_id;
+}
+
+
 static socklen_t
-ngx_http_realtime_ipc_addr(struct sockaddr_un *sun, ngx_pid_t pid)
+ngx_http_realtime_ipc_addr(struct sockaddr_un *sun, ngx_pid_t pid,
+    uint32_t id)
 {
     u_char  *p;
 
@@ -142,7 +160,7 @@ ngx_http_realtime_ipc_addr(struct sockaddr_un *sun, ngx_pid_t pid)
     /* sun_path[0] == '\0': the abstract namespace, no file to clean up */
 
     p = ngx_sprintf((u_char *) sun->sun_path + 1,
-                    NGX_HTTP_REALTIME_IPC_NAME, pid);
+                    NGX_HTTP_REALTIME_IPC_NAME, pid, id);
 
     return (socklen_t) (offsetof(struct sockaddr_un, sun_path)
                         + (p - (u_char *) sun->sun_path));
@@ -166,6 +184,11 @@ ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
     ngx_http_realtime_ipc_rec_t  *rec;
 
     s = &zone->sh->slots[slot];
+
+    if (s->queue_used == 0) {
+        /* an empty ring starts over: a record never wraps */
+        s->queue_head = 0;
+    }
 
     /* 16-aligned, so a skipped end always has room for a header */
     size = ngx_align(sizeof(ngx_http_realtime_ipc_rec_t) + target->len
@@ -217,7 +240,7 @@ ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
 
 
 void
-ngx_http_realtime_ipc_wake(ngx_pid_t pid)
+ngx_http_realtime_ipc_wake(ngx_pid_t pid, uint32_t id)
 {
     u_char               b;
     socklen_t            len;
@@ -228,7 +251,7 @@ ngx_http_realtime_ipc_wake(ngx_pid_t pid)
     }
 
     b = 1;
-    len = ngx_http_realtime_ipc_addr(&sun, pid);
+    len = ngx_http_realtime_ipc_addr(&sun, pid, id);
 
     /*
      * A full socket buffer already holds a wakeup; a worker that is gone
@@ -335,6 +358,8 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
         item->except.len = rec->except_len;
         item->msg = msg;
     }
+
+    s->queue_head = 0;
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 

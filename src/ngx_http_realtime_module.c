@@ -363,9 +363,12 @@ ngx_http_realtime_error_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         cl->buf->file_pos = cl->buf->file_last;
     }
 
-    if (ctx->error->pos == ctx->error->last) {
-        return NGX_OK;
+    if (ctx->error_sent) {
+        /* a later call flushes what the first one could not write */
+        return ngx_http_next_body_filter(r, NULL);
     }
+
+    ctx->error_sent = 1;
 
     out.buf = ctx->error;
     out.next = NULL;

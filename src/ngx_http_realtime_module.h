@@ -144,6 +144,7 @@ typedef struct {
 typedef struct {
     ngx_http_realtime_conn_t          *ws;     /* the handshake's socket */
     ngx_buf_t                         *error;  /* JSON for nginx's error */
+    ngx_uint_t                         error_sent;
 } ngx_http_realtime_ctx_t;
 
 
@@ -158,6 +159,7 @@ ngx_int_t ngx_http_realtime_send(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_msg_t *msg);
 void ngx_http_realtime_close(ngx_http_realtime_conn_t *ws, ngx_uint_t code,
     char *reason);
+void ngx_http_realtime_release(ngx_http_realtime_conn_t *ws);
 
 ngx_http_realtime_msg_t *ngx_http_realtime_msg_frame(ngx_uint_t opcode,
     u_char *payload, size_t len);
@@ -196,7 +198,8 @@ void ngx_http_realtime_ipc_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
     ngx_uint_t slot, ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_msg_t *msg);
-void ngx_http_realtime_ipc_wake(ngx_pid_t pid);
+void ngx_http_realtime_ipc_wake(ngx_pid_t pid, uint32_t id);
+uint32_t ngx_http_realtime_ipc_worker_id(void);
 
 /* ngx_http_realtime_events.c */
 ngx_int_t ngx_http_realtime_client_open(ngx_http_realtime_conn_t *ws);

@@ -151,7 +151,7 @@ ngx_http_realtime_push_check(ngx_http_request_t *r,
 static void
 ngx_http_realtime_push_body(ngx_http_request_t *r)
 {
-    u_char                        *body;
+    u_char                        *body, *p;
     size_t                         len, i;
     json_t                        *root, *answer, *answers, *item;
     ngx_uint_t                     status, item_status;
@@ -176,6 +176,14 @@ ngx_http_realtime_push_body(ngx_http_request_t *r)
                             "position %d: %s%Z", error.line, error.column,
                             error.position, error.text);
         message[sizeof(message) - 1] = '\0';
+
+        /* jansson quotes the input, maybe cut inside a UTF-8 sequence */
+
+        for (p = (u_char *) message; *p; p++) {
+            if (*p >= 0x80) {
+                *p = '?';
+            }
+        }
 
         answer = json_pack("{s:s, s:s, s:i, s:i, s:i}",
                            "error", message, "code", "INVALID_JSON",
@@ -365,10 +373,15 @@ ngx_http_realtime_push_item(ngx_http_realtime_zone_t *zone, json_t *item,
                                              "BAD_REQUEST");
     }
 
+    if (v && json_string_length(v) > NGX_HTTP_REALTIME_USER_MAX) {
+        return ngx_http_realtime_push_answer(status, NGX_HTTP_BAD_REQUEST,
+                                             "except must be 1-256 bytes",
+                                             "BAD_REQUEST");
+    }
+
     if (v) {
         except.data = (u_char *) json_string_value(v);
-        except.len = ngx_min(json_string_length(v),
-                             NGX_HTTP_REALTIME_USER_MAX);
+        except.len = json_string_length(v);
     }
 
     data = json_object_get(item, "payload");

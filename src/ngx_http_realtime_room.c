@@ -211,16 +211,24 @@ ngx_http_realtime_slot_claim(ngx_http_realtime_zone_t *zone,
     ngx_cycle_t *cycle)
 {
     size_t                     size;
-    ngx_uint_t                 i, slot;
+    ngx_uint_t                 i, slot, workers;
+    ngx_core_conf_t           *ccf;
     ngx_slab_pool_t           *shpool;
     ngx_http_realtime_slot_t  *s;
 
     shpool = zone->shpool;
     slot = NGX_HTTP_REALTIME_SLOTS;
 
-    /* a queue can hold a few of the largest messages the zone allows */
-    size = ngx_align(ngx_max(zone->shm_zone->shm.size / 16, 8192), 16);
-    size = ngx_min(size, 4 * 1024 * 1024);
+    /*
+     * The queues of two generations of workers (a reload) take at most
+     * a quarter of the zone, 8k to 4m each.
+     */
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+    workers = (ccf->worker_processes > 0) ? ccf->worker_processes : 1;
+
+    size = zone->shm_zone->shm.size / (8 * workers);
+    size = ngx_align(ngx_max(ngx_min(size, 4 * 1024 * 1024), 8192), 16);
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -261,6 +269,7 @@ ngx_http_realtime_slot_claim(ngx_http_realtime_zone_t *zone,
     }
 
     s->pid = ngx_pid;
+    s->ipc_id = ngx_http_realtime_ipc_worker_id();
     s->queue_size = size;
     s->queue_head = 0;
     s->queue_used = 0;
@@ -798,6 +807,7 @@ ngx_http_realtime_publish(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
     ngx_int_t                     rc;
     ngx_uint_t                    i, n, nwake, mine;
     ngx_pid_t                     wake[NGX_HTTP_REALTIME_SLOTS];
+    uint32_t                      wake_id[NGX_HTTP_REALTIME_SLOTS];
     ngx_queue_t                  *q;
     ngx_http_realtime_slot_t     *s;
     ngx_http_realtime_shctx_t    *sh;
@@ -884,7 +894,8 @@ ngx_http_realtime_publish(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
 
         case NGX_DONE:
             /* the queue was empty: the worker needs a wakeup */
-            wake[nwake++] = s->pid;
+            wake[nwake] = s->pid;
+            wake_id[nwake++] = s->ipc_id;
             break;
 
         default:
@@ -897,7 +908,7 @@ ngx_http_realtime_publish(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     for (i = 0; i < nwake; i++) {
-        ngx_http_realtime_ipc_wake(wake[i]);
+        ngx_http_realtime_ipc_wake(wake[i], wake_id[i]);
     }
 
     if (mine) {

@@ -30,6 +30,7 @@ typedef struct ngx_http_realtime_sh_user_s  ngx_http_realtime_sh_user_t;
 /* a worker process attached to the zone */
 typedef struct {
     ngx_pid_t                          pid;          /* 0: free */
+    uint32_t                           ipc_id;
     ngx_queue_t                        conns;        /* sh_conn_t */
     ngx_uint_t                         connections;
 

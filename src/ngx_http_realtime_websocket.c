@@ -150,6 +150,8 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
     ws->connection = r->connection;
     ws->conf = rlcf;
     ws->subprotocol = protocol;
+    ws->out = ws->out_inline;
+    ws->out_size = NGX_HTTP_REALTIME_OUT_INLINE;
 
     ngx_http_set_ctx(r, ctx, ngx_http_realtime_module);
 
@@ -630,7 +632,10 @@ ngx_http_realtime_register(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
     case NGX_OK:
         cln->handler = ngx_http_realtime_handshake_cleanup;
         cln->data = ws;
-        return NGX_OK;
+
+        /* the welcome goes first, right behind the 101 */
+        return (ngx_http_realtime_client_open(ws) == NGX_OK)
+               ? NGX_OK : NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     case NGX_HTTP_REALTIME_LIMIT:
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -660,6 +665,6 @@ ngx_http_realtime_handshake_cleanup(void *data)
     ngx_http_realtime_conn_t  *ws = data;
 
     if (!ws->upgraded) {
-        ngx_http_realtime_client_close(ws);
+        ngx_http_realtime_release(ws);
     }
 }
