@@ -67,6 +67,11 @@ static ngx_http_realtime_msg_t   ngx_http_realtime_ping_msg = {
     ngx_http_realtime_ping_bytes, 1
 };
 
+/* for records between workers that carry no frame */
+ngx_http_realtime_msg_t          ngx_http_realtime_msg_empty = {
+    1, 0, 0, NULL, ngx_http_realtime_ping_bytes, 1
+};
+
 
 void
 ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)

@@ -325,6 +325,30 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
             continue;
         }
 
+        if (rec->type >= NGX_HTTP_REALTIME_IPC_SUBSCRIBE) {
+            /* handled below like a delivery: no frame to copy */
+            item = ngx_array_push(&ngx_http_realtime_ipc_items);
+            if (item == NULL) {
+                continue;
+            }
+
+            msg = ngx_http_realtime_msg_alloc(rec->target_len);
+            if (msg == NULL) {
+                ngx_http_realtime_ipc_items.nelts--;
+                continue;
+            }
+
+            item->type = rec->type;
+            item->target.data = msg->data;
+            item->target.len = rec->target_len;
+            ngx_memcpy(msg->data,
+                       (u_char *) rec + sizeof(ngx_http_realtime_ipc_rec_t),
+                       rec->target_len);
+            ngx_str_null(&item->except);
+            item->msg = msg;
+            continue;
+        }
+
         /* one local copy of the frame, shared by every local receiver */
 
         msg = ngx_http_realtime_msg_alloc(rec->frame_len + rec->target_len
@@ -366,8 +390,16 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
     items = ngx_http_realtime_ipc_items.elts;
 
     for (i = 0; i < ngx_http_realtime_ipc_items.nelts; i++) {
-        ngx_http_realtime_deliver(zone, items[i].type, &items[i].target,
-                                  &items[i].except, NULL, items[i].msg);
+
+        if (items[i].type >= NGX_HTTP_REALTIME_IPC_SUBSCRIBE) {
+            ngx_http_realtime_redis_room(zone, &items[i].target,
+                    items[i].type == NGX_HTTP_REALTIME_IPC_SUBSCRIBE);
+
+        } else {
+            ngx_http_realtime_deliver(zone, items[i].type, &items[i].target,
+                                      &items[i].except, NULL, items[i].msg);
+        }
+
         ngx_http_realtime_msg_release(items[i].msg);
     }
 

@@ -50,6 +50,13 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       0,
       NULL },
 
+    { ngx_string("realtime_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
+      ngx_http_realtime_redis_conf,
+      0,
+      0,
+      NULL },
+
     { ngx_string("realtime"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_realtime,
@@ -72,7 +79,7 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       NULL },
 
     { ngx_string("realtime_status"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_realtime_endpoint,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -630,6 +637,17 @@ ngx_http_realtime_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rlcf->zone = ngx_http_realtime_zone_add(cf, &value[1], 0);
     if (rlcf->zone == NULL) {
         return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 3) {
+        if (value[2].len != 6 || ngx_strcmp(value[2].data, "strict") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        /* a degraded instance answers 503, for a readiness probe */
+        rlcf->status_strict = 1;
     }
 
     rlcf->json_errors = 1;

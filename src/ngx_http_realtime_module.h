@@ -65,6 +65,7 @@ typedef struct {
     ngx_uint_t                         burst;    /* messages * 1000 */
     ngx_str_t                          push_secret;
     ngx_flag_t                         json_errors;
+    ngx_flag_t                         status_strict;
     ngx_array_t                       *subprotocols;  /* ngx_str_t */
     ngx_array_t                       *origins;  /* realtime_origin_t */
     size_t                             max_message_size;
@@ -192,7 +193,32 @@ ngx_uint_t ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_conn_t *skip, ngx_http_realtime_msg_t *msg);
 
-/* ngx_http_realtime_ipc.c */
+ngx_int_t ngx_http_realtime_publish_zone(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_conn_t *skip, ngx_http_realtime_msg_t *msg,
+    ngx_uint_t *recipients);
+
+/* ngx_http_realtime_redis.c */
+char *ngx_http_realtime_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_realtime_redis_init_process(ngx_http_realtime_zone_t *zone,
+    ngx_cycle_t *cycle);
+void ngx_http_realtime_redis_exit_process(ngx_http_realtime_zone_t *zone);
+void ngx_http_realtime_redis_room(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room, ngx_uint_t subscribe);
+void ngx_http_realtime_redis_publish(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_msg_t *msg);
+
+ngx_pid_t ngx_http_realtime_redis_notify_locked(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room, ngx_uint_t type, uint32_t *id);
+
+/* ngx_http_realtime_ipc.c, record types besides the NGX_HTTP_REALTIME_TO_* */
+#define NGX_HTTP_REALTIME_IPC_SUBSCRIBE    10
+#define NGX_HTTP_REALTIME_IPC_UNSUBSCRIBE  11
+
+extern ngx_http_realtime_msg_t  ngx_http_realtime_msg_empty;
+
 ngx_int_t ngx_http_realtime_ipc_init_process(ngx_cycle_t *cycle);
 void ngx_http_realtime_ipc_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,

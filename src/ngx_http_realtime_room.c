@@ -149,6 +149,11 @@ ngx_http_realtime_zone_init(ngx_shm_zone_t *shm_zone, void *data)
         ngx_queue_init(&sh->slots[i].conns);
     }
 
+    /* the instance's name on Redis: it lives as long as the zone */
+    ngx_sprintf(sh->instance, "%08xD%08xD%Z",
+                (uint32_t) ngx_random() ^ (uint32_t) ngx_time(),
+                (uint32_t) ngx_random() ^ (uint32_t) ngx_pid);
+
     len = sizeof(" in realtime zone \"\"") + shm_zone->shm.name.len;
 
     zone->shpool->log_ctx = ngx_slab_alloc(zone->shpool, len);
@@ -191,6 +196,10 @@ ngx_http_realtime_zone_init_process(ngx_cycle_t *cycle)
         ngx_queue_init(&zone->conns);
 
         if (ngx_http_realtime_slot_claim(zone, cycle) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_realtime_redis_init_process(zone, cycle) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -306,6 +315,8 @@ ngx_http_realtime_zone_exit_process(ngx_cycle_t *cycle)
         if (zone->slot == NGX_HTTP_REALTIME_SLOTS) {
             continue;
         }
+
+        ngx_http_realtime_redis_exit_process(zone);
 
         /* sockets a fast shutdown did not close leave with the worker */
 
@@ -551,6 +562,8 @@ ngx_int_t
 ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
     ngx_uint_t *members, ngx_uint_t *first)
 {
+    uint32_t                           leader_id;
+    ngx_pid_t                          leader;
     ngx_uint_t                         room_created, user_created;
     ngx_slab_pool_t                   *shpool;
     ngx_http_realtime_zone_t          *zone;
@@ -641,7 +654,15 @@ ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
     r->slot_sockets[zone->slot]++;
     *members = r->nsockets;
 
+    leader = room_created ? ngx_http_realtime_redis_notify_locked(zone, room,
+                                  NGX_HTTP_REALTIME_IPC_SUBSCRIBE, &leader_id)
+                          : 0;
+
     ngx_shmtx_unlock(&shpool->mutex);
+
+    if (leader) {
+        ngx_http_realtime_ipc_wake(leader, leader_id);
+    }
 
     lm->ws = ws;
     lm->room = lr;
@@ -737,6 +758,10 @@ ngx_http_realtime_sh_leave(ngx_http_realtime_zone_t *zone,
     }
 
     if (r->nsockets == 0) {
+        /* no wakeup: a stale subscription costs nothing meanwhile */
+        (void) ngx_http_realtime_redis_notify_locked(zone, &r->sn.str,
+                                     NGX_HTTP_REALTIME_IPC_UNSUBSCRIBE, NULL);
+
         ngx_http_realtime_sh_node_free(zone, &zone->sh->rooms, &r->sn);
         zone->sh->nrooms--;
     }
@@ -803,6 +828,28 @@ ngx_int_t
 ngx_http_realtime_publish(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
     ngx_str_t *target, ngx_str_t *except, ngx_http_realtime_conn_t *skip,
     ngx_http_realtime_msg_t *msg, ngx_uint_t *recipients)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_realtime_publish_zone(zone, type, target, except, skip, msg,
+                                        recipients);
+
+    if (zone->redis) {
+        /* other instances may have receivers whatever this one has */
+        ngx_http_realtime_redis_publish(zone, type, target, except, msg);
+    }
+
+    return rc;
+}
+
+
+/* the publication within this instance */
+
+ngx_int_t
+ngx_http_realtime_publish_zone(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_conn_t *skip, ngx_http_realtime_msg_t *msg,
+    ngx_uint_t *recipients)
 {
     ngx_int_t                     rc;
     ngx_uint_t                    i, n, nwake, mine;
@@ -1151,4 +1198,48 @@ ngx_http_realtime_local_node(ngx_rbtree_t *tree, ngx_str_t *name,
     ngx_rbtree_insert(tree, &sn->node);
 
     return sn;
+}
+
+
+/*
+ * Asks the worker that subscribes to Redis for this instance to
+ * subscribe to a new room, or to unsubscribe from one that is gone;
+ * called with the zone locked.  Returns the pid to wake, or 0.
+ */
+
+ngx_pid_t
+ngx_http_realtime_redis_notify_locked(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room, ngx_uint_t type, uint32_t *id)
+{
+    ngx_uint_t                 slot;
+    ngx_http_realtime_slot_t  *s;
+
+    if (zone->redis_conf == NULL || zone->sh->redis_leader == 0) {
+        /* a new subscriber subscribes to every room there is */
+        return 0;
+    }
+
+    slot = zone->sh->redis_leader_slot;
+    s = &zone->sh->slots[slot];
+
+    if (s->pid != zone->sh->redis_leader) {
+        return 0;
+    }
+
+    if (ngx_http_realtime_ipc_post_locked(zone, slot, type, room, NULL,
+                                          &ngx_http_realtime_msg_empty)
+        != NGX_DONE)
+    {
+        return 0;
+    }
+
+    if (id == NULL) {
+        /* no wakeup is sent: the next record must send one */
+        s->notified = 0;
+        return 0;
+    }
+
+    *id = s->ipc_id;
+
+    return s->pid;
 }

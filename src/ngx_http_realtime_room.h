@@ -24,7 +24,23 @@
 #define NGX_HTTP_REALTIME_TO_ALL       3
 
 
+/* an instance id: 16 hex digits, new with every new zone */
+#define NGX_HTTP_REALTIME_INSTANCE_LEN 16
+
 typedef struct ngx_http_realtime_sh_user_s  ngx_http_realtime_sh_user_t;
+typedef struct ngx_http_realtime_redis_s  ngx_http_realtime_redis_t;
+
+
+typedef struct {
+    u_char                            *host;
+    ngx_uint_t                         port;
+    ngx_str_t                          user;
+    ngx_str_t                          password;
+    ngx_uint_t                         db;
+    ngx_str_t                          prefix;
+    ngx_msec_t                         connect_timeout;
+    ngx_msec_t                         command_timeout;
+} ngx_http_realtime_redis_conf_t;
 
 
 /* a worker process attached to the zone */
@@ -62,6 +78,17 @@ typedef struct {
     ngx_atomic_t                       purged;
     ngx_atomic_t                       zone_full;
     ngx_atomic_t                       queue_full;
+
+    /* Redis: the subscribing worker, its state, counters */
+    ngx_pid_t                          redis_leader;
+    ngx_uint_t                         redis_leader_slot;
+    ngx_uint_t                         redis_up;
+    ngx_atomic_t                       redis_published;
+    ngx_atomic_t                       redis_received;
+    ngx_atomic_t                       redis_unsynced;
+    ngx_atomic_t                       redis_errors;
+    u_char                             instance[
+                                           NGX_HTTP_REALTIME_INSTANCE_LEN + 1];
 
     /* the counters of workers that have exited */
     ngx_uint_t                         retired_in;
@@ -153,6 +180,9 @@ struct ngx_http_realtime_zone_s {
     ngx_rbtree_t                       users;
     ngx_rbtree_node_t                  users_sentinel;
     ngx_queue_t                        conns;
+
+    ngx_http_realtime_redis_conf_t    *redis_conf;
+    ngx_http_realtime_redis_t         *redis;        /* this worker's */
 };
 
 

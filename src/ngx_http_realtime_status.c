@@ -24,6 +24,11 @@ typedef struct {
     ngx_uint_t   dropped;
     size_t       size;
     size_t       used;
+    ngx_uint_t   redis_up;
+    ngx_uint_t   redis_published;
+    ngx_uint_t   redis_received;
+    ngx_uint_t   redis_unsynced;
+    ngx_uint_t   redis_errors;
 } ngx_http_realtime_totals_t;
 
 
@@ -44,6 +49,7 @@ ngx_http_realtime_status_handler(ngx_http_request_t *r)
     json_t                        *json;
     ngx_int_t                      rc;
     ngx_str_t                      arg, name;
+    ngx_uint_t                     status, degraded;
     ngx_http_realtime_totals_t     t;
     ngx_http_realtime_loc_conf_t  *rlcf;
 
@@ -53,6 +59,7 @@ ngx_http_realtime_status_handler(ngx_http_request_t *r)
     }
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_module);
+    status = NGX_HTTP_OK;
 
     if (ngx_http_arg(r, (u_char *) "room", 4, &arg) == NGX_OK) {
         if (ngx_http_realtime_status_arg(r, &arg, &name) != NGX_OK) {
@@ -83,9 +90,11 @@ ngx_http_realtime_status_handler(ngx_http_request_t *r)
     } else {
         ngx_http_realtime_totals(rlcf->zone, &t);
 
+        degraded = (rlcf->zone->redis_conf && !t.redis_up);
+
         json = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
                          " s:{s:I, s:I}}",
-                         "status", "ok",
+                         "status", degraded ? "degraded" : "ok",
                          "connections", (json_int_t) t.connections,
                          "users", (json_int_t) t.users,
                          "rooms", (json_int_t) t.rooms,
@@ -96,9 +105,28 @@ ngx_http_realtime_status_handler(ngx_http_request_t *r)
                          "zone",
                            "size", (json_int_t) t.size,
                            "used", (json_int_t) t.used);
+
+        if (json && rlcf->zone->redis_conf
+            && json_object_set_new(json, "redis",
+                   json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}",
+                             "status", t.redis_up ? "up" : "down",
+                             "instance", rlcf->zone->sh->instance,
+                             "published", (json_int_t) t.redis_published,
+                             "received", (json_int_t) t.redis_received,
+                             "unsynced", (json_int_t) t.redis_unsynced,
+                             "errors", (json_int_t) t.redis_errors))
+               != 0)
+        {
+            json_decref(json);
+            json = NULL;
+        }
+
+        if (degraded && rlcf->status_strict) {
+            status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        }
     }
 
-    rc = ngx_http_realtime_send_json_response(r, NGX_HTTP_OK, json);
+    rc = ngx_http_realtime_send_json_response(r, status, json);
     json_decref(json);
 
     return rc;
@@ -187,6 +215,13 @@ ngx_http_realtime_totals(ngx_http_realtime_zone_t *zone,
 
     t->size = zone->shm_zone->shm.size;
     t->used = t->size - shpool->pfree * ngx_pagesize;
+
+    t->redis_up = (sh->redis_up && sh->redis_leader
+                   && kill(sh->redis_leader, 0) == 0);
+    t->redis_published = sh->redis_published;
+    t->redis_received = sh->redis_received;
+    t->redis_unsynced = sh->redis_unsynced;
+    t->redis_errors = sh->redis_errors;
 
     ngx_shmtx_unlock(&shpool->mutex);
 }
@@ -371,12 +406,28 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
         "# HELP realtime_dropped_total Deliveries that did not happen.\n"
         "# TYPE realtime_dropped_total counter\n"
         "realtime_dropped_total{zone=\"%V\"} %ui\n"
+        "# HELP realtime_redis_up Whether Redis sync works (1) or not.\n"
+        "# TYPE realtime_redis_up gauge\n"
+        "realtime_redis_up{zone=\"%V\"} %ui\n"
+        "# HELP realtime_redis_published_total Publications sent to Redis.\n"
+        "# TYPE realtime_redis_published_total counter\n"
+        "realtime_redis_published_total{zone=\"%V\"} %ui\n"
+        "# HELP realtime_redis_received_total Publications of other "
+        "instances.\n"
+        "# TYPE realtime_redis_received_total counter\n"
+        "realtime_redis_received_total{zone=\"%V\"} %ui\n"
+        "# HELP realtime_redis_unsynced_total Publications that did not "
+        "reach Redis.\n"
+        "# TYPE realtime_redis_unsynced_total counter\n"
+        "realtime_redis_unsynced_total{zone=\"%V\"} %ui\n"
         "# HELP realtime_worker_connections Connections per worker.\n"
         "# TYPE realtime_worker_connections gauge\n",
         zn, t.connections, zn, t.users, zn, t.rooms, zn, t.workers,
         zn, t.size, zn, t.used, zn, zone->sh->zone_full,
         zn, zone->sh->queue_full, zn, zone->sh->purged,
-        zn, t.messages_in, zn, t.messages_out, zn, t.dropped);
+        zn, t.messages_in, zn, t.messages_out, zn, t.dropped,
+        zn, t.redis_up, zn, t.redis_published, zn, t.redis_received,
+        zn, t.redis_unsynced);
 
     /* a snapshot without the lock: counters may be a message apart */
 

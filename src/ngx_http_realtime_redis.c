@@ -1,0 +1,1214 @@
+
+/*
+ * Copyright (C) ngx-realtime developers
+ *
+ * Several nginx instances, one set of rooms: Redis pub/sub through
+ * hiredis's async API, its socket driven by the nginx event loop.
+ *
+ * Every worker publishes what is published locally on its own
+ * connection.  One worker per instance, the leader, subscribes: to the
+ * broadcast and user channels, and to the channel of every room that has
+ * a member in this instance; what it receives goes through the zone to
+ * every worker, as a local publication would.  A message carries the
+ * instance id, so an instance never delivers its own publication twice.
+ *
+ * Channel names keep the room or user in a {hash tag}, so that on Redis
+ * Cluster a room is one slot and SSUBSCRIBE/SPUBLISH can take over.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "ngx_http_realtime_module.h"
+
+
+#define NGX_HTTP_REALTIME_REDIS_TICK         1000
+#define NGX_HTTP_REALTIME_REDIS_BACKOFF_MIN  250
+#define NGX_HTTP_REALTIME_REDIS_BACKOFF_MAX  30000
+
+/* publications in flight past which Redis is taken as stuck */
+#define NGX_HTTP_REALTIME_REDIS_PENDING_MAX  10000
+
+/* rooms per SUBSCRIBE command on a resubscription */
+#define NGX_HTTP_REALTIME_REDIS_BATCH        512
+
+#define NGX_HTTP_REALTIME_REDIS_MAGIC        "rt1"
+
+
+struct ngx_http_realtime_redis_s {
+    ngx_http_realtime_zone_t          *zone;
+    ngx_http_realtime_redis_conf_t    *conf;
+
+    redisAsyncContext                 *pub;
+    redisAsyncContext                 *sub;
+
+    unsigned                           pub_ready:1;
+    unsigned                           sub_ready:1;
+    unsigned                           leader:1;
+
+    ngx_uint_t                         pending;
+    ngx_msec_t                         last_reply;
+    ngx_msec_t                         pub_retry;
+    ngx_msec_t                         sub_retry;
+    ngx_msec_t                         backoff;
+    ngx_msec_t                         connect_start_pub;
+    ngx_msec_t                         connect_start_sub;
+
+    /* reused for every publication: no allocation per message */
+    u_char                            *buf;
+    size_t                             buf_size;
+
+    ngx_event_t                        tick;
+    ngx_log_t                         *log;
+};
+
+
+static void ngx_http_realtime_redis_tick(ngx_event_t *ev);
+static void ngx_http_realtime_redis_elect(ngx_http_realtime_redis_t *rd);
+static redisAsyncContext *ngx_http_realtime_redis_connect(
+    ngx_http_realtime_redis_t *rd, ngx_uint_t subscriber);
+static void ngx_http_realtime_redis_on_connect(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_realtime_redis_on_disconnect(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_realtime_redis_on_ready(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_realtime_redis_drop(ngx_http_realtime_redis_t *rd,
+    redisAsyncContext *ac);
+static void ngx_http_realtime_redis_failed(ngx_http_realtime_redis_t *rd,
+    ngx_uint_t subscriber);
+static ngx_int_t ngx_http_realtime_redis_resubscribe(
+    ngx_http_realtime_redis_t *rd);
+static void ngx_http_realtime_redis_on_message(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_realtime_redis_on_published(redisAsyncContext *ac,
+    void *r, void *privdata);
+static size_t ngx_http_realtime_redis_channel(ngx_http_realtime_redis_t *rd,
+    u_char *buf, ngx_uint_t type, ngx_str_t *target);
+static void ngx_http_realtime_redis_set_up(ngx_http_realtime_redis_t *rd,
+    ngx_uint_t up);
+
+static void ngx_http_realtime_redis_add_read(void *data);
+static void ngx_http_realtime_redis_del_read(void *data);
+static void ngx_http_realtime_redis_add_write(void *data);
+static void ngx_http_realtime_redis_del_write(void *data);
+static void ngx_http_realtime_redis_cleanup(void *data);
+static void ngx_http_realtime_redis_read_handler(ngx_event_t *ev);
+static void ngx_http_realtime_redis_write_handler(ngx_event_t *ev);
+
+
+/*
+ * realtime_redis zone redis://[[user]:password@]host[:port][/db]
+ *     [prefix=rt:] [connect_timeout=2s] [command_timeout=2s];
+ */
+
+char *
+ngx_http_realtime_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    u_char                          *p, *last, *at, *colon, *slash;
+    ngx_str_t                       *value, s;
+    ngx_int_t                        n;
+    ngx_uint_t                       i;
+    ngx_http_realtime_zone_t        *zone;
+    ngx_http_realtime_redis_conf_t  *rc;
+
+    value = cf->args->elts;
+
+    zone = ngx_http_realtime_zone_add(cf, &value[1], 0);
+    if (zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (zone->redis_conf) {
+        return "is duplicate";
+    }
+
+    rc = ngx_pcalloc(cf->pool, sizeof(ngx_http_realtime_redis_conf_t));
+    if (rc == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    rc->port = 6379;
+    rc->connect_timeout = 2000;
+    rc->command_timeout = 2000;
+    ngx_str_set(&rc->prefix, "rt:");
+
+    p = value[2].data;
+    last = p + value[2].len;
+
+    if (value[2].len < 8 || ngx_strncmp(p, "redis://", 8) != 0) {
+        return "needs a redis:// URL (rediss:// is not supported by "
+               "hiredis 0.14)";
+    }
+
+    p += 8;
+
+    at = ngx_strlchr(p, last, '@');
+
+    if (at) {
+        colon = ngx_strlchr(p, at, ':');
+
+        if (colon) {
+            rc->user.data = p;
+            rc->user.len = colon - p;
+            rc->password.data = colon + 1;
+            rc->password.len = at - colon - 1;
+
+        } else {
+            rc->password.data = p;
+            rc->password.len = at - p;
+        }
+
+        p = at + 1;
+    }
+
+    slash = ngx_strlchr(p, last, '/');
+
+    if (slash) {
+        n = ngx_atoi(slash + 1, last - slash - 1);
+        if (n == NGX_ERROR) {
+            return "has an invalid database number";
+        }
+
+        rc->db = n;
+        last = slash;
+    }
+
+    colon = ngx_strlchr(p, last, ':');
+
+    if (colon) {
+        n = ngx_atoi(colon + 1, last - colon - 1);
+        if (n < 1 || n > 65535) {
+            return "has an invalid port";
+        }
+
+        rc->port = n;
+        last = colon;
+    }
+
+    if (last == p) {
+        return "needs a host";
+    }
+
+    /* hiredis wants NUL-terminated strings */
+
+    rc->host = ngx_pnalloc(cf->pool, last - p + 1);
+    if (rc->host == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_cpystrn(rc->host, p, last - p + 1);
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
+            rc->prefix.data = value[i].data + 7;
+            rc->prefix.len = value[i].len - 7;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
+            s.data = value[i].data + 16;
+            s.len = value[i].len - 16;
+
+            rc->connect_timeout = ngx_parse_time(&s, 0);
+            if (rc->connect_timeout == (ngx_msec_t) NGX_ERROR) {
+                return "has an invalid connect_timeout";
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "command_timeout=", 16) == 0) {
+            s.data = value[i].data + 16;
+            s.len = value[i].len - 16;
+
+            rc->command_timeout = ngx_parse_time(&s, 0);
+            if (rc->command_timeout == (ngx_msec_t) NGX_ERROR) {
+                return "has an invalid command_timeout";
+            }
+
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc->prefix.len > 64) {
+        return "has a prefix longer than 64 bytes";
+    }
+
+    zone->redis_conf = rc;
+
+    return NGX_CONF_OK;
+}
+
+
+ngx_int_t
+ngx_http_realtime_redis_init_process(ngx_http_realtime_zone_t *zone,
+    ngx_cycle_t *cycle)
+{
+    ngx_http_realtime_redis_t  *rd;
+
+    if (zone->redis_conf == NULL) {
+        return NGX_OK;
+    }
+
+    rd = ngx_pcalloc(cycle->pool, sizeof(ngx_http_realtime_redis_t));
+    if (rd == NULL) {
+        return NGX_ERROR;
+    }
+
+    rd->zone = zone;
+    rd->conf = zone->redis_conf;
+    rd->log = cycle->log;
+
+    rd->tick.handler = ngx_http_realtime_redis_tick;
+    rd->tick.data = rd;
+    rd->tick.log = cycle->log;
+
+    /* the tick never keeps a worker that is shutting down alive */
+    rd->tick.cancelable = 1;
+
+    zone->redis = rd;
+
+    ngx_add_timer(&rd->tick, 1);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_realtime_redis_exit_process(ngx_http_realtime_zone_t *zone)
+{
+    ngx_http_realtime_redis_t  *rd;
+
+    rd = zone->redis;
+    if (rd == NULL) {
+        return;
+    }
+
+    if (rd->leader) {
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        if (zone->sh->redis_leader == ngx_pid) {
+            zone->sh->redis_leader = 0;
+            zone->sh->redis_up = 0;
+        }
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        rd->leader = 0;
+    }
+
+    ngx_http_realtime_redis_drop(rd, rd->sub);
+    ngx_http_realtime_redis_drop(rd, rd->pub);
+
+    if (rd->tick.timer_set) {
+        ngx_del_timer(&rd->tick);
+    }
+
+    if (rd->buf) {
+        ngx_free(rd->buf);
+    }
+
+    zone->redis = NULL;
+}
+
+
+/*
+ * Once a second, or sooner when a retry is due: elect a leader, connect
+ * what is not connected, and drop a connection whose replies are late.
+ */
+
+static void
+ngx_http_realtime_redis_tick(ngx_event_t *ev)
+{
+    ngx_msec_t                  now, next;
+    ngx_http_realtime_redis_t  *rd;
+
+    rd = ev->data;
+    now = ngx_current_msec;
+
+    ngx_http_realtime_redis_elect(rd);
+
+    if (rd->pub == NULL && !ngx_exiting
+        && (ngx_msec_int_t) (now - rd->pub_retry) >= 0)
+    {
+        rd->pub = ngx_http_realtime_redis_connect(rd, 0);
+    }
+
+    if (rd->leader && rd->sub == NULL
+        && (ngx_msec_int_t) (now - rd->sub_retry) >= 0)
+    {
+        rd->sub = ngx_http_realtime_redis_connect(rd, 1);
+    }
+
+    if (rd->pub && !rd->pub_ready
+        && now - rd->connect_start_pub >= rd->conf->connect_timeout)
+    {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "realtime redis %s:%ui: connect timed out",
+                      rd->conf->host, rd->conf->port);
+        ngx_http_realtime_redis_drop(rd, rd->pub);
+        ngx_http_realtime_redis_failed(rd, 0);
+    }
+
+    if (rd->sub && !rd->sub_ready
+        && now - rd->connect_start_sub >= rd->conf->connect_timeout)
+    {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "realtime redis %s:%ui: subscriber connect timed out",
+                      rd->conf->host, rd->conf->port);
+        ngx_http_realtime_redis_drop(rd, rd->sub);
+        ngx_http_realtime_redis_failed(rd, 1);
+    }
+
+    if (rd->pub && rd->pending
+        && now - rd->last_reply >= rd->conf->command_timeout)
+    {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "realtime redis %s:%ui: no reply for %M ms, "
+                      "reconnecting", rd->conf->host, rd->conf->port,
+                      now - rd->last_reply);
+        ngx_http_realtime_redis_drop(rd, rd->pub);
+        ngx_http_realtime_redis_failed(rd, 0);
+    }
+
+    next = NGX_HTTP_REALTIME_REDIS_TICK;
+
+    if (rd->pub == NULL) {
+        next = ngx_min(next, (ngx_msec_t) ngx_max(
+                                  (ngx_msec_int_t) (rd->pub_retry - now), 1));
+    }
+
+    if (rd->leader && rd->sub == NULL) {
+        next = ngx_min(next, (ngx_msec_t) ngx_max(
+                                  (ngx_msec_int_t) (rd->sub_retry - now), 1));
+    }
+
+    ngx_add_timer(&rd->tick, next);
+}
+
+
+/*
+ * One worker per instance subscribes.  It takes over when there is no
+ * leader or the leader died, and gives up when it starts shutting down,
+ * so that the new generation of a reload takes over within a tick.
+ */
+
+static void
+ngx_http_realtime_redis_elect(ngx_http_realtime_redis_t *rd)
+{
+    ngx_pid_t                   leader;
+    ngx_http_realtime_zone_t   *zone;
+    ngx_http_realtime_shctx_t  *sh;
+
+    zone = rd->zone;
+    sh = zone->sh;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    leader = sh->redis_leader;
+
+    if (ngx_exiting) {
+        if (leader == ngx_pid) {
+            sh->redis_leader = 0;
+            sh->redis_up = 0;
+        }
+
+        leader = 0;
+
+    } else if (leader == 0
+               || (leader != ngx_pid && kill(leader, 0) == -1
+                   && ngx_errno == NGX_ESRCH))
+    {
+        sh->redis_leader = ngx_pid;
+        sh->redis_leader_slot = zone->slot;
+        sh->redis_up = 0;
+        leader = ngx_pid;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (leader == ngx_pid && !rd->leader) {
+        ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                      "realtime zone \"%V\": this worker subscribes to "
+                      "redis", &zone->name);
+        rd->leader = 1;
+        rd->sub_retry = ngx_current_msec;
+    }
+
+    if (leader != ngx_pid && rd->leader) {
+        rd->leader = 0;
+        ngx_http_realtime_redis_drop(rd, rd->sub);
+    }
+}
+
+
+static redisAsyncContext *
+ngx_http_realtime_redis_connect(ngx_http_realtime_redis_t *rd,
+    ngx_uint_t subscriber)
+{
+    ngx_connection_t                *c;
+    redisAsyncContext               *ac;
+    ngx_http_realtime_redis_conf_t  *conf;
+
+    conf = rd->conf;
+
+    ac = redisAsyncConnect((char *) conf->host, (int) conf->port);
+
+    if (ac == NULL || ac->err) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "realtime redis %s:%ui: connect failed: %s",
+                      conf->host, conf->port, ac ? ac->errstr : "no memory");
+        if (ac) {
+            redisAsyncFree(ac);
+        }
+
+        ngx_http_realtime_redis_failed(rd, subscriber);
+        return NULL;
+    }
+
+    c = ngx_get_connection(ac->c.fd, rd->log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        ngx_http_realtime_redis_failed(rd, subscriber);
+        return NULL;
+    }
+
+    c->data = ac;
+    c->read->handler = ngx_http_realtime_redis_read_handler;
+    c->write->handler = ngx_http_realtime_redis_write_handler;
+    c->read->log = rd->log;
+    c->write->log = rd->log;
+
+    ac->data = rd;
+    ac->ev.data = c;
+    ac->ev.addRead = ngx_http_realtime_redis_add_read;
+    ac->ev.delRead = ngx_http_realtime_redis_del_read;
+    ac->ev.addWrite = ngx_http_realtime_redis_add_write;
+    ac->ev.delWrite = ngx_http_realtime_redis_del_write;
+    ac->ev.cleanup = ngx_http_realtime_redis_cleanup;
+
+    redisAsyncSetConnectCallback(ac, ngx_http_realtime_redis_on_connect);
+    redisAsyncSetDisconnectCallback(ac, ngx_http_realtime_redis_on_disconnect);
+
+    /* queued now, written once connected; their replies say ready */
+
+    if (conf->password.len) {
+        if (conf->user.len) {
+            redisAsyncCommand(ac, ngx_http_realtime_redis_on_ready,
+                              (void *) "AUTH", "AUTH %b %b",
+                              conf->user.data, conf->user.len,
+                              conf->password.data, conf->password.len);
+
+        } else {
+            redisAsyncCommand(ac, ngx_http_realtime_redis_on_ready,
+                              (void *) "AUTH", "AUTH %b",
+                              conf->password.data, conf->password.len);
+        }
+    }
+
+    if (conf->db) {
+        redisAsyncCommand(ac, ngx_http_realtime_redis_on_ready,
+                          (void *) "SELECT", "SELECT %ui", conf->db);
+    }
+
+    redisAsyncCommand(ac, ngx_http_realtime_redis_on_ready, (void *) "PING",
+                      "PING");
+
+    if (subscriber) {
+        rd->connect_start_sub = ngx_current_msec;
+        rd->sub_ready = 0;
+
+    } else {
+        rd->connect_start_pub = ngx_current_msec;
+        rd->pub_ready = 0;
+        rd->pending = 0;
+    }
+
+    return ac;
+}
+
+
+static void
+ngx_http_realtime_redis_on_connect(const redisAsyncContext *ac, int status)
+{
+    ngx_http_realtime_redis_t  *rd;
+
+    rd = ac->data;
+
+    if (status != REDIS_OK) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "realtime redis %s:%ui: connect failed: %s",
+                      rd->conf->host, rd->conf->port, ac->errstr);
+
+        /* hiredis frees the context after this callback */
+        if (ac == rd->pub) {
+            rd->pub = NULL;
+            ngx_http_realtime_redis_failed(rd, 0);
+
+        } else if (ac == rd->sub) {
+            rd->sub = NULL;
+            ngx_http_realtime_redis_failed(rd, 1);
+        }
+    }
+}
+
+
+static void
+ngx_http_realtime_redis_on_disconnect(const redisAsyncContext *ac,
+    int status)
+{
+    ngx_http_realtime_redis_t  *rd;
+
+    rd = ac->data;
+
+    if (ac == rd->pub) {
+        rd->pub = NULL;
+        rd->pub_ready = 0;
+
+        if (status != REDIS_OK) {
+            ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                          "realtime redis %s:%ui: connection lost: %s",
+                          rd->conf->host, rd->conf->port, ac->errstr);
+            ngx_http_realtime_redis_failed(rd, 0);
+        }
+
+    } else if (ac == rd->sub) {
+        rd->sub = NULL;
+        rd->sub_ready = 0;
+        ngx_http_realtime_redis_set_up(rd, 0);
+
+        if (status != REDIS_OK) {
+            ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                          "realtime redis %s:%ui: subscriber connection "
+                          "lost: %s", rd->conf->host, rd->conf->port,
+                          ac->errstr);
+            ngx_http_realtime_redis_failed(rd, 1);
+        }
+    }
+}
+
+
+/* the replies to AUTH, SELECT and PING; PING's means ready */
+
+static void
+ngx_http_realtime_redis_on_ready(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    char                       *what;
+    redisReply                 *reply;
+    ngx_http_realtime_redis_t  *rd;
+
+    rd = ac->data;
+    reply = r;
+    what = privdata;
+
+    if (reply == NULL) {
+        /* the context is going away */
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "realtime redis %s:%ui: %s failed: %*s",
+                      rd->conf->host, rd->conf->port, what,
+                      (size_t) reply->len, reply->str);
+
+        redisAsyncDisconnect(ac);
+        ngx_http_realtime_redis_failed(rd, ac == rd->sub);
+        return;
+    }
+
+    if (ngx_strcmp(what, "PING") != 0) {
+        return;
+    }
+
+    rd->backoff = 0;
+
+    if (ac == rd->pub) {
+        rd->pub_ready = 1;
+        rd->last_reply = ngx_current_msec;
+        return;
+    }
+
+    if (ac == rd->sub) {
+        if (ngx_http_realtime_redis_resubscribe(rd) != NGX_OK) {
+            redisAsyncDisconnect(ac);
+            ngx_http_realtime_redis_failed(rd, 1);
+            return;
+        }
+
+        rd->sub_ready = 1;
+        ngx_http_realtime_redis_set_up(rd, 1);
+
+        ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                      "realtime redis %s:%ui: subscribed",
+                      rd->conf->host, rd->conf->port);
+    }
+}
+
+
+/* closes a context we still own; hiredis calls no callback of ours */
+
+static void
+ngx_http_realtime_redis_drop(ngx_http_realtime_redis_t *rd,
+    redisAsyncContext *ac)
+{
+    if (ac == NULL) {
+        return;
+    }
+
+    if (ac == rd->pub) {
+        rd->pub = NULL;
+        rd->pub_ready = 0;
+        rd->pending = 0;
+
+    } else if (ac == rd->sub) {
+        rd->sub = NULL;
+        rd->sub_ready = 0;
+        ngx_http_realtime_redis_set_up(rd, 0);
+    }
+
+    ac->onDisconnect = NULL;
+    redisAsyncFree(ac);
+}
+
+
+/* exponential backoff with jitter, so that instances do not stampede */
+
+static void
+ngx_http_realtime_redis_failed(ngx_http_realtime_redis_t *rd,
+    ngx_uint_t subscriber)
+{
+    ngx_msec_t  delay;
+
+    if (rd->backoff == 0) {
+        rd->backoff = NGX_HTTP_REALTIME_REDIS_BACKOFF_MIN;
+
+    } else {
+        rd->backoff = ngx_min(rd->backoff * 2,
+                              NGX_HTTP_REALTIME_REDIS_BACKOFF_MAX);
+    }
+
+    delay = rd->backoff / 2 + (ngx_msec_t) ngx_random() % (rd->backoff / 2);
+
+    if (subscriber) {
+        rd->sub_retry = ngx_current_msec + delay;
+
+    } else {
+        rd->pub_retry = ngx_current_msec + delay;
+    }
+
+    (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_errors, 1);
+
+    if (rd->tick.timer_set) {
+        ngx_del_timer(&rd->tick);
+    }
+
+    ngx_add_timer(&rd->tick, delay);
+}
+
+
+static void
+ngx_http_realtime_redis_set_up(ngx_http_realtime_redis_t *rd, ngx_uint_t up)
+{
+    ngx_http_realtime_zone_t  *zone;
+
+    zone = rd->zone;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (zone->sh->redis_leader == ngx_pid) {
+        zone->sh->redis_up = up;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/*
+ * Subscribes to the broadcast and user channels and to every room of the
+ * zone: after a reconnect nothing is missing.
+ */
+
+static ngx_int_t
+ngx_http_realtime_redis_resubscribe(ngx_http_realtime_redis_t *rd)
+{
+    u_char                        *p;
+    size_t                        *lens;
+    ngx_str_t                      name;
+    ngx_uint_t                     n, i, nrooms;
+    const char                   **argv;
+    ngx_rbtree_node_t             *node, *root, *sentinel;
+    ngx_http_realtime_zone_t      *zone;
+    ngx_http_realtime_sh_room_t   *room;
+
+    zone = rd->zone;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    nrooms = zone->sh->nrooms;
+
+    /* argv, lengths and names in one block, sized under the lock */
+
+    p = ngx_alloc((nrooms + 3) * (sizeof(char *) + sizeof(size_t)
+                                  + rd->conf->prefix.len + 16
+                                  + NGX_HTTP_REALTIME_ROOM_MAX),
+                  rd->log);
+    if (p == NULL) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    argv = (const char **) p;
+    lens = (size_t *) (p + (nrooms + 3) * sizeof(char *));
+    p = (u_char *) (lens + nrooms + 3);
+
+    n = 0;
+    argv[n] = "SUBSCRIBE";
+    lens[n++] = sizeof("SUBSCRIBE") - 1;
+
+    argv[n] = (char *) p;
+    lens[n] = ngx_http_realtime_redis_channel(rd, p,
+                                              NGX_HTTP_REALTIME_TO_ALL, NULL);
+    p += lens[n++];
+
+    argv[n] = (char *) p;
+    lens[n] = ngx_http_realtime_redis_channel(rd, p,
+                                              NGX_HTTP_REALTIME_TO_USER,
+                                              NULL);
+    p += lens[n++];
+
+    root = zone->sh->rooms.root;
+    sentinel = zone->sh->rooms.sentinel;
+
+    if (root != sentinel) {
+        for (node = ngx_rbtree_min(root, sentinel);
+             node && n < nrooms + 3;
+             node = ngx_rbtree_next(&zone->sh->rooms, node))
+        {
+            room = (ngx_http_realtime_sh_room_t *) node;
+            name = room->sn.str;
+
+            argv[n] = (char *) p;
+            lens[n] = ngx_http_realtime_redis_channel(rd, p,
+                                                  NGX_HTTP_REALTIME_TO_ROOM,
+                                                  &name);
+            p += lens[n++];
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    /* in batches, one callback for every message on every channel */
+
+    for (i = 1; i < n; i += NGX_HTTP_REALTIME_REDIS_BATCH) {
+        argv[i - 1] = "SUBSCRIBE";
+        lens[i - 1] = sizeof("SUBSCRIBE") - 1;
+
+        if (redisAsyncCommandArgv(rd->sub, ngx_http_realtime_redis_on_message,
+                                  NULL,
+                                  (int) ngx_min(n - i,
+                                          NGX_HTTP_REALTIME_REDIS_BATCH) + 1,
+                                  &argv[i - 1], &lens[i - 1])
+            != REDIS_OK)
+        {
+            ngx_free(argv);
+            return NGX_ERROR;
+        }
+    }
+
+    ngx_free(argv);
+
+    return NGX_OK;
+}
+
+
+/* a room got its first member in this instance, or lost its last one */
+
+void
+ngx_http_realtime_redis_room(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room, ngx_uint_t subscribe)
+{
+    size_t                      len;
+    ngx_http_realtime_redis_t  *rd;
+    u_char                      channel[64 + 16 + NGX_HTTP_REALTIME_ROOM_MAX];
+
+    rd = zone->redis;
+
+    if (rd == NULL || !rd->leader || !rd->sub_ready) {
+        /* a new subscription subscribes to every room */
+        return;
+    }
+
+    len = ngx_http_realtime_redis_channel(rd, channel,
+                                          NGX_HTTP_REALTIME_TO_ROOM, room);
+
+    redisAsyncCommand(rd->sub, ngx_http_realtime_redis_on_message, NULL,
+                      subscribe ? "SUBSCRIBE %b" : "UNSUBSCRIBE %b",
+                      channel, len);
+}
+
+
+/*
+ * "rt1 <instance> <type> <target length> <except length>\n" target
+ * except json
+ */
+
+void
+ngx_http_realtime_redis_publish(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_msg_t *msg)
+{
+    u_char                     *p, *payload, *json;
+    size_t                      len, json_len, header;
+    ngx_http_realtime_redis_t  *rd;
+    u_char                      channel[64 + 16 + NGX_HTTP_REALTIME_USER_MAX];
+
+    rd = zone->redis;
+
+    if (rd == NULL) {
+        return;
+    }
+
+    if (!rd->pub_ready || rd->pending >= NGX_HTTP_REALTIME_REDIS_PENDING_MAX)
+    {
+        /* not buffered: memory stays bounded while Redis is away */
+        (void) ngx_atomic_fetch_add(&zone->sh->redis_unsynced, 1);
+        return;
+    }
+
+    /* the JSON is the payload of the text frame */
+
+    header = (msg->data[1] & 0x7f) < 126 ? 2
+             : (msg->data[1] & 0x7f) == 126 ? 4 : 10;
+
+    json = msg->data + header;
+    json_len = msg->len - header;
+
+    len = sizeof(NGX_HTTP_REALTIME_REDIS_MAGIC " ") - 1
+          + NGX_HTTP_REALTIME_INSTANCE_LEN + 3 * (NGX_INT_T_LEN + 1)
+          + target->len + (except ? except->len : 0) + json_len;
+
+    if (len > rd->buf_size) {
+        payload = ngx_alloc(ngx_max(len, 4096), rd->log);
+        if (payload == NULL) {
+            (void) ngx_atomic_fetch_add(&zone->sh->redis_unsynced, 1);
+            return;
+        }
+
+        if (rd->buf) {
+            ngx_free(rd->buf);
+        }
+
+        rd->buf = payload;
+        rd->buf_size = ngx_max(len, 4096);
+    }
+
+    payload = rd->buf;
+
+    p = ngx_sprintf(payload, NGX_HTTP_REALTIME_REDIS_MAGIC " %s %ui %uz %uz\n",
+                    zone->sh->instance, type, target->len,
+                    except ? except->len : 0);
+    p = ngx_cpymem(p, target->data, target->len);
+
+    if (except) {
+        p = ngx_cpymem(p, except->data, except->len);
+    }
+
+    p = ngx_cpymem(p, json, json_len);
+
+    len = ngx_http_realtime_redis_channel(rd, channel, type, target);
+
+    if (redisAsyncCommand(rd->pub, ngx_http_realtime_redis_on_published, NULL,
+                          "PUBLISH %b %b", channel, len, payload,
+                          (size_t) (p - payload))
+        == REDIS_OK)
+    {
+        if (rd->pending++ == 0) {
+            rd->last_reply = ngx_current_msec;
+        }
+
+    } else {
+        (void) ngx_atomic_fetch_add(&zone->sh->redis_unsynced, 1);
+    }
+}
+
+
+static void
+ngx_http_realtime_redis_on_published(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                 *reply;
+    ngx_http_realtime_redis_t  *rd;
+
+    rd = ac->data;
+    reply = r;
+
+    if (rd->pending) {
+        rd->pending--;
+    }
+
+    rd->last_reply = ngx_current_msec;
+
+    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
+        (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_unsynced, 1);
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_published, 1);
+}
+
+
+static void
+ngx_http_realtime_redis_on_message(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    u_char                     *p, *last;
+    size_t                      tlen, elen;
+    ngx_int_t                   type;
+    ngx_str_t                   target, except, instance;
+    redisReply                 *reply, *data;
+    ngx_http_realtime_msg_t    *msg;
+    ngx_http_realtime_redis_t  *rd;
+
+    rd = ac->data;
+    reply = r;
+
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 3
+        || reply->element[0]->type != REDIS_REPLY_STRING
+        || reply->element[0]->len != 7
+        || ngx_strncmp(reply->element[0]->str, "message", 7) != 0)
+    {
+        /* (un)subscribe confirmations */
+        return;
+    }
+
+    data = reply->element[2];
+
+    if (data->type != REDIS_REPLY_STRING) {
+        return;
+    }
+
+    p = (u_char *) data->str;
+    last = p + data->len;
+
+    /* rt1 <instance> <type> <target length> <except length>\n */
+
+    if (data->len < 4 || ngx_strncmp(p, NGX_HTTP_REALTIME_REDIS_MAGIC " ", 4)
+                         != 0)
+    {
+        goto invalid;
+    }
+
+    p += 4;
+
+    instance.data = p;
+    p = ngx_strlchr(p, last, ' ');
+    if (p == NULL) {
+        goto invalid;
+    }
+
+    instance.len = p - instance.data;
+
+    if (instance.len == ngx_strlen(rd->zone->sh->instance)
+        && ngx_strncmp(instance.data, rd->zone->sh->instance, instance.len)
+           == 0)
+    {
+        /* our own publication, delivered here already */
+        return;
+    }
+
+    if (last - p < 4 || p[2] != ' ') {
+        goto invalid;
+    }
+
+    type = ngx_atoi(p + 1, 1);
+    p += 3;
+
+    tlen = 0;
+    while (p < last && *p >= '0' && *p <= '9') {
+        tlen = tlen * 10 + (*p++ - '0');
+    }
+
+    if (p >= last || *p++ != ' ') {
+        goto invalid;
+    }
+
+    elen = 0;
+    while (p < last && *p >= '0' && *p <= '9') {
+        elen = elen * 10 + (*p++ - '0');
+    }
+
+    if (p >= last || *p++ != '\n' || type < NGX_HTTP_REALTIME_TO_ROOM
+        || type > NGX_HTTP_REALTIME_TO_ALL
+        || tlen > NGX_HTTP_REALTIME_USER_MAX
+        || elen > NGX_HTTP_REALTIME_USER_MAX
+        || (size_t) (last - p) < tlen + elen)
+    {
+        goto invalid;
+    }
+
+    target.data = p;
+    target.len = tlen;
+    except.data = p + tlen;
+    except.len = elen;
+    p += tlen + elen;
+
+    msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_TEXT, p, last - p);
+    if (msg == NULL) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_received, 1);
+
+    (void) ngx_http_realtime_publish_zone(rd->zone, type, &target, &except,
+                                          NULL, msg, NULL);
+    ngx_http_realtime_msg_release(msg);
+
+    return;
+
+invalid:
+
+    ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                  "realtime redis: ignoring a message that is not ours "
+                  "on \"%*s\"", (size_t) reply->element[1]->len,
+                  reply->element[1]->str);
+}
+
+
+/*
+ * <prefix>room:{<room>}, <prefix>{users}, <prefix>{all}: the braces are
+ * Redis Cluster hash tags.
+ */
+
+static size_t
+ngx_http_realtime_redis_channel(ngx_http_realtime_redis_t *rd, u_char *buf,
+    ngx_uint_t type, ngx_str_t *target)
+{
+    u_char  *p;
+
+    p = ngx_cpymem(buf, rd->conf->prefix.data, rd->conf->prefix.len);
+
+    switch (type) {
+
+    case NGX_HTTP_REALTIME_TO_ROOM:
+        p = ngx_sprintf(p, "room:{%V}", target);
+        break;
+
+    case NGX_HTTP_REALTIME_TO_USER:
+        p = ngx_cpymem(p, "{users}", 7);
+        break;
+
+    default:
+        p = ngx_cpymem(p, "{all}", 5);
+    }
+
+    return p - buf;
+}
+
+
+/* hiredis's event hooks on an nginx connection */
+
+static void
+ngx_http_realtime_redis_add_read(void *data)
+{
+    ngx_connection_t  *c = data;
+
+    if (!c->read->active) {
+        (void) ngx_add_event(c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_realtime_redis_del_read(void *data)
+{
+    ngx_connection_t  *c = data;
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_realtime_redis_add_write(void *data)
+{
+    ngx_connection_t  *c = data;
+
+    if (!c->write->active) {
+        (void) ngx_add_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_realtime_redis_del_write(void *data)
+{
+    ngx_connection_t  *c = data;
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/* hiredis closes the socket itself right after this */
+
+static void
+ngx_http_realtime_redis_cleanup(void *data)
+{
+    ngx_connection_t  *c = data;
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    ngx_free_connection(c);
+    c->fd = (ngx_socket_t) -1;
+}
+
+
+static void
+ngx_http_realtime_redis_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t  *c;
+
+    c = ev->data;
+
+    redisAsyncHandleRead(c->data);
+}
+
+
+static void
+ngx_http_realtime_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t  *c;
+
+    c = ev->data;
+
+    redisAsyncHandleWrite(c->data);
+}
