@@ -403,9 +403,8 @@ ngx_http_realtime_data(ngx_http_realtime_conn_t *ws,
             return NGX_ERROR;
         }
 
-        ngx_memcpy(p, ws->message, ws->message_len);
-
         if (ws->message) {
+            ngx_memcpy(p, ws->message, ws->message_len);
             ngx_free(ws->message);
         }
 

@@ -218,14 +218,21 @@ ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
     rec->except_len = (uint16_t) (except ? except->len : 0);
     rec->frame_len = (uint32_t) msg->len;
 
-    p = (u_char *) rec + sizeof(ngx_http_realtime_ipc_rec_t);
-    p = ngx_cpymem(p, target->data, target->len);
+    /* memcpy() must not see the NULL of an empty string */
 
-    if (except) {
+    p = (u_char *) rec + sizeof(ngx_http_realtime_ipc_rec_t);
+
+    if (target->len) {
+        p = ngx_cpymem(p, target->data, target->len);
+    }
+
+    if (except && except->len) {
         p = ngx_cpymem(p, except->data, except->len);
     }
 
-    ngx_memcpy(p, msg->data, msg->len);
+    if (msg->len) {
+        ngx_memcpy(p, msg->data, msg->len);
+    }
 
     s->queue_used += size;
 

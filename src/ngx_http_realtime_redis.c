@@ -518,7 +518,7 @@ ngx_http_realtime_redis_connect(ngx_http_realtime_redis_t *rd,
 
     if (conf->db) {
         redisAsyncCommand(ac, ngx_http_realtime_redis_on_ready,
-                          (void *) "SELECT", "SELECT %ui", conf->db);
+                          (void *) "SELECT", "SELECT %d", (int) conf->db);
     }
 
     redisAsyncCommand(ac, ngx_http_realtime_redis_on_ready, (void *) "PING",
@@ -919,9 +919,11 @@ ngx_http_realtime_redis_publish(ngx_http_realtime_zone_t *zone,
     p = ngx_sprintf(payload, NGX_HTTP_REALTIME_REDIS_MAGIC " %s %ui %uz %uz\n",
                     zone->sh->instance, type, target->len,
                     except ? except->len : 0);
-    p = ngx_cpymem(p, target->data, target->len);
+    if (target->len) {
+        p = ngx_cpymem(p, target->data, target->len);
+    }
 
-    if (except) {
+    if (except && except->len) {
         p = ngx_cpymem(p, except->data, except->len);
     }
 

@@ -22,11 +22,30 @@ if str(T_DIR) not in sys.path:
 
 
 NGINX_BIN = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
-MODULE = Path(os.environ.get(
+MODULE = Path(os.environ.get("NGX_REALTIME_MODULE") or os.environ.get(
     "REALTIME_MODULE", REPO / "build" / "ngx_http_realtime_module.so"))
 
+# `make integration-asan`: the library to LD_PRELOAD into nginx (libasan,
+# for a module built with -fsanitize=address) and the directory that
+# ASAN_OPTIONS / UBSAN_OPTIONS log_path write their reports into
+PRELOAD = os.environ.get("NGX_REALTIME_PRELOAD")
+SANITIZER_LOGS = os.environ.get("NGX_REALTIME_SANITIZER_LOGS")
+
+
+def nginx_env():
+    """The environment of a spawned nginx (None: inherit ours)."""
+    if not PRELOAD:
+        return None
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = PRELOAD
+    return env
+
+
+# "runtime error:": UBSan (make integration-asan) reports on nginx's stderr,
+# which is the error log
 BAD_LOG_RE = re.compile(
-    r"\[alert\]|\[emerg\]|segfault|exited on signal|AddressSanitizer")
+    r"\[alert\]|\[emerg\]|segfault|exited on signal|AddressSanitizer|"
+    r"runtime error:")
 
 TEST_WATCHDOG = 90      # seconds; no single test may take longer
 
@@ -115,7 +134,7 @@ class Nginx:
 
     def test_conf(self):
         r = subprocess.run(self._cmd("-t"), capture_output=True, text=True,
-                           timeout=20)
+                           timeout=20, env=nginx_env())
         return r.returncode, r.stdout + r.stderr
 
     # -- process control --------------------------------------------------
@@ -128,7 +147,8 @@ class Nginx:
         out = open(self.prefix / "stderr.log", "ab")
         self.proc = subprocess.Popen(self._cmd(), stdout=out, stderr=out,
                                      stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     env=nginx_env())
         out.close()
         ports = [self.port] if wait_ports is None else wait_ports
         deadline = time.monotonic() + timeout
@@ -178,7 +198,7 @@ class Nginx:
 
     def signal_cmd(self, sig):
         r = subprocess.run(self._cmd("-s", sig), capture_output=True,
-                           text=True, timeout=20)
+                           text=True, timeout=20, env=nginx_env())
         assert r.returncode == 0, "nginx -s %s failed: %s%s" % (
             sig, r.stdout, r.stderr)
 
@@ -275,6 +295,39 @@ class Nginx:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a second")
+
+
+_seen_reports = set()
+
+
+def new_sanitizer_reports():
+    """Texts of the ASan/UBSan report files that appeared in
+    SANITIZER_LOGS since the last call."""
+    if not SANITIZER_LOGS or not os.path.isdir(SANITIZER_LOGS):
+        return []
+    new = sorted(p for p in Path(SANITIZER_LOGS).iterdir()
+                 if p.name not in _seen_reports)
+    if new:
+        time.sleep(0.5)         # let the dying process finish writing
+    _seen_reports.update(p.name for p in new)
+    return ["%s:\n%s" % (p, p.read_text(errors="replace")) for p in new]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test fails at teardown (after its nginx instances have quit) if
+    ASan/UBSan wrote a report meanwhile; the report shows under it."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when != "teardown":
+        return
+    reports = new_sanitizer_reports()
+    if reports:
+        text = "\n".join(reports)
+        rep.outcome = "failed"
+        rep.sections.append(("sanitizer reports", text))
+        if rep.longrepr is None:
+            rep.longrepr = "sanitizer reports:\n" + text
 
 
 def _require_module():
@@ -402,7 +455,7 @@ import urllib.parse as _urlparse           # noqa: E402
 # what must never be in the log of a rooms test
 STRICT_BAD_LOG_RE = re.compile(
     r"\[alert\]|\[emerg\]|\[crit\]|segfault|exited on signal|"
-    r"AddressSanitizer")
+    r"AddressSanitizer|runtime error:")
 
 
 def rt_http(zone="rt 4m", http_extra="", server_extra="", ws_extra="",

@@ -7,6 +7,8 @@ import pytest
 import wsraw
 from wsraw import OP_CLOSE, OP_CONT, OP_TEXT, RawWS, build_frame
 
+pytestmark = pytest.mark.asan     # also run by make integration-asan
+
 VALID = [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011,
          3000, 3999, 4000, 4001, 4999]
 INVALID = [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535]

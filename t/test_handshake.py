@@ -8,6 +8,8 @@ import wsraw
 from wsraw import (assert_101, assert_json_error, http_request,
                    ws_request_bytes)
 
+pytestmark = pytest.mark.asan     # also run by make integration-asan
+
 ENDPOINTS = ["/echo", "/rt"]
 
 

@@ -11,6 +11,8 @@ import wsraw
 from conftest import pid_alive, wait_until
 from wsraw import OP_BINARY, OP_TEXT, RawWS
 
+pytestmark = pytest.mark.asan     # also run by make integration-asan
+
 F = wsraw.build_frame
 
 CONF = r"""

@@ -138,6 +138,7 @@ def test_pongs_to_server_pings_keep_alive(nginx_factory):
         assert (f.opcode, f.payload) == (OP_PONG, b"alive")
 
 
+@pytest.mark.asan
 def test_idle_timeout_mid_fragmented_message(nginx_factory):
     ngx = nginx_factory(conf("realtime_ping_interval 10s; "
                              "realtime_idle_timeout 1s;"))
@@ -149,6 +150,7 @@ def test_idle_timeout_mid_fragmented_message(nginx_factory):
 
 # -- send buffer ------------------------------------------------------------
 
+@pytest.mark.asan
 def test_send_buffer_overflow_closes_slow_reader(nginx_factory):
     ngx = nginx_factory(conf("realtime_send_buffer 64k; "
                              "realtime_max_message_size 1m; "
@@ -231,6 +233,7 @@ def test_send_buffer_overflow_closes_slow_reader(nginx_factory):
         slow.close()
 
 
+@pytest.mark.asan
 def test_send_buffer_slow_reader_visible_1008(nginx_factory):
     """The client floods without reading, then stops and drains: after the
     echoes that were already in the kernel buffers, the last frame must be

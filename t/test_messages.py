@@ -13,6 +13,8 @@ import wsraw
 from wsraw import (OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT,
                    RawWS, build_frame)
 
+pytestmark = pytest.mark.asan     # also run by make integration-asan
+
 F = build_frame
 
 

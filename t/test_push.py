@@ -6,7 +6,11 @@ checked exactly, and so is who got what (and who got nothing).
 
 import time
 
+import pytest
+
 from conftest import rt_http
+
+pytestmark = pytest.mark.asan     # also run by make integration-asan
 
 OK = "Payload sent successfully"
 

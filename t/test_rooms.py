@@ -9,7 +9,11 @@ import collections
 import json
 import time
 
+import pytest
+
 from conftest import rt_http
+
+pytestmark = pytest.mark.asan     # also run by make integration-asan
 
 ROOM = "battle:42"
 

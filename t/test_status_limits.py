@@ -7,9 +7,13 @@ import re
 import signal
 import time
 
+import pytest
+
 import wsraw
 from conftest import pid_alive, rt_http, wait_until
 from wsraw import http_request, ws_request_bytes
+
+pytestmark = pytest.mark.asan     # also run by make integration-asan
 
 
 def relay(event, room, frm, data):

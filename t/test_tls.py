@@ -12,6 +12,8 @@ from wsraw import (OP_BINARY, OP_PING, OP_PONG, OP_TEXT, RawWS,
                    assert_json_error, build_frame, http_request,
                    ws_request_bytes)
 
+pytestmark = pytest.mark.asan     # also run by make integration-asan
+
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory):

@@ -1,0 +1,266 @@
+"""Several nginx instances share rooms through a real redis-server: room
+publications, user pushes and broadcasts cross instances exactly once;
+Redis going away degrades health but not local delivery, and sync comes
+back by itself when Redis does."""
+
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from conftest import free_port, http_call, rt_http, wait_until
+
+REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+pytestmark = pytest.mark.skipif(not shutil.which("redis-server"),
+                                reason="redis-server is not installed")
+
+
+class Redis:
+    def __init__(self, tmp_path, password=None):
+        self.port = free_port()
+        self.dir = tmp_path / ("redis%d" % self.port)
+        self.dir.mkdir()
+        self.password = password
+        self.proc = None
+
+    def start(self):
+        args = [REDIS, "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", str(self.dir)]
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        assert wait_until(self.ping, 5), "redis-server did not start"
+
+    def ping(self):
+        import socket
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), 0.5) as s:
+                if self.password:
+                    s.sendall(b"AUTH %s\r\n" % self.password.encode())
+                    s.recv(64)
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture
+def redis(tmp_path):
+    r = Redis(tmp_path)
+    r.start()
+    yield r
+    r.stop()
+
+
+def cluster_conf(redis_url, extra=""):
+    return rt_http(http_extra="realtime_redis rt %s prefix=t: "
+                              "connect_timeout=1s command_timeout=2s;"
+                              % redis_url,
+                   locations="location = /ready { realtime_status rt "
+                             "strict; }\n" + extra)
+
+
+def health(port, path="/health"):
+    r = http_call(port, "GET", path)
+    return r.status, r.json()
+
+
+def redis_up(port):
+    return health(port)[1].get("redis", {}).get("status") == "up"
+
+
+def start_two(rt, redis):
+    """Two instances, two workers each, both subscribed to redis."""
+    url = "redis://127.0.0.1:%d/0" % redis.port
+    a = rt.start(cluster_conf(url))
+    b = rt.start(cluster_conf(url))
+    for ngx in (a, b):
+        assert wait_until(lambda: redis_up(ngx.port), 10), \
+            health(ngx.port)
+    return a, b
+
+
+def push(port, body):
+    r = http_call(port, "POST", "/sendPayload", json.dumps(body),
+                  {"Content-Type": "application/json"})
+    return r.status, r.json()
+
+
+def drain_silent(clients, timeout=0.3):
+    for c in clients:
+        c.assert_silent(timeout)
+
+
+def test_room_publish_crosses_instances_exactly_once(rt, redis):
+    a, b = start_two(rt, redis)
+    on_a = [rt.client("a%d" % i, port=a.port) for i in range(6)]
+    on_b = [rt.client("b%d" % i, port=b.port) for i in range(6)]
+    # both workers of each instance hold members
+    assert len({c.pid for c in on_a}) == 2 or len(on_a) >= 2
+    everyone = on_a + on_b
+    for c in everyone:
+        assert c.join("battle:42")["event"] == "joined"
+    # presence:join events of later joiners; then quiet
+    time.sleep(0.5)
+    for c in everyone:
+        while True:
+            try:
+                m = c.recv(timeout=0.2)
+            except Exception:
+                break
+            assert m["event"] == "presence:join", m
+
+    for sender in (on_a[0], on_b[3]):
+        sender.publish("battle:42", "move", {"from": sender.user})
+        for c in everyone:
+            if c is sender:
+                continue
+            m = c.recv(timeout=3)
+            assert m == {"event": "move", "room": "battle:42",
+                         "from": sender.user,
+                         "data": {"from": sender.user}}, (c, m)
+        drain_silent(everyone)
+
+
+def test_pushes_and_broadcasts_cross_instances(rt, redis):
+    a, b = start_two(rt, redis)
+    u_on_a = rt.client("u1", port=a.port)
+    u_on_b = rt.client("u1", port=b.port)
+    other = rt.client("u2", port=b.port)
+    lonely = rt.client("u3", port=a.port)
+
+    # a push to u1 through A reaches u1's socket on B as well
+    status, body = push(a.port, {"userId": "u1", "topic": "note",
+                                 "payload": {"n": 1}})
+    assert status == 200, body
+    for c in (u_on_a, u_on_b):
+        assert c.recv() == {"event": "note", "data": {"n": 1}}
+    drain_silent([u_on_a, u_on_b, other, lonely])
+
+    # a broadcast through B reaches every socket once, except u2's
+    status, body = push(b.port, {"broadcast": True, "topic": "all",
+                                 "payload": 7, "except": "u2"})
+    assert status == 200, body
+    for c in (u_on_a, u_on_b, lonely):
+        assert c.recv() == {"event": "all", "data": 7}
+    drain_silent([u_on_a, u_on_b, other, lonely])
+
+    # a room push through A reaches the members on B
+    assert other.join("lobby")["event"] == "joined"
+    time.sleep(0.3)
+    status, body = push(a.port, {"room": "lobby", "topic": "r",
+                                 "payload": "x"})
+    assert status == 200, body
+    assert other.recv() == {"event": "r", "data": "x"}
+    drain_silent([u_on_a, u_on_b, other, lonely])
+
+    hb = health(b.port)[1]["redis"]
+    assert hb["received"] >= 2 and hb["unsynced"] == 0, hb
+
+
+def test_order_kept_per_publisher_across_instances(rt, redis):
+    a, b = start_two(rt, redis)
+    pub = rt.client("p", port=a.port)
+    subs = [rt.client("s%d" % i, port=b.port) for i in range(4)]
+    for c in [pub] + subs:
+        c.join("race")
+    time.sleep(0.5)
+    for c in subs:
+        while True:
+            try:
+                c.recv(timeout=0.2)
+            except Exception:
+                break
+    for i in range(40):
+        pub.publish("race", "n", i)
+    for c in subs:
+        got = [c.recv(timeout=3)["data"] for _ in range(40)]
+        assert got == list(range(40))
+    drain_silent(subs)
+
+
+def test_redis_down_then_back(rt, redis):
+    a, b = start_two(rt, redis)
+    a1 = rt.client("a1", port=a.port)
+    a2 = rt.client("a2", port=a.port)
+    b1 = rt.client("b1", port=b.port)
+    for c in (a1, a2, b1):
+        c.join("room")
+    time.sleep(0.5)
+    for c in (a1, a2, b1):
+        while True:
+            try:
+                c.recv(timeout=0.2)
+            except Exception:
+                break
+
+    redis.stop()
+    assert wait_until(lambda: not redis_up(a.port), 5)
+    status, h = health(a.port)
+    assert status == 200 and h["status"] == "degraded", h
+    assert h["redis"]["status"] == "down"
+    assert health(a.port, "/ready")[0] == 503
+
+    # local delivery goes on; the miss is counted
+    a1.publish("room", "m", "local")
+    assert a2.recv() == {"event": "m", "room": "room", "from": "a1",
+                         "data": "local"}
+    b1.assert_silent(0.5)
+    assert wait_until(
+        lambda: health(a.port)[1]["redis"]["unsynced"] >= 1, 3)
+
+    # Redis is back: sync resumes, rooms resubscribed, no client action
+    redis.start()
+    for ngx in (a, b):
+        assert wait_until(lambda: redis_up(ngx.port), 15), health(ngx.port)
+    assert health(a.port, "/ready")[0] == 200
+
+    a1.publish("room", "m", "again")
+    for c in (a2, b1):
+        assert c.recv(timeout=3)["data"] == "again"
+    drain_silent([a1, a2, b1])
+
+
+def test_wrong_password_is_logged_and_degraded(rt, tmp_path):
+    r = Redis(tmp_path, password="s3cret")
+    r.start()
+    try:
+        bad = rt.start(cluster_conf("redis://:wrong@127.0.0.1:%d/0"
+                                    % r.port))
+        assert wait_until(lambda: "AUTH failed" in bad.error_log(), 5), \
+            bad.error_log()[-2000:]
+        status, h = health(bad.port)
+        assert h["status"] == "degraded" and h["redis"]["status"] == "down"
+        assert health(bad.port, "/ready")[0] == 503
+
+        good = rt.start(cluster_conf("redis://:s3cret@127.0.0.1:%d/2"
+                                     % r.port))
+        assert wait_until(lambda: redis_up(good.port), 10), \
+            health(good.port)
+        # local service is unaffected by the bad instance's Redis trouble
+        c1 = rt.client("x", port=bad.port)
+        c2 = rt.client("y", port=bad.port)
+        c1.join("r")
+        c2.join("r")
+        c1.publish("r", "e", 1)
+        got = c2.recv()
+        while got["event"] == "presence:join":
+            got = c2.recv()
+        assert got["data"] == 1
+    finally:
+        rt.close_clients()
+        r.stop()
