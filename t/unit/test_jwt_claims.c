@@ -1,0 +1,808 @@
+
+/*
+ * Copyright (C) ngx-realtime developers
+ *
+ * Unit tests of the key-less half of JWT checking: algorithm names,
+ * base64url, splitting and decoding a compact JWS, the registered
+ * claims with leeway, room patterns and the text of claims.
+ */
+
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ngx_http_realtime_jwt_claims.h"
+
+
+#define MAX_REPORTS 5
+
+
+static unsigned     tests_passed;
+static unsigned     tests_failed;
+static const char  *test_name;
+static unsigned     test_errors;
+
+
+#define CHECK(cond)                                                           \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            check_failed(__LINE__, #cond);                                    \
+        }                                                                     \
+    } while (0)
+
+
+static void
+check_failed(int line, const char *what)
+{
+    if (test_errors++ < MAX_REPORTS) {
+        printf("FAIL: %s line %d: %s\n", test_name, line, what);
+    }
+}
+
+
+static void
+test_begin(const char *name)
+{
+    test_name = name;
+    test_errors = 0;
+}
+
+
+static void
+test_end(void)
+{
+    if (test_errors == 0) {
+        tests_passed++;
+        return;
+    }
+
+    if (test_errors > MAX_REPORTS) {
+        printf("FAIL: %s: %u more failures not shown\n",
+               test_name, test_errors - MAX_REPORTS);
+    }
+
+    tests_failed++;
+}
+
+
+static void *
+xmalloc(size_t size)
+{
+    void  *p;
+
+    p = malloc(size ? size : 1);
+
+    if (p == NULL) {
+        printf("out of memory\n");
+        exit(2);
+    }
+
+    return p;
+}
+
+
+/* base64url without padding, the inverse of what is tested */
+
+static char *
+b64url(const char *in, size_t len)
+{
+    static const char  abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               "abcdefghijklmnopqrstuvwxyz0123456789-_";
+    char               *out, *p;
+    size_t              i;
+    unsigned long       v;
+
+    out = xmalloc(len * 4 / 3 + 4);
+    p = out;
+
+    for (i = 0; i + 2 < len; i += 3) {
+        v = ((unsigned long) (unsigned char) in[i] << 16)
+            | ((unsigned long) (unsigned char) in[i + 1] << 8)
+            | (unsigned char) in[i + 2];
+        *p++ = abc[(v >> 18) & 63];
+        *p++ = abc[(v >> 12) & 63];
+        *p++ = abc[(v >> 6) & 63];
+        *p++ = abc[v & 63];
+    }
+
+    if (len - i == 1) {
+        v = (unsigned long) (unsigned char) in[i] << 16;
+        *p++ = abc[(v >> 18) & 63];
+        *p++ = abc[(v >> 12) & 63];
+
+    } else if (len - i == 2) {
+        v = ((unsigned long) (unsigned char) in[i] << 16)
+            | ((unsigned long) (unsigned char) in[i + 1] << 8);
+        *p++ = abc[(v >> 18) & 63];
+        *p++ = abc[(v >> 12) & 63];
+        *p++ = abc[(v >> 6) & 63];
+    }
+
+    *p = '\0';
+
+    return out;
+}
+
+
+/* "b64(header).b64(payload).sig", malloc()ed */
+
+static char *
+token(const char *header, const char *payload, const char *sig)
+{
+    char  *h, *p, *t;
+
+    h = b64url(header, strlen(header));
+    p = b64url(payload, strlen(payload));
+
+    t = xmalloc(strlen(h) + strlen(p) + strlen(sig) + 3);
+    sprintf(t, "%s.%s.%s", h, p, sig);
+
+    free(h);
+    free(p);
+
+    return t;
+}
+
+
+/* parses a copy of exactly strlen(s) bytes, so ASan sees overreads */
+
+static int
+parse(ngx_http_realtime_jwt_token_t *t, const char *s, const char **reason)
+{
+    int     rc;
+    char   *copy;
+    size_t  len;
+
+    len = strlen(s);
+    copy = xmalloc(len);
+    memcpy(copy, s, len);
+
+    *reason = NULL;
+    rc = ngx_http_realtime_jwt_parse(t, copy, len, reason);
+
+    if (rc == 0) {
+        /* the token's pointers are into the copy: keep it alive */
+        CHECK(t->signing_input == copy);
+        CHECK(t->signature + t->signature_len == copy + len);
+    }
+
+    free(copy);
+
+    if (rc == 0) {
+        t->signing_input = NULL;
+        t->signature = NULL;
+    }
+
+    return rc;
+}
+
+
+static int
+parse_fails(const char *header, const char *payload, const char *sig,
+    const char *reason)
+{
+    int                             rc, ok;
+    char                           *s;
+    const char                     *why;
+    ngx_http_realtime_jwt_token_t   t;
+
+    s = token(header, payload, sig);
+    rc = parse(&t, s, &why);
+    free(s);
+
+    ok = (rc == -1 && t.header == NULL && t.claims == NULL
+          && why != NULL && strcmp(why, reason) == 0);
+
+    if (!ok) {
+        printf("  parse %s / %s: rc %d, reason \"%s\"\n", header, payload,
+               rc, why ? why : "(null)");
+    }
+
+    if (rc == 0) {
+        ngx_http_realtime_jwt_token_free(&t);
+    }
+
+    return ok;
+}
+
+
+static void
+test_algs(void)
+{
+    static const char  *names[] = {
+        "HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
+        "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"
+    };
+
+    unsigned  i, alg, all;
+
+    test_begin("algs");
+
+    all = 0;
+
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        alg = ngx_http_realtime_jwt_alg(names[i], 5);
+        CHECK(alg != 0);
+        CHECK((alg & (alg - 1)) == 0);
+        CHECK((all & alg) == 0);
+        CHECK(strcmp(ngx_http_realtime_jwt_alg_name(alg), names[i]) == 0);
+        all |= alg;
+    }
+
+    CHECK(all == (NGX_HTTP_REALTIME_JWT_HS | NGX_HTTP_REALTIME_JWT_RS
+                  | NGX_HTTP_REALTIME_JWT_ES | NGX_HTTP_REALTIME_JWT_PS));
+
+    CHECK(ngx_http_realtime_jwt_alg("none", 4) == 0);
+    CHECK(ngx_http_realtime_jwt_alg("hs256", 5) == 0);
+    CHECK(ngx_http_realtime_jwt_alg("HS256 ", 6) == 0);
+    CHECK(ngx_http_realtime_jwt_alg("HS25", 4) == 0);
+    CHECK(ngx_http_realtime_jwt_alg("EdDSA", 5) == 0);
+    CHECK(ngx_http_realtime_jwt_alg("", 0) == 0);
+    CHECK(ngx_http_realtime_jwt_alg(NULL, 0) == 0);
+
+    test_end();
+}
+
+
+static int
+decodes_to(const char *in, const char *out, size_t out_len)
+{
+    unsigned char  buf[64];
+    size_t         n;
+
+    n = 999;
+
+    if (ngx_http_realtime_jwt_base64url_decode(buf, &n, in, strlen(in))
+        != 0)
+    {
+        return 0;
+    }
+
+    return n == out_len && memcmp(buf, out, n) == 0;
+}
+
+
+static int
+decode_fails(const char *in, size_t len)
+{
+    unsigned char  buf[64];
+    size_t         n;
+
+    return ngx_http_realtime_jwt_base64url_decode(buf, &n, in, len) == -1;
+}
+
+
+static void
+test_base64url(void)
+{
+    char    bytes[256], *enc;
+    size_t  i, n;
+
+    test_begin("base64url");
+
+    /* RFC 4648 10, unpadded */
+    CHECK(decodes_to("", "", 0));
+    CHECK(decodes_to("Zg", "f", 1));
+    CHECK(decodes_to("Zm8", "fo", 2));
+    CHECK(decodes_to("Zm9v", "foo", 3));
+    CHECK(decodes_to("Zm9vYg", "foob", 4));
+    CHECK(decodes_to("Zm9vYmE", "fooba", 5));
+    CHECK(decodes_to("Zm9vYmFy", "foobar", 6));
+
+    /* the url-safe characters */
+    CHECK(decodes_to("-_8", "\xfb\xff", 2));
+    CHECK(decodes_to("____", "\xff\xff\xff", 3));
+
+    CHECK(decode_fails("Zg==", 4));
+    CHECK(decode_fails("Zm9v+g", 6));
+    CHECK(decode_fails("Zm9v/g", 6));
+    CHECK(decode_fails("Zm9vY", 5));
+    CHECK(decode_fails("Zm 9", 4));
+    CHECK(decode_fails("Zm\0v", 4));
+    CHECK(decode_fails("Zm9v\n", 5));
+    CHECK(decode_fails("Zm9\x80", 4));
+
+    /* every byte value, every length */
+
+    for (i = 0; i < sizeof(bytes); i++) {
+        bytes[i] = (char) (255 - i);
+    }
+
+    for (i = 0; i <= 40; i++) {
+        enc = b64url(bytes + 200, i);
+        CHECK(decodes_to(enc, bytes + 200, i));
+        free(enc);
+    }
+
+    enc = b64url(bytes, sizeof(bytes));
+    {
+        unsigned char  out[256];
+
+        CHECK(ngx_http_realtime_jwt_base64url_decode(out, &n, enc,
+                                                     strlen(enc))
+              == 0);
+        CHECK(n == sizeof(bytes) && memcmp(out, bytes, n) == 0);
+    }
+    free(enc);
+
+    test_end();
+}
+
+
+static void
+test_parse_ok(void)
+{
+    char                           *s, *h;
+    const char                     *reason;
+    ngx_http_realtime_jwt_token_t   t;
+
+    test_begin("parse ok");
+
+    s = token("{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\"k-1\"}",
+              "{\"sub\":\"alice\",\"exp\":5}", "c2ln");
+
+    CHECK(parse(&t, s, &reason) == 0);
+    CHECK(t.alg == NGX_HTTP_REALTIME_JWT_RS256);
+    CHECK(t.kid != NULL && t.kid_len == 3 && memcmp(t.kid, "k-1", 3) == 0);
+    CHECK(json_is_object(t.header) && json_is_object(t.claims));
+    CHECK(json_integer_value(json_object_get(t.claims, "exp")) == 5);
+    CHECK(t.signature_len == 4);
+    CHECK(t.signing_input_len == (size_t) (strrchr(s, '.') - s));
+    ngx_http_realtime_jwt_token_free(&t);
+    CHECK(t.header == NULL && t.claims == NULL);
+    free(s);
+
+    /* no kid, lowercase typ, every alg */
+    s = token("{\"alg\":\"PS512\",\"typ\":\"jwt\"}", "{}", "x");
+    CHECK(parse(&t, s, &reason) == 0);
+    CHECK(t.alg == NGX_HTTP_REALTIME_JWT_PS512 && t.kid == NULL);
+    ngx_http_realtime_jwt_token_free(&t);
+    free(s);
+
+    /* NUL in a string is refused by jansson, which is as well */
+    s = token("{\"alg\":\"HS256\",\"kid\":\"a\\u0000b\"}", "{}", "x");
+    CHECK(parse(&t, s, &reason) == -1);
+    free(s);
+
+    s = token("{\"alg\":\"HS256\",\"kid\":\"\"}", "{\"sub\":\"x\"}", "x");
+    CHECK(parse(&t, s, &reason) == 0);
+    CHECK(t.kid != NULL && t.kid_len == 0);
+    ngx_http_realtime_jwt_token_free(&t);
+    free(s);
+
+    /* exactly the longest token */
+    h = xmalloc(NGX_HTTP_REALTIME_JWT_MAX_LEN + 2);
+    s = token("{\"alg\":\"HS256\"}", "{}", "");
+    memset(h, 'A', NGX_HTTP_REALTIME_JWT_MAX_LEN + 1);
+    memcpy(h, s, strlen(s));
+    h[NGX_HTTP_REALTIME_JWT_MAX_LEN] = '\0';
+    CHECK(parse(&t, h, &reason) == 0);
+    ngx_http_realtime_jwt_token_free(&t);
+
+    h[NGX_HTTP_REALTIME_JWT_MAX_LEN] = 'A';
+    h[NGX_HTTP_REALTIME_JWT_MAX_LEN + 1] = '\0';
+    CHECK(parse(&t, h, &reason) == -1);
+    CHECK(reason && strcmp(reason, "token is too long") == 0);
+    free(h);
+    free(s);
+
+    test_end();
+}
+
+
+static void
+test_parse_errors(void)
+{
+    const char                     *reason;
+    ngx_http_realtime_jwt_token_t   t;
+
+    const char  *hs = "{\"alg\":\"HS256\"}";
+
+    test_begin("parse errors");
+
+    CHECK(parse(&t, "", &reason) == -1);
+    CHECK(parse(&t, "abc", &reason) == -1
+          && strcmp(reason, "token is not a compact JWS") == 0);
+    CHECK(parse(&t, "a.b", &reason) == -1
+          && strcmp(reason, "token is not a compact JWS") == 0);
+    CHECK(parse(&t, "a.b.c.d", &reason) == -1
+          && strcmp(reason, "token is not a compact JWS") == 0);
+    CHECK(parse(&t, "a.b.c.", &reason) == -1);
+    CHECK(parse(&t, "..c", &reason) == -1
+          && strcmp(reason, "token has an empty header or payload") == 0);
+    CHECK(parse(&t, "eyJhbGciOiJIUzI1NiJ9..c", &reason) == -1
+          && strcmp(reason, "token has an empty header or payload") == 0);
+    CHECK(parse(&t, "e=yJ.e30.c", &reason) == -1
+          && strcmp(reason, "token header is not a base64url JSON object")
+             == 0);
+
+    CHECK(parse_fails(hs, "{}", "", "token has no signature"));
+    CHECK(parse_fails("not json", "{}", "s",
+                      "token header is not a base64url JSON object"));
+    CHECK(parse_fails("[\"alg\"]", "{}", "s",
+                      "token header is not a base64url JSON object"));
+    CHECK(parse_fails("{\"alg\":\"HS256\",\"alg\":\"none\"}", "{}", "s",
+                      "token header is not a base64url JSON object"));
+    CHECK(parse_fails("{}", "{}", "s", "token header has no alg"));
+    CHECK(parse_fails("{\"alg\":256}", "{}", "s", "token header has no alg"));
+    CHECK(parse_fails("{\"alg\":\"none\"}", "{}", "s",
+                      "unsigned tokens are not accepted"));
+    CHECK(parse_fails("{\"alg\":\"NoNe\"}", "{}", "s",
+                      "unsigned tokens are not accepted"));
+    CHECK(parse_fails("{\"alg\":\"HS1\"}", "{}", "s",
+                      "token alg is not supported"));
+    CHECK(parse_fails("{\"alg\":\"EdDSA\"}", "{}", "s",
+                      "token alg is not supported"));
+    CHECK(parse_fails("{\"alg\":\"HS256\",\"kid\":7}", "{}", "s",
+                      "token kid is not a string"));
+    CHECK(parse_fails("{\"alg\":\"HS256\",\"crit\":[\"b64\"],\"b64\":false}",
+                      "{}", "s", "token has critical header extensions"));
+    CHECK(parse_fails("{\"alg\":\"HS256\",\"typ\":\"at+jwt\"}", "{}", "s",
+                      "token typ is not JWT"));
+    CHECK(parse_fails("{\"alg\":\"HS256\",\"typ\":1}", "{}", "s",
+                      "token typ is not JWT"));
+    CHECK(parse_fails(hs, "{\"sub\":", "s",
+                      "token payload is not a base64url JSON object"));
+    CHECK(parse_fails(hs, "\"alice\"", "s",
+                      "token payload is not a base64url JSON object"));
+    CHECK(parse_fails(hs, "{\"sub\":\"a\",\"sub\":\"b\"}", "s",
+                      "token payload is not a base64url JSON object"));
+    CHECK(parse_fails(hs, "{} trailing", "s",
+                      "token payload is not a base64url JSON object"));
+
+    test_end();
+}
+
+
+static json_t *
+claims(const char *text)
+{
+    json_t  *json;
+
+    json = json_loads(text, 0, NULL);
+
+    if (json == NULL) {
+        printf("bad test JSON: %s\n", text);
+        exit(2);
+    }
+
+    return json;
+}
+
+
+static ngx_http_realtime_jwt_policy_t  policy;
+
+
+static int
+check(const char *text, int expect, const char *reason)
+{
+    int                              rc, ok;
+    json_t                          *json;
+    ngx_http_realtime_jwt_result_t   res;
+
+    json = claims(text);
+    rc = ngx_http_realtime_jwt_check(json, &policy, &res);
+
+    ok = (rc == expect
+          && (reason == NULL
+              ? res.reason == NULL
+              : (res.reason != NULL && strcmp(res.reason, reason) == 0)));
+
+    if (!ok) {
+        printf("  check %s: rc %d, reason \"%s\"\n", text, rc,
+               res.reason ? res.reason : "(null)");
+    }
+
+    json_decref(json);
+
+    return ok;
+}
+
+
+#define OK           NGX_HTTP_REALTIME_JWT_OK
+#define INVALID      NGX_HTTP_REALTIME_JWT_INVALID
+#define EXPIRED      NGX_HTTP_REALTIME_JWT_EXPIRED
+
+
+static void
+policy_reset(void)
+{
+    memset(&policy, 0, sizeof(policy));
+    policy.user_claim = "sub";
+    policy.now = 1000;
+}
+
+
+static void
+test_times(void)
+{
+    test_begin("exp nbf iat");
+
+    policy_reset();
+
+    CHECK(check("{\"sub\":\"a\"}", OK, NULL));
+    CHECK(check("{\"sub\":\"a\",\"exp\":1001}", OK, NULL));
+    CHECK(check("{\"sub\":\"a\",\"exp\":1000}", EXPIRED, "token expired"));
+    CHECK(check("{\"sub\":\"a\",\"exp\":999}", EXPIRED, "token expired"));
+    CHECK(check("{\"sub\":\"a\",\"exp\":1000.5}", OK, NULL));
+    CHECK(check("{\"sub\":\"a\",\"exp\":-5}", EXPIRED, "token expired"));
+    CHECK(check("{\"sub\":\"a\",\"exp\":\"2000\"}", INVALID,
+                "token exp, nbf or iat is not a number"));
+    CHECK(check("{\"sub\":\"a\",\"exp\":null}", INVALID,
+                "token exp, nbf or iat is not a number"));
+    CHECK(check("{\"sub\":\"a\",\"nbf\":1000}", OK, NULL));
+    CHECK(check("{\"sub\":\"a\",\"nbf\":1001}", INVALID,
+                "token is not valid yet"));
+    CHECK(check("{\"sub\":\"a\",\"nbf\":true}", INVALID,
+                "token exp, nbf or iat is not a number"));
+    CHECK(check("{\"sub\":\"a\",\"iat\":1000}", OK, NULL));
+    CHECK(check("{\"sub\":\"a\",\"iat\":1}", OK, NULL));
+    CHECK(check("{\"sub\":\"a\",\"iat\":1001}", INVALID,
+                "token is issued in the future"));
+    CHECK(check("{\"sub\":\"a\",\"iat\":[1]}", INVALID,
+                "token exp, nbf or iat is not a number"));
+
+    /* the leeway moves every bound by as much */
+
+    policy.leeway = 30;
+
+    CHECK(check("{\"sub\":\"a\",\"exp\":971}", OK, NULL));
+    CHECK(check("{\"sub\":\"a\",\"exp\":970}", EXPIRED, "token expired"));
+    CHECK(check("{\"sub\":\"a\",\"nbf\":1030}", OK, NULL));
+    CHECK(check("{\"sub\":\"a\",\"nbf\":1031}", INVALID,
+                "token is not valid yet"));
+    CHECK(check("{\"sub\":\"a\",\"iat\":1030}", OK, NULL));
+    CHECK(check("{\"sub\":\"a\",\"iat\":1031}", INVALID,
+                "token is issued in the future"));
+
+    /* expiry is reported before the other claims */
+    CHECK(check("{\"exp\":1}", EXPIRED, "token expired"));
+
+    test_end();
+}
+
+
+static void
+test_exp_result(void)
+{
+    json_t                          *json;
+    ngx_http_realtime_jwt_result_t   res;
+
+    test_begin("exp result");
+
+    policy_reset();
+
+    json = claims("{\"sub\":\"alice\",\"exp\":1234.9}");
+    CHECK(ngx_http_realtime_jwt_check(json, &policy, &res) == OK);
+    CHECK(res.has_exp && res.exp == 1234);
+    CHECK(res.user_len == 5 && memcmp(res.user, "alice", 5) == 0);
+    json_decref(json);
+
+    json = claims("{\"sub\":\"alice\"}");
+    CHECK(ngx_http_realtime_jwt_check(json, &policy, &res) == OK);
+    CHECK(!res.has_exp);
+    json_decref(json);
+
+    json = claims("{\"sub\":\"alice\",\"exp\":1e300}");
+    CHECK(ngx_http_realtime_jwt_check(json, &policy, &res) == OK);
+    CHECK(res.has_exp && res.exp == 253402300799LL);
+    json_decref(json);
+
+    test_end();
+}
+
+
+static void
+test_iss_aud(void)
+{
+    test_begin("iss aud");
+
+    policy_reset();
+
+    /* not configured: not checked */
+    CHECK(check("{\"sub\":\"a\",\"iss\":5,\"aud\":{}}", OK, NULL));
+
+    policy.issuer = "https://auth.example.com";
+    policy.issuer_len = strlen(policy.issuer);
+
+    CHECK(check("{\"sub\":\"a\",\"iss\":\"https://auth.example.com\"}", OK,
+                NULL));
+    CHECK(check("{\"sub\":\"a\",\"iss\":\"https://auth.example.com/\"}",
+                INVALID, "token issuer is not accepted"));
+    CHECK(check("{\"sub\":\"a\",\"iss\":\"https://auth.example.co\"}",
+                INVALID, "token issuer is not accepted"));
+    CHECK(check("{\"sub\":\"a\"}", INVALID, "token issuer is not accepted"));
+    CHECK(check("{\"sub\":\"a\",\"iss\":[\"https://auth.example.com\"]}",
+                INVALID, "token issuer is not accepted"));
+
+    policy_reset();
+    policy.audience = "realtime";
+    policy.audience_len = 8;
+
+    CHECK(check("{\"sub\":\"a\",\"aud\":\"realtime\"}", OK, NULL));
+    CHECK(check("{\"sub\":\"a\",\"aud\":[\"api\",\"realtime\"]}", OK, NULL));
+    CHECK(check("{\"sub\":\"a\",\"aud\":[\"api\"]}", INVALID,
+                "token audience is not accepted"));
+    CHECK(check("{\"sub\":\"a\",\"aud\":[]}", INVALID,
+                "token audience is not accepted"));
+    CHECK(check("{\"sub\":\"a\",\"aud\":\"Realtime\"}", INVALID,
+                "token audience is not accepted"));
+    CHECK(check("{\"sub\":\"a\",\"aud\":\"realtime2\"}", INVALID,
+                "token audience is not accepted"));
+    CHECK(check("{\"sub\":\"a\",\"aud\":[1,\"realtime\"]}", OK, NULL));
+    CHECK(check("{\"sub\":\"a\",\"aud\":{\"realtime\":1}}", INVALID,
+                "token audience is not accepted"));
+    CHECK(check("{\"sub\":\"a\"}", INVALID,
+                "token audience is not accepted"));
+
+    test_end();
+}
+
+
+static void
+test_user_claim(void)
+{
+    test_begin("user claim");
+
+    policy_reset();
+
+    CHECK(check("{}", INVALID, "token has no user claim"));
+    CHECK(check("{\"sub\":\"\"}", INVALID, "token has no user claim"));
+    CHECK(check("{\"sub\":42}", INVALID, "token has no user claim"));
+    CHECK(check("{\"sub\":null}", INVALID, "token has no user claim"));
+    CHECK(check("{\"sub\":\"\\u00e9l\\u00e8ve\"}", OK, NULL));
+
+    policy.user_claim = "uid";
+
+    CHECK(check("{\"sub\":\"a\"}", INVALID, "token has no user claim"));
+    CHECK(check("{\"uid\":\"u-1\"}", OK, NULL));
+
+    test_end();
+}
+
+
+static int
+match(const char *pattern, const char *room)
+{
+    return ngx_http_realtime_jwt_room_match(pattern, strlen(pattern), room,
+                                            strlen(room));
+}
+
+
+static void
+test_rooms(void)
+{
+    test_begin("room patterns");
+
+    CHECK(match("battle:*", "battle:42"));
+    CHECK(match("battle:*", "battle:"));
+    CHECK(match("battle:*", "battle:42:spectators"));
+    CHECK(!match("battle:*", "battle"));
+    CHECK(!match("battle:*", "Battle:42"));
+    CHECK(!match("battle:*", "lobby"));
+    CHECK(match("*", "anything"));
+    CHECK(match("*", "x"));
+    CHECK(match("lobby", "lobby"));
+    CHECK(!match("lobby", "lobby2"));
+    CHECK(!match("lobby", "lobb"));
+    CHECK(!match("lobby", "Lobby"));
+    CHECK(!match("", "lobby"));
+
+    /* a star elsewhere is a character like any other */
+    CHECK(!match("b*e", "battle"));
+    CHECK(match("b*e", "b*e"));
+
+    test_end();
+}
+
+
+static int
+text_is(const char *json, const char *expect)
+{
+    int      ok;
+    char     buf[128];
+    size_t   n;
+    json_t  *v;
+
+    v = json_loads(json, JSON_DECODE_ANY, NULL);
+    if (v == NULL) {
+        return 0;
+    }
+
+    n = ngx_http_realtime_jwt_claim_text(v, NULL, 0);
+
+    ok = (n == strlen(expect));
+
+    if (ok) {
+        memset(buf, '#', sizeof(buf));
+        ok = (ngx_http_realtime_jwt_claim_text(v, buf, n) == n
+              && memcmp(buf, expect, n) == 0 && buf[n] == '#');
+    }
+
+    if (!ok) {
+        printf("  text of %s: %zu\n", json, n);
+    }
+
+    json_decref(v);
+
+    return ok;
+}
+
+
+static void
+test_claim_text(void)
+{
+    char     buf[4];
+    json_t  *v;
+
+    test_begin("claim text");
+
+    CHECK(text_is("\"u-1\"", "u-1"));
+    CHECK(text_is("\"\"", ""));
+    CHECK(text_is("\"a\\\"b\"", "a\"b"));
+    CHECK(text_is("42", "42"));
+    CHECK(text_is("-7", "-7"));
+    CHECK(text_is("1.5", "1.5"));
+    CHECK(text_is("true", "true"));
+    CHECK(text_is("false", "false"));
+    CHECK(text_is("null", "null"));
+    CHECK(text_is("[\"a\", 1, {\"b\": null}]", "[\"a\",1,{\"b\":null}]"));
+    CHECK(text_is("{\"x\": [1, 2]}", "{\"x\":[1,2]}"));
+
+    /* too small a buffer is left alone */
+    v = json_string("abcdef");
+    memset(buf, '#', sizeof(buf));
+    CHECK(ngx_http_realtime_jwt_claim_text(v, buf, sizeof(buf)) == 6);
+    CHECK(buf[0] == '#');
+    json_decref(v);
+
+    test_end();
+}
+
+
+static void
+test_claim_lookup(void)
+{
+    json_t  *c;
+
+    test_begin("claim lookup");
+
+    c = claims("{\"userId\":\"a\",\"uid\":\"b\",\"UID\":\"c\"}");
+
+    CHECK(json_string_value(ngx_http_realtime_jwt_claim(c, "uid", 3))[0]
+          == 'b');
+    CHECK(json_string_value(ngx_http_realtime_jwt_claim(c, "UID", 3))[0]
+          == 'c');
+
+    /* nginx lowercases variable names: $realtime_jwt_claim_userid */
+    CHECK(json_string_value(ngx_http_realtime_jwt_claim(c, "userid", 6))[0]
+          == 'a');
+    CHECK(ngx_http_realtime_jwt_claim(c, "user", 4) == NULL);
+    CHECK(ngx_http_realtime_jwt_claim(c, "useridx", 7) == NULL);
+
+    json_decref(c);
+
+    test_end();
+}
+
+
+int
+main(void)
+{
+    test_algs();
+    test_base64url();
+    test_parse_ok();
+    test_parse_errors();
+    test_times();
+    test_exp_result();
+    test_iss_aud();
+    test_user_claim();
+    test_rooms();
+    test_claim_text();
+    test_claim_lookup();
+
+    printf("%u passed, %u failed\n", tests_passed, tests_failed);
+
+    return tests_failed ? 1 : 0;
+}
