@@ -27,4 +27,4 @@ def test_there_are_examples_for_every_seed():
     names = {c.name for c in CONFS}
     assert {"quickstart.conf", "judge-sendpayload.conf", "battle-arena.conf",
             "leaderboard.conf", "presence-game.conf",
-            "contest.conf"} <= names
+            "contest.conf", "cluster.conf"} <= names
