@@ -3,6 +3,8 @@
 #   make run     install what is missing, build, serve the demo on :8080
 #   make test    install what the tests need, build, run every test
 #   make build   the dynamic module only, into build/
+#   make bench   ngx-realtime vs Nchan load benchmark, writes bench/RESULTS.md
+#                (BENCH_QUICK=1 for a run of under a minute)
 #   make integration-asan
 #                the @pytest.mark.asan integration tests with the module
 #                built under ASan+UBSan (build/asan/) in Debian's nginx
@@ -39,7 +41,7 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SRCS         := $(wildcard src/*.c src/*.h) config
 
 .PHONY: all build run test unit asan fuzz integration deps-build deps-test \
-        asan-module integration-asan clean
+        asan-module integration-asan clean bench
 
 all: build
 
@@ -133,6 +135,16 @@ test: deps-test build
 	$(PYTHON) -m pytest -q -p no:cacheprovider t/ --ignore=t/unit \
 	    --ignore=t/fuzz
 	$(MAKE) integration-asan
+
+# the load benchmark: bench/loadgen.c drives Debian's nginx with this module
+# and then with Nchan (libnginx-mod-nchan); see bench/run.py
+APT_BENCH    := gcc make python3 nginx libnginx-mod-nchan redis-server \
+                procps valgrind linux-perf
+
+bench: build
+	$(call apt_install,$(APT_BENCH))
+	$(MAKE) -C bench
+	$(PYTHON) bench/run.py
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,1190 @@
+#!/usr/bin/python3
+"""ngx-realtime vs Nchan: runs the scenarios of bench/README.md against
+each server in turn and writes bench/RESULTS.md.
+
+    make bench                    # installs, builds, runs everything
+    BENCH_QUICK=1 make bench      # small N, short runs: under a minute
+    /usr/bin/python3 bench/run.py [--only ours|nchan] [--scenarios S1-1k,...]
+                                  [--profile | --no-profile] [--out FILE]
+
+Every scenario gets a fresh nginx (Debian's /usr/sbin/nginx, prefix
+under build/bench/), so that RSS and CPU figures are its own.  The load
+generator is build/bench/loadgen (bench/loadgen.c); its command lines are
+written to RESULTS.md as they were run.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import select
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(REPO, "build", "bench")
+LOADGEN = os.path.join(BUILD, "loadgen")
+SENDCOST = os.path.join(BUILD, "sendcost")
+MODULE = os.path.join(REPO, "build", "ngx_http_realtime_module.so")
+NGINX = "/usr/sbin/nginx"
+NCHAN_SO = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+NOTES = os.path.join(REPO, "bench", "NOTES.md")
+
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+SERVERS = {
+    "ours": {"name": "ngx-realtime", "conf": "realtime.conf.in",
+             "port": 18080, "proto": "rt",
+             "redis_http": "    realtime_redis bench redis://127.0.0.1:%d/0 "
+                           "prefix=bench: ;",
+             "redis_loc": ""},
+    "nchan": {"name": "Nchan", "conf": "nchan.conf.in",
+              "port": 18081, "proto": "nchan",
+              "redis_http": "    upstream bench_redis { nchan_redis_server "
+                            "redis://127.0.0.1:%d; }",
+              "redis_loc": "            nchan_redis_pass bench_redis;"},
+}
+REDIS_PORT = 16379
+README = os.path.join(REPO, "README.md")
+
+# Nchan 1.3.6 on this machine, as recorded in issue 6
+NCHAN_REF = {"s1_dps": 215000, "s1_p99_ms": 481, "rss_kb": 10.3,
+             "lost_50k": 12700}
+UWS_REF = {"s1_dps": 717000, "rss_kb": 1.5}
+
+
+def scenarios():
+    """The scenarios: full sizes, or BENCH_QUICK's small ones."""
+    q = QUICK
+    assert q in (True, False)
+    d = 1.0 if q else 10.0
+    s = [
+        {"id": "S1-1k", "what": "1 room x %d subscribers, as fast as "
+         "accepted (4 publisher connections)" % (200 if q else 1000),
+         "conns": 200 if q else 1000, "rooms": 1, "pub_conns": 4,
+         "duration": d},
+    ]
+    if not q:
+        s += [
+            {"id": "S1-10k", "what": "1 room x 10k subscribers, as fast "
+             "as accepted (4 publisher connections)",
+             "conns": 10000, "rooms": 1, "pub_conns": 4, "duration": d},
+            {"id": "S1-10k-1pub", "what": "1 room x 10k subscribers, as "
+             "fast as accepted, one publish at a time (1 connection)",
+             "conns": 10000, "rooms": 1, "pub_conns": 1, "duration": d},
+        ]
+    s += [
+        {"id": "S2", "what": "%d rooms x 10 subscribers, random rooms, as "
+         "fast as accepted (4 publisher connections)" % (100 if q else 1000),
+         "conns": 1000 if q else 10000, "rooms": 100 if q else 1000,
+         "pub_conns": 4, "duration": d},
+        {"id": "S2-batch", "what": "the same, batch form: JSON arrays of "
+         "20 items (Nchan has no batch publish)",
+         "conns": 1000 if q else 10000, "rooms": 100 if q else 1000,
+         "pub_conns": 4, "batch": 20, "duration": d, "only": ["ours"]},
+        {"id": "S3-10k" if not q else "S3-1k",
+         "what": "%s idle connections (each joined to one of 1000 rooms), "
+         "2 workers" % ("1k" if q else "10k"),
+         "conns": 1000 if q else 10000, "rooms": 1000, "idle": True},
+    ]
+    if not q:
+        s += [
+            {"id": "S3-50k", "what": "50k idle connections, 4 workers, "
+             "4 client processes (20k open files per process here)",
+             "conns": 50000, "rooms": 1000, "idle": True, "workers": 4,
+             "procs": 4},
+        ]
+    s += [
+        {"id": "S4", "what": "1 room x %d subscribers, 200 publishes/s for "
+         "%g s" % (200 if q else 1000, 1 if q else 10),
+         "conns": 200 if q else 1000, "rooms": 1, "pub_conns": 4,
+         "rate": 200, "duration": 1 if q else 10},
+    ]
+    if redis_in_readme():
+        n = 400 if q else 2000
+        s += [
+            {"id": "S5", "what": "two instances (1 worker each) + Redis: "
+             "1 room x %d subscribers, half on each, 200 publishes/s to "
+             "the first for %g s" % (n, 1 if q else 10),
+             "conns": n, "rooms": 1, "pub_conns": 4, "rate": 200,
+             "duration": 1 if q else 10, "instances": 2, "workers": 1,
+             "redis": True},
+        ]
+        if not q:
+            s += [
+                {"id": "S5-fast", "what": "the same, as fast as accepted "
+                 "(4 publisher connections)",
+                 "conns": n, "rooms": 1, "pub_conns": 4,
+                 "duration": 10, "instances": 2, "workers": 1,
+                 "redis": True},
+            ]
+    return s
+
+
+# --------------------------------------------------------------------------
+# processes
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=isinstance(cmd, str), text=True,
+                          capture_output=True, **kw)
+
+
+def children_of(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        if int(fields[1]) == pid:
+            out.append(int(d))
+    return out
+
+
+def proc_cpu(pid):
+    """(utime, stime) in seconds"""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+    except OSError:
+        return (0.0, 0.0)
+    fields = st[st.rindex(")") + 2:].split()
+    return (int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK)
+
+
+def proc_mem(pid):
+    """(rss_kb, pss_kb)"""
+    rss = pss = 0
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss
+
+
+def machine_busy():
+    """(busy, total) jiffies of every CPU, from /proc/stat"""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+def wait_port(port, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+class Nginx:
+    def __init__(self, server, tag, workers, port=None, redis=False):
+        self.server = server
+        self.cfg = dict(SERVERS[server])
+        if port:
+            self.cfg["port"] = port
+        self.workers = workers
+        self.prefix = os.path.join(BUILD, "%s-%s" % (server, tag))
+        for d in ("logs", "tmp"):
+            os.makedirs(os.path.join(self.prefix, d), exist_ok=True)
+        with open(os.path.join(REPO, "bench", self.cfg["conf"])) as f:
+            conf = f.read()
+        conf = (conf.replace("@MODULE@", MODULE)
+                .replace("@WORKERS@", str(workers))
+                .replace("@PORT@", str(self.cfg["port"]))
+                .replace("@PREFIX@", self.prefix)
+                .replace("@REDIS_HTTP@", self.cfg["redis_http"] % REDIS_PORT
+                         if redis else "")
+                .replace("@REDIS_LOC@", self.cfg["redis_loc"]
+                         if redis else ""))
+        self.conf = os.path.join(self.prefix, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.errlog = os.path.join(self.prefix, "logs", "error.log")
+        if os.path.exists(self.errlog):
+            os.unlink(self.errlog)
+        self.cmd = [NGINX, "-p", self.prefix + "/", "-c", "nginx.conf",
+                    "-e", self.errlog]
+        self.master = None
+
+    def start(self):
+        if wait_port(self.cfg["port"], 0.1):
+            raise RuntimeError("port %d is taken: another bench still "
+                               "running?" % self.cfg["port"])
+        r = sh(self.cmd)
+        if r.returncode != 0:
+            raise RuntimeError("nginx did not start: %s%s"
+                               % (r.stdout, r.stderr))
+        with open(os.path.join(self.prefix, "logs", "nginx.pid")) as f:
+            self.master = int(f.read())
+        end = time.time() + 10
+        while len(children_of(self.master)) < self.workers:
+            if time.time() > end:
+                raise RuntimeError("nginx workers did not start")
+            time.sleep(0.05)
+        if not wait_port(self.cfg["port"]):
+            raise RuntimeError("nginx does not listen")
+        time.sleep(0.3)
+
+    def pids(self):
+        return [self.master] + children_of(self.master)
+
+    def mem(self):
+        rss = pss = 0
+        for p in self.pids():
+            r, s = proc_mem(p)
+            rss += r
+            pss += s
+        return rss, pss
+
+    def cpu(self):
+        u = s = 0.0
+        for p in children_of(self.master):
+            a, b = proc_cpu(p)
+            u += a
+            s += b
+        return u, s
+
+    def stop(self):
+        if self.master is None:
+            return
+        try:
+            os.kill(self.master, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        end = time.time() + 20
+        while time.time() < end:
+            if not os.path.exists("/proc/%d" % self.master):
+                break
+            time.sleep(0.05)
+        else:
+            for p in self.pids():
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        # the port must be free for the next one
+        end = time.time() + 10
+        while wait_port(self.cfg["port"], 0.05) and time.time() < end:
+            time.sleep(0.1)
+        self.master = None
+
+    def log_problems(self):
+        try:
+            with open(self.errlog, errors="replace") as f:
+                lines = [l.rstrip() for l in f
+                         if re.search(r"\[(warn|error|crit|alert|emerg)\]", l)]
+        except OSError:
+            return []
+        return lines
+
+
+class Redis:
+    def __init__(self):
+        self.dir = os.path.join(BUILD, "redis")
+        os.makedirs(self.dir, exist_ok=True)
+        self.cmd = ["redis-server", "--port", str(REDIS_PORT), "--bind",
+                    "127.0.0.1", "--save", "", "--appendonly", "no",
+                    "--dir", self.dir, "--logfile",
+                    os.path.join(self.dir, "redis.log")]
+        self.p = None
+
+    def start(self):
+        if wait_port(REDIS_PORT, 0.1):
+            raise RuntimeError("port %d is taken" % REDIS_PORT)
+        self.p = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        if not wait_port(REDIS_PORT):
+            raise RuntimeError("redis-server did not start")
+
+    def cpu(self):
+        return proc_cpu(self.p.pid) if self.p else (0.0, 0.0)
+
+    def stop(self):
+        if self.p:
+            self.p.terminate()
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+            self.p = None
+
+
+def redis_in_readme():
+    try:
+        with open(README) as f:
+            return "realtime_redis" in f.read()
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------
+# one scenario against one server
+
+
+def ports(sc, server):
+    base = SERVERS[server]["port"]
+    return [base + 2 * i for i in range(sc.get("instances", 1))]
+
+
+def loadgen_cmd(sc, server):
+    cfg = SERVERS[server]
+    cmd = [LOADGEN, "--proto", cfg["proto"],
+           "-p", ",".join(str(p) for p in ports(sc, server)),
+           "-c", str(sc["conns"]), "-P", str(sc.get("procs", 1)),
+           "-r", str(sc["rooms"]), "--label", "%s/%s" % (sc["id"], server)]
+    if sc.get("idle"):
+        cmd += ["--pub-conns", "0", "--wait-stdin", "--connect-timeout", "30"]
+    else:
+        cmd += ["--pub-conns", str(sc["pub_conns"]), "-d",
+                str(sc["duration"]), "--drain", "15", "--wait-stdin"]
+        if sc.get("rate"):
+            cmd += ["--rate", str(sc["rate"])]
+        if sc.get("batch"):
+            cmd += ["--batch", str(sc["batch"])]
+        if sc.get("instances", 1) > 1:
+            cmd += ["--pub-port", str(ports(sc, server)[0]), "--expect-all"]
+    return cmd
+
+
+class Group:
+    """The nginx instances of one scenario (two for S5), as one."""
+
+    def __init__(self, sc, server):
+        workers = sc.get("workers", 2)
+        n = sc.get("instances", 1)
+        self.list = [Nginx(server, sc["id"] + ("-%c" % (97 + i) if n > 1
+                                               else ""),
+                           workers, port, redis=sc.get("redis", False))
+                     for i, port in enumerate(ports(sc, server))]
+
+    def start(self):
+        for ng in self.list:
+            ng.start()
+
+    def stop(self):
+        for ng in self.list:
+            ng.stop()
+
+    def mem(self):
+        rss = pss = 0
+        for ng in self.list:
+            r, p = ng.mem()
+            rss += r
+            pss += p
+        return rss, pss
+
+    def cpu(self):
+        u = s = 0.0
+        for ng in self.list:
+            a, b = ng.cpu()
+            u += a
+            s += b
+        return u, s
+
+    def log_problems(self):
+        out = []
+        for ng in self.list:
+            out += ng.log_problems()
+        return out
+
+    def cmds(self):
+        return [" ".join(shlex.quote(c) for c in ng.cmd) for ng in self.list]
+
+
+def run_scenario(sc, server):
+    grp = Group(sc, server)
+    redis = Redis() if sc.get("redis") else None
+    res = {"id": sc["id"], "server": server,
+           "workers": sc.get("workers", 2),
+           "nginx_cmd": "\n".join(grp.cmds())}
+    if redis:
+        res["nginx_cmd"] = " ".join(redis.cmd) + "\n" + res["nginx_cmd"]
+    cmd = loadgen_cmd(sc, server)
+    res["cmd"] = " ".join(shlex.quote(c) for c in cmd)
+    limit = 60 + sc.get("duration", 0) * 3 + sc["conns"] / 500.0
+
+    try:
+        if redis:
+            redis.start()
+        grp.start()
+    except Exception as e:                      # noqa: BLE001
+        res["error"] = str(e)
+        grp.stop()
+        if redis:
+            redis.stop()
+        return res
+
+    try:
+        rss0, pss0 = grp.mem()
+        cpu0 = grp.cpu()
+        rcpu0 = redis.cpu() if redis else (0, 0)
+        busy0 = machine_busy()
+        t0 = time.time()
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        result = None
+        err_lines = []
+        deadline = time.time() + limit
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                p.kill()
+                res["error"] = "loadgen ran past %.0f s: killed" % limit
+                break
+            r, _, _ = select.select([p.stdout, p.stderr], [], [], left)
+            if p.stderr in r:
+                line = p.stderr.readline()
+                if line:
+                    err_lines.append(line.rstrip())
+            if p.stdout in r:
+                line = p.stdout.readline()
+                if not line:
+                    break
+                if line.startswith("READY"):
+                    time.sleep(1.0)             # let the workers settle
+                    rss1, pss1 = grp.mem()
+                    res["mem"] = {"rss_before_kb": rss0,
+                                  "rss_after_kb": rss1,
+                                  "pss_before_kb": pss0,
+                                  "pss_after_kb": pss1}
+                    res["ready_at_s"] = time.time() - t0
+                    cpu0 = grp.cpu()            # the run phase only
+                    rcpu0 = redis.cpu() if redis else (0, 0)
+                    busy0 = machine_busy()
+                    p.stdin.write("\n")
+                    p.stdin.flush()
+                elif line.startswith("RESULT "):
+                    result = json.loads(line[7:])
+        for line in p.stderr:
+            err_lines.append(line.rstrip())
+        p.wait()
+        busy1 = machine_busy()
+        cpu1 = grp.cpu()
+        rcpu1 = redis.cpu() if redis else (0, 0)
+        res["loadgen_out"] = err_lines
+        if result is None and "error" not in res:
+            res["error"] = "loadgen gave no result (exit %s)" % p.returncode
+        res["result"] = result
+        res["server_cpu"] = {"user_s": cpu1[0] - cpu0[0],
+                             "sys_s": cpu1[1] - cpu0[1]}
+        if redis:
+            res["redis_cpu_s"] = sum(rcpu1) - sum(rcpu0)
+        res["machine_cpu_s"] = (busy1[0] - busy0[0]) / CLK_TCK
+        if result:
+            # what the rest of the machine (other people's work) took
+            mine = (res["server_cpu"]["user_s"] + res["server_cpu"]["sys_s"]
+                    + result["client"]["sub_cpu_run_s"]
+                    + result["client"]["pub_cpu_s"]
+                    + res.get("redis_cpu_s", 0))
+            res["others_cpu_s"] = max(0.0, res["machine_cpu_s"] - mine)
+        if result and "mem" in res:
+            ok = result["connect"]["ok"]
+            m = res["mem"]
+            if ok:
+                m["rss_per_conn_kb"] = (m["rss_after_kb"]
+                                        - m["rss_before_kb"]) / ok
+                m["pss_per_conn_kb"] = (m["pss_after_kb"]
+                                        - m["pss_before_kb"]) / ok
+    finally:
+        res["log"] = grp.log_problems()[:20]
+        grp.stop()
+        if redis:
+            redis.stop()
+    return res
+
+
+# --------------------------------------------------------------------------
+# profile (when a target is missed): callgrind on one worker with
+# master_process off, and perf's cpu-clock sampling (kernel included)
+
+
+def run_profile():
+    out = {}
+    prof = os.path.join(BUILD, "profile")
+    os.makedirs(prof, exist_ok=True)
+
+    perf_ok = sh("perf stat -e instructions true").stderr
+    out["perf_stat"] = ("supported" if "not supported" not in perf_ok
+                        and "instructions" in perf_ok else "not supported")
+
+    # callgrind: one process does everything
+    ng = Nginx("ours", "profile", 1)
+    with open(ng.conf) as f:
+        conf = f.read()
+    conf = conf.replace("worker_processes 1;",
+                        "worker_processes 1;\nmaster_process off;\n"
+                        "daemon off;")
+    with open(ng.conf, "w") as f:
+        f.write(conf)
+    cg_out = os.path.join(prof, "callgrind.out")
+    if os.path.exists(cg_out):
+        os.unlink(cg_out)
+    vg = subprocess.Popen(["valgrind", "--tool=callgrind",
+                           "--callgrind-out-file=" + cg_out] + ng.cmd,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          text=True)
+    load = [LOADGEN, "--proto", "rt", "-p", str(SERVERS["ours"]["port"]),
+            "-c", "1000", "-r", "1", "--pub-conns", "4", "--rate", "50",
+            "-d", "5", "--drain", "20", "--connect-timeout", "60",
+            "--label", "profile"]
+    out["callgrind_load"] = " ".join(load)
+    try:
+        if wait_port(SERVERS["ours"]["port"], 60):
+            r = sh(load, timeout=180)
+            out["callgrind_loadgen"] = r.stderr.strip().splitlines()
+    finally:
+        vg.send_signal(signal.SIGTERM)
+        try:
+            vg.wait(60)
+        except subprocess.TimeoutExpired:
+            vg.kill()
+    if os.path.exists(cg_out):
+        r = sh(["callgrind_annotate", "--inclusive=no", cg_out])
+        out["callgrind_top"] = top_callgrind(r.stdout, 25)
+        r = sh(["callgrind_annotate", "--inclusive=yes", cg_out])
+        out["callgrind_incl"] = top_callgrind(r.stdout, 25)
+
+    # perf: the whole machine while 2 workers serve S4's load
+    ng = Nginx("ours", "perf", 2)
+    try:
+        ng.start()
+        data = os.path.join(prof, "perf.data")
+        rec = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-a",
+                                "-g", "-o", data, "--", "sleep", "6"],
+                               stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        load = [LOADGEN, "--proto", "rt", "-p",
+                str(SERVERS["ours"]["port"]), "-c", "1000", "-r", "1",
+                "--pub-conns", "4", "--rate", "200", "-d", "5",
+                "--label", "perf"]
+        out["perf_load"] = " ".join(load)
+        sh(load, timeout=60)
+        rec.wait(30)
+        r = sh(["perf", "report", "-i", data, "--no-children", "--stdio",
+                "--sort", "comm,dso", "-g", "none"])
+        out["perf_dso"] = [l for l in r.stdout.splitlines()
+                           if l.strip() and not l.startswith("#")][:15]
+        r = sh(["perf", "report", "-i", data, "--no-children", "--stdio",
+                "--comm", "nginx", "--sort", "sym", "-g", "none"])
+        out["perf_nginx_sym"] = [l for l in r.stdout.splitlines()
+                                 if l.strip() and not l.startswith("#")][:25]
+    except Exception as e:                      # noqa: BLE001
+        out["perf_error"] = str(e)
+    finally:
+        ng.stop()
+    return out
+
+
+def top_callgrind(text, n):
+    lines = []
+    started = False
+    for line in text.splitlines():
+        if re.match(r"^-+$", line) and started:
+            continue
+        if "file:function" in line:
+            started = True
+            continue
+        if started and line.strip():
+            lines.append(line.rstrip())
+        if len(lines) >= n:
+            break
+    return lines
+
+
+# --------------------------------------------------------------------------
+# the report
+
+
+def first_line(cmd):
+    r = sh(cmd)
+    return (r.stdout or r.stderr).strip().splitlines()[0] if \
+        (r.stdout or r.stderr).strip() else "?"
+
+
+def dpkg_version(pkg):
+    r = sh(["dpkg-query", "-W", "-f=${Version}", pkg])
+    return r.stdout.strip() or "not installed"
+
+
+def machine_facts():
+    f = {}
+    f["nproc"] = os.cpu_count()
+    model = "?"
+    with open("/proc/cpuinfo") as c:
+        for line in c:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    f["cpu"] = model
+    with open("/proc/meminfo") as m:
+        f["mem"] = m.readline().split(":", 1)[1].strip()
+    f["kernel"] = platform.release()
+    f["os"] = first_line(["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"])
+    f["nginx_V"] = sh([NGINX, "-V"]).stderr.strip()
+    f["nginx"] = dpkg_version("nginx")
+    f["nchan"] = dpkg_version("libnginx-mod-nchan")
+    f["gcc"] = first_line(["gcc", "--version"])
+    f["python"] = platform.python_version()
+    f["commit"] = sh(["git", "-C", REPO, "rev-parse", "--short",
+                      "HEAD"]).stdout.strip()
+    dirty = sh(["git", "-C", REPO, "status", "--porcelain", "--",
+                "src", "config"]).stdout.strip()
+    f["dirty"] = bool(dirty)
+    f["limits"] = first_line(["sh", "-c", "ulimit -Hn"])
+    f["sysctl"] = ", ".join(
+        "%s=%s" % (k, first_line(["sysctl", "-n", k]))
+        for k in ("net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog",
+                  "net.ipv4.ip_local_port_range"))
+    r = sh([SENDCOST])
+    m = re.search(r"SENDCOST (\{.*\})", r.stdout)
+    f["sendcost"] = json.loads(m.group(1)) if m else None
+    f["loadavg"] = open("/proc/loadavg").read().split()[:3]
+    return f
+
+
+def fmt(v, unit="", nd=0):
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        s = ("{:,.%df}" % nd).format(v)
+    else:
+        s = "{:,}".format(v)
+    return s + unit
+
+
+def ms(v):
+    if v is None:
+        return "—"
+    if v >= 100:
+        return "%.0f ms" % v
+    if v >= 10:
+        return "%.1f ms" % v
+    return "%.2f ms" % v
+
+
+def get(res, *path):
+    v = res
+    for k in path:
+        if v is None or k not in v:
+            return None
+        v = v[k]
+    return v
+
+
+def client_cpu(res):
+    r = res.get("result")
+    if not r:
+        return "—"
+    c = r["client"]
+    wall = c["wall_run_s"] or 1
+    return "%.0f%% of a core (%d proc)" % (
+        100 * c["sub_cpu_run_s"] / wall, r["procs"])
+
+
+def others_cpu(res):
+    r = res.get("result")
+    if not r or "others_cpu_s" not in res:
+        return "—"
+    return "%.0f%%" % (100 * res["others_cpu_s"]
+                       / (r["client"]["wall_run_s"] or 1))
+
+
+def server_cpu(res):
+    c = res.get("server_cpu")
+    r = res.get("result")
+    if not c or not r:
+        return "—"
+    wall = r["client"]["wall_run_s"] or 1
+    return "%.0f%% (%.0f%% sys)" % (
+        100 * (c["user_s"] + c["sys_s"]) / wall,
+        100 * c["sys_s"] / max(c["user_s"] + c["sys_s"], 1e-9))
+
+
+def write_report(path, results, facts, profile, started, elapsed, args):
+    by = {(r["id"], r["server"]): r for r in results}
+    ids = []
+    for r in results:
+        if r["id"] not in ids:
+            ids.append(r["id"])
+    scs = {s["id"]: s for s in scenarios()}
+
+    L = []
+    w = L.append
+    w("# Benchmark results: ngx-realtime vs Nchan")
+    w("")
+    w("Written by `bench/run.py` (`%smake bench`) on %s UTC; the whole run "
+      "took **%.0f s**.%s" % (
+          "BENCH_QUICK=1 " if QUICK else "",
+          started.strftime("%Y-%m-%d %H:%M"), elapsed,
+          " **Quick mode: small N and short runs; not the reference "
+          "figures.**" if QUICK else ""))
+    w("")
+    w("Module: commit `%s`%s. Both servers are Debian's `/usr/sbin/nginx` "
+      "%s, one after the other, a fresh nginx for every scenario, on "
+      "127.0.0.1; the same load generator (`bench/loadgen.c`, C, epoll) "
+      "drives both." % (
+          facts["commit"],
+          " plus uncommitted changes in src/ (other work in progress)"
+          if facts["dirty"] else "", facts["nginx"]))
+    w("")
+
+    # ---- main table
+    w("## Results")
+    w("")
+    w("| scenario | metric | ngx-realtime | Nchan |")
+    w("| --- | --- | ---: | ---: |")
+    for sid in ids:
+        sc = scs.get(sid, {})
+        o, n = by.get((sid, "ours")), by.get((sid, "nchan"))
+        rows = []
+        if sc.get("idle"):
+            rows.append(("connections held / failed",
+                         lambda r: "%s / %s" % (
+                             fmt(get(r, "result", "connect", "ok")),
+                             fmt(failed(r)))))
+            rows.append(("connect rate",
+                         lambda r: fmt(get(r, "result", "connect",
+                                           "per_s"), "/s")))
+            rows.append(("server RSS per connection",
+                         lambda r: fmt(get(r, "mem", "rss_per_conn_kb"),
+                                       " KB", 2)))
+            rows.append(("server PSS per connection",
+                         lambda r: fmt(get(r, "mem", "pss_per_conn_kb"),
+                                       " KB", 2)))
+            rows.append(("server RSS before → after",
+                         lambda r: "%s → %s" % (
+                             fmt(get(r, "mem", "rss_before_kb"), " KB"),
+                             fmt(get(r, "mem", "rss_after_kb"), " KB"))
+                         if get(r, "mem") else "—"))
+        else:
+            rows.append(("deliveries/s",
+                         lambda r: fmt(get(r, "result", "deliveries",
+                                           "per_s"))))
+            rows.append(("latency p50 / p99 / p99.9 / max",
+                         lambda r: " / ".join(ms(get(r, "result",
+                                                     "latency_ms", k))
+                                              for k in ("p50", "p99",
+                                                        "p999", "max"))
+                         if get(r, "result") else "—"))
+            rows.append(("publishes answered/s (items/s)",
+                         lambda r: "%s (%s)" % (
+                             fmt(get(r, "result", "publish", "req_per_s")),
+                             fmt(get(r, "result", "publish",
+                                     "items_per_s")))
+                         if get(r, "result") else "—"))
+            rows.append(("delivered / expected (lost)",
+                         lambda r: "%s / %s (%s)" % (
+                             fmt(get(r, "result", "deliveries", "total")),
+                             fmt(get(r, "result", "deliveries",
+                                     "expected")),
+                             fmt(get(r, "result", "deliveries", "lost")))
+                         if get(r, "result") else "—"))
+            if sc.get("instances", 1) > 1:
+                rows.append(("latency p50 / p99 on the 2nd instance (via "
+                             "Redis)",
+                             lambda r: " / ".join(
+                                 ms(get(r, "result", "latency_by_port")[1][k])
+                                 for k in ("p50", "p99"))))
+            rows.append(("failed or dropped connections",
+                         lambda r: fmt(failed(r) + (get(r, "result",
+                                                        "dropped") or 0))
+                         if get(r, "result") else "—"))
+        if not sc.get("idle"):
+            rows.append(("server CPU (of one core)", server_cpu))
+            rows.append(("client CPU in the run", client_cpu))
+            rows.append(("other processes' CPU meanwhile", others_cpu))
+        first = True
+        for label, f in rows:
+            w("| %s | %s | %s | %s |" % (
+                ("**%s** %s" % (sid, sc.get("what", ""))) if first else "",
+                label, cell(o, f), cell(n, f)))
+            first = False
+    if not any(r["id"].startswith("S5") for r in results):
+        w("| **S5** two instances + Redis | | %s | |" % (
+            "pending the Redis issue" if not redis_in_readme()
+            else "not run in this invocation"))
+    w("")
+    w("Deliveries/s = messages received by all subscribers ÷ (last "
+      "delivery − first publish). Latency = receive time − the "
+      "CLOCK_MONOTONIC time stamped into the payload when the publish "
+      "was sent (at the scheduled time in fixed-rate mode, so a server "
+      "that falls behind is charged for it). \"Expected\" is what the "
+      "servers reported: ngx-realtime's `delivered`, Nchan's `active "
+      "subscribers`. Server CPU is the workers' user+system time over "
+      "the run's wall time (2 cores = 200%); client CPU is the "
+      "subscriber processes' (getrusage).")
+    w("")
+
+    # ---- targets
+    w("## Targets (issue 6)")
+    w("")
+    w("| target | measured | met? |")
+    w("| --- | --- | --- |")
+    for t in targets(by, facts):
+        w("| %s | %s | %s |" % t)
+    w("")
+
+    # ---- notes
+    if os.path.exists(NOTES) and not QUICK:
+        w(open(NOTES).read().strip())
+        w("")
+
+    # ---- profile
+    if profile:
+        w("## Profile")
+        w("")
+        w("`perf stat -e instructions true`: %s here, so the profile is "
+          "valgrind's callgrind on one nginx process (`master_process "
+          "off`, 1 process doing everything) under a light load, for "
+          "instruction counts in user space; plus `perf record -e "
+          "cpu-clock -a -g` (sampling works without counters) under "
+          "S4's load with 2 workers, which also sees the kernel."
+          % profile.get("perf_stat"))
+        w("")
+        if profile.get("callgrind_top"):
+            w("callgrind, load: `%s`. Top functions by own "
+              "instructions (Ir):" % profile.get("callgrind_load"))
+            w("")
+            w("```")
+            L.extend(profile["callgrind_top"])
+            w("```")
+            w("")
+            w("Inclusive:")
+            w("")
+            w("```")
+            L.extend(profile.get("callgrind_incl", []))
+            w("```")
+            w("")
+        if profile.get("perf_dso"):
+            w("perf, load: `%s`. Samples by process and object "
+              "(whole machine):" % profile.get("perf_load"))
+            w("")
+            w("```")
+            L.extend(profile["perf_dso"])
+            w("```")
+            w("")
+            w("nginx processes, by symbol (kernel and user):")
+            w("")
+            w("```")
+            L.extend(profile.get("perf_nginx_sym", []))
+            w("```")
+            w("")
+        if profile.get("perf_error"):
+            w("perf failed: %s" % profile["perf_error"])
+            w("")
+
+    # ---- details
+    w("## Details per run")
+    w("")
+    for r in results:
+        w("### %s — %s" % (r["id"], SERVERS[r["server"]]["name"]))
+        w("")
+        w("```")
+        w("%s" % r["nginx_cmd"])
+        w("%s" % r["cmd"])
+        w("```")
+        w("")
+        if r.get("error"):
+            w("**error:** %s" % r["error"])
+            w("")
+        if r.get("loadgen_out"):
+            w("```")
+            L.extend(r["loadgen_out"])
+            if r.get("mem"):
+                m = r["mem"]
+                w("server memory: RSS %s -> %s KB, PSS %s -> %s KB "
+                  "(all nginx processes)" % (
+                      m["rss_before_kb"], m["rss_after_kb"],
+                      m["pss_before_kb"], m["pss_after_kb"]))
+            c = r.get("server_cpu")
+            if c:
+                w("server CPU: %.2f s user, %.2f s system; whole machine "
+                  "busy %.2f s, of which %.2f s other processes" % (
+                      c["user_s"], c["sys_s"], r.get("machine_cpu_s", 0),
+                      r.get("others_cpu_s", 0)))
+            if "redis_cpu_s" in r:
+                w("redis-server CPU: %.2f s" % r["redis_cpu_s"])
+            w("```")
+            w("")
+        if r.get("log"):
+            w("error log (warn and worse, first lines):")
+            w("")
+            w("```")
+            L.extend(x[:300] for x in r["log"])
+            w("```")
+            w("")
+
+    # ---- machine
+    w("## Machine")
+    w("")
+    w("- %s CPUs: %s; memory %s; kernel %s; %s" % (
+        facts["nproc"], facts["cpu"], facts["mem"], facts["kernel"],
+        facts["os"]))
+    w("- nginx %s (Debian), libnginx-mod-nchan %s (`%s`), %s, Python %s"
+      % (facts["nginx"], facts["nchan"], NCHAN_SO, facts["gcc"],
+         facts["python"]))
+    w("- open files: at most %s per process (hard limit, cannot be "
+      "raised here): 50k connections need at least 3 client processes "
+      "and 3 nginx workers; S3-50k uses 4 and 4 "
+      "(`worker_rlimit_nofile 20000`, `worker_connections 19500`, "
+      "`listen ... backlog=4096 reuseport`)" % facts["limits"])
+    w("- %s; clients bind to 127.0.0.1-127.0.0.8 "
+      "(IP_BIND_ADDRESS_NO_PORT) so ephemeral ports do not run out"
+      % facts["sysctl"])
+    if facts.get("sendcost"):
+        sc = facts["sendcost"]
+        w("- one %d-byte TCP send() over loopback costs %.2f µs here "
+          "(%.2f µs with a reader draining it), measured by "
+          "`build/bench/sendcost` (bench/sendcost.c) at the start of the "
+          "run: the kernel's floor for any server that writes one frame "
+          "per send() per subscriber" % (
+              sc["bytes"], sc["send_us"], sc["send_us_with_reader"]))
+    w("- load average at the start: %s (the machine is shared with other "
+      "work; each run's whole-machine CPU is in its details)"
+      % " ".join(facts["loadavg"]))
+    w("")
+    w("`nginx -V`:")
+    w("")
+    w("```")
+    w(facts["nginx_V"])
+    w("```")
+    w("")
+    w("Configurations: `bench/realtime.conf.in` (worker_processes 2, 4 "
+      "for S3-50k; `realtime_zone bench 256m`; `realtime_send_buffer` "
+      "default; `realtime_ping_interval 600s`; `realtime_idle_timeout 0`; "
+      "`access_log off`; `error_log warn`) and `bench/nchan.conf.in` "
+      "(`nchan_shared_memory_size 256m`, `nchan_subscriber websocket` on "
+      "`/sub/<channel>`, `nchan_publisher` on `/pub/<channel>`, the same "
+      "workers, limits and listen options).")
+    w("")
+    w("Command: `%s`" % " ".join(["bench/run.py"] + args))
+    w("")
+
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+
+
+def cell(res, f):
+    if res is None:
+        return "n/a"
+    if res.get("error") and not res.get("result"):
+        return "error: " + res["error"][:60]
+    try:
+        return f(res)
+    except Exception:                           # noqa: BLE001
+        return "—"
+
+
+def failed(r):
+    c = get(r, "result", "connect")
+    if not c:
+        return None
+    return (c["fail_connect"] + c["fail_handshake"] + c["fail_closed"]
+            + c["fail_timeout"] + (c["attempted"] < r["result"]["conns"]
+                                   and r["result"]["conns"] - c["attempted"]
+                                   or 0))
+
+
+def targets(by, facts):
+    out = []
+
+    s1o, s1n = by.get(("S1-10k", "ours")), by.get(("S1-10k", "nchan"))
+    if s1o and get(s1o, "result"):
+        dps = get(s1o, "result", "deliveries", "per_s")
+        p99 = get(s1o, "result", "latency_ms", "p99")
+        nd = get(s1n, "result", "deliveries", "per_s") if s1n else None
+        n99 = get(s1n, "result", "latency_ms", "p99") if s1n else None
+        # against the Nchan measured in this run, and the issue's figure
+        for label, ndps, np99 in (("Nchan in this run", nd, n99),
+                                  ("issue's Nchan reference",
+                                   NCHAN_REF["s1_dps"],
+                                   NCHAN_REF["s1_p99_ms"])):
+            if not ndps:
+                continue
+            ok1 = dps >= 3 * ndps
+            ok2 = np99 is not None and p99 <= np99 / 2
+            out.append((
+                "S1 10k: deliveries/s ≥ 3× Nchan (%s)" % label,
+                "%s vs %s: %.2f×" % (fmt(dps), fmt(ndps), dps / ndps),
+                "yes" if ok1 else "**no** (%.0f%% of the target)" % (
+                    100 * dps / (3 * ndps))))
+            out.append((
+                "S1 10k: p99 ≤ ½ Nchan's (%s)" % label,
+                "%s vs %s: %.2f×" % (ms(p99), ms(np99), p99 / np99),
+                "yes" if ok2 else "**no** (%.1f× the target)" % (
+                    p99 / (np99 / 2))))
+        s1b = by.get(("S1-10k-1pub", "ours"))
+        s1bn = by.get(("S1-10k-1pub", "nchan"))
+        if s1b and s1bn and get(s1b, "result") and get(s1bn, "result"):
+            a = get(s1b, "result", "deliveries", "per_s")
+            b = get(s1bn, "result", "deliveries", "per_s")
+            a9 = get(s1b, "result", "latency_ms", "p99")
+            b9 = get(s1bn, "result", "latency_ms", "p99")
+            out.append((
+                "S1 10k, one publish at a time: ≥ 3× Nchan, p99 ≤ ½",
+                "%s vs %s: %.2f×; p99 %s vs %s" % (fmt(a), fmt(b), a / b,
+                                                   ms(a9), ms(b9)),
+                "yes" if a >= 3 * b and a9 <= b9 / 2 else "**no**"))
+
+    s3 = by.get(("S3-50k", "ours")) or by.get(("S3-10k", "ours")) \
+        or by.get(("S3-1k", "ours"))
+    if s3 and get(s3, "mem", "rss_per_conn_kb") is not None:
+        kb = s3["mem"]["rss_per_conn_kb"]
+        out.append(("S3: ≤ 3 KB server RSS per idle connection (%s)"
+                    % s3["id"],
+                    "%.2f KB (PSS %.2f KB)" % (kb,
+                                               s3["mem"]["pss_per_conn_kb"]),
+                    "yes (%.0f%% of the budget)" % (100 * kb / 3)
+                    if kb <= 3 else "**no** (%.1f× the budget)" % (kb / 3)))
+    for sid in ("S3-10k", "S3-50k"):
+        s = by.get((sid, "ours"))
+        if s and sid != (s3 or {}).get("id") and \
+                get(s, "mem", "rss_per_conn_kb") is not None:
+            kb = s["mem"]["rss_per_conn_kb"]
+            out.append(("S3: ≤ 3 KB per idle connection (%s)" % sid,
+                        "%.2f KB" % kb, "yes" if kb <= 3 else "**no**"))
+    s50 = by.get(("S3-50k", "ours"))
+    if s50 and get(s50, "result"):
+        f = failed(s50)
+        ok = get(s50, "result", "connect", "ok")
+        out.append(("S3: 50k connections held, 0 failures",
+                    "%s held, %s failed" % (fmt(ok), fmt(f)),
+                    "yes" if f == 0 and ok == 50000 else "**no**"))
+
+    s4 = by.get(("S4", "ours"))
+    if s4 and get(s4, "result"):
+        p99 = get(s4, "result", "latency_ms", "p99")
+        out.append(("S4: p99 ≤ 3 ms (%s subscribers, 200 publishes/s)"
+                    % fmt(get(s4, "result", "conns")),
+                    ms(p99), "yes" if p99 <= 3 else
+                    "**no** (%.1f× the target)" % (p99 / 3)))
+    if QUICK:
+        out.append(("(quick mode)", "small N: S1 10k and S3 50k not run",
+                    "—"))
+    return out
+
+
+def targets_missed(results):
+    by = {(r["id"], r["server"]): r for r in results}
+    return any("**no**" in t[2] for t in targets(by, {}))
+
+
+# --------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only", choices=["ours", "nchan"])
+    ap.add_argument("--scenarios")
+    ap.add_argument("--profile", action="store_true",
+                    help="profile even if every target is met")
+    ap.add_argument("--no-profile", action="store_true")
+    ap.add_argument("--out", default=os.path.join(REPO, "bench",
+                                                  "RESULTS.md"))
+    ap.add_argument("--report-only", action="store_true",
+                    help="write the report again from the last run's "
+                    "build/bench/results.json (e.g. after editing "
+                    "bench/NOTES.md)")
+    args = ap.parse_args()
+    saved = os.path.join(BUILD, "results.json")
+
+    if args.report_only:
+        with open(saved) as f:
+            d = json.load(f)
+        global QUICK
+        QUICK = d["quick"]
+        write_report(args.out, d["results"], d["facts"], d["profile"],
+                     datetime.datetime.fromisoformat(d["started"]),
+                     d["elapsed"], d["args"])
+        print("bench: wrote %s from %s" % (os.path.relpath(args.out),
+                                          os.path.relpath(saved)))
+        return
+
+    started = datetime.datetime.utcnow()
+    t0 = time.time()
+
+    for f, what in ((LOADGEN, "loadgen"), (SENDCOST, "sendcost")):
+        if not os.path.exists(f):
+            r = sh(["make", "-C", os.path.join(REPO, "bench")])
+            if r.returncode != 0:
+                sys.exit("building %s failed:\n%s%s" % (what, r.stdout,
+                                                         r.stderr))
+    if not os.path.exists(MODULE):
+        sys.exit("no %s: run `make build` first" % MODULE)
+    if not os.path.exists(NCHAN_SO) and args.only != "ours":
+        sys.exit("no %s: apt-get install libnginx-mod-nchan" % NCHAN_SO)
+
+    facts = machine_facts()
+    servers = [args.only] if args.only else ["ours", "nchan"]
+    wanted = set(args.scenarios.split(",")) if args.scenarios else None
+
+    results = []
+    for server in servers:
+        for sc in scenarios():
+            if wanted and sc["id"] not in wanted:
+                continue
+            if server not in sc.get("only", [server]):
+                continue
+            print("bench: %-12s %-6s ..." % (sc["id"], server), end="",
+                  flush=True)
+            t = time.time()
+            res = run_scenario(sc, server)
+            results.append(res)
+            r = res.get("result")
+            if r and sc.get("idle"):
+                summary = "%d/%d connected, RSS/conn %s KB" % (
+                    r["connect"]["ok"], sc["conns"],
+                    "%.2f" % res["mem"]["rss_per_conn_kb"]
+                    if "rss_per_conn_kb" in res.get("mem", {}) else "?")
+            elif r:
+                summary = "%.0f deliveries/s, p99 %.2f ms, lost %d" % (
+                    r["deliveries"]["per_s"], r["latency_ms"]["p99"],
+                    r["deliveries"]["lost"])
+            else:
+                summary = "ERROR: %s" % res.get("error")
+            print(" %s (%.0f s)" % (summary, time.time() - t), flush=True)
+
+    profile = None
+    if not QUICK and not args.no_profile and \
+            (args.profile or targets_missed(results)) and \
+            args.only != "nchan":
+        print("bench: a target is missed: profiling ...", flush=True)
+        profile = run_profile()
+
+    elapsed = time.time() - t0
+    with open(saved, "w") as f:
+        json.dump({"quick": QUICK, "results": results, "facts": facts,
+                   "profile": profile, "started": started.isoformat(),
+                   "elapsed": elapsed, "args": sys.argv[1:]}, f, indent=1)
+    write_report(args.out, results, facts, profile, started, elapsed,
+                 sys.argv[1:])
+    print("bench: wrote %s in %.0f s" % (os.path.relpath(args.out), elapsed))
+
+
+if __name__ == "__main__":
+    main()
