@@ -39,7 +39,6 @@ static ngx_int_t ngx_http_realtime_control(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_frame_t *f);
 static ngx_int_t ngx_http_realtime_message(ngx_http_realtime_conn_t *ws,
     ngx_uint_t opcode, u_char *data, size_t len);
-static void ngx_http_realtime_liveness(ngx_http_realtime_conn_t *ws);
 static ngx_int_t ngx_http_realtime_flush(ngx_http_realtime_conn_t *ws);
 static ngx_int_t ngx_http_realtime_make_room(ngx_http_realtime_conn_t *ws,
     size_t len);
@@ -116,6 +115,9 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
 
     rev->handler = ngx_http_realtime_read_handler;
     wev->handler = ngx_http_realtime_write_handler;
+
+    /* realtime_auth_failure close: before anything the client sent */
+    ngx_http_realtime_jwt_upgraded(ws);
 
     if (pos < last && ngx_http_realtime_process(ws, pos, last) != NGX_OK) {
         ngx_http_realtime_finalize(ws);
@@ -508,15 +510,15 @@ ngx_http_realtime_message(ngx_http_realtime_conn_t *ws, ngx_uint_t opcode,
 
 
 /*
- * One timer per connection does both jobs: it fires at the next ping or
- * at the idle deadline, whichever comes first.  Frames that arrive only
- * move last_in, so reading costs no timer update.
+ * One timer per connection does every job: it fires at the next ping,
+ * the idle deadline or the token's exp, whichever comes first.  Frames
+ * that arrive only move last_in, so reading costs no timer update.
  */
 
-static void
+void
 ngx_http_realtime_liveness(ngx_http_realtime_conn_t *ws)
 {
-    ngx_msec_t                     now, next, elapsed;
+    ngx_msec_t                     now, next, elapsed, ttl;
     ngx_http_realtime_loc_conf_t  *conf;
 
     conf = ws->conf;
@@ -528,6 +530,16 @@ ngx_http_realtime_liveness(ngx_http_realtime_conn_t *ws)
                       now - ws->last_in);
         ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_GOING_AWAY,
                                 "idle timeout");
+        return;
+    }
+
+    ttl = ngx_http_realtime_jwt_ttl(ws);
+
+    if (ttl == 0) {
+        ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
+                      "realtime: token expired, closing");
+        ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_TOKEN_EXPIRED,
+                                "token expired");
         return;
     }
 
@@ -546,11 +558,11 @@ ngx_http_realtime_liveness(ngx_http_realtime_conn_t *ws)
         }
     }
 
-    next = NGX_TIMER_INFINITE;
+    next = ttl;
 
     if (conf->ping_interval) {
         elapsed = now - ws->last_ping;
-        next = conf->ping_interval - elapsed;
+        next = ngx_min(next, conf->ping_interval - elapsed);
     }
 
     if (conf->idle_timeout) {

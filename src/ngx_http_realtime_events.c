@@ -22,6 +22,10 @@ static ngx_int_t ngx_http_realtime_client_publish(
     ngx_http_realtime_conn_t *ws, ngx_http_realtime_cmd_t *cmd);
 static ngx_int_t ngx_http_realtime_client_presence(
     ngx_http_realtime_conn_t *ws, ngx_http_realtime_cmd_t *cmd);
+static ngx_int_t ngx_http_realtime_client_refresh(
+    ngx_http_realtime_conn_t *ws, ngx_http_realtime_cmd_t *cmd);
+static ngx_int_t ngx_http_realtime_room_forbidden(
+    ngx_http_realtime_conn_t *ws, ngx_http_realtime_cmd_t *cmd);
 static ngx_int_t ngx_http_realtime_reply(ngx_http_realtime_conn_t *ws,
     const char *event, json_t *data, ngx_http_realtime_cmd_t *cmd);
 static ngx_int_t ngx_http_realtime_error(ngx_http_realtime_conn_t *ws,
@@ -89,6 +93,7 @@ ngx_http_realtime_client_message(ngx_http_realtime_conn_t *ws,
 
     if (ws->zone == NULL
         && cmd.type != NGX_HTTP_REALTIME_CMD_PING
+        && cmd.type != NGX_HTTP_REALTIME_CMD_REFRESH
         && cmd.type != NGX_HTTP_REALTIME_CMD_UNKNOWN)
     {
         rc = ngx_http_realtime_error(ws, "BAD_REQUEST",
@@ -121,9 +126,7 @@ ngx_http_realtime_client_message(ngx_http_realtime_conn_t *ws,
         break;
 
     case NGX_HTTP_REALTIME_CMD_REFRESH:
-        rc = ngx_http_realtime_error(ws, "INVALID_EVENT",
-                                     "\"refresh\" needs realtime_jwt_key",
-                                     cmd.has_id ? cmd.id : -1);
+        rc = ngx_http_realtime_client_refresh(ws, &cmd);
         break;
 
     default:
@@ -219,6 +222,10 @@ ngx_http_realtime_client_join(ngx_http_realtime_conn_t *ws,
 
     room.data = (u_char *) cmd->room;
     room.len = cmd->room_len;
+
+    if (ngx_http_realtime_jwt_room_allowed(ws, &room) != NGX_OK) {
+        return ngx_http_realtime_room_forbidden(ws, cmd);
+    }
 
     rc = ngx_http_realtime_room_join(ws, &room, &members, &first);
 
@@ -382,6 +389,12 @@ ngx_http_realtime_client_presence(ngx_http_realtime_conn_t *ws,
     room.data = (u_char *) cmd->room;
     room.len = cmd->room_len;
 
+    /* who is in a room is for those who may join it */
+
+    if (ngx_http_realtime_jwt_room_allowed(ws, &room) != NGX_OK) {
+        return ngx_http_realtime_room_forbidden(ws, cmd);
+    }
+
     users = ngx_http_realtime_room_presence(ws->zone, &room);
     if (users == NULL) {
         return NGX_ERROR;
@@ -397,6 +410,74 @@ ngx_http_realtime_client_presence(ngx_http_realtime_conn_t *ws,
     json_decref(data);
 
     return rc;
+}
+
+
+/*
+ * A valid token of the same user replaces the socket's token; one of
+ * another user ends the socket; an invalid or expired one changes
+ * nothing, the socket lives until the old token expires.
+ */
+
+static ngx_int_t
+ngx_http_realtime_client_refresh(ngx_http_realtime_conn_t *ws,
+    ngx_http_realtime_cmd_t *cmd)
+{
+    json_t      *data;
+    time_t       exp;
+    ngx_int_t    rc;
+    const char  *reason;
+
+    rc = ngx_http_realtime_jwt_refresh(ws, (u_char *) cmd->token,
+                                       cmd->token_len, &exp, &reason);
+
+    switch (rc) {
+
+    case NGX_OK:
+        break;
+
+    case NGX_DECLINED:
+        return ngx_http_realtime_error(ws, "INVALID_EVENT",
+                                 "\"refresh\" needs realtime_jwt_key",
+                                 cmd->has_id ? cmd->id : -1);
+
+    case NGX_HTTP_REALTIME_UNAUTHORIZED:
+        return ngx_http_realtime_error(ws, "UNAUTHORIZED", reason,
+                                       cmd->has_id ? cmd->id : -1);
+
+    case NGX_HTTP_REALTIME_EXPIRED:
+        return ngx_http_realtime_error(ws, "TOKEN_EXPIRED", reason,
+                                       cmd->has_id ? cmd->id : -1);
+
+    case NGX_HTTP_REALTIME_FORBIDDEN:
+        ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_FORBIDDEN,
+                                "token of another user");
+        return NGX_OK;
+
+    default:
+        return NGX_ERROR;
+    }
+
+    data = exp ? json_pack("{s:I}", "exp", (json_int_t) exp)
+               : json_pack("{s:n}", "exp");
+    if (data == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_realtime_reply(ws, "refreshed", data, cmd);
+    json_decref(data);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_room_forbidden(ngx_http_realtime_conn_t *ws,
+    ngx_http_realtime_cmd_t *cmd)
+{
+    return ngx_http_realtime_error(ws, "FORBIDDEN",
+                                   "the token does not allow this room",
+                                   cmd->has_id ? cmd->id : -1);
 }
 
 

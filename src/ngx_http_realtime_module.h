@@ -38,6 +38,19 @@
 #define NGX_HTTP_REALTIME_QUEUE_FULL     -102
 #define NGX_HTTP_REALTIME_NOT_FOUND      -103
 
+/* results of JWT checks */
+#define NGX_HTTP_REALTIME_UNAUTHORIZED   -110
+#define NGX_HTTP_REALTIME_EXPIRED        -111
+#define NGX_HTTP_REALTIME_FORBIDDEN      -112
+
+/* close codes of the JWT issue, in the 4000-4999 private range */
+#define NGX_HTTP_REALTIME_CLOSE_UNAUTHORIZED   4001
+#define NGX_HTTP_REALTIME_CLOSE_TOKEN_EXPIRED  4002
+#define NGX_HTTP_REALTIME_CLOSE_FORBIDDEN      4003
+
+
+typedef struct ngx_http_realtime_jwt_conn_s  ngx_http_realtime_jwt_conn_t;
+
 
 typedef struct {
     ngx_array_t                        zones;    /* realtime_zone_t * */
@@ -128,6 +141,9 @@ typedef struct {
     ngx_queue_t                        rooms;        /* local_member_t */
     ngx_uint_t                         nrooms;
 
+    /* realtime_jwt_key: the token's user, exp and rooms; NULL: no JWT */
+    ngx_http_realtime_jwt_conn_t      *jwt;
+
     /* realtime_rate_limit: a leaky bucket as in limit_req */
     ngx_msec_t                         rate_last;
     ngx_uint_t                         rate_excess;
@@ -146,6 +162,7 @@ typedef struct {
     ngx_http_realtime_conn_t          *ws;     /* the handshake's socket */
     ngx_buf_t                         *error;  /* JSON for nginx's error */
     ngx_uint_t                         error_sent;
+    json_t                            *jwt_claims;  /* a verified token's */
 } ngx_http_realtime_ctx_t;
 
 
@@ -161,6 +178,7 @@ ngx_int_t ngx_http_realtime_send(ngx_http_realtime_conn_t *ws,
 void ngx_http_realtime_close(ngx_http_realtime_conn_t *ws, ngx_uint_t code,
     char *reason);
 void ngx_http_realtime_release(ngx_http_realtime_conn_t *ws);
+void ngx_http_realtime_liveness(ngx_http_realtime_conn_t *ws);
 
 ngx_http_realtime_msg_t *ngx_http_realtime_msg_frame(ngx_uint_t opcode,
     u_char *payload, size_t len);
@@ -242,6 +260,17 @@ ngx_int_t ngx_http_realtime_send_json_response(ngx_http_request_t *r,
     ngx_uint_t status, json_t *json);
 ngx_int_t ngx_http_realtime_status_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_realtime_metrics_handler(ngx_http_request_t *r);
+
+/* ngx_http_realtime_jwt.c */
+ngx_int_t ngx_http_realtime_jwt_handshake(ngx_http_request_t *r,
+    ngx_http_realtime_ctx_t *ctx, ngx_http_realtime_conn_t *ws);
+ngx_int_t ngx_http_realtime_jwt_push(ngx_http_request_t *r);
+void ngx_http_realtime_jwt_upgraded(ngx_http_realtime_conn_t *ws);
+ngx_msec_t ngx_http_realtime_jwt_ttl(ngx_http_realtime_conn_t *ws);
+ngx_int_t ngx_http_realtime_jwt_room_allowed(ngx_http_realtime_conn_t *ws,
+    ngx_str_t *room);
+ngx_int_t ngx_http_realtime_jwt_refresh(ngx_http_realtime_conn_t *ws,
+    u_char *data, size_t len, time_t *exp, const char **reason);
 
 /* ngx_http_realtime_module.c */
 ngx_int_t ngx_http_realtime_send_error(ngx_http_request_t *r,

@@ -69,6 +69,7 @@ ngx_http_realtime_push_check(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf)
 {
     size_t                     len;
+    ngx_int_t                  rc;
     ngx_str_t                 *secret, *type;
     ngx_table_elt_t           *h;
     ngx_http_core_loc_conf_t  *clcf;
@@ -113,6 +114,11 @@ ngx_http_realtime_push_check(ngx_http_request_t *r,
                                                 "a valid push secret is "
                                                 "required");
         }
+    }
+
+    rc = ngx_http_realtime_jwt_push(r);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     type = r->headers_in.content_type ? &r->headers_in.content_type->value

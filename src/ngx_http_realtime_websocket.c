@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "ngx_http_realtime_module.h"
+#include "ngx_http_realtime_jwt.h"
 #include "ngx_http_realtime_utf8.h"
 
 
@@ -155,11 +156,16 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
 
     ngx_http_set_ctx(r, ctx, ngx_http_realtime_module);
 
-    if (rlcf->zone) {
+    /* NGX_DECLINED: upgraded to be closed at once, never registered */
+
+    rc = ngx_http_realtime_jwt_handshake(r, ctx, ws);
+
+    if (rc == NGX_OK && rlcf->zone) {
         rc = ngx_http_realtime_register(r, ws);
-        if (rc != NGX_OK) {
-            return (rc == NGX_DONE) ? NGX_OK : rc;
-        }
+    }
+
+    if (rc != NGX_OK && rc != NGX_DECLINED) {
+        return (rc == NGX_DONE) ? NGX_OK : rc;
     }
 
     if (ngx_http_realtime_accept_headers(r, &hs.key, &protocol) != NGX_OK) {
@@ -588,8 +594,15 @@ ngx_http_realtime_register(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
 
     ws->zone = ws->conf->zone;
 
-    if (ws->conf->user) {
-        if (ngx_http_complex_value(r, ws->conf->user, &user) != NGX_OK) {
+    /* without realtime_user, a token's user claim names the user */
+
+    if (ws->conf->user || ws->jwt) {
+        if (ws->conf->user == NULL) {
+            user = ws->jwt->user;
+
+        } else if (ngx_http_complex_value(r, ws->conf->user, &user)
+                   != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 

@@ -1,0 +1,1142 @@
+
+/*
+ * Copyright (C) ngx-realtime developers
+ *
+ * JWT authentication of WebSocket handshakes and push requests, token
+ * refresh and expiry of open sockets, room authorization, and the
+ * $realtime_jwt_* variables.  A module of its own in the same shared
+ * object, so that its directives have their own configuration.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_realtime_jwt.h"
+
+
+/* a timer never needs to be longer; it is rearmed when it fires */
+#define NGX_HTTP_REALTIME_JWT_TIMER_MAX  0x7fffffff
+
+
+typedef struct {
+    json_t                          *claims;
+    ngx_http_realtime_jwt_result_t   res;
+    ngx_uint_t                       missing;   /* no token at all */
+} ngx_http_realtime_jwt_verified_t;
+
+
+static ngx_int_t ngx_http_realtime_jwt_find(ngx_http_request_t *r,
+    ngx_http_realtime_jwt_conf_t *jcf, ngx_uint_t push, ngx_str_t *token);
+static void ngx_http_realtime_jwt_bearer(ngx_str_t *value);
+static ngx_int_t ngx_http_realtime_jwt_verify(
+    ngx_http_realtime_jwt_conf_t *jcf, ngx_str_t *token, ngx_log_t *log,
+    ngx_http_realtime_jwt_verified_t *v);
+static ngx_int_t ngx_http_realtime_jwt_signature(
+    ngx_http_realtime_jwt_conf_t *jcf, ngx_http_realtime_jwt_token_t *t,
+    ngx_str_t *token, ngx_log_t *log, const char **reason);
+static ngx_int_t ngx_http_realtime_jwt_authenticate(ngx_http_request_t *r,
+    ngx_http_realtime_jwt_conf_t *jcf, ngx_uint_t push,
+    ngx_http_realtime_jwt_verified_t *v);
+static ngx_int_t ngx_http_realtime_jwt_keep_claims(ngx_http_request_t *r,
+    ngx_http_realtime_ctx_t *ctx, json_t *claims);
+static void ngx_http_realtime_jwt_claims_cleanup(void *data);
+static ngx_http_realtime_jwt_conn_t *ngx_http_realtime_jwt_conn(
+    ngx_connection_t *c, ngx_http_realtime_jwt_conf_t *jcf);
+static void ngx_http_realtime_jwt_conn_cleanup(void *data);
+static ngx_int_t ngx_http_realtime_jwt_accept(
+    ngx_http_realtime_jwt_conn_t *jwt, ngx_http_realtime_jwt_verified_t *v,
+    ngx_connection_t *c);
+static ngx_int_t ngx_http_realtime_jwt_refuse(ngx_http_request_t *r,
+    ngx_int_t rc, ngx_http_realtime_jwt_verified_t *v);
+static ngx_int_t ngx_http_realtime_jwt_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_realtime_jwt_sub_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_realtime_jwt_claim_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_realtime_jwt_value(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, u_char *name, size_t len);
+static void *ngx_http_realtime_jwt_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_realtime_jwt_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static char *ngx_http_realtime_jwt_alg_conf(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_realtime_jwt_token_conf(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+
+
+static ngx_conf_enum_t  ngx_http_realtime_jwt_failure[] = {
+    { ngx_string("status"), NGX_HTTP_REALTIME_JWT_FAIL_STATUS },
+    { ngx_string("close"), NGX_HTTP_REALTIME_JWT_FAIL_CLOSE },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_realtime_jwt_commands[] = {
+
+    { ngx_string("realtime_jwt_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_realtime_jwt_key_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_jwt_alg"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_jwt_alg_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_jwt_token"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_jwt_token_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_jwt_issuer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_jwt_conf_t, issuer),
+      NULL },
+
+    { ngx_string("realtime_jwt_audience"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_jwt_conf_t, audience),
+      NULL },
+
+    { ngx_string("realtime_jwt_leeway"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_jwt_conf_t, leeway),
+      NULL },
+
+    { ngx_string("realtime_jwt_rooms_claim"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_jwt_conf_t, rooms_claim),
+      NULL },
+
+    { ngx_string("realtime_jwt_user_claim"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_jwt_conf_t, user_claim),
+      NULL },
+
+    { ngx_string("realtime_auth_failure"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_jwt_conf_t, failure),
+      &ngx_http_realtime_jwt_failure },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_realtime_jwt_module_ctx = {
+    ngx_http_realtime_jwt_add_variables,   /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_realtime_jwt_create_loc_conf, /* create location configuration */
+    ngx_http_realtime_jwt_merge_loc_conf   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_realtime_jwt_module = {
+    NGX_MODULE_V1,
+    &ngx_http_realtime_jwt_module_ctx,     /* module context */
+    ngx_http_realtime_jwt_commands,        /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_str_t  ngx_http_realtime_jwt_sub_name =
+    ngx_string("realtime_jwt_sub");
+static ngx_str_t  ngx_http_realtime_jwt_claim_prefix =
+    ngx_string("realtime_jwt_claim_");
+
+
+/*
+ * In the handshake, before the socket is registered.  NGX_OK: no JWT
+ * here, or a valid one (its claims in ctx, ws->jwt set); NGX_DONE: the
+ * 401 is sent; NGX_DECLINED: realtime_auth_failure close, the socket is
+ * to be upgraded and closed at once, never registered.
+ */
+
+ngx_int_t
+ngx_http_realtime_jwt_handshake(ngx_http_request_t *r,
+    ngx_http_realtime_ctx_t *ctx, ngx_http_realtime_conn_t *ws)
+{
+    ngx_int_t                          rc;
+    ngx_http_realtime_jwt_conf_t      *jcf;
+    ngx_http_realtime_jwt_conn_t      *jwt;
+    ngx_http_realtime_jwt_verified_t   v;
+
+    jcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_jwt_module);
+
+    if (jcf->keys == NULL) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_realtime_jwt_authenticate(r, jcf, 0, &v);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK && jcf->failure == NGX_HTTP_REALTIME_JWT_FAIL_STATUS) {
+        return ngx_http_realtime_jwt_refuse(r, rc, &v);
+    }
+
+    jwt = ngx_http_realtime_jwt_conn(r->connection, jcf);
+    if (jwt == NULL) {
+        json_decref(v.claims);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ws->jwt = jwt;
+
+    if (rc != NGX_OK) {
+        /*
+         * Browsers do not let a page see why a handshake failed, they
+         * do show it a close code.
+         */
+
+        jwt->close_code = (rc == NGX_HTTP_REALTIME_EXPIRED)
+                          ? NGX_HTTP_REALTIME_CLOSE_TOKEN_EXPIRED
+                          : NGX_HTTP_REALTIME_CLOSE_UNAUTHORIZED;
+        jwt->close_reason = (char *) v.res.reason;
+
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_realtime_jwt_accept(jwt, &v, r->connection) != NGX_OK) {
+        json_decref(v.claims);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_realtime_jwt_keep_claims(r, ctx, v.claims) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* NGX_OK, NGX_DONE when the 401 is sent, or an HTTP error */
+
+ngx_int_t
+ngx_http_realtime_jwt_push(ngx_http_request_t *r)
+{
+    ngx_int_t                          rc;
+    ngx_http_realtime_ctx_t           *ctx;
+    ngx_http_realtime_jwt_conf_t      *jcf;
+    ngx_http_realtime_jwt_verified_t   v;
+
+    jcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_jwt_module);
+
+    if (jcf->keys == NULL) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_realtime_jwt_authenticate(r, jcf, 1, &v);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_realtime_jwt_refuse(r, rc, &v);
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_realtime_ctx_t));
+        if (ctx == NULL) {
+            json_decref(v.claims);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_realtime_module);
+    }
+
+    if (ngx_http_realtime_jwt_keep_claims(r, ctx, v.claims) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* realtime_auth_failure close: the 101 is out, the close follows it */
+
+void
+ngx_http_realtime_jwt_upgraded(ngx_http_realtime_conn_t *ws)
+{
+    if (ws->jwt && ws->jwt->close_code) {
+        ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
+                      "realtime: closing unauthenticated socket with %ui",
+                      ws->jwt->close_code);
+        ngx_http_realtime_close(ws, ws->jwt->close_code,
+                                ws->jwt->close_reason);
+    }
+}
+
+
+/* how long the socket's token stays valid: 0 expired, or a timer */
+
+ngx_msec_t
+ngx_http_realtime_jwt_ttl(ngx_http_realtime_conn_t *ws)
+{
+    ngx_msec_int_t   ms;
+    ngx_time_t      *tp;
+
+    if (ws->jwt == NULL || ws->jwt->deadline == 0 || ws->jwt->close_code) {
+        return NGX_TIMER_INFINITE;
+    }
+
+    tp = ngx_timeofday();
+
+    if (ws->jwt->deadline <= tp->sec) {
+        return 0;
+    }
+
+    if (ws->jwt->deadline - tp->sec > NGX_HTTP_REALTIME_JWT_TIMER_MAX / 1000)
+    {
+        return NGX_HTTP_REALTIME_JWT_TIMER_MAX;
+    }
+
+    ms = (ngx_msec_int_t) (ws->jwt->deadline - tp->sec) * 1000
+         - (ngx_msec_int_t) tp->msec;
+
+    return (ms > 0) ? (ngx_msec_t) ms : 0;
+}
+
+
+/* realtime_jwt_rooms_claim: NGX_OK when the token allows the room */
+
+ngx_int_t
+ngx_http_realtime_jwt_room_allowed(ngx_http_realtime_conn_t *ws,
+    ngx_str_t *room)
+{
+    ngx_uint_t                     i;
+    ngx_http_realtime_jwt_conn_t  *jwt;
+
+    jwt = ws->jwt;
+
+    if (jwt == NULL || jwt->conf->rooms_claim.len == 0) {
+        return NGX_OK;
+    }
+
+    for (i = 0; i < jwt->nrooms; i++) {
+        if (ngx_http_realtime_jwt_room_match((char *) jwt->rooms[i].data,
+                                             jwt->rooms[i].len,
+                                             (char *) room->data, room->len))
+        {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * The "refresh" event.  NGX_OK: the socket now lives by the new token,
+ * *exp is its exp (0: none).  NGX_HTTP_REALTIME_UNAUTHORIZED or
+ * _EXPIRED with *reason: the old token stays.  NGX_HTTP_REALTIME_FORBIDDEN:
+ * a valid token of another user.  NGX_DECLINED: no JWT here.
+ */
+
+ngx_int_t
+ngx_http_realtime_jwt_refresh(ngx_http_realtime_conn_t *ws, u_char *data,
+    size_t len, time_t *exp, const char **reason)
+{
+    ngx_int_t                          rc;
+    ngx_str_t                          token;
+    ngx_http_realtime_jwt_conn_t      *jwt;
+    ngx_http_realtime_jwt_verified_t   v;
+
+    jwt = ws->jwt;
+
+    if (jwt == NULL) {
+        return NGX_DECLINED;
+    }
+
+    token.data = data;
+    token.len = len;
+
+    rc = ngx_http_realtime_jwt_verify(jwt->conf, &token, ws->connection->log,
+                                      &v);
+
+    if (rc != NGX_OK) {
+        *reason = v.res.reason;
+        return rc;
+    }
+
+    if (v.res.user_len != jwt->user.len
+        || ngx_memcmp(v.res.user, jwt->user.data, jwt->user.len) != 0)
+    {
+        ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
+                      "realtime: refresh with a token of user \"%*s\", "
+                      "closing", v.res.user_len, v.res.user);
+        json_decref(v.claims);
+        return NGX_HTTP_REALTIME_FORBIDDEN;
+    }
+
+    rc = ngx_http_realtime_jwt_accept(jwt, &v, ws->connection);
+    json_decref(v.claims);
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    *exp = v.res.has_exp ? (time_t) v.res.exp : 0;
+
+    /* the new exp may come sooner than the timer */
+    ngx_http_realtime_liveness(ws);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The token, verified; NGX_OK with v->claims (a reference to drop),
+ * NGX_HTTP_REALTIME_UNAUTHORIZED or _EXPIRED with v->res.reason, or
+ * NGX_ERROR.
+ */
+
+static ngx_int_t
+ngx_http_realtime_jwt_authenticate(ngx_http_request_t *r,
+    ngx_http_realtime_jwt_conf_t *jcf, ngx_uint_t push,
+    ngx_http_realtime_jwt_verified_t *v)
+{
+    ngx_str_t  token;
+
+    ngx_memzero(v, sizeof(ngx_http_realtime_jwt_verified_t));
+
+    if (ngx_http_realtime_jwt_find(r, jcf, push, &token) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (token.len == 0) {
+        v->res.reason = "token is missing";
+        v->missing = 1;
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "realtime: token is missing");
+
+        return NGX_HTTP_REALTIME_UNAUTHORIZED;
+    }
+
+    return ngx_http_realtime_jwt_verify(jcf, &token, r->connection->log, v);
+}
+
+
+/* the first non-empty realtime_jwt_token value, "Bearer " stripped */
+
+static ngx_int_t
+ngx_http_realtime_jwt_find(ngx_http_request_t *r,
+    ngx_http_realtime_jwt_conf_t *jcf, ngx_uint_t push, ngx_str_t *token)
+{
+    ngx_uint_t                 i;
+    ngx_http_complex_value_t  *cv;
+
+    ngx_str_null(token);
+
+    if (jcf->tokens) {
+        cv = jcf->tokens->elts;
+
+        for (i = 0; i < jcf->tokens->nelts; i++) {
+            if (ngx_http_complex_value(r, &cv[i], token) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            ngx_http_realtime_jwt_bearer(token);
+
+            if (token->len) {
+                return NGX_OK;
+            }
+        }
+
+        return NGX_OK;
+    }
+
+    /* the default: $arg_token $http_authorization, push: the header */
+
+    if (!push && ngx_http_arg(r, (u_char *) "token", 5, token) == NGX_OK) {
+        ngx_http_realtime_jwt_bearer(token);
+
+        if (token->len) {
+            return NGX_OK;
+        }
+    }
+
+    if (r->headers_in.authorization) {
+        *token = r->headers_in.authorization->value;
+        ngx_http_realtime_jwt_bearer(token);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_realtime_jwt_bearer(ngx_str_t *value)
+{
+    while (value->len && value->data[value->len - 1] == ' ') {
+        value->len--;
+    }
+
+    /* nginx trims a header's trailing spaces: "Bearer " is "Bearer" */
+
+    if (value->len == 6
+        && ngx_strncasecmp(value->data, (u_char *) "Bearer", 6) == 0)
+    {
+        value->len = 0;
+        return;
+    }
+
+    if (value->len > 7
+        && ngx_strncasecmp(value->data, (u_char *) "Bearer ", 7) == 0)
+    {
+        value->data += 7;
+        value->len -= 7;
+    }
+
+    while (value->len && value->data[0] == ' ') {
+        value->data++;
+        value->len--;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_realtime_jwt_verify(ngx_http_realtime_jwt_conf_t *jcf,
+    ngx_str_t *token, ngx_log_t *log, ngx_http_realtime_jwt_verified_t *v)
+{
+    int                              rc;
+    ngx_int_t                        sig;
+    ngx_http_realtime_jwt_token_t    t;
+    ngx_http_realtime_jwt_policy_t   policy;
+
+    ngx_memzero(v, sizeof(ngx_http_realtime_jwt_verified_t));
+
+    if (ngx_http_realtime_jwt_parse(&t, (char *) token->data, token->len,
+                                    &v->res.reason)
+        != 0)
+    {
+        goto unauthorized;
+    }
+
+    if (!(t.alg & jcf->allowed)) {
+        v->res.reason = "token alg is not allowed";
+        ngx_http_realtime_jwt_token_free(&t);
+        goto unauthorized;
+    }
+
+    sig = ngx_http_realtime_jwt_signature(jcf, &t, token, log,
+                                          &v->res.reason);
+
+    if (sig != NGX_OK) {
+        ngx_http_realtime_jwt_token_free(&t);
+
+        if (sig == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        goto unauthorized;
+    }
+
+    ngx_memzero(&policy, sizeof(ngx_http_realtime_jwt_policy_t));
+
+    if (jcf->issuer.len) {
+        policy.issuer = (char *) jcf->issuer.data;
+        policy.issuer_len = jcf->issuer.len;
+    }
+
+    if (jcf->audience.len) {
+        policy.audience = (char *) jcf->audience.data;
+        policy.audience_len = jcf->audience.len;
+    }
+
+    policy.user_claim = (char *) jcf->user_claim.data;
+    policy.now = ngx_time();
+    policy.leeway = jcf->leeway;
+
+    rc = ngx_http_realtime_jwt_check(t.claims, &policy, &v->res);
+
+    if (rc != NGX_HTTP_REALTIME_JWT_OK) {
+        ngx_http_realtime_jwt_token_free(&t);
+
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "realtime: token refused: %s", v->res.reason);
+
+        return (rc == NGX_HTTP_REALTIME_JWT_EXPIRED)
+               ? NGX_HTTP_REALTIME_EXPIRED : NGX_HTTP_REALTIME_UNAUTHORIZED;
+    }
+
+    /* the claims outlive the token; res.user points into them */
+
+    v->claims = json_incref(t.claims);
+    ngx_http_realtime_jwt_token_free(&t);
+
+    return NGX_OK;
+
+unauthorized:
+
+    ngx_log_error(NGX_LOG_INFO, log, 0,
+                  "realtime: token refused: %s", v->res.reason);
+
+    return NGX_HTTP_REALTIME_UNAUTHORIZED;
+}
+
+
+/*
+ * Tries the keys that fit the token's alg, and its kid when it has one;
+ * keys without a kid (PEM files, secrets) fit any kid.  HS* never uses
+ * an RSA or EC key, which stops algorithm confusion.
+ */
+
+static ngx_int_t
+ngx_http_realtime_jwt_signature(ngx_http_realtime_jwt_conf_t *jcf,
+    ngx_http_realtime_jwt_token_t *t, ngx_str_t *token, ngx_log_t *log,
+    const char **reason)
+{
+    char                         *copy;
+    ngx_int_t                     rc;
+    ngx_uint_t                    i, tried, kid_known;
+    ngx_http_realtime_jwt_key_t  *key;
+
+    /* libjwt wants a C string */
+
+    copy = ngx_alloc(token->len + 1, log);
+    if (copy == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(copy, token->data, token->len);
+    copy[token->len] = '\0';
+
+    key = jcf->keys->elts;
+    tried = 0;
+    kid_known = 0;
+    rc = NGX_DECLINED;
+
+    for (i = 0; i < jcf->keys->nelts; i++) {
+
+        if (t->kid && key[i].kid.len) {
+            if (key[i].kid.len != t->kid_len
+                || ngx_memcmp(key[i].kid.data, t->kid, t->kid_len) != 0)
+            {
+                continue;
+            }
+
+            kid_known = 1;
+        }
+
+        if (!(key[i].algs & t->alg)) {
+            continue;
+        }
+
+        tried++;
+
+        rc = ngx_http_realtime_jwt_key_verify(&key[i], t, copy, log);
+
+        if (rc != NGX_DECLINED) {
+            break;
+        }
+    }
+
+    ngx_free(copy);
+
+    if (rc == NGX_DECLINED) {
+        *reason = tried ? "token signature is invalid"
+                  : (t->kid && !kid_known) ? "token kid is unknown"
+                  : "no key fits the token alg";
+    }
+
+    return rc;
+}
+
+
+/* the request's claims, for the variables, until the request is freed */
+
+static ngx_int_t
+ngx_http_realtime_jwt_keep_claims(ngx_http_request_t *r,
+    ngx_http_realtime_ctx_t *ctx, json_t *claims)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        json_decref(claims);
+        return NGX_ERROR;
+    }
+
+    if (ctx->jwt_claims) {
+        json_decref(ctx->jwt_claims);
+    }
+
+    ctx->jwt_claims = claims;
+
+    cln->handler = ngx_http_realtime_jwt_claims_cleanup;
+    cln->data = ctx;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_realtime_jwt_claims_cleanup(void *data)
+{
+    ngx_http_realtime_ctx_t  *ctx = data;
+
+    if (ctx->jwt_claims) {
+        json_decref(ctx->jwt_claims);
+        ctx->jwt_claims = NULL;
+    }
+}
+
+
+static ngx_http_realtime_jwt_conn_t *
+ngx_http_realtime_jwt_conn(ngx_connection_t *c,
+    ngx_http_realtime_jwt_conf_t *jcf)
+{
+    ngx_pool_cleanup_t            *cln;
+    ngx_http_realtime_jwt_conn_t  *jwt;
+
+    jwt = ngx_pcalloc(c->pool, sizeof(ngx_http_realtime_jwt_conn_t));
+    if (jwt == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(c->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_realtime_jwt_conn_cleanup;
+    cln->data = jwt;
+
+    jwt->conf = jcf;
+
+    return jwt;
+}
+
+
+static void
+ngx_http_realtime_jwt_conn_cleanup(void *data)
+{
+    ngx_http_realtime_jwt_conn_t  *jwt = data;
+
+    if (jwt->rooms) {
+        ngx_free(jwt->rooms);
+        jwt->rooms = NULL;
+    }
+}
+
+
+/*
+ * The socket takes the token's user (once), deadline and room patterns.
+ * The patterns are copied into one block: the claims do not live on.
+ */
+
+static ngx_int_t
+ngx_http_realtime_jwt_accept(ngx_http_realtime_jwt_conn_t *jwt,
+    ngx_http_realtime_jwt_verified_t *v, ngx_connection_t *c)
+{
+    u_char                        *p;
+    size_t                         i, n, size;
+    json_t                        *claim, *item;
+    ngx_str_t                     *rooms;
+    ngx_http_realtime_jwt_conf_t  *jcf;
+
+    jcf = jwt->conf;
+
+    /* a refresh keeps the user: it is the same */
+
+    if (jwt->user.data == NULL) {
+        jwt->user.data = ngx_pnalloc(c->pool, v->res.user_len);
+        if (jwt->user.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(jwt->user.data, v->res.user, v->res.user_len);
+        jwt->user.len = v->res.user_len;
+    }
+
+    jwt->deadline = v->res.has_exp
+                    ? (time_t) (v->res.exp + jcf->leeway) : 0;
+
+    if (jcf->rooms_claim.len == 0) {
+        return NGX_OK;
+    }
+
+    /* a string is one pattern, an array of strings many; else none */
+
+    claim = json_object_getn(v->claims, (char *) jcf->rooms_claim.data,
+                             jcf->rooms_claim.len);
+
+    n = 0;
+    size = 0;
+
+    if (json_is_string(claim)) {
+        n = 1;
+        size = json_string_length(claim);
+
+    } else {
+        json_array_foreach(claim, i, item) {
+            if (json_is_string(item)) {
+                n++;
+                size += json_string_length(item);
+            }
+        }
+    }
+
+    rooms = NULL;
+
+    if (n) {
+        rooms = ngx_alloc(n * sizeof(ngx_str_t) + size, c->log);
+        if (rooms == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = (u_char *) (rooms + n);
+        n = 0;
+
+        if (json_is_string(claim)) {
+            rooms[n].data = p;
+            rooms[n++].len = json_string_length(claim);
+            ngx_memcpy(p, json_string_value(claim), json_string_length(claim));
+
+        } else {
+            json_array_foreach(claim, i, item) {
+                if (json_is_string(item)) {
+                    rooms[n].data = p;
+                    rooms[n++].len = json_string_length(item);
+                    p = ngx_cpymem(p, json_string_value(item),
+                                   json_string_length(item));
+                }
+            }
+        }
+    }
+
+    if (jwt->rooms) {
+        ngx_free(jwt->rooms);
+    }
+
+    jwt->rooms = rooms;
+    jwt->nrooms = n;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_jwt_refuse(ngx_http_request_t *r, ngx_int_t rc,
+    ngx_http_realtime_jwt_verified_t *v)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* RFC 6750 3: no error code when no token came */
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "WWW-Authenticate");
+
+    if (rc == NGX_HTTP_REALTIME_EXPIRED) {
+        ngx_str_set(&h->value, "Bearer error=\"invalid_token\", "
+                               "error_description=\"token expired\"");
+
+    } else if (v->missing) {
+        ngx_str_set(&h->value, "Bearer");
+
+    } else {
+        ngx_str_set(&h->value, "Bearer error=\"invalid_token\"");
+    }
+
+    return ngx_http_realtime_refuse(r, NGX_HTTP_UNAUTHORIZED,
+                                    (rc == NGX_HTTP_REALTIME_EXPIRED)
+                                    ? "TOKEN_EXPIRED" : "UNAUTHORIZED",
+                                    (char *) v->res.reason);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_jwt_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var;
+
+    /* not cached: a value read before verification must not stick */
+
+    var = ngx_http_add_variable(cf, &ngx_http_realtime_jwt_sub_name,
+                                NGX_HTTP_VAR_NOCACHEABLE);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_http_realtime_jwt_sub_variable;
+
+    var = ngx_http_add_variable(cf, &ngx_http_realtime_jwt_claim_prefix,
+                                NGX_HTTP_VAR_PREFIX
+                                |NGX_HTTP_VAR_NOCACHEABLE);
+    if (var == NULL) {
+        return NGX_ERROR;
+    }
+
+    var->get_handler = ngx_http_realtime_jwt_claim_variable;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_jwt_sub_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_realtime_jwt_conf_t  *jcf;
+
+    jcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_jwt_module);
+
+    return ngx_http_realtime_jwt_value(r, v, jcf->user_claim.data,
+                                       jcf->user_claim.len);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_jwt_claim_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t  *name = (ngx_str_t *) data;
+
+    size_t  prefix;
+
+    prefix = ngx_http_realtime_jwt_claim_prefix.len;
+
+    return ngx_http_realtime_jwt_value(r, v, name->data + prefix,
+                                       name->len - prefix);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_jwt_value(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, u_char *name, size_t len)
+{
+    size_t                    n;
+    json_t                   *claim;
+    ngx_http_realtime_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
+
+    claim = (ctx && ctx->jwt_claims)
+            ? ngx_http_realtime_jwt_claim(ctx->jwt_claims, (char *) name,
+                                          len)
+            : NULL;
+
+    if (claim == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    n = ngx_http_realtime_jwt_claim_text(claim, NULL, 0);
+    if (n == (size_t) -1) {
+        return NGX_ERROR;
+    }
+
+    v->data = ngx_pnalloc(r->pool, n + 1);
+    if (v->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) ngx_http_realtime_jwt_claim_text(claim, (char *) v->data, n + 1);
+
+    v->len = n;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_realtime_jwt_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_realtime_jwt_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_realtime_jwt_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->allowed = 0;
+     *     conf->issuer = { 0, NULL };
+     *     conf->audience = { 0, NULL };
+     *     conf->rooms_claim = { 0, NULL };
+     *     conf->user_claim = { 0, NULL };
+     */
+
+    conf->keys = NGX_CONF_UNSET_PTR;
+    conf->algs = NGX_CONF_UNSET_UINT;
+    conf->tokens = NGX_CONF_UNSET_PTR;
+    conf->leeway = NGX_CONF_UNSET;
+    conf->failure = NGX_CONF_UNSET_UINT;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_realtime_jwt_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_realtime_jwt_conf_t *prev = parent;
+    ngx_http_realtime_jwt_conf_t *conf = child;
+
+    unsigned                      fit;
+    ngx_uint_t                    i;
+    ngx_http_realtime_jwt_key_t  *key;
+
+    ngx_conf_merge_ptr_value(conf->keys, prev->keys, NULL);
+    ngx_conf_merge_uint_value(conf->algs, prev->algs, 0);
+    ngx_conf_merge_ptr_value(conf->tokens, prev->tokens, NULL);
+    ngx_conf_merge_str_value(conf->issuer, prev->issuer, "");
+    ngx_conf_merge_str_value(conf->audience, prev->audience, "");
+    ngx_conf_merge_sec_value(conf->leeway, prev->leeway, 0);
+    ngx_conf_merge_str_value(conf->rooms_claim, prev->rooms_claim, "");
+    ngx_conf_merge_str_value(conf->user_claim, prev->user_claim, "sub");
+    ngx_conf_merge_uint_value(conf->failure, prev->failure,
+                              NGX_HTTP_REALTIME_JWT_FAIL_STATUS);
+
+    if (conf->keys == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    /* by default every algorithm that fits a key */
+
+    fit = 0;
+    key = conf->keys->elts;
+
+    for (i = 0; i < conf->keys->nelts; i++) {
+        fit |= key[i].algs;
+    }
+
+    conf->allowed = conf->algs ? (unsigned) conf->algs : fit;
+
+    if (!(conf->allowed & fit)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "no realtime_jwt_key fits realtime_jwt_alg");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_realtime_jwt_alg_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_realtime_jwt_conf_t *jcf = conf;
+
+    unsigned     alg;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (jcf->algs != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    jcf->algs = 0;
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        alg = ngx_http_realtime_jwt_alg((char *) value[i].data, value[i].len);
+
+        if (alg == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "unsupported algorithm \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        jcf->algs |= alg;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_realtime_jwt_token_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_realtime_jwt_conf_t *jcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_complex_value_t          *cv;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (jcf->tokens != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    jcf->tokens = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                   sizeof(ngx_http_complex_value_t));
+    if (jcf->tokens == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        cv = ngx_array_push(jcf->tokens);
+        if (cv == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &value[i];
+        ccv.complex_value = cv;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}

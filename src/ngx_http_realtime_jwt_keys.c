@@ -1,0 +1,882 @@
+
+/*
+ * Copyright (C) ngx-realtime developers
+ *
+ * realtime_jwt_key: secrets, PEM public keys and JWKS files, loaded and
+ * checked when the configuration is read; and the signature check of a
+ * token against one key.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <jwt.h>
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "ngx_http_realtime_jwt.h"
+
+
+/* key files are small; this only stops a wrong path from eating memory */
+#define NGX_HTTP_REALTIME_JWT_FILE_MAX  (1024 * 1024)
+
+
+typedef struct {
+    char                          *crv;
+    char                          *group;
+    size_t                         size;
+    unsigned                       alg;
+} ngx_http_realtime_jwt_curve_t;
+
+
+static ngx_int_t ngx_http_realtime_jwt_read_file(ngx_conf_t *cf,
+    ngx_str_t *name, ngx_str_t *out);
+static char *ngx_http_realtime_jwt_secret(ngx_conf_t *cf,
+    ngx_array_t *keys, ngx_str_t *secret, ngx_str_t *kid, unsigned alg);
+static char *ngx_http_realtime_jwt_pem(ngx_conf_t *cf, ngx_array_t *keys,
+    ngx_str_t *file);
+static char *ngx_http_realtime_jwt_jwks(ngx_conf_t *cf, ngx_array_t *keys,
+    ngx_str_t *file);
+static char *ngx_http_realtime_jwt_jwk(ngx_conf_t *cf, ngx_array_t *keys,
+    json_t *jwk);
+static char *ngx_http_realtime_jwt_b64_member(ngx_conf_t *cf, json_t *jwk,
+    const char *name, ngx_str_t *out);
+static char *ngx_http_realtime_jwt_rsa_jwk(ngx_conf_t *cf, json_t *jwk,
+    EVP_PKEY **pkey);
+static char *ngx_http_realtime_jwt_ec_jwk(ngx_conf_t *cf, json_t *jwk,
+    EVP_PKEY **pkey);
+static EVP_PKEY *ngx_http_realtime_jwt_fromdata(const char *type,
+    OSSL_PARAM_BLD *bld);
+static char *ngx_http_realtime_jwt_add_pkey(ngx_conf_t *cf,
+    ngx_array_t *keys, EVP_PKEY *pkey, ngx_str_t *kid, unsigned alg);
+static void ngx_http_realtime_jwt_pkey_cleanup(void *data);
+static ngx_int_t ngx_http_realtime_jwt_ps_verify(
+    ngx_http_realtime_jwt_key_t *key, ngx_http_realtime_jwt_token_t *t,
+    ngx_log_t *log);
+static const EVP_MD *ngx_http_realtime_jwt_md(unsigned alg);
+
+
+static ngx_http_realtime_jwt_curve_t  ngx_http_realtime_jwt_curves[] = {
+    { "P-256", "prime256v1", 32, NGX_HTTP_REALTIME_JWT_ES256 },
+    { "P-384", "secp384r1", 48, NGX_HTTP_REALTIME_JWT_ES384 },
+    { "P-521", "secp521r1", 66, NGX_HTTP_REALTIME_JWT_ES512 },
+    { NULL, NULL, 0, 0 }
+};
+
+
+/* realtime_jwt_key file=|secret=|secret_file=|jwks=; may repeat */
+
+char *
+ngx_http_realtime_jwt_key_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_realtime_jwt_conf_t *jcf = conf;
+
+    char       *rv;
+    ngx_str_t  *value, arg, file, secret;
+
+    if (jcf->keys == NGX_CONF_UNSET_PTR) {
+        jcf->keys = ngx_array_create(cf->pool, 2,
+                                     sizeof(ngx_http_realtime_jwt_key_t));
+        if (jcf->keys == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+    arg = value[1];
+
+    if (arg.len > 7 && ngx_strncmp(arg.data, "secret=", 7) == 0) {
+        secret.data = arg.data + 7;
+        secret.len = arg.len - 7;
+
+        return ngx_http_realtime_jwt_secret(cf, jcf->keys, &secret, NULL, 0);
+    }
+
+    if (arg.len > 12 && ngx_strncmp(arg.data, "secret_file=", 12) == 0) {
+        file.data = arg.data + 12;
+        file.len = arg.len - 12;
+
+        if (ngx_http_realtime_jwt_read_file(cf, &file, &secret) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        /* files written by echo or editors end with a newline */
+        while (secret.len
+               && (secret.data[secret.len - 1] == LF
+                   || secret.data[secret.len - 1] == CR))
+        {
+            secret.len--;
+        }
+
+        if (secret.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "realtime_jwt_key: secret file \"%V\" "
+                               "is empty", &file);
+            return NGX_CONF_ERROR;
+        }
+
+        return ngx_http_realtime_jwt_secret(cf, jcf->keys, &secret, NULL, 0);
+    }
+
+    if (arg.len > 5 && ngx_strncmp(arg.data, "file=", 5) == 0) {
+        file.data = arg.data + 5;
+        file.len = arg.len - 5;
+
+        rv = ngx_http_realtime_jwt_pem(cf, jcf->keys, &file);
+
+        if (rv != NGX_CONF_OK && rv != NGX_CONF_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "realtime_jwt_key: \"%V\": %s", &file, rv);
+            return NGX_CONF_ERROR;
+        }
+
+        return rv;
+    }
+
+    if (arg.len > 5 && ngx_strncmp(arg.data, "jwks=", 5) == 0) {
+        file.data = arg.data + 5;
+        file.len = arg.len - 5;
+
+        return ngx_http_realtime_jwt_jwks(cf, jcf->keys, &file);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\", expected file=, secret=, "
+                       "secret_file= or jwks=", &arg);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* the whole file, NUL-terminated, in cf->pool; name is made full */
+
+static ngx_int_t
+ngx_http_realtime_jwt_read_file(ngx_conf_t *cf, ngx_str_t *name,
+    ngx_str_t *out)
+{
+    off_t            size;
+    ssize_t          n;
+    ngx_fd_t         fd;
+    ngx_int_t        rc;
+    ngx_file_info_t  fi;
+
+    if (ngx_conf_full_name(cf->cycle, name, 1) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    fd = ngx_open_file(name->data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "realtime_jwt_key: " ngx_open_file_n " \"%V\" "
+                           "failed", name);
+        return NGX_ERROR;
+    }
+
+    rc = NGX_ERROR;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "realtime_jwt_key: " ngx_fd_info_n " \"%V\" "
+                           "failed", name);
+        goto done;
+    }
+
+    size = ngx_file_size(&fi);
+
+    if (size > NGX_HTTP_REALTIME_JWT_FILE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "realtime_jwt_key: \"%V\" is too large", name);
+        goto done;
+    }
+
+    out->data = ngx_pnalloc(cf->pool, (size_t) size + 1);
+    if (out->data == NULL) {
+        goto done;
+    }
+
+    n = ngx_read_fd(fd, out->data, (size_t) size);
+
+    if (n != (ssize_t) size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, (n == -1) ? ngx_errno : 0,
+                           "realtime_jwt_key: " ngx_read_fd_n " \"%V\" "
+                           "failed", name);
+        goto done;
+    }
+
+    out->len = (size_t) size;
+    out->data[out->len] = '\0';
+
+    rc = NGX_OK;
+
+done:
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
+                           ngx_close_file_n " \"%V\" failed", name);
+    }
+
+    return rc;
+}
+
+
+static char *
+ngx_http_realtime_jwt_secret(ngx_conf_t *cf, ngx_array_t *keys,
+    ngx_str_t *secret, ngx_str_t *kid, unsigned alg)
+{
+    ngx_http_realtime_jwt_key_t  *key;
+
+    /* RFC 7518 3.2: at least as long as the hash output */
+    if (secret->len < 32) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "realtime_jwt_key: a secret of %uz bytes is "
+                           "weak, use at least 32", secret->len);
+    }
+
+    key = ngx_array_push(keys);
+    if (key == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(key, sizeof(ngx_http_realtime_jwt_key_t));
+
+    key->type = NGX_HTTP_REALTIME_JWT_KEY_SECRET;
+    key->algs = alg ? alg : NGX_HTTP_REALTIME_JWT_HS;
+    key->data = *secret;
+
+    if (kid) {
+        key->kid = *kid;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* a PEM public key ("PUBLIC KEY") or a certificate holding one */
+
+static char *
+ngx_http_realtime_jwt_pem(ngx_conf_t *cf, ngx_array_t *keys, ngx_str_t *file)
+{
+    BIO        *bio;
+    X509       *x509;
+    EVP_PKEY   *pkey;
+    ngx_str_t   pem;
+
+    if (ngx_http_realtime_jwt_read_file(cf, file, &pem) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    bio = BIO_new_mem_buf(pem.data, (int) pem.len);
+    if (bio == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+
+    if (pkey == NULL) {
+        (void) BIO_reset(bio);
+
+        x509 = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+
+        if (x509) {
+            pkey = X509_get_pubkey(x509);
+            X509_free(x509);
+        }
+    }
+
+    BIO_free(bio);
+    ERR_clear_error();
+
+    if (pkey == NULL) {
+        return (ngx_strstr(pem.data, "PRIVATE KEY") != NULL)
+               ? "is a private key, the public key is needed"
+               : "has no PEM public key or certificate";
+    }
+
+    return ngx_http_realtime_jwt_add_pkey(cf, keys, pkey, NULL, 0);
+}
+
+
+/* {"keys": [JWK, ...]}, RFC 7517 5 */
+
+static char *
+ngx_http_realtime_jwt_jwks(ngx_conf_t *cf, ngx_array_t *keys,
+    ngx_str_t *file)
+{
+    char          *rv;
+    size_t         i;
+    json_t        *root, *set, *jwk;
+    ngx_str_t      text;
+    ngx_uint_t     before;
+    json_error_t   err;
+
+    if (ngx_http_realtime_jwt_read_file(cf, file, &text) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    root = json_loadb((char *) text.data, text.len, JSON_REJECT_DUPLICATES,
+                      &err);
+
+    if (root == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "realtime_jwt_key: JWKS \"%V\" is not JSON: "
+                           "line %d: %s", file, err.line, err.text);
+        return NGX_CONF_ERROR;
+    }
+
+    set = json_object_get(root, "keys");
+
+    if (!json_is_array(set)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "realtime_jwt_key: JWKS \"%V\" has no \"keys\" "
+                           "array", file);
+        json_decref(root);
+        return NGX_CONF_ERROR;
+    }
+
+    before = keys->nelts;
+
+    json_array_foreach(set, i, jwk) {
+
+        rv = ngx_http_realtime_jwt_jwk(cf, keys, jwk);
+
+        if (rv == NGX_CONF_OK) {
+            continue;
+        }
+
+        if (rv != NGX_CONF_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "realtime_jwt_key: JWKS \"%V\", key %uz: %s",
+                               file, i, rv);
+        }
+
+        json_decref(root);
+        return NGX_CONF_ERROR;
+    }
+
+    json_decref(root);
+
+    if (keys->nelts == before) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "realtime_jwt_key: JWKS \"%V\" has no signature "
+                           "key of type RSA, EC or oct", file);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* one JWK; keys for other uses and of other types are skipped */
+
+static char *
+ngx_http_realtime_jwt_jwk(ngx_conf_t *cf, ngx_array_t *keys, json_t *jwk)
+{
+    char         *rv;
+    json_t       *kty, *use, *kid, *alg;
+    unsigned      algs;
+    ngx_str_t     id, secret;
+    const char   *type;
+    EVP_PKEY     *pkey;
+
+    if (!json_is_object(jwk)) {
+        return "is not an object";
+    }
+
+    kty = json_object_get(jwk, "kty");
+    if (!json_is_string(kty)) {
+        return "has no \"kty\"";
+    }
+
+    type = json_string_value(kty);
+
+    use = json_object_get(jwk, "use");
+    if (use && !(json_is_string(use)
+                 && ngx_strcmp(json_string_value(use), "sig") == 0))
+    {
+        return NGX_CONF_OK;
+    }
+
+    ngx_str_null(&id);
+
+    kid = json_object_get(jwk, "kid");
+
+    if (kid) {
+        if (!json_is_string(kid)) {
+            return "has a \"kid\" that is not a string";
+        }
+
+        id.len = json_string_length(kid);
+        id.data = ngx_pnalloc(cf->pool, id.len);
+        if (id.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(id.data, json_string_value(kid), id.len);
+    }
+
+    algs = 0;
+
+    alg = json_object_get(jwk, "alg");
+
+    if (alg) {
+        algs = ngx_http_realtime_jwt_alg(json_string_value(alg),
+                                         json_string_length(alg));
+        if (algs == 0) {
+            /* an encryption algorithm, or one we do not verify */
+            return NGX_CONF_OK;
+        }
+    }
+
+    if (ngx_strcmp(type, "oct") == 0) {
+        rv = ngx_http_realtime_jwt_b64_member(cf, jwk, "k", &secret);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+
+        if (algs && !(algs & NGX_HTTP_REALTIME_JWT_HS)) {
+            return "has an \"alg\" that does not fit an oct key";
+        }
+
+        return ngx_http_realtime_jwt_secret(cf, keys, &secret, &id, algs);
+    }
+
+    if (ngx_strcmp(type, "RSA") == 0) {
+        rv = ngx_http_realtime_jwt_rsa_jwk(cf, jwk, &pkey);
+
+    } else if (ngx_strcmp(type, "EC") == 0) {
+        rv = ngx_http_realtime_jwt_ec_jwk(cf, jwk, &pkey);
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "realtime_jwt_key: JWK of type \"%s\" skipped",
+                           type);
+        return NGX_CONF_OK;
+    }
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    return ngx_http_realtime_jwt_add_pkey(cf, keys, pkey, &id, algs);
+}
+
+
+static char *
+ngx_http_realtime_jwt_b64_member(ngx_conf_t *cf, json_t *jwk,
+    const char *name, ngx_str_t *out)
+{
+    json_t  *v;
+    size_t   len;
+
+    v = json_object_get(jwk, name);
+
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        return "lacks a member it needs (n, e; crv, x, y; or k)";
+    }
+
+    len = json_string_length(v);
+
+    out->data = ngx_pnalloc(cf->pool, len * 3 / 4 + 1);
+    if (out->data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_realtime_jwt_base64url_decode(out->data, &out->len,
+                                               json_string_value(v), len)
+        != 0)
+    {
+        return "has a member that is not base64url";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_realtime_jwt_rsa_jwk(ngx_conf_t *cf, json_t *jwk, EVP_PKEY **pkey)
+{
+    char            *rv;
+    BIGNUM          *n, *e;
+    ngx_str_t        bn, be;
+    OSSL_PARAM_BLD  *bld;
+
+    rv = ngx_http_realtime_jwt_b64_member(cf, jwk, "n", &bn);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    rv = ngx_http_realtime_jwt_b64_member(cf, jwk, "e", &be);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    n = BN_bin2bn(bn.data, (int) bn.len, NULL);
+    e = BN_bin2bn(be.data, (int) be.len, NULL);
+    bld = OSSL_PARAM_BLD_new();
+
+    *pkey = NULL;
+
+    if (n && e && bld
+        && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n)
+        && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+    {
+        *pkey = ngx_http_realtime_jwt_fromdata("RSA", bld);
+    }
+
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    BN_free(e);
+    ERR_clear_error();
+
+    return *pkey ? NGX_CONF_OK : "is not a valid RSA public key";
+}
+
+
+static char *
+ngx_http_realtime_jwt_ec_jwk(ngx_conf_t *cf, json_t *jwk, EVP_PKEY **pkey)
+{
+    char                           *rv;
+    u_char                         *point;
+    json_t                         *crv;
+    ngx_str_t                       x, y;
+    OSSL_PARAM_BLD                 *bld;
+    ngx_http_realtime_jwt_curve_t  *c;
+
+    crv = json_object_get(jwk, "crv");
+
+    for (c = ngx_http_realtime_jwt_curves; c->crv; c++) {
+        if (json_is_string(crv)
+            && ngx_strcmp(json_string_value(crv), c->crv) == 0)
+        {
+            break;
+        }
+    }
+
+    if (c->crv == NULL) {
+        return "has a \"crv\" other than P-256, P-384 or P-521";
+    }
+
+    rv = ngx_http_realtime_jwt_b64_member(cf, jwk, "x", &x);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    rv = ngx_http_realtime_jwt_b64_member(cf, jwk, "y", &y);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    /* RFC 7518 6.2.1.2: the full size of a coordinate */
+    if (x.len != c->size || y.len != c->size) {
+        return "has \"x\" or \"y\" of the wrong size for its curve";
+    }
+
+    /* an uncompressed point, SEC 1 2.3.3 */
+    point = ngx_pnalloc(cf->temp_pool, 1 + 2 * c->size);
+    if (point == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    point[0] = 0x04;
+    ngx_memcpy(point + 1, x.data, c->size);
+    ngx_memcpy(point + 1 + c->size, y.data, c->size);
+
+    bld = OSSL_PARAM_BLD_new();
+
+    *pkey = NULL;
+
+    if (bld
+        && OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+                                           c->group, 0)
+        && OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+                                            point, 1 + 2 * c->size))
+    {
+        *pkey = ngx_http_realtime_jwt_fromdata("EC", bld);
+    }
+
+    OSSL_PARAM_BLD_free(bld);
+    ERR_clear_error();
+
+    return *pkey ? NGX_CONF_OK : "is not a valid EC public key";
+}
+
+
+/* a public key from parameters, checked (an EC point on its curve) */
+
+static EVP_PKEY *
+ngx_http_realtime_jwt_fromdata(const char *type, OSSL_PARAM_BLD *bld)
+{
+    EVP_PKEY      *pkey;
+    OSSL_PARAM    *params;
+    EVP_PKEY_CTX  *ctx, *check;
+
+    pkey = NULL;
+    ctx = NULL;
+
+    params = OSSL_PARAM_BLD_to_param(bld);
+    if (params == NULL) {
+        return NULL;
+    }
+
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL);
+
+    if (ctx == NULL
+        || EVP_PKEY_fromdata_init(ctx) <= 0
+        || EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0)
+    {
+        pkey = NULL;
+        goto done;
+    }
+
+    check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+
+    if (check == NULL || EVP_PKEY_public_check(check) != 1) {
+        EVP_PKEY_free(pkey);
+        pkey = NULL;
+    }
+
+    EVP_PKEY_CTX_free(check);
+
+done:
+
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+
+    return pkey;
+}
+
+
+/*
+ * Takes pkey over: it is freed with the configuration.  The key's type
+ * and curve decide what it may verify; libjwt gets it in PEM.
+ */
+
+static char *
+ngx_http_realtime_jwt_add_pkey(ngx_conf_t *cf, ngx_array_t *keys,
+    EVP_PKEY *pkey, ngx_str_t *kid, unsigned alg)
+{
+    BIO                            *bio;
+    char                           *data;
+    long                            len;
+    size_t                          glen;
+    unsigned                        algs;
+    ngx_uint_t                      type;
+    ngx_pool_cleanup_t             *cln;
+    ngx_http_realtime_jwt_key_t    *key;
+    ngx_http_realtime_jwt_curve_t  *c;
+    char                            group[64];
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        EVP_PKEY_free(pkey);
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_realtime_jwt_pkey_cleanup;
+    cln->data = pkey;
+
+    switch (EVP_PKEY_get_base_id(pkey)) {
+
+    case EVP_PKEY_RSA:
+        type = NGX_HTTP_REALTIME_JWT_KEY_RSA;
+        algs = NGX_HTTP_REALTIME_JWT_RS|NGX_HTTP_REALTIME_JWT_PS;
+        break;
+
+    case EVP_PKEY_EC:
+        type = NGX_HTTP_REALTIME_JWT_KEY_EC;
+
+        if (EVP_PKEY_get_group_name(pkey, group, sizeof(group), &glen) != 1) {
+            ERR_clear_error();
+            return "is an EC key of unknown curve";
+        }
+
+        for (c = ngx_http_realtime_jwt_curves; c->crv; c++) {
+            if (ngx_strcmp(group, c->group) == 0) {
+                break;
+            }
+        }
+
+        if (c->crv == NULL) {
+            return "is an EC key on a curve other than P-256, P-384 or "
+                   "P-521";
+        }
+
+        algs = c->alg;
+        break;
+
+    default:
+        return "is neither an RSA nor an EC key";
+    }
+
+    if (alg) {
+        if (!(alg & algs)) {
+            return "has an \"alg\" that does not fit the key";
+        }
+
+        algs = alg;
+    }
+
+    bio = BIO_new(BIO_s_mem());
+    if (bio == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (PEM_write_bio_PUBKEY(bio, pkey) != 1) {
+        BIO_free(bio);
+        ERR_clear_error();
+        return "cannot be written in PEM";
+    }
+
+    len = BIO_get_mem_data(bio, &data);
+
+    key = ngx_array_push(keys);
+    if (key == NULL) {
+        BIO_free(bio);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(key, sizeof(ngx_http_realtime_jwt_key_t));
+
+    key->type = type;
+    key->algs = algs;
+    key->pkey = pkey;
+
+    if (kid) {
+        key->kid = *kid;
+    }
+
+    key->data.len = len;
+    key->data.data = ngx_pnalloc(cf->pool, len);
+
+    if (key->data.data == NULL) {
+        BIO_free(bio);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memcpy(key->data.data, data, len);
+    BIO_free(bio);
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_realtime_jwt_pkey_cleanup(void *data)
+{
+    EVP_PKEY_free(data);
+}
+
+
+/*
+ * NGX_OK when the token is signed by the key.  token is the whole
+ * token, NUL-terminated, for libjwt; PS* are not in libjwt 1.10.
+ */
+
+ngx_int_t
+ngx_http_realtime_jwt_key_verify(ngx_http_realtime_jwt_key_t *key,
+    ngx_http_realtime_jwt_token_t *t, char *token, ngx_log_t *log)
+{
+    int         rc;
+    jwt_t      *jwt;
+    jwt_alg_t   alg;
+
+    if (t->alg & NGX_HTTP_REALTIME_JWT_PS) {
+        return ngx_http_realtime_jwt_ps_verify(key, t, log);
+    }
+
+    rc = jwt_decode(&jwt, token, key->data.data, (int) key->data.len);
+
+    /* libjwt leaves OpenSSL errors behind, which TLS must not see */
+    ERR_clear_error();
+
+    if (rc != 0) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "realtime: jwt_decode() failed: %d", rc);
+        return NGX_DECLINED;
+    }
+
+    alg = jwt_get_alg(jwt);
+    jwt_free(jwt);
+
+    /* libjwt reads alg itself: it must be the one we checked */
+    return (ngx_strcmp(jwt_alg_str(alg),
+                       ngx_http_realtime_jwt_alg_name(t->alg))
+            == 0)
+           ? NGX_OK : NGX_DECLINED;
+}
+
+
+/* RSASSA-PSS, RFC 7518 3.5: MGF1 and salt of the digest's size */
+
+static ngx_int_t
+ngx_http_realtime_jwt_ps_verify(ngx_http_realtime_jwt_key_t *key,
+    ngx_http_realtime_jwt_token_t *t, ngx_log_t *log)
+{
+    int            rc;
+    u_char        *sig;
+    size_t         len;
+    EVP_MD_CTX    *mdctx;
+    EVP_PKEY_CTX  *pctx;
+    const EVP_MD  *md;
+
+    md = ngx_http_realtime_jwt_md(t->alg);
+
+    sig = ngx_alloc(t->signature_len * 3 / 4 + 1, log);
+    if (sig == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_realtime_jwt_base64url_decode(sig, &len, t->signature,
+                                               t->signature_len)
+        != 0)
+    {
+        ngx_free(sig);
+        return NGX_DECLINED;
+    }
+
+    rc = 0;
+
+    mdctx = EVP_MD_CTX_new();
+
+    if (mdctx
+        && EVP_DigestVerifyInit(mdctx, &pctx, md, NULL, key->pkey) == 1
+        && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0
+        && EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0
+        && EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) > 0)
+    {
+        rc = EVP_DigestVerify(mdctx, sig, len,
+                              (u_char *) t->signing_input,
+                              t->signing_input_len);
+    }
+
+    EVP_MD_CTX_free(mdctx);
+    ngx_free(sig);
+    ERR_clear_error();
+
+    return (rc == 1) ? NGX_OK : NGX_DECLINED;
+}
+
+
+static const EVP_MD *
+ngx_http_realtime_jwt_md(unsigned alg)
+{
+    switch (alg) {
+
+    case NGX_HTTP_REALTIME_JWT_PS384:
+        return EVP_sha384();
+
+    case NGX_HTTP_REALTIME_JWT_PS512:
+        return EVP_sha512();
+
+    default:
+        return EVP_sha256();
+    }
+}
