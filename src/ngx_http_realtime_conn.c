@@ -1001,6 +1001,7 @@ ngx_http_realtime_abort(ngx_http_realtime_conn_t *ws)
 void
 ngx_http_realtime_release(ngx_http_realtime_conn_t *ws)
 {
+    ngx_http_realtime_redis_presence_cancel(ws);
     ngx_http_realtime_client_close(ws);
     ngx_http_realtime_drop_queue(ws, 1);
 

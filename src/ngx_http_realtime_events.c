@@ -400,6 +400,12 @@ ngx_http_realtime_client_presence(ngx_http_realtime_conn_t *ws,
         return NGX_ERROR;
     }
 
+    if (ws->zone->redis) {
+        /* and the users of the other instances */
+        return ngx_http_realtime_redis_presence_query(ws, &room, users,
+                                                cmd->has_id ? cmd->id : -1);
+    }
+
     data = json_pack("{s:s%, s:o}", "room", cmd->room, cmd->room_len,
                      "users", users);
     if (data == NULL) {

@@ -339,7 +339,8 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
                 continue;
             }
 
-            msg = ngx_http_realtime_msg_alloc(rec->target_len);
+            msg = ngx_http_realtime_msg_alloc(rec->target_len
+                                              + rec->except_len);
             if (msg == NULL) {
                 ngx_http_realtime_ipc_items.nelts--;
                 continue;
@@ -348,10 +349,11 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
             item->type = rec->type;
             item->target.data = msg->data;
             item->target.len = rec->target_len;
+            item->except.data = msg->data + rec->target_len;
+            item->except.len = rec->except_len;
             ngx_memcpy(msg->data,
                        (u_char *) rec + sizeof(ngx_http_realtime_ipc_rec_t),
-                       rec->target_len);
-            ngx_str_null(&item->except);
+                       rec->target_len + rec->except_len);
             item->msg = msg;
             continue;
         }
@@ -398,7 +400,12 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
 
     for (i = 0; i < ngx_http_realtime_ipc_items.nelts; i++) {
 
-        if (items[i].type >= NGX_HTTP_REALTIME_IPC_SUBSCRIBE) {
+        if (items[i].type >= NGX_HTTP_REALTIME_IPC_USER) {
+            ngx_http_realtime_redis_presence_changed(zone, items[i].type,
+                                                     &items[i].target,
+                                                     &items[i].except);
+
+        } else if (items[i].type >= NGX_HTTP_REALTIME_IPC_SUBSCRIBE) {
             ngx_http_realtime_redis_room(zone, &items[i].target,
                     items[i].type == NGX_HTTP_REALTIME_IPC_SUBSCRIBE);
 

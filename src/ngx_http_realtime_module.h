@@ -139,6 +139,7 @@ typedef struct {
     ngx_queue_t                        user_link;
     ngx_queue_t                        zone_link;
     ngx_queue_t                        rooms;        /* local_member_t */
+    ngx_queue_t                        lookups;      /* Redis questions */
     ngx_uint_t                         nrooms;
 
     /* realtime_jwt_key: the token's user, exp and rooms; NULL: no JWT */
@@ -217,6 +218,15 @@ ngx_int_t ngx_http_realtime_publish_zone(ngx_http_realtime_zone_t *zone,
     ngx_uint_t *recipients);
 
 /* ngx_http_realtime_redis.c */
+typedef void (*ngx_http_realtime_redis_lookup_pt)(void *data, json_t *users,
+    ngx_uint_t sockets, ngx_int_t rc);
+
+ngx_int_t ngx_http_realtime_redis_presence_query(ngx_http_realtime_conn_t *ws,
+    ngx_str_t *room, json_t *users, json_int_t id);
+void ngx_http_realtime_redis_presence_cancel(ngx_http_realtime_conn_t *ws);
+ngx_int_t ngx_http_realtime_redis_lookup(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t type, ngx_str_t *name, ngx_http_realtime_redis_lookup_pt handler,
+    void *data);
 char *ngx_http_realtime_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_realtime_redis_init_process(ngx_http_realtime_zone_t *zone,
@@ -228,12 +238,17 @@ void ngx_http_realtime_redis_publish(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_msg_t *msg);
 
-ngx_pid_t ngx_http_realtime_redis_notify_locked(ngx_http_realtime_zone_t *zone,
-    ngx_str_t *room, ngx_uint_t type, uint32_t *id);
+void ngx_http_realtime_redis_notify_locked(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except);
+void ngx_http_realtime_redis_wake(ngx_http_realtime_zone_t *zone);
+void ngx_http_realtime_redis_presence_changed(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except);
 
 /* ngx_http_realtime_ipc.c, record types besides the NGX_HTTP_REALTIME_TO_* */
 #define NGX_HTTP_REALTIME_IPC_SUBSCRIBE    10
 #define NGX_HTTP_REALTIME_IPC_UNSUBSCRIBE  11
+#define NGX_HTTP_REALTIME_IPC_USER         12  /* a user's sockets */
+#define NGX_HTTP_REALTIME_IPC_MEMBER       13  /* a user's in a room */
 
 extern ngx_http_realtime_msg_t  ngx_http_realtime_msg_empty;
 

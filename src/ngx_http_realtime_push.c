@@ -21,8 +21,29 @@ static ngx_int_t ngx_http_realtime_push_check(ngx_http_request_t *r,
 static void ngx_http_realtime_push_body(ngx_http_request_t *r);
 static u_char *ngx_http_realtime_push_read(ngx_http_request_t *r,
     size_t *len);
+/* a push request whose user answers wait for other instances */
+typedef struct {
+    ngx_http_request_t            *request;
+    json_t                        *answer;
+    ngx_uint_t                     status;
+    ngx_uint_t                     pending;
+    unsigned                       batch:1;
+} ngx_http_realtime_push_ctx_t;
+
+
+typedef struct {
+    ngx_http_realtime_push_ctx_t  *ctx;
+    json_t                        *answer;
+    ngx_uint_t                     local;
+} ngx_http_realtime_push_lookup_t;
+
+
 static json_t *ngx_http_realtime_push_item(ngx_http_realtime_zone_t *zone,
-    json_t *item, ngx_uint_t *status);
+    json_t *item, ngx_uint_t *status, ngx_str_t *user, ngx_uint_t *local);
+static void ngx_http_realtime_push_remote(ngx_http_realtime_push_ctx_t *ctx,
+    json_t *answer, ngx_str_t *user, ngx_uint_t local);
+static void ngx_http_realtime_push_remote_handler(void *data, json_t *users,
+    ngx_uint_t sockets, ngx_int_t rc);
 static json_t *ngx_http_realtime_push_answer(ngx_uint_t *status,
     ngx_uint_t code, const char *error, const char *error_code);
 
@@ -160,12 +181,22 @@ ngx_http_realtime_push_body(ngx_http_request_t *r)
     u_char                        *body, *p;
     size_t                         len, i;
     json_t                        *root, *answer, *answers, *item;
-    ngx_uint_t                     status, item_status;
+    ngx_str_t                      user;
+    ngx_uint_t                     status, item_status, local;
     json_error_t                   error;
+    ngx_http_realtime_push_ctx_t  *ctx;
     ngx_http_realtime_loc_conf_t  *rlcf;
     char                           message[200];
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_realtime_push_ctx_t));
+    if (ctx == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    ctx->request = r;
 
     body = ngx_http_realtime_push_read(r, &len);
     if (body == NULL) {
@@ -204,17 +235,24 @@ ngx_http_realtime_push_body(ngx_http_request_t *r)
     }
 
     if (!json_is_array(root)) {
-        answer = ngx_http_realtime_push_item(rlcf->zone, root, &status);
+        answer = ngx_http_realtime_push_item(rlcf->zone, root, &status,
+                                             &user, &local);
+        ctx->answer = answer;
+
+        if (answer && user.len) {
+            ngx_http_realtime_push_remote(ctx, answer, &user, local);
+        }
 
     } else {
         /* a batch: one answer per item, the request is a 200 */
 
         answers = json_array();
         status = NGX_HTTP_OK;
+        ctx->batch = 1;
 
         json_array_foreach(root, i, item) {
             answer = ngx_http_realtime_push_item(rlcf->zone, item,
-                                                 &item_status);
+                                                 &item_status, &user, &local);
             if (answer == NULL
                 || json_object_set_new(answer, "status",
                                        json_integer(item_status)) != 0
@@ -223,9 +261,14 @@ ngx_http_realtime_push_body(ngx_http_request_t *r)
                 status = NGX_HTTP_INTERNAL_SERVER_ERROR;
                 break;
             }
+
+            if (user.len) {
+                ngx_http_realtime_push_remote(ctx, answer, &user, local);
+            }
         }
 
         answer = json_pack("{s:o}", "results", answers);
+        ctx->answer = answer;
     }
 
     json_decref(root);
@@ -235,9 +278,95 @@ ngx_http_realtime_push_body(ngx_http_request_t *r)
         return;
     }
 
+    ctx->status = status;
+
+    if (ctx->pending) {
+        /* the last answer from Redis finalizes the request */
+        return;
+    }
+
     ngx_http_finalize_request(r,
         ngx_http_realtime_send_json_response(r, status, answer));
     json_decref(answer);
+}
+
+
+/*
+ * With Redis, a user push was published to the other instances too:
+ * whether they have the user, and how many sockets, Redis tells.
+ */
+
+static void
+ngx_http_realtime_push_remote(ngx_http_realtime_push_ctx_t *ctx,
+    json_t *answer, ngx_str_t *user, ngx_uint_t local)
+{
+    ngx_http_realtime_push_lookup_t  *pl;
+    ngx_http_realtime_loc_conf_t     *rlcf;
+
+    rlcf = ngx_http_get_module_loc_conf(ctx->request,
+                                        ngx_http_realtime_module);
+
+    if (rlcf->zone->redis == NULL) {
+        return;
+    }
+
+    pl = ngx_palloc(ctx->request->pool,
+                    sizeof(ngx_http_realtime_push_lookup_t));
+    if (pl == NULL) {
+        return;
+    }
+
+    pl->ctx = ctx;
+    pl->answer = answer;
+    pl->local = local;
+
+    if (ngx_http_realtime_redis_lookup(rlcf->zone, NGX_HTTP_REALTIME_IPC_USER,
+                                       user,
+                                       ngx_http_realtime_push_remote_handler,
+                                       pl)
+        == NGX_OK)
+    {
+        ctx->pending++;
+    }
+}
+
+
+static void
+ngx_http_realtime_push_remote_handler(void *data, json_t *users,
+    ngx_uint_t sockets, ngx_int_t rc)
+{
+    ngx_http_realtime_push_lookup_t *pl = data;
+
+    ngx_uint_t                     code;
+    ngx_http_request_t            *r;
+    ngx_http_realtime_push_ctx_t  *ctx;
+
+    ctx = pl->ctx;
+    r = ctx->request;
+
+    if (rc == NGX_OK && sockets) {
+        json_object_clear(pl->answer);
+        json_object_set_new(pl->answer, "message",
+                            json_string("Payload sent successfully"));
+        json_object_set_new(pl->answer, "delivered",
+                            json_integer(pl->local + sockets));
+        code = NGX_HTTP_OK;
+
+        if (ctx->batch) {
+            json_object_set_new(pl->answer, "status", json_integer(code));
+
+        } else {
+            ctx->status = code;
+        }
+    }
+
+    if (--ctx->pending) {
+        return;
+    }
+
+    ngx_http_finalize_request(r,
+        ngx_http_realtime_send_json_response(r, ctx->status, ctx->answer));
+    json_decref(ctx->answer);
 }
 
 
@@ -306,7 +435,7 @@ ngx_http_realtime_push_read(ngx_http_request_t *r, size_t *len)
 
 static json_t *
 ngx_http_realtime_push_item(ngx_http_realtime_zone_t *zone, json_t *item,
-    ngx_uint_t *status)
+    ngx_uint_t *status, ngx_str_t *user, ngx_uint_t *local)
 {
     json_t                   *topic, *data, *event, *answer, *v;
     ngx_int_t                 rc;
@@ -314,6 +443,9 @@ ngx_http_realtime_push_item(ngx_http_realtime_zone_t *zone, json_t *item,
     ngx_uint_t                type, n, i;
     const char               *key;
     ngx_http_realtime_msg_t  *msg;
+
+    ngx_str_null(user);
+    *local = 0;
 
     (void) ngx_atomic_fetch_add(&zone->sh->slots[zone->slot].messages_in, 1);
 
@@ -429,6 +561,14 @@ ngx_http_realtime_push_item(ngx_http_realtime_zone_t *zone, json_t *item,
     rc = ngx_http_realtime_publish(zone, type, &target, &except, NULL, msg,
                                    &n);
     ngx_http_realtime_msg_release(msg);
+
+    if (type == NGX_HTTP_REALTIME_TO_USER
+        && rc != NGX_HTTP_REALTIME_QUEUE_FULL)
+    {
+        /* other instances may have sockets of the user too */
+        *user = target;
+        *local = n;
+    }
 
     if (rc == NGX_HTTP_REALTIME_NOT_FOUND
         && type == NGX_HTTP_REALTIME_TO_USER)

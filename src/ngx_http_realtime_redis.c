@@ -21,51 +21,19 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <hiredis/hiredis.h>
-#include <hiredis/async.h>
-
 #include "ngx_http_realtime_module.h"
+#include "ngx_http_realtime_redis.h"
 
 
 #define NGX_HTTP_REALTIME_REDIS_TICK         1000
 #define NGX_HTTP_REALTIME_REDIS_BACKOFF_MIN  250
 #define NGX_HTTP_REALTIME_REDIS_BACKOFF_MAX  30000
 
-/* publications in flight past which Redis is taken as stuck */
-#define NGX_HTTP_REALTIME_REDIS_PENDING_MAX  10000
 
 /* rooms per SUBSCRIBE command on a resubscription */
 #define NGX_HTTP_REALTIME_REDIS_BATCH        512
 
 #define NGX_HTTP_REALTIME_REDIS_MAGIC        "rt1"
-
-
-struct ngx_http_realtime_redis_s {
-    ngx_http_realtime_zone_t          *zone;
-    ngx_http_realtime_redis_conf_t    *conf;
-
-    redisAsyncContext                 *pub;
-    redisAsyncContext                 *sub;
-
-    unsigned                           pub_ready:1;
-    unsigned                           sub_ready:1;
-    unsigned                           leader:1;
-
-    ngx_uint_t                         pending;
-    ngx_msec_t                         last_reply;
-    ngx_msec_t                         pub_retry;
-    ngx_msec_t                         sub_retry;
-    ngx_msec_t                         backoff;
-    ngx_msec_t                         connect_start_pub;
-    ngx_msec_t                         connect_start_sub;
-
-    /* reused for every publication: no allocation per message */
-    u_char                            *buf;
-    size_t                             buf_size;
-
-    ngx_event_t                        tick;
-    ngx_log_t                         *log;
-};
 
 
 static void ngx_http_realtime_redis_tick(ngx_event_t *ev);
@@ -92,6 +60,7 @@ static size_t ngx_http_realtime_redis_channel(ngx_http_realtime_redis_t *rd,
     u_char *buf, ngx_uint_t type, ngx_str_t *target);
 static void ngx_http_realtime_redis_set_up(ngx_http_realtime_redis_t *rd,
     ngx_uint_t up);
+
 
 static void ngx_http_realtime_redis_add_read(void *data);
 static void ngx_http_realtime_redis_del_read(void *data);
@@ -136,6 +105,7 @@ ngx_http_realtime_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rc->port = 6379;
     rc->connect_timeout = 2000;
     rc->command_timeout = 2000;
+    rc->presence_ttl = 30000;
     ngx_str_set(&rc->prefix, "rt:");
 
     p = value[2].data;
@@ -219,6 +189,20 @@ ngx_http_realtime_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             rc->connect_timeout = ngx_parse_time(&s, 0);
             if (rc->connect_timeout == (ngx_msec_t) NGX_ERROR) {
                 return "has an invalid connect_timeout";
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "presence_ttl=", 13) == 0) {
+            s.data = value[i].data + 13;
+            s.len = value[i].len - 13;
+
+            rc->presence_ttl = ngx_parse_time(&s, 0);
+            if (rc->presence_ttl == (ngx_msec_t) NGX_ERROR
+                || rc->presence_ttl < 3000)
+            {
+                return "has an invalid presence_ttl (at least 3s)";
             }
 
             continue;
@@ -379,6 +363,13 @@ ngx_http_realtime_redis_tick(ngx_event_t *ev)
                       now - rd->last_reply);
         ngx_http_realtime_redis_drop(rd, rd->pub);
         ngx_http_realtime_redis_failed(rd, 0);
+    }
+
+    if (rd->leader && rd->pub_ready
+        && now - rd->presence_written >= rd->conf->presence_ttl / 3)
+    {
+        rd->presence_written = now;
+        ngx_http_realtime_redis_presence_refresh(rd);
     }
 
     next = NGX_HTTP_REALTIME_REDIS_TICK;
@@ -637,6 +628,10 @@ ngx_http_realtime_redis_on_ready(redisAsyncContext *ac, void *r,
     if (ac == rd->pub) {
         rd->pub_ready = 1;
         rd->last_reply = ngx_current_msec;
+
+        /* a leader that just (re)connected writes its presence now */
+        rd->presence_written = ngx_current_msec
+                               - rd->conf->presence_ttl;
         return;
     }
 

@@ -288,6 +288,8 @@ ngx_http_realtime_slot_claim(ngx_http_realtime_zone_t *zone,
 
     ngx_shmtx_unlock(&shpool->mutex);
 
+    ngx_http_realtime_redis_wake(zone);
+
     zone->slot = slot;
 
     return NGX_OK;
@@ -323,6 +325,8 @@ ngx_http_realtime_zone_exit_process(ngx_cycle_t *cycle)
         ngx_shmtx_lock(&zone->shpool->mutex);
         ngx_http_realtime_slot_purge(zone, zone->slot);
         ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        ngx_http_realtime_redis_wake(zone);
 
         zone->slot = NGX_HTTP_REALTIME_SLOTS;
     }
@@ -457,7 +461,12 @@ ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws, ngx_pool_t *pool)
     s->connections++;
     zone->sh->nconnections++;
 
+    ngx_http_realtime_redis_notify_locked(zone, NGX_HTTP_REALTIME_IPC_USER,
+                                          &name, NULL);
+
     ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_http_realtime_redis_wake(zone);
 
     ws->sh_conn = conn;
 
@@ -521,6 +530,8 @@ ngx_http_realtime_room_disconnect(ngx_http_realtime_conn_t *ws)
         ngx_http_realtime_sh_disconnect(zone, ws->sh_conn);
         ngx_shmtx_unlock(&zone->shpool->mutex);
 
+        ngx_http_realtime_redis_wake(zone);
+
         ws->sh_conn = NULL;
     }
 }
@@ -549,6 +560,9 @@ ngx_http_realtime_sh_disconnect(ngx_http_realtime_zone_t *zone,
     zone->sh->slots[conn->slot].connections--;
     zone->sh->nconnections--;
 
+    ngx_http_realtime_redis_notify_locked(zone, NGX_HTTP_REALTIME_IPC_USER,
+                                          &user->sn.str, NULL);
+
     if (user->nconns == 0) {
         ngx_http_realtime_sh_node_free(zone, &zone->sh->users, &user->sn);
         zone->sh->nusers--;
@@ -562,8 +576,6 @@ ngx_int_t
 ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
     ngx_uint_t *members, ngx_uint_t *first)
 {
-    uint32_t                           leader_id;
-    ngx_pid_t                          leader;
     ngx_uint_t                         room_created, user_created;
     ngx_slab_pool_t                   *shpool;
     ngx_http_realtime_zone_t          *zone;
@@ -654,15 +666,18 @@ ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
     r->slot_sockets[zone->slot]++;
     *members = r->nsockets;
 
-    leader = room_created ? ngx_http_realtime_redis_notify_locked(zone, room,
-                                  NGX_HTTP_REALTIME_IPC_SUBSCRIBE, &leader_id)
-                          : 0;
+    if (room_created) {
+        ngx_http_realtime_redis_notify_locked(zone,
+                                              NGX_HTTP_REALTIME_IPC_SUBSCRIBE,
+                                              room, NULL);
+    }
+
+    ngx_http_realtime_redis_notify_locked(zone, NGX_HTTP_REALTIME_IPC_MEMBER,
+                                          room, &ws->user);
 
     ngx_shmtx_unlock(&shpool->mutex);
 
-    if (leader) {
-        ngx_http_realtime_ipc_wake(leader, leader_id);
-    }
+    ngx_http_realtime_redis_wake(zone);
 
     lm->ws = ws;
     lm->room = lr;
@@ -730,6 +745,8 @@ ngx_http_realtime_room_leave(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
+    ngx_http_realtime_redis_wake(zone);
+
     ngx_http_realtime_local_leave(zone, lm);
 
     return NGX_OK;
@@ -752,15 +769,19 @@ ngx_http_realtime_sh_leave(ngx_http_realtime_zone_t *zone,
     r->nsockets--;
     r->slot_sockets[slot]--;
 
+    /* the record copies the names: they may be freed below */
+    ngx_http_realtime_redis_notify_locked(zone, NGX_HTTP_REALTIME_IPC_MEMBER,
+                                          &r->sn.str, &ru->sn.str);
+
     if (--ru->nsockets == 0) {
         ngx_http_realtime_sh_node_free(zone, &r->users, &ru->sn);
         r->nusers--;
     }
 
     if (r->nsockets == 0) {
-        /* no wakeup: a stale subscription costs nothing meanwhile */
-        (void) ngx_http_realtime_redis_notify_locked(zone, &r->sn.str,
-                                     NGX_HTTP_REALTIME_IPC_UNSUBSCRIBE, NULL);
+        ngx_http_realtime_redis_notify_locked(zone,
+                                          NGX_HTTP_REALTIME_IPC_UNSUBSCRIBE,
+                                          &r->sn.str, NULL);
 
         ngx_http_realtime_sh_node_free(zone, &zone->sh->rooms, &r->sn);
         zone->sh->nrooms--;
@@ -1202,44 +1223,46 @@ ngx_http_realtime_local_node(ngx_rbtree_t *tree, ngx_str_t *name,
 
 
 /*
- * Asks the worker that subscribes to Redis for this instance to
- * subscribe to a new room, or to unsubscribe from one that is gone;
- * called with the zone locked.  Returns the pid to wake, or 0.
+ * Tells the worker that subscribes to Redis for this instance what
+ * changed: a room to subscribe to or to drop, a user's or a member's
+ * socket count to write.  Called with the zone locked; the wakeup is
+ * remembered and sent by ngx_http_realtime_redis_wake() after unlocking.
  */
 
-ngx_pid_t
+void
 ngx_http_realtime_redis_notify_locked(ngx_http_realtime_zone_t *zone,
-    ngx_str_t *room, ngx_uint_t type, uint32_t *id)
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except)
 {
     ngx_uint_t                 slot;
     ngx_http_realtime_slot_t  *s;
 
     if (zone->redis_conf == NULL || zone->sh->redis_leader == 0) {
-        /* a new subscriber subscribes to every room there is */
-        return 0;
+        /* a new subscriber subscribes to, and writes, everything */
+        return;
     }
 
     slot = zone->sh->redis_leader_slot;
     s = &zone->sh->slots[slot];
 
     if (s->pid != zone->sh->redis_leader) {
-        return 0;
+        return;
     }
 
-    if (ngx_http_realtime_ipc_post_locked(zone, slot, type, room, NULL,
+    if (ngx_http_realtime_ipc_post_locked(zone, slot, type, target, except,
                                           &ngx_http_realtime_msg_empty)
-        != NGX_DONE)
+        == NGX_DONE)
     {
-        return 0;
+        zone->wake_pid = s->pid;
+        zone->wake_id = s->ipc_id;
     }
+}
 
-    if (id == NULL) {
-        /* no wakeup is sent: the next record must send one */
-        s->notified = 0;
-        return 0;
+
+void
+ngx_http_realtime_redis_wake(ngx_http_realtime_zone_t *zone)
+{
+    if (zone->wake_pid) {
+        ngx_http_realtime_ipc_wake(zone->wake_pid, zone->wake_id);
+        zone->wake_pid = 0;
     }
-
-    *id = s->ipc_id;
-
-    return s->pid;
 }

@@ -40,6 +40,7 @@ typedef struct {
     ngx_str_t                          prefix;
     ngx_msec_t                         connect_timeout;
     ngx_msec_t                         command_timeout;
+    ngx_msec_t                         presence_ttl;
 } ngx_http_realtime_redis_conf_t;
 
 
@@ -183,6 +184,10 @@ struct ngx_http_realtime_zone_s {
 
     ngx_http_realtime_redis_conf_t    *redis_conf;
     ngx_http_realtime_redis_t         *redis;        /* this worker's */
+
+    /* a wakeup for the Redis worker, sent after the zone is unlocked */
+    ngx_pid_t                          wake_pid;
+    uint32_t                           wake_id;
 };
 
 

@@ -66,10 +66,10 @@ def redis(tmp_path):
     r.stop()
 
 
-def cluster_conf(redis_url, extra=""):
+def cluster_conf(redis_url, extra="", ttl="30s"):
     return rt_http(http_extra="realtime_redis rt %s prefix=t: "
-                              "connect_timeout=1s command_timeout=2s;"
-                              % redis_url,
+                              "connect_timeout=1s command_timeout=2s "
+                              "presence_ttl=%s;" % (redis_url, ttl),
                    locations="location = /ready { realtime_status rt "
                              "strict; }\n" + extra)
 
@@ -83,11 +83,11 @@ def redis_up(port):
     return health(port)[1].get("redis", {}).get("status") == "up"
 
 
-def start_two(rt, redis):
+def start_two(rt, redis, ttl="30s"):
     """Two instances, two workers each, both subscribed to redis."""
     url = "redis://127.0.0.1:%d/0" % redis.port
-    a = rt.start(cluster_conf(url))
-    b = rt.start(cluster_conf(url))
+    a = rt.start(cluster_conf(url, ttl=ttl))
+    b = rt.start(cluster_conf(url, ttl=ttl))
     for ngx in (a, b):
         assert wait_until(lambda: redis_up(ngx.port), 10), \
             health(ngx.port)
@@ -264,3 +264,78 @@ def test_wrong_password_is_logged_and_degraded(rt, tmp_path):
     finally:
         rt.close_clients()
         r.stop()
+
+
+def presence(client, room):
+    got = client.call({"event": "presence", "data": {"room": room},
+                       "id": 9})
+    while got["event"] != "presence":
+        got = client.recv()
+    assert got["id"] == 9, got
+    return sorted(got["data"]["users"])
+
+
+def test_cluster_presence_and_user_not_found(rt, redis):
+    a, b = start_two(rt, redis)
+    u1 = rt.client("u1", port=a.port)
+    u2 = rt.client("u2", port=b.port)
+    u2b = rt.client("u2", port=b.port)
+    for c in (u1, u2, u2b):
+        c.join("game")
+
+    # the other instance's users are listed, each once
+    assert wait_until(lambda: presence(u1, "game") == ["u1", "u2"], 3)
+    assert presence(u2, "game") == ["u1", "u2"]
+
+    # a user whose sockets are all on B, pushed through A: found there
+    status, body = push(a.port, {"userId": "u2", "topic": "t",
+                                 "payload": 1})
+    assert (status, body) == (200, {"message": "Payload sent successfully",
+                                    "delivered": 2})
+    for c in (u2, u2b):
+        m = c.recv()
+        while m["event"] != "t":
+            m = c.recv()
+        assert m == {"event": "t", "data": 1}
+
+    # nobody anywhere
+    status, body = push(a.port, {"userId": "ghost", "topic": "t",
+                                 "payload": 1})
+    assert status == 404 and body["code"] == "USER_NOT_FOUND"
+
+    # in a batch too, per item
+    status, body = push(a.port, [{"userId": "u2", "topic": "t",
+                                  "payload": 2},
+                                 {"userId": "ghost", "topic": "t",
+                                  "payload": 2}])
+    assert status == 200, body
+    assert [r["status"] for r in body["results"]] == [200, 404]
+    assert body["results"][0]["delivered"] == 2
+
+    # leaving is seen across instances
+    u2.leave("game")
+    u2b.leave("game")
+    assert wait_until(lambda: presence(u1, "game") == ["u1"], 3)
+
+
+def test_killed_instance_drops_out_within_ttl(rt, redis):
+    a, b = start_two(rt, redis, ttl="3s")
+    u1 = rt.client("u1", port=a.port)
+    u9 = rt.client("u9", port=b.port)
+    u1.join("arena")
+    u9.join("arena")
+    assert wait_until(lambda: presence(u1, "arena") == ["u1", "u9"], 3)
+    assert push(a.port, {"userId": "u9", "topic": "t",
+                         "payload": 0})[0] == 200
+
+    # B dies without a word: no leave, no HDEL
+    rt.clients.remove(u9)
+    u9.raw.close()
+    b.kill()
+    rt.instances.remove(b)
+    t0 = time.monotonic()
+    assert wait_until(lambda: presence(u1, "arena") == ["u1"], 6)
+    assert time.monotonic() - t0 <= 4.5
+    status, body = push(a.port, {"userId": "u9", "topic": "t",
+                                 "payload": 0})
+    assert status == 404, body
