@@ -1,0 +1,176 @@
+
+/*
+ * Copyright (C) ngx-realtime developers
+ *
+ * libFuzzer target of the key-less JWT code, which reads tokens before
+ * anything is verified.  The input is parsed as a token; a parsed one
+ * must be consistent and its claims are checked, each of them turned
+ * into variable text.  The input is also decoded as base64url, which
+ * must succeed exactly for the alphabet and possible lengths, and split
+ * at its first NUL into a room pattern and a room matched against a
+ * reference.  Any broken invariant
+ * aborts.
+ */
+
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ngx_http_realtime_jwt_claims.h"
+
+
+#define ensure(cond)                                                          \
+    do {                                                                      \
+        if (!(cond)) {                                                        \
+            abort();                                                          \
+        }                                                                     \
+    } while (0)
+
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+
+static void
+fuzz_token(const char *in, size_t size)
+{
+    int                              rc;
+    char                            *buf;
+    size_t                           n, key_len;
+    json_t                          *v;
+    const char                      *reason, *key;
+    ngx_http_realtime_jwt_token_t    t;
+    ngx_http_realtime_jwt_policy_t   policy;
+    ngx_http_realtime_jwt_result_t   res;
+
+    reason = NULL;
+
+    if (ngx_http_realtime_jwt_parse(&t, in, size, &reason) != 0) {
+        ensure(reason != NULL && t.header == NULL && t.claims == NULL);
+        return;
+    }
+
+    ensure(json_is_object(t.header) && json_is_object(t.claims));
+    ensure(t.alg != 0 && (t.alg & (t.alg - 1)) == 0);
+    ensure(t.signing_input == in);
+    ensure(t.signature == in + t.signing_input_len + 1);
+    ensure(t.signature + t.signature_len == in + size);
+    ensure(t.signature_len > 0);
+    ensure(memchr(t.signature, '.', t.signature_len) == NULL);
+    ensure(t.kid == NULL || json_is_string(json_object_get(t.header, "kid")));
+
+    memset(&policy, 0, sizeof(policy));
+    policy.issuer = "iss";
+    policy.issuer_len = 3;
+    policy.audience = "aud";
+    policy.audience_len = 3;
+    policy.user_claim = "sub";
+    policy.now = 1000;
+    policy.leeway = 10;
+
+    rc = ngx_http_realtime_jwt_check(t.claims, &policy, &res);
+
+    ensure(rc == NGX_HTTP_REALTIME_JWT_OK
+           || rc == NGX_HTTP_REALTIME_JWT_INVALID
+           || rc == NGX_HTTP_REALTIME_JWT_EXPIRED);
+    ensure((rc == NGX_HTTP_REALTIME_JWT_OK) == (res.reason == NULL));
+
+    if (rc == NGX_HTTP_REALTIME_JWT_OK) {
+        ensure(res.user != NULL && res.user_len > 0);
+        ensure(!res.has_exp || res.exp + 10 > 1000);
+    }
+
+    json_object_keylen_foreach(t.claims, key, key_len, v) {
+        ensure(ngx_http_realtime_jwt_claim(t.claims, key, key_len) != NULL);
+
+        n = ngx_http_realtime_jwt_claim_text(v, NULL, 0);
+        ensure(n != (size_t) -1);
+
+        buf = malloc(n + 1);
+        ensure(buf != NULL);
+        ensure(ngx_http_realtime_jwt_claim_text(v, buf, n + 1) == n);
+        free(buf);
+    }
+
+    ngx_http_realtime_jwt_token_free(&t);
+}
+
+
+static void
+fuzz_base64url(const char *in, size_t size)
+{
+    static const char  abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               "abcdefghijklmnopqrstuvwxyz0123456789-_";
+    int                 valid;
+    size_t              i, n;
+    unsigned char      *out;
+
+    valid = (size % 4 != 1);
+
+    for (i = 0; i < size; i++) {
+        if (memchr(abc, in[i], 64) == NULL) {
+            valid = 0;
+        }
+    }
+
+    out = malloc(size * 3 / 4 + 1);
+    ensure(out != NULL);
+
+    if (ngx_http_realtime_jwt_base64url_decode(out, &n, in, size) == 0) {
+        ensure(valid);
+        ensure(n == size * 3 / 4);
+
+    } else {
+        ensure(!valid);
+    }
+
+    free(out);
+}
+
+
+static void
+fuzz_room(const char *in, size_t size)
+{
+    int          expect;
+    size_t       plen, rlen;
+    const char  *nul, *room;
+
+    nul = memchr(in, '\0', size);
+    if (nul == NULL) {
+        return;
+    }
+
+    plen = nul - in;
+    room = nul + 1;
+    rlen = size - plen - 1;
+
+    if (plen && in[plen - 1] == '*') {
+        expect = rlen >= plen - 1 && memcmp(in, room, plen - 1) == 0;
+
+    } else {
+        expect = plen == rlen && memcmp(in, room, rlen) == 0;
+    }
+
+    ensure(ngx_http_realtime_jwt_room_match(in, plen, room, rlen) == expect);
+}
+
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char  *copy;
+
+    /* an exact copy, so that ASan sees any read past the end */
+
+    copy = malloc(size ? size : 1);
+    ensure(copy != NULL);
+    memcpy(copy, data, size);
+
+    fuzz_token(copy, size);
+    fuzz_base64url(copy, size);
+    fuzz_room(copy, size);
+
+    free(copy);
+
+    return 0;
+}
