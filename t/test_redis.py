@@ -31,6 +31,7 @@ class Redis:
                 "--save", "", "--appendonly", "no", "--dir", str(self.dir)]
         if self.password:
             args += ["--requirepass", self.password]
+        args += getattr(self, "extra", [])
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         assert wait_until(self.ping, 5), "redis-server did not start"
@@ -39,7 +40,10 @@ class Redis:
         import socket
         try:
             with socket.create_connection(("127.0.0.1", self.port), 0.5) as s:
-                if self.password:
+                if getattr(self, "extra", None):
+                    s.sendall(b"AUTH rt pw\r\n")
+                    s.recv(64)
+                elif self.password:
                     s.sendall(b"AUTH %s\r\n" % self.password.encode())
                     s.recv(64)
                 s.sendall(b"PING\r\n")
@@ -339,3 +343,30 @@ def test_killed_instance_drops_out_within_ttl(rt, redis):
     status, body = push(a.port, {"userId": "u9", "topic": "t",
                                  "payload": 0})
     assert status == 404, body
+
+
+def test_acl_user_and_database(rt, tmp_path):
+    """Redis 6+ ACLs: AUTH with a user and its password, then SELECT."""
+    r = Redis(tmp_path)
+    r.extra = ["--user", "default", "off", "--user", "rt", "on", ">pw",
+               "~*", "&*", "+@all"]
+    r.start()
+    try:
+        url = "redis://rt:pw@127.0.0.1:%d/3" % r.port
+        a = rt.start(cluster_conf(url))
+        b = rt.start(cluster_conf(url))
+        for ngx in (a, b):
+            assert wait_until(lambda: redis_up(ngx.port), 10), \
+                (health(ngx.port), ngx.error_log()[-1500:])
+        ca = rt.client("ua", port=a.port)
+        cb = rt.client("ub", port=b.port)
+        # presence reaches Redis through B's leader, a moment later
+        time.sleep(0.5)
+        status, body = push(a.port, {"userId": "ub", "topic": "acl",
+                                     "payload": True})
+        assert (status, body["delivered"]) == (200, 1), body
+        assert cb.recv() == {"event": "acl", "data": True}
+        ca.assert_silent(0.3)
+    finally:
+        rt.close_clients()
+        r.stop()
