@@ -17,6 +17,9 @@
 #include "ngx_http_realtime_frame.h"
 #include "ngx_http_realtime_utf8.h"
 
+#define UNIT_WHERE_SIZE  64
+#include "unit.h"
+
 
 #define FIN     0x80
 #define RSV1    0x40
@@ -38,74 +41,6 @@
 #define REJECT  NGX_HTTP_REALTIME_UTF8_REJECT
 
 #define MAX_EVENTS  16
-#define MAX_REPORTS 5
-
-
-/* test bookkeeping */
-
-static unsigned     tests_passed;
-static unsigned     tests_failed;
-static const char  *test_name;
-static unsigned     test_errors;
-static char         test_where[64];
-
-
-#define CHECK(cond)                                                           \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            check_failed(__LINE__, #cond);                                    \
-        }                                                                     \
-    } while (0)
-
-
-static void
-check_failed(int line, const char *what)
-{
-    if (test_errors++ < MAX_REPORTS) {
-        printf("FAIL: %s [%s] line %d: %s\n",
-               test_name, test_where, line, what);
-    }
-}
-
-
-static void
-test_begin(const char *name)
-{
-    test_name = name;
-    test_errors = 0;
-    test_where[0] = '\0';
-}
-
-
-static void
-test_end(void)
-{
-    if (test_errors == 0) {
-        tests_passed++;
-        return;
-    }
-
-    if (test_errors > MAX_REPORTS) {
-        printf("FAIL: %s: %u more failures not shown\n",
-               test_name, test_errors - MAX_REPORTS);
-    }
-
-    tests_failed++;
-}
-
-
-static void *
-xrealloc(void *p, size_t size)
-{
-    p = realloc(p, size ? size : 1);
-
-    if (p == NULL) {
-        printf("out of memory\n");
-        exit(2);
-    }
-
-    return p;
-}
 
 
 /* building input */
@@ -1688,7 +1623,5 @@ main(void)
 
     free(st.buf);
 
-    printf("%u passed, %u failed\n", tests_passed, tests_failed);
-
-    return tests_failed ? 1 : 0;
+    return test_summary();
 }

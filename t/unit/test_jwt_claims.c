@@ -14,72 +14,7 @@
 
 #include "ngx_http_realtime_jwt_claims.h"
 
-
-#define MAX_REPORTS 5
-
-
-static unsigned     tests_passed;
-static unsigned     tests_failed;
-static const char  *test_name;
-static unsigned     test_errors;
-
-
-#define CHECK(cond)                                                           \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            check_failed(__LINE__, #cond);                                    \
-        }                                                                     \
-    } while (0)
-
-
-static void
-check_failed(int line, const char *what)
-{
-    if (test_errors++ < MAX_REPORTS) {
-        printf("FAIL: %s line %d: %s\n", test_name, line, what);
-    }
-}
-
-
-static void
-test_begin(const char *name)
-{
-    test_name = name;
-    test_errors = 0;
-}
-
-
-static void
-test_end(void)
-{
-    if (test_errors == 0) {
-        tests_passed++;
-        return;
-    }
-
-    if (test_errors > MAX_REPORTS) {
-        printf("FAIL: %s: %u more failures not shown\n",
-               test_name, test_errors - MAX_REPORTS);
-    }
-
-    tests_failed++;
-}
-
-
-static void *
-xmalloc(size_t size)
-{
-    void  *p;
-
-    p = malloc(size ? size : 1);
-
-    if (p == NULL) {
-        printf("out of memory\n");
-        exit(2);
-    }
-
-    return p;
-}
+#include "unit.h"
 
 
 /* base64url without padding, the inverse of what is tested */
@@ -802,7 +737,5 @@ main(void)
     test_claim_text();
     test_claim_lookup();
 
-    printf("%u passed, %u failed\n", tests_passed, tests_failed);
-
-    return tests_failed ? 1 : 0;
+    return test_summary();
 }

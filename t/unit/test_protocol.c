@@ -15,79 +15,8 @@
 
 #include "ngx_http_realtime_protocol.h"
 
-
-#define MAX_REPORTS 5
-
-
-/* test bookkeeping */
-
-static unsigned     tests_passed;
-static unsigned     tests_failed;
-static const char  *test_name;
-static unsigned     test_errors;
-static char         test_where[96];
-
-
-#define CHECK(cond)         CHECK_AT(__LINE__, cond)
-
-#define CHECK_AT(line, cond)                                                  \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            check_failed(line, #cond);                                        \
-        }                                                                     \
-    } while (0)
-
-
-static void
-check_failed(int line, const char *what)
-{
-    if (test_errors++ < MAX_REPORTS) {
-        printf("FAIL: %s [%s] line %d: %s\n",
-               test_name, test_where, line, what);
-    }
-}
-
-
-static void
-test_begin(const char *name)
-{
-    test_name = name;
-    test_errors = 0;
-    test_where[0] = '\0';
-}
-
-
-static void
-test_end(void)
-{
-    if (test_errors == 0) {
-        tests_passed++;
-        return;
-    }
-
-    if (test_errors > MAX_REPORTS) {
-        printf("FAIL: %s: %u more failures not shown\n",
-               test_name, test_errors - MAX_REPORTS);
-    }
-
-    tests_failed++;
-}
-
-
-static void *
-xmalloc(size_t size)
-{
-    void  *p;
-
-    p = malloc(size ? size : 1);
-
-    if (p == NULL) {
-        printf("out of memory\n");
-        exit(2);
-    }
-
-    return p;
-}
+#define UNIT_WHERE_SIZE  96
+#include "unit.h"
 
 
 /* a string of n copies of c, n < sizeof(buf) */
@@ -1566,7 +1495,5 @@ main(void)
     test_json_dump();
     test_round_trip();
 
-    printf("%u passed, %u failed\n", tests_passed, tests_failed);
-
-    return tests_failed ? 1 : 0;
+    return test_summary();
 }
