@@ -573,3 +573,61 @@ def test_killed_worker_is_purged(rt):
     assert len(bad) == 1 and re.search(
         r"\[alert\] .*worker process %d exited on signal 9$" % victim,
         bad[0]), bad
+
+
+def test_full_worker_queue_is_answered_and_counted(rt):
+    """A publication larger than another worker's queue (a tiny zone gives
+    8k queues) cannot cross: the publisher hears QUEUE_FULL, the miss is in
+    dropped and realtime_queue_full_total, and the local members still get
+    it -- nothing is lost silently, nothing crashes."""
+    # bodies stay in memory: workers (nobody) cannot enter pytest's tmp
+    rt.start(rt_http(zone="tiny 64k", presence="off",
+                     ws_extra="realtime_max_message_size 64k;",
+                     http_extra="client_body_buffer_size 64k;"))
+    members = rt.clients_spread(["m1", "m2", "m3", "m4"])
+    for c in members:
+        assert c.join("big")["event"] == "joined"
+
+    pad = "x" * 12000
+    r = rt.push({"room": "big", "topic": "huge", "payload": pad})
+    assert r.status == 503, r
+    body = r.json()
+    assert body["code"] == "QUEUE_FULL", body
+    assert body["delivered"] == 4, body
+
+    # the worker that took the push delivered to its own members
+    got = []
+    for c in members:
+        try:
+            m = c.recv(timeout=1.0)
+            assert m == {"event": "huge", "data": pad}
+            got.append(c.pid)
+        except Exception:
+            pass
+    assert got and len(set(got)) == 1, got
+
+    h = rt.health()
+    assert h["dropped"] >= 1, h
+    m = metrics(rt)
+    assert m['realtime_queue_full_total{zone="tiny"}'] >= 1, m
+
+    # a client's publish hears it too, and small messages still cross
+    sender = members[0]
+    sender.send({"event": "publish", "id": 5,
+                 "data": {"room": "big", "event": "e", "data": pad}})
+    err = sender.recv()
+    while err["event"] == "huge":
+        err = sender.recv()
+    assert err["event"] == "error" and err["data"]["code"] == "QUEUE_FULL", \
+        err
+    assert err["id"] == 5
+    for c in members[1:]:
+        try:
+            while True:
+                c.recv(timeout=0.5)
+        except Exception:
+            pass
+    r = rt.push({"room": "big", "topic": "small", "payload": 1})
+    assert r.status == 200 and r.json()["delivered"] == 4, r
+    for c in members:
+        assert c.recv() == {"event": "small", "data": 1}
