@@ -26,6 +26,11 @@ static ngx_int_t ngx_http_realtime_client_refresh(
     ngx_http_realtime_conn_t *ws, ngx_http_realtime_cmd_t *cmd);
 static ngx_int_t ngx_http_realtime_room_forbidden(
     ngx_http_realtime_conn_t *ws, ngx_http_realtime_cmd_t *cmd);
+static ngx_int_t ngx_http_realtime_reply_new(ngx_http_realtime_conn_t *ws,
+    const char *event, json_t *data, ngx_http_realtime_cmd_t *cmd);
+static ngx_int_t ngx_http_realtime_reply_room(ngx_http_realtime_conn_t *ws,
+    const char *event, ngx_http_realtime_cmd_t *cmd, const char *key,
+    ngx_uint_t n);
 static ngx_int_t ngx_http_realtime_reply(ngx_http_realtime_conn_t *ws,
     const char *event, json_t *data, ngx_http_realtime_cmd_t *cmd);
 static ngx_int_t ngx_http_realtime_error(ngx_http_realtime_conn_t *ws,
@@ -215,7 +220,6 @@ static ngx_int_t
 ngx_http_realtime_client_join(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_cmd_t *cmd)
 {
-    json_t      *data;
     ngx_int_t    rc;
     ngx_str_t    room;
     ngx_uint_t   members, first;
@@ -248,14 +252,7 @@ ngx_http_realtime_client_join(ngx_http_realtime_conn_t *ws,
         return NGX_ERROR;
     }
 
-    data = json_pack("{s:s%, s:I}", "room", cmd->room, cmd->room_len,
-                     "members", (json_int_t) members);
-    if (data == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_realtime_reply(ws, "joined", data, cmd);
-    json_decref(data);
+    rc = ngx_http_realtime_reply_room(ws, "joined", cmd, "members", members);
 
     if (first && ws->conf->presence) {
         ngx_http_realtime_presence_event(ws, "presence:join", &room);
@@ -269,7 +266,6 @@ static ngx_int_t
 ngx_http_realtime_client_leave(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_cmd_t *cmd)
 {
-    json_t      *data;
     ngx_int_t    rc;
     ngx_str_t    room;
     ngx_uint_t   members, last;
@@ -289,16 +285,7 @@ ngx_http_realtime_client_leave(ngx_http_realtime_conn_t *ws,
         ngx_http_realtime_presence_event(ws, "presence:leave", &room);
     }
 
-    data = json_pack("{s:s%, s:I}", "room", cmd->room, cmd->room_len,
-                     "members", (json_int_t) members);
-    if (data == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_realtime_reply(ws, "left", data, cmd);
-    json_decref(data);
-
-    return rc;
+    return ngx_http_realtime_reply_room(ws, "left", cmd, "members", members);
 }
 
 
@@ -306,7 +293,7 @@ static ngx_int_t
 ngx_http_realtime_client_publish(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_cmd_t *cmd)
 {
-    json_t                   *json, *data;
+    json_t                   *json;
     ngx_int_t                 rc;
     ngx_str_t                 room;
     ngx_uint_t                recipients;
@@ -365,16 +352,8 @@ ngx_http_realtime_client_publish(ngx_http_realtime_conn_t *ws,
         recipients--;
     }
 
-    data = json_pack("{s:s%, s:I}", "room", cmd->room, cmd->room_len,
-                     "recipients", (json_int_t) recipients);
-    if (data == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_realtime_reply(ws, "published", data, cmd);
-    json_decref(data);
-
-    return rc;
+    return ngx_http_realtime_reply_room(ws, "published", cmd, "recipients",
+                                        recipients);
 }
 
 
@@ -382,8 +361,7 @@ static ngx_int_t
 ngx_http_realtime_client_presence(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_cmd_t *cmd)
 {
-    json_t     *users, *data;
-    ngx_int_t   rc;
+    json_t     *users;
     ngx_str_t   room;
 
     room.data = (u_char *) cmd->room;
@@ -406,16 +384,11 @@ ngx_http_realtime_client_presence(ngx_http_realtime_conn_t *ws,
                                                 cmd->has_id ? cmd->id : -1);
     }
 
-    data = json_pack("{s:s%, s:o}", "room", cmd->room, cmd->room_len,
-                     "users", users);
-    if (data == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_realtime_reply(ws, "presence", data, cmd);
-    json_decref(data);
-
-    return rc;
+    return ngx_http_realtime_reply_new(ws, "presence",
+                                       json_pack("{s:s%, s:o}", "room",
+                                                 cmd->room, cmd->room_len,
+                                                 "users", users),
+                                       cmd);
 }
 
 
@@ -429,7 +402,6 @@ static ngx_int_t
 ngx_http_realtime_client_refresh(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_cmd_t *cmd)
 {
-    json_t      *data;
     time_t       exp;
     ngx_int_t    rc;
     const char  *reason;
@@ -464,16 +436,11 @@ ngx_http_realtime_client_refresh(ngx_http_realtime_conn_t *ws,
         return NGX_ERROR;
     }
 
-    data = exp ? json_pack("{s:I}", "exp", (json_int_t) exp)
-               : json_pack("{s:n}", "exp");
-    if (data == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_realtime_reply(ws, "refreshed", data, cmd);
-    json_decref(data);
-
-    return rc;
+    return ngx_http_realtime_reply_new(ws, "refreshed",
+                                       exp ? json_pack("{s:I}", "exp",
+                                                       (json_int_t) exp)
+                                           : json_pack("{s:n}", "exp"),
+                                       cmd);
 }
 
 
@@ -555,6 +522,39 @@ ngx_http_realtime_presence_event(ngx_http_realtime_conn_t *ws,
     (void) ngx_http_realtime_publish(ws->zone, NGX_HTTP_REALTIME_TO_ROOM,
                                      room, NULL, ws, msg, NULL);
     ngx_http_realtime_msg_release(msg);
+}
+
+
+/* a reply whose data the caller made for it: taken over, NULL fails */
+
+static ngx_int_t
+ngx_http_realtime_reply_new(ngx_http_realtime_conn_t *ws, const char *event,
+    json_t *data, ngx_http_realtime_cmd_t *cmd)
+{
+    ngx_int_t  rc;
+
+    if (data == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_realtime_reply(ws, event, data, cmd);
+    json_decref(data);
+
+    return rc;
+}
+
+
+/* joined, left, published: {"room": R, <key>: n} */
+
+static ngx_int_t
+ngx_http_realtime_reply_room(ngx_http_realtime_conn_t *ws, const char *event,
+    ngx_http_realtime_cmd_t *cmd, const char *key, ngx_uint_t n)
+{
+    return ngx_http_realtime_reply_new(ws, event,
+                                       json_pack("{s:s%, s:I}", "room",
+                                                 cmd->room, cmd->room_len,
+                                                 key, (json_int_t) n),
+                                       cmd);
 }
 
 
