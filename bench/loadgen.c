@@ -47,6 +47,9 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "ngx_http_realtime_frame.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
@@ -274,9 +277,11 @@ static struct {
     int          wait_stdin;
     const char  *label;
     int          quiet;
+    const char  *jwt_secret;
 } o = {
     "127.0.0.1", 8080, { 8080 }, 1, 0, 0, NULL, NULL, PROTO_RT, 1000, 1, 1, "r", 8, 256,
-    10.0, 120.0, 1, 0.0, 1, 10.0, 0, 100, 15.0, 1.0, 0.0, 0, "run", 0
+    10.0, 120.0, 1, 0.0, 1, 10.0, 0, 100, 15.0, 1.0, 0.0, 0, "run", 0,
+    NULL
 };
 
 
@@ -588,12 +593,77 @@ sub_start_next(void)
 }
 
 
+static size_t
+base64url(char *out, const unsigned char *in, size_t len)
+{
+    size_t       i, n;
+    uint32_t     v;
+    static char  abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                         "0123456789-_";
+
+    n = 0;
+
+    for (i = 0; i < len; i += 3) {
+        v = (uint32_t) in[i] << 16;
+        if (i + 1 < len) {
+            v |= (uint32_t) in[i + 1] << 8;
+        }
+        if (i + 2 < len) {
+            v |= in[i + 2];
+        }
+
+        out[n++] = abc[(v >> 18) & 63];
+        out[n++] = abc[(v >> 12) & 63];
+        if (i + 1 < len) {
+            out[n++] = abc[(v >> 6) & 63];
+        }
+        if (i + 2 < len) {
+            out[n++] = abc[v & 63];
+        }
+    }
+
+    out[n] = '\0';
+    return n;
+}
+
+
+/*
+ * "?token=" and an HS256 JWT for user "user-<i>", valid for a day: every
+ * subscriber authenticated, as in production (--jwt-secret)
+ */
+static void
+jwt_query(char *buf, size_t size, uint32_t gidx)
+{
+    char           claims[128], signed_part[512];
+    unsigned char  mac[EVP_MAX_MD_SIZE];
+    unsigned int   mac_len;
+    size_t         n;
+    int            k;
+
+    k = snprintf(claims, sizeof(claims), "{\"sub\":\"user-%u\",\"exp\":%ld}",
+                 gidx, (long) time(NULL) + 86400);
+
+    /* {"alg":"HS256","typ":"JWT"} */
+    n = (size_t) snprintf(signed_part, sizeof(signed_part), "%s.",
+                          "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9");
+    n += base64url(signed_part + n, (unsigned char *) claims, (size_t) k);
+
+    HMAC(EVP_sha256(), o.jwt_secret, (int) strlen(o.jwt_secret),
+         (unsigned char *) signed_part, n, mac, &mac_len);
+
+    k = snprintf(buf, size, "?token=%s.", signed_part);
+    if (k > 0 && (size_t) k < size) {
+        base64url(buf + k, mac, mac_len);
+    }
+}
+
+
 static void
 conn_connected(conn_t *c)
 {
     int        err, n;
     socklen_t  len;
-    char       req[1024], path[512];
+    char       req[1024], path[512], query[384];
 
     err = 0;
     len = sizeof(err);
@@ -608,14 +678,19 @@ conn_connected(conn_t *c)
 
     format_path(path, sizeof(path), o.path, c->room);
 
+    query[0] = '\0';
+    if (o.jwt_secret) {
+        jwt_query(query, sizeof(query), c->gidx);
+    }
+
     n = snprintf(req, sizeof(req),
-                 "GET %s HTTP/1.1\r\n"
+                 "GET %s%s HTTP/1.1\r\n"
                  "Host: %s:%d\r\n"
                  "Upgrade: websocket\r\n"
                  "Connection: Upgrade\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                  "Sec-WebSocket-Version: 13\r\n"
-                 "\r\n", path, o.host, o.ports[c->port]);
+                 "\r\n", path, query, o.host, o.ports[c->port]);
 
     /* a fresh socket's buffer takes the request whole */
     if (send(c->fd, req, (size_t) n, MSG_NOSIGNAL) != n) {
@@ -1660,7 +1735,9 @@ usage(void)
 "  --drain-idle s stop waiting once nothing arrived for this long (1)\n"
 "  --hold s       hold the connections this long once ready\n"
 "  --wait-stdin   once ready, print READY and wait for a line on stdin\n"
-"  --label L      name in the report\n");
+"  --label L      name in the report\n"
+"  --jwt-secret S each subscriber sends ?token=<an HS256 JWT signed with S,\n"
+"                 sub \"user-<i>\", exp in a day>\n");
     exit(2);
 }
 
@@ -1708,6 +1785,7 @@ parse_args(int argc, char **argv)
         { "connect-phase-max", required_argument, NULL, 16 },
         { "pub-port", required_argument, NULL, 17 },
         { "expect-all", no_argument, NULL, 18 },
+        { "jwt-secret", required_argument, NULL, 19 },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -1751,6 +1829,7 @@ parse_args(int argc, char **argv)
         case 16: o.connect_phase_max = atof(optarg); break;
         case 17: o.pub_port = atoi(optarg); break;
         case 18: o.expect_all = 1; break;
+        case 19: o.jwt_secret = optarg; break;
         default: usage();
         }
     }

@@ -52,6 +52,9 @@ SERVERS = {
               "redis_loc": "            nchan_redis_pass bench_redis;"},
 }
 REDIS_PORT = 16379
+# S3's subscribers authenticate to ngx-realtime with HS256 tokens signed
+# with this (Nchan has no JWT verification to compare)
+JWT_SECRET = "bench-secret-0123456789abcdef0123456789"
 README = os.path.join(REPO, "README.md")
 
 # Nchan 1.3.6 on this machine, as recorded in issue 6
@@ -93,14 +96,16 @@ def scenarios():
          "conns": 1000 if q else 10000, "rooms": 100 if q else 1000,
          "pub_conns": 4, "batch": 20, "duration": d, "only": ["ours"]},
         {"id": "S3-10k" if not q else "S3-1k",
-         "what": "%s idle connections (each joined to one of 1000 rooms), "
-         "2 workers" % ("1k" if q else "10k"),
+         "what": "%s idle connections (each joined to one of 1000 rooms; "
+         "ngx-realtime's each with its own JWT and user), 2 workers"
+         % ("1k" if q else "10k"),
          "conns": 1000 if q else 10000, "rooms": 1000, "idle": True},
     ]
     if not q:
         s += [
-            {"id": "S3-50k", "what": "50k idle connections, 4 workers, "
-             "4 client processes (20k open files per process here)",
+            {"id": "S3-50k", "what": "50k idle connections (JWT, as S3-10k), 4 "
+             "workers, 4 client processes (20k open files per process "
+             "here)",
              "conns": 50000, "rooms": 1000, "idle": True, "workers": 4,
              "procs": 4},
         ]
@@ -253,6 +258,7 @@ class Nginx:
         conf = (conf.replace("@MODULE@", MODULE)
                 .replace("@WORKERS@", str(workers))
                 .replace("@PORT@", str(self.cfg["port"]))
+                .replace("@JWT_SECRET@", JWT_SECRET)
                 .replace("@PREFIX@", self.prefix)
                 .replace("@REDIS_HTTP@", self.cfg["redis_http"] % REDIS_PORT
                          if redis else "")
@@ -397,6 +403,8 @@ def loadgen_cmd(sc, server):
            "-r", str(sc["rooms"]), "--label", "%s/%s" % (sc["id"], server)]
     if sc.get("idle"):
         cmd += ["--pub-conns", "0", "--wait-stdin", "--connect-timeout", "30"]
+        if server == "ours":
+            cmd += ["-u", "/ws-auth", "--jwt-secret", JWT_SECRET]
     else:
         cmd += ["--pub-conns", str(sc["pub_conns"]), "-d",
                 str(sc["duration"]), "--drain", "15", "--wait-stdin"]

@@ -43,7 +43,7 @@ static ngx_int_t ngx_http_realtime_jwt_keep_claims(ngx_http_request_t *r,
     ngx_http_realtime_ctx_t *ctx, json_t *claims);
 static void ngx_http_realtime_jwt_claims_cleanup(void *data);
 static ngx_http_realtime_jwt_conn_t *ngx_http_realtime_jwt_conn(
-    ngx_connection_t *c, ngx_http_realtime_jwt_conf_t *jcf);
+    ngx_connection_t *c, ngx_http_realtime_jwt_conf_t *jcf, size_t user_len);
 static void ngx_http_realtime_jwt_conn_cleanup(void *data);
 static ngx_int_t ngx_http_realtime_jwt_accept(
     ngx_http_realtime_jwt_conn_t *jwt, ngx_http_realtime_jwt_verified_t *v,
@@ -211,7 +211,8 @@ ngx_http_realtime_jwt_handshake(ngx_http_request_t *r,
         return ngx_http_realtime_jwt_refuse(r, rc, &v);
     }
 
-    jwt = ngx_http_realtime_jwt_conn(r->connection, jcf);
+    jwt = ngx_http_realtime_jwt_conn(r->connection, jcf,
+                                     rc == NGX_OK ? v.res.user_len : 0);
     if (jwt == NULL) {
         json_decref(v.claims);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -723,20 +724,27 @@ ngx_http_realtime_jwt_claims_cleanup(void *data)
 }
 
 
+/*
+ * The socket's token state and its user, in one block outside c->pool:
+ * an upgraded socket otherwise fits in the pool's first block, and a
+ * second one would cost 512 bytes per connection.
+ */
+
 static ngx_http_realtime_jwt_conn_t *
 ngx_http_realtime_jwt_conn(ngx_connection_t *c,
-    ngx_http_realtime_jwt_conf_t *jcf)
+    ngx_http_realtime_jwt_conf_t *jcf, size_t user_len)
 {
     ngx_pool_cleanup_t            *cln;
     ngx_http_realtime_jwt_conn_t  *jwt;
 
-    jwt = ngx_pcalloc(c->pool, sizeof(ngx_http_realtime_jwt_conn_t));
-    if (jwt == NULL) {
+    cln = ngx_pool_cleanup_add(c->pool, 0);
+    if (cln == NULL) {
         return NULL;
     }
 
-    cln = ngx_pool_cleanup_add(c->pool, 0);
-    if (cln == NULL) {
+    jwt = ngx_calloc(sizeof(ngx_http_realtime_jwt_conn_t) + user_len,
+                     c->log);
+    if (jwt == NULL) {
         return NULL;
     }
 
@@ -744,6 +752,7 @@ ngx_http_realtime_jwt_conn(ngx_connection_t *c,
     cln->data = jwt;
 
     jwt->conf = jcf;
+    jwt->user.data = (u_char *) jwt + sizeof(ngx_http_realtime_jwt_conn_t);
 
     return jwt;
 }
@@ -756,8 +765,9 @@ ngx_http_realtime_jwt_conn_cleanup(void *data)
 
     if (jwt->rooms) {
         ngx_free(jwt->rooms);
-        jwt->rooms = NULL;
     }
+
+    ngx_free(jwt);
 }
 
 
@@ -780,12 +790,8 @@ ngx_http_realtime_jwt_accept(ngx_http_realtime_jwt_conn_t *jwt,
 
     /* a refresh keeps the user: it is the same */
 
-    if (jwt->user.data == NULL) {
-        jwt->user.data = ngx_pnalloc(c->pool, v->res.user_len);
-        if (jwt->user.data == NULL) {
-            return NGX_ERROR;
-        }
-
+    if (jwt->user.len == 0) {
+        /* the space was set aside by ngx_http_realtime_jwt_conn() */
         ngx_memcpy(jwt->user.data, v->res.user, v->res.user_len);
         jwt->user.len = v->res.user_len;
     }

@@ -134,6 +134,7 @@ typedef struct {
     ngx_http_realtime_zone_t          *zone;
     ngx_str_t                          user;
     ngx_str_t                          id;
+    u_char                             id_data[NGX_INT64_LEN];
     ngx_http_realtime_sh_conn_t       *sh_conn;
     ngx_http_realtime_local_user_t    *local_user;
     ngx_queue_t                        user_link;
@@ -193,8 +194,7 @@ ngx_http_realtime_zone_t *ngx_http_realtime_zone_add(ngx_conf_t *cf,
     ngx_str_t *name, size_t size);
 ngx_int_t ngx_http_realtime_zone_init_process(ngx_cycle_t *cycle);
 void ngx_http_realtime_zone_exit_process(ngx_cycle_t *cycle);
-ngx_int_t ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws,
-    ngx_pool_t *pool);
+ngx_int_t ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws);
 void ngx_http_realtime_room_disconnect(ngx_http_realtime_conn_t *ws);
 ngx_int_t ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws,
     ngx_str_t *room, ngx_uint_t *members, ngx_uint_t *first);

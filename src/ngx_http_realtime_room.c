@@ -26,7 +26,8 @@ static void ngx_http_realtime_sh_disconnect(ngx_http_realtime_zone_t *zone,
 static void ngx_http_realtime_sh_leave(ngx_http_realtime_zone_t *zone,
     ngx_http_realtime_sh_member_t *m, ngx_uint_t slot);
 static void *ngx_http_realtime_sh_node(ngx_http_realtime_zone_t *zone,
-    ngx_rbtree_t *tree, ngx_str_t *name, size_t size, ngx_uint_t *created);
+    ngx_rbtree_t *tree, ngx_str_t *name, size_t size, ngx_uint_t copy,
+    ngx_uint_t *created);
 static void ngx_http_realtime_sh_node_free(ngx_http_realtime_zone_t *zone,
     ngx_rbtree_t *tree, ngx_str_node_t *sn);
 static void *ngx_http_realtime_local_node(ngx_rbtree_t *tree,
@@ -112,7 +113,6 @@ ngx_http_realtime_zone_init(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_realtime_zone_t  *ozone = data;
 
     size_t                      len;
-    ngx_uint_t                  i;
     ngx_http_realtime_zone_t   *zone;
     ngx_http_realtime_shctx_t  *sh;
 
@@ -144,10 +144,6 @@ ngx_http_realtime_zone_init(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_str_rbtree_insert_value);
     ngx_rbtree_init(&sh->users, &sh->users_sentinel,
                     ngx_str_rbtree_insert_value);
-
-    for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
-        ngx_queue_init(&sh->slots[i].conns);
-    }
 
     /* the instance's name on Redis: it lives as long as the zone */
     ngx_sprintf(sh->instance, "%08xD%08xD%Z",
@@ -284,7 +280,6 @@ ngx_http_realtime_slot_claim(ngx_http_realtime_zone_t *zone,
     s->queue_used = 0;
     s->notified = 0;
     s->connections = 0;
-    ngx_queue_init(&s->conns);
 
     ngx_shmtx_unlock(&shpool->mutex);
 
@@ -333,20 +328,56 @@ ngx_http_realtime_zone_exit_process(ngx_cycle_t *cycle)
 }
 
 
+/*
+ * A worker's sockets are found through their users: a list per worker
+ * would take a sh_conn_t past 64 bytes, and the slab to 128.  This runs
+ * when a worker exits or its death is noticed, not per socket.
+ */
+
 static void
 ngx_http_realtime_slot_purge(ngx_http_realtime_zone_t *zone, ngx_uint_t slot)
 {
-    ngx_queue_t                  *q;
+    ngx_uint_t                    last;
+    ngx_queue_t                  *q, *nq;
+    ngx_rbtree_t                 *tree;
+    ngx_rbtree_node_t            *node, *next;
     ngx_http_realtime_slot_t     *s;
+    ngx_http_realtime_sh_user_t  *user;
     ngx_http_realtime_sh_conn_t  *conn;
 
     s = &zone->sh->slots[slot];
+    tree = &zone->sh->users;
 
-    while (!ngx_queue_empty(&s->conns)) {
-        q = ngx_queue_head(&s->conns);
-        conn = ngx_queue_data(q, ngx_http_realtime_sh_conn_t, slot_link);
-        ngx_http_realtime_sh_disconnect(zone, conn);
-        (void) ngx_atomic_fetch_add(&zone->sh->purged, 1);
+    node = (tree->root == tree->sentinel)
+           ? NULL : ngx_rbtree_min(tree->root, tree->sentinel);
+
+    while (node) {
+        /* the user may be freed with its last socket; its next is not */
+        next = ngx_rbtree_next(tree, node);
+        user = (ngx_http_realtime_sh_user_t *) node;
+
+        for (q = ngx_queue_head(&user->conns);
+             q != ngx_queue_sentinel(&user->conns);
+             q = nq)
+        {
+            nq = ngx_queue_next(q);
+            conn = ngx_queue_data(q, ngx_http_realtime_sh_conn_t, user_link);
+
+            if (conn->slot != slot) {
+                continue;
+            }
+
+            last = (user->nconns == 1);
+
+            ngx_http_realtime_sh_disconnect(zone, conn);
+            (void) ngx_atomic_fetch_add(&zone->sh->purged, 1);
+
+            if (last) {
+                break;
+            }
+        }
+
+        node = next;
     }
 
     if (s->queue) {
@@ -376,7 +407,7 @@ ngx_http_realtime_slot_purge(ngx_http_realtime_zone_t *zone, ngx_uint_t slot)
  */
 
 ngx_int_t
-ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws, ngx_pool_t *pool)
+ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws)
 {
     u_char                        *p;
     uint64_t                       id;
@@ -402,12 +433,7 @@ ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws, ngx_pool_t *pool)
 
     id = ++zone->sh->next_id;
 
-    p = ngx_pnalloc(pool, NGX_INT64_LEN);
-    if (p == NULL) {
-        ngx_shmtx_unlock(&shpool->mutex);
-        return NGX_ERROR;
-    }
-
+    p = ws->id_data;
     ws->id.data = p;
     ws->id.len = ngx_sprintf(p, "%uL", id) - p;
 
@@ -420,7 +446,7 @@ ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws, ngx_pool_t *pool)
     name = ws->user;
 
     user = ngx_http_realtime_sh_node(zone, &zone->sh->users, &name,
-                                     sizeof(ngx_http_realtime_sh_user_t),
+                                     sizeof(ngx_http_realtime_sh_user_t), 1,
                                      &created);
     if (user == NULL) {
         goto full;
@@ -455,7 +481,6 @@ ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws, ngx_pool_t *pool)
     conn->since = ngx_time();
     ngx_queue_init(&conn->members);
     ngx_queue_insert_tail(&user->conns, &conn->user_link);
-    ngx_queue_insert_tail(&s->conns, &conn->slot_link);
 
     user->nconns++;
     s->connections++;
@@ -554,7 +579,6 @@ ngx_http_realtime_sh_disconnect(ngx_http_realtime_zone_t *zone,
     user = conn->user;
 
     ngx_queue_remove(&conn->user_link);
-    ngx_queue_remove(&conn->slot_link);
 
     user->nconns--;
     zone->sh->slots[conn->slot].connections--;
@@ -624,7 +648,7 @@ ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
     ngx_shmtx_lock(&shpool->mutex);
 
     r = ngx_http_realtime_sh_node(zone, &zone->sh->rooms, room,
-                                  sizeof(ngx_http_realtime_sh_room_t),
+                                  sizeof(ngx_http_realtime_sh_room_t), 1,
                                   &room_created);
     if (r == NULL) {
         goto full;
@@ -636,8 +660,9 @@ ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
         zone->sh->nrooms++;
     }
 
-    ru = ngx_http_realtime_sh_node(zone, &r->users, &ws->user,
-                                   sizeof(ngx_http_realtime_sh_room_user_t),
+    ru = ngx_http_realtime_sh_node(zone, &r->users,
+                                   &ws->sh_conn->user->sn.str,
+                                   sizeof(ngx_http_realtime_sh_room_user_t), 0,
                                    &user_created);
     if (ru == NULL) {
         goto full_room;
@@ -1151,7 +1176,7 @@ ngx_http_realtime_local_leave(ngx_http_realtime_zone_t *zone,
 
 static void *
 ngx_http_realtime_sh_node(ngx_http_realtime_zone_t *zone, ngx_rbtree_t *tree,
-    ngx_str_t *name, size_t size, ngx_uint_t *created)
+    ngx_str_t *name, size_t size, ngx_uint_t copy, ngx_uint_t *created)
 {
     uint32_t         hash;
     ngx_str_node_t  *sn;
@@ -1164,15 +1189,26 @@ ngx_http_realtime_sh_node(ngx_http_realtime_zone_t *zone, ngx_rbtree_t *tree,
         return sn;
     }
 
-    sn = ngx_slab_calloc_locked(zone->shpool, size + name->len);
+    /*
+     * copy: the name goes right behind the node; else it is the zone's
+     * already and outlives the node (a room's user names its user's)
+     */
+
+    sn = ngx_slab_calloc_locked(zone->shpool, size + (copy ? name->len : 0));
     if (sn == NULL) {
         return NULL;
     }
 
     sn->node.key = hash;
     sn->str.len = name->len;
-    sn->str.data = (u_char *) sn + size;
-    ngx_memcpy(sn->str.data, name->data, name->len);
+
+    if (copy) {
+        sn->str.data = (u_char *) sn + size;
+        ngx_memcpy(sn->str.data, name->data, name->len);
+
+    } else {
+        sn->str.data = name->data;
+    }
 
     ngx_rbtree_insert(tree, &sn->node);
     *created = 1;

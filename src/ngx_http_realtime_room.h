@@ -48,7 +48,6 @@ typedef struct {
 typedef struct {
     ngx_pid_t                          pid;          /* 0: free */
     uint32_t                           ipc_id;
-    ngx_queue_t                        conns;        /* sh_conn_t */
     ngx_uint_t                         connections;
 
     /* deliveries for this worker, see ngx_http_realtime_ipc.c */
@@ -107,9 +106,9 @@ struct ngx_http_realtime_sh_user_s {
 };
 
 
+/* 64 bytes, one slab size: keep it so */
 typedef struct {
     ngx_queue_t                        user_link;
-    ngx_queue_t                        slot_link;
     ngx_queue_t                        members;      /* sh_member_t */
     ngx_http_realtime_sh_user_t       *user;
     uint64_t                           id;

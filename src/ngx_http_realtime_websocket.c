@@ -623,7 +623,11 @@ ngx_http_realtime_register(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
                                                 "user id is not UTF-8");
         }
 
-        if (user.len) {
+        if (ws->conf->user == NULL) {
+            /* the token's user lives as long as the socket */
+            ws->user = user;
+
+        } else if (user.len) {
             ws->user.data = ngx_pstrdup(r->connection->pool, &user);
             if (ws->user.data == NULL) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -638,7 +642,7 @@ ngx_http_realtime_register(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_realtime_room_connect(ws, r->connection->pool);
+    rc = ngx_http_realtime_room_connect(ws);
 
     switch (rc) {
 

@@ -575,6 +575,52 @@ def test_killed_worker_is_purged(rt):
         bad[0]), bad
 
 
+def test_killed_worker_purge_keeps_users_other_sockets(rt):
+    """The purge finds a dead worker's sockets through their users: a
+    user with sockets on both workers keeps the live one (and its room),
+    a user with all of them on the dead worker is gone."""
+    ngx = rt.start(rt_http(presence="off"))
+    victim, other = rt.two_pids()
+    split_dead = rt.client_on(victim, "split")
+    split_live = rt.client_on(other, "split")
+    gone = [rt.client_on(victim, "gone") for _ in range(2)]
+    solo = rt.client_on(victim, "solo")
+    for c in [split_dead, split_live] + gone + [solo]:
+        assert c.join("R")["event"] == "joined"
+    assert solo.join("S")["event"] == "joined"
+    assert rt.health("?room=R")["members"] == 5
+    rt.allowed_bad.append(r"worker process %d exited on signal 9$" % victim)
+
+    os.kill(victim, signal.SIGKILL)
+    for c in [split_dead, solo] + gone:
+        assert c.raw.wait_tcp_close(3), c
+        c.closed = True
+        c.raw.close()
+
+    def purged():
+        h = rt.health()
+        return h if h["connections"] == 1 else None
+    h = wait_until(purged, 5) or rt.health()
+    assert (h["connections"], h["users"], h["rooms"]) == (1, 1, 1), h
+    u = rt.health("?user=split")
+    assert [c["connectionId"] for c in u["connections"]] == \
+        [split_live.cid], u
+    assert rt.health("?room=R") == {"room": "R", "members": 1, "users": [
+        {"userId": "split", "sockets": 1}]}
+    for user in ("gone", "solo"):
+        r = rt.http("GET", "/health?user=" + user)
+        assert r.status == 404, (user, r)
+    r = rt.http("GET", "/health?room=S")
+    assert r.status == 404, r
+    assert metrics(rt)['realtime_purged_connections_total{zone="rt"}'] == 4
+
+    r = rt.push({"userId": "split", "topic": "t", "payload": 1})
+    assert r.json() == {"message": "Payload sent successfully",
+                        "delivered": 1}, r
+    assert split_live.recv() == {"event": "t", "data": 1}
+    all_silent([split_live])
+
+
 def test_full_worker_queue_is_answered_and_counted(rt):
     """A publication larger than another worker's queue (a tiny zone gives
     8k queues) cannot cross: the publisher hears QUEUE_FULL, the miss is in
