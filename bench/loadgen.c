@@ -923,6 +923,14 @@ conn_read(conn_t *c)
 
             continue;
 
+        case NGX_HTTP_REALTIME_FRAME_BUFFER:
+            /* a control frame split across reads: kept for the socket */
+            c->parser.control = malloc(NGX_HTTP_REALTIME_CONTROL_MAX);
+            if (c->parser.control == NULL) {
+                die("out of memory");
+            }
+            continue;
+
         case NGX_HTTP_REALTIME_FRAME_CONTROL:
             if (f.opcode == NGX_HTTP_REALTIME_OP_PING) {
                 cs->pings++;

@@ -343,6 +343,16 @@ ngx_http_realtime_process(ngx_http_realtime_conn_t *ws, u_char *pos,
             rc = ngx_http_realtime_control(ws, &f);
             break;
 
+        case NGX_HTTP_REALTIME_FRAME_BUFFER:
+            /* a control frame split across reads: rare, so not inline */
+            ws->parser.control = ngx_alloc(NGX_HTTP_REALTIME_CONTROL_MAX,
+                                           ws->connection->log);
+            if (ws->parser.control == NULL) {
+                return NGX_ERROR;
+            }
+
+            continue;
+
         default: /* NGX_HTTP_REALTIME_FRAME_ERROR */
             ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
                           "realtime: client sent invalid frame, closing "
@@ -1014,6 +1024,11 @@ ngx_http_realtime_release(ngx_http_realtime_conn_t *ws)
     if (ws->message) {
         ngx_free(ws->message);
         ws->message = NULL;
+    }
+
+    if (ws->parser.control) {
+        ngx_free(ws->parser.control);
+        ws->parser.control = NULL;
     }
 }
 

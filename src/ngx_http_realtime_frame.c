@@ -45,7 +45,8 @@ static int ngx_http_realtime_frame_control(
     ngx_http_realtime_frame_parser_t *p, unsigned char **pos,
     unsigned char *end, ngx_http_realtime_frame_t *f);
 static int ngx_http_realtime_frame_control_done(
-    ngx_http_realtime_frame_parser_t *p, ngx_http_realtime_frame_t *f);
+    ngx_http_realtime_frame_parser_t *p, unsigned char *data,
+    ngx_http_realtime_frame_t *f);
 static int ngx_http_realtime_frame_close(ngx_http_realtime_frame_parser_t *p,
     ngx_http_realtime_frame_t *f);
 static void ngx_http_realtime_frame_unmask(
@@ -369,7 +370,7 @@ ngx_http_realtime_frame_start(ngx_http_realtime_frame_parser_t *p,
         p->control_len = 0;
 
         if (p->payload_left == 0) {
-            return ngx_http_realtime_frame_control_done(p, f);
+            return ngx_http_realtime_frame_control_done(p, f->data, f);
         }
 
         p->state = NGX_HTTP_REALTIME_ST_CONTROL;
@@ -491,7 +492,7 @@ ngx_http_realtime_frame_control(ngx_http_realtime_frame_parser_t *p,
     unsigned char **pos, unsigned char *end, ngx_http_realtime_frame_t *f)
 {
     size_t          n;
-    unsigned char  *dst;
+    unsigned char  *data;
 
     if (*pos == end) {
         return NGX_HTTP_REALTIME_FRAME_AGAIN;
@@ -499,16 +500,38 @@ ngx_http_realtime_frame_control(ngx_http_realtime_frame_parser_t *p,
 
     n = (size_t) (end - *pos);
 
+    if (p->control_len == 0 && n >= p->payload_left) {
+
+        /* all of it is here: unmasked in place, as data is */
+
+        n = (size_t) p->payload_left;
+        data = *pos;
+
+        if (p->masked) {
+            ngx_http_realtime_frame_unmask(p, data, n);
+        }
+
+        *pos += n;
+        p->control_len = (uint8_t) n;
+        p->payload_left = 0;
+
+        return ngx_http_realtime_frame_control_done(p, data, f);
+    }
+
+    if (p->control == NULL) {
+        return NGX_HTTP_REALTIME_FRAME_BUFFER;
+    }
+
     if (n > p->payload_left) {
         n = (size_t) p->payload_left;
     }
 
-    dst = p->control + p->control_len;
+    data = p->control + p->control_len;
 
-    memcpy(dst, *pos, n);
+    memcpy(data, *pos, n);
 
     if (p->masked) {
-        ngx_http_realtime_frame_unmask(p, dst, n);
+        ngx_http_realtime_frame_unmask(p, data, n);
     }
 
     *pos += n;
@@ -519,18 +542,18 @@ ngx_http_realtime_frame_control(ngx_http_realtime_frame_parser_t *p,
         return NGX_HTTP_REALTIME_FRAME_AGAIN;
     }
 
-    return ngx_http_realtime_frame_control_done(p, f);
+    return ngx_http_realtime_frame_control_done(p, p->control, f);
 }
 
 
 static int
 ngx_http_realtime_frame_control_done(ngx_http_realtime_frame_parser_t *p,
-    ngx_http_realtime_frame_t *f)
+    unsigned char *data, ngx_http_realtime_frame_t *f)
 {
     p->state = NGX_HTTP_REALTIME_ST_OPCODE;
 
     f->opcode = p->opcode;
-    f->data = p->control;
+    f->data = data;
     f->len = p->control_len;
 
     if (p->opcode == NGX_HTTP_REALTIME_OP_CLOSE) {
@@ -558,7 +581,7 @@ ngx_http_realtime_frame_close(ngx_http_realtime_frame_parser_t *p,
                                    NGX_HTTP_REALTIME_CLOSE_PROTOCOL_ERROR);
     }
 
-    code = ((unsigned) p->control[0] << 8) | p->control[1];
+    code = ((unsigned) f->data[0] << 8) | f->data[1];
 
     if (!ngx_http_realtime_close_code_valid(code)) {
         return ngx_http_realtime_frame_fail(p, f,
@@ -566,7 +589,7 @@ ngx_http_realtime_frame_close(ngx_http_realtime_frame_parser_t *p,
     }
 
     if (ngx_http_realtime_utf8_validate(NGX_HTTP_REALTIME_UTF8_ACCEPT,
-                                        p->control + 2, f->len - 2)
+                                        f->data + 2, f->len - 2)
         != NGX_HTTP_REALTIME_UTF8_ACCEPT)
     {
         return ngx_http_realtime_frame_fail(p, f,

@@ -41,6 +41,7 @@
 #define NGX_HTTP_REALTIME_FRAME_DATA     1    /* a chunk of a data message */
 #define NGX_HTTP_REALTIME_FRAME_CONTROL  2    /* a whole control frame */
 #define NGX_HTTP_REALTIME_FRAME_ERROR    3    /* fail with frame->code */
+#define NGX_HTTP_REALTIME_FRAME_BUFFER   4    /* set p->control, call again */
 
 
 typedef struct {
@@ -65,7 +66,14 @@ typedef struct {
     uint64_t         payload_left;
     uint64_t         message_len;
 
-    unsigned char    control[NGX_HTTP_REALTIME_CONTROL_MAX];
+    /*
+     * Where a control frame that arrives in pieces is put together:
+     * NULL until a parse returns NGX_HTTP_REALTIME_FRAME_BUFFER, then
+     * NGX_HTTP_REALTIME_CONTROL_MAX bytes that the caller owns.  A
+     * control frame that arrives whole is read in place, so most
+     * connections never need one.
+     */
+    unsigned char   *control;
 } ngx_http_realtime_frame_parser_t;
 
 
@@ -97,8 +105,9 @@ void ngx_http_realtime_frame_parser_init(
 /*
  * Consumes input from *pos up to end, unmasking payload in place, and
  * stops at the first event.  DATA chunks point into the input; a
- * CONTROL frame's payload points into the parser.  After ERROR every
- * further call returns ERROR with the same code.
+ * CONTROL frame's payload too, or into p->control if it came in pieces.
+ * BUFFER asks for p->control: give it and call again from *pos.  After
+ * ERROR every further call returns ERROR with the same code.
  */
 int ngx_http_realtime_frame_parse(ngx_http_realtime_frame_parser_t *p,
     unsigned char **pos, unsigned char *end, ngx_http_realtime_frame_t *f);

@@ -136,10 +136,18 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ws = ngx_pcalloc(r->connection->pool, sizeof(ngx_http_realtime_conn_t));
+    /*
+     * A block of its own, freed with the pool: in the pool's first block
+     * it does not fit, and a second one would be 512 bytes, not these.
+     */
+
+    ws = ngx_pmemalign(r->connection->pool, sizeof(ngx_http_realtime_conn_t),
+                       NGX_ALIGNMENT);
     if (ws == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    ngx_memzero(ws, sizeof(ngx_http_realtime_conn_t));
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_realtime_ctx_t));
     if (ctx == NULL) {

@@ -151,6 +151,27 @@ def test_many_pings_answered_in_order(srv):
             assert (f.opcode, f.payload) == (OP_PONG, b"%d" % i)
 
 
+def test_split_pings_answered_whole(srv):
+    """Control frames in pieces are put together (the buffer for that is
+    only allocated then); whole ones after them still answer exactly."""
+    payloads = [bytes(range(125)), b"second split", b"whole", b"\xff" * 125]
+    with RawWS.connect(srv.port) as ws:
+        for i, payload in enumerate(payloads):
+            frame = F(OP_PING, payload)
+            if i == 2:
+                ws.send(frame)
+            else:
+                # header apart, then the payload in two writes
+                for part in (frame[:3], frame[3:40], frame[40:]):
+                    ws.send(part)
+                    time.sleep(0.02)
+            f = ws.recv_data_frame()
+            assert (f.opcode, f.payload) == (OP_PONG, payload), (i, f)
+        ws.send_text("after pings")
+        f = ws.recv_data_frame()
+        assert (f.opcode, f.payload) == (OP_TEXT, b"after pings"), f
+
+
 def test_unsolicited_pong_ignored(srv):
     with RawWS.connect(srv.port) as ws:
         ws.send(F(OP_PONG, b"nobody asked") + F(OP_PONG, b""))

@@ -131,15 +131,16 @@ fuzz_data(fuzz_run_t *r, const fuzz_mode_t *m, ngx_http_realtime_frame_t *f,
 
 static void
 fuzz_control(fuzz_run_t *r, ngx_http_realtime_frame_parser_t *p,
-    ngx_http_realtime_frame_t *f)
+    ngx_http_realtime_frame_t *f, unsigned char *in, unsigned char *in_end)
 {
     ensure(f->opcode == NGX_HTTP_REALTIME_OP_CLOSE
            || f->opcode == NGX_HTTP_REALTIME_OP_PING
            || f->opcode == NGX_HTTP_REALTIME_OP_PONG);
     ensure(f->len <= NGX_HTTP_REALTIME_CONTROL_MAX);
-    ensure(f->data >= p->control
-           && f->data + f->len
-              <= p->control + NGX_HTTP_REALTIME_CONTROL_MAX);
+    ensure((f->data >= in && f->data + f->len <= in_end)
+           || (p->control && f->data >= p->control
+               && f->data + f->len
+                  <= p->control + NGX_HTTP_REALTIME_CONTROL_MAX));
 
     if (f->opcode != NGX_HTTP_REALTIME_OP_CLOSE) {
         ensure(f->code == 0);
@@ -229,13 +230,23 @@ fuzz_parse(fuzz_run_t *r, const fuzz_mode_t *m, const uint8_t *in,
             }
 
             if (rc == NGX_HTTP_REALTIME_FRAME_CONTROL) {
-                fuzz_control(r, &p, &f);
+                fuzz_control(r, &p, &f, buf, last);
+                continue;
+            }
+
+            if (rc == NGX_HTTP_REALTIME_FRAME_BUFFER) {
+                /* asked once, only for a frame not all in the input */
+                ensure(p.control == NULL
+                       && (uint64_t) (end - pos) < p.payload_left);
+                p.control = malloc(NGX_HTTP_REALTIME_CONTROL_MAX);
+                ensure(p.control != NULL);
                 continue;
             }
 
             ensure(rc == NGX_HTTP_REALTIME_FRAME_ERROR);
 
             fuzz_error(r, m, &p, &pos, last, f.code);
+            free(p.control);
             free(buf);
             return;
         }
@@ -248,6 +259,7 @@ fuzz_parse(fuzz_run_t *r, const fuzz_mode_t *m, const uint8_t *in,
         r->hash = (r->hash ^ r->msg_hash) * FNV_PRIME;
     }
 
+    free(p.control);
     free(buf);
 }
 
