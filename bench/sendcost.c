@@ -167,9 +167,10 @@ static int  seconds = 5;
 static void
 fanout_send(int *sv, int from, int to)
 {
-    int       i, r;
-    int64_t   start, at, ts;
-    char      msg[SIZE];
+    int              i, r;
+    int64_t          start, at, ts;
+    char             msg[SIZE];
+    struct timespec  wake;
 
     memset(msg, 'x', sizeof(msg));
     start = now_ns();
@@ -177,8 +178,14 @@ fanout_send(int *sv, int from, int to)
     for (r = 0; r < RATE * seconds; r++) {
         at = start + (int64_t) r * (1000000000 / RATE);
 
-        while (now_ns() < at) {
-            usleep(100);
+        /* asleep until then, as a worker waits in epoll_wait() */
+        wake.tv_sec = at / 1000000000;
+        wake.tv_nsec = at % 1000000000;
+
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, NULL)
+               == EINTR)
+        {
+            /* void */
         }
 
         /* stamped with the scheduled time, as the load generator does */
