@@ -51,18 +51,14 @@ now(void)
 }
 
 
-static double
-run(int reader)
+/* N connected pairs over loopback: cl[i] the client's end, sv[i] ours */
+
+static void
+connect_pairs(int *cl, int *sv)
 {
-    int                 l, one, i, r, ep, k, n;
-    int                 cl[N], sv[N];
+    int                 l, one, i;
     socklen_t           alen;
     struct sockaddr_in  a;
-    struct epoll_event  ev, evs[1024];
-    char                msg[SIZE], buf[65536];
-    long                got;
-    pid_t               pid;
-    double              t, spent;
 
     one = 1;
     l = socket(AF_INET, SOCK_STREAM, 0);
@@ -88,6 +84,23 @@ run(int reader)
         sv[i] = accept(l, NULL, NULL);
         setsockopt(sv[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
+
+    close(l);
+}
+
+
+static double
+run(int reader)
+{
+    int                 i, r, ep, k, n;
+    int                 cl[N], sv[N];
+    struct epoll_event  ev, evs[1024];
+    char                msg[SIZE], buf[65536];
+    long                got;
+    pid_t               pid;
+    double              t, spent;
+
+    connect_pairs(cl, sv);
 
     pid = 0;
 
@@ -145,7 +158,6 @@ run(int reader)
         close(cl[i]);
         close(sv[i]);
     }
-    close(l);
 
     return spent * 1e6 / ((double) N * ROUNDS);
 }
@@ -205,43 +217,18 @@ fanout_send(int *sv, int from, int to)
 static void
 fanout(int senders, double *p50, double *p99, double *p999)
 {
-    int                  l, one, i, k, n, r, ep, s, c;
+    int                  i, k, n, r, ep, s, c;
     int                  cl[N], sv[N];
     static int           off[N];
     static unsigned char stamp[N][8];
     long                 want, got, rank, sum;
     int64_t              ts, lat, t;
-    socklen_t            alen;
     pid_t                pid[2];
-    struct sockaddr_in   a;
     struct epoll_event   ev, evs[1024];
     static char          buf[65536];
     static long          hist[BUCKETS];
 
-    one = 1;
-    l = socket(AF_INET, SOCK_STREAM, 0);
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-
-    if (bind(l, (struct sockaddr *) &a, sizeof(a)) < 0 || listen(l, 4096) < 0)
-    {
-        perror("listen");
-        exit(1);
-    }
-
-    alen = sizeof(a);
-    getsockname(l, (struct sockaddr *) &a, &alen);
-
-    for (i = 0; i < N; i++) {
-        cl[i] = socket(AF_INET, SOCK_STREAM, 0);
-        if (connect(cl[i], (struct sockaddr *) &a, sizeof(a)) < 0) {
-            perror("connect");
-            exit(1);
-        }
-        sv[i] = accept(l, NULL, NULL);
-        setsockopt(sv[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    }
+    connect_pairs(cl, sv);
 
     for (s = 0; s < senders; s++) {
         pid[s] = fork();
@@ -306,7 +293,6 @@ fanout(int senders, double *p50, double *p99, double *p999)
         close(cl[i]);
         close(sv[i]);
     }
-    close(l);
     close(ep);
 
     *p50 = *p99 = *p999 = -1;
