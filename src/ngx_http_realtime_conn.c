@@ -49,7 +49,9 @@ static void ngx_http_realtime_drop_queue(ngx_http_realtime_conn_t *ws,
 static void ngx_http_realtime_linger(ngx_http_realtime_conn_t *ws);
 static void ngx_http_realtime_linger_handler(ngx_event_t *rev);
 static void ngx_http_realtime_finalize(ngx_http_realtime_conn_t *ws);
-static void ngx_http_realtime_abort(ngx_http_realtime_conn_t *ws);
+static ngx_int_t ngx_http_realtime_echo(ngx_http_realtime_conn_t *ws,
+    ngx_uint_t opcode, u_char *data, size_t len);
+static void ngx_http_realtime_echo_release(ngx_http_realtime_conn_t *ws);
 
 
 static u_char                    ngx_http_realtime_read_buf[
@@ -61,14 +63,21 @@ static ngx_uint_t                ngx_http_realtime_msg_nfree;
 static u_char                    ngx_http_realtime_ping_bytes[] = {
                                      0x89, 0x00 };
 
+const ngx_http_realtime_adapter_t  ngx_http_realtime_echo_adapter = {
+    ngx_http_realtime_echo,
+    ngx_http_realtime_liveness,
+    ngx_http_realtime_echo_release
+};
+
+
 static ngx_http_realtime_msg_t   ngx_http_realtime_ping_msg = {
     1, sizeof(ngx_http_realtime_ping_bytes), 0, NULL,
-    ngx_http_realtime_ping_bytes, 1
+    ngx_http_realtime_ping_bytes, 1, NULL, ngx_null_string
 };
 
 /* for records between workers that carry no frame */
 ngx_http_realtime_msg_t          ngx_http_realtime_msg_empty = {
-    1, 0, 0, NULL, ngx_http_realtime_ping_bytes, 1
+    1, 0, 0, NULL, ngx_http_realtime_ping_bytes, 1, NULL, ngx_null_string
 };
 
 
@@ -158,7 +167,7 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
             ngx_del_timer(rev);
         }
 
-        ngx_http_realtime_liveness(ws);
+        ws->adapter->liveness(ws);
     }
 
     /* the welcome and what was sent during the handshake */
@@ -270,7 +279,7 @@ ngx_http_realtime_read_handler(ngx_event_t *rev)
             return;
         }
 
-        ngx_http_realtime_liveness(ws);
+        ws->adapter->liveness(ws);
         return;
     }
 
@@ -500,12 +509,18 @@ static ngx_int_t
 ngx_http_realtime_message(ngx_http_realtime_conn_t *ws, ngx_uint_t opcode,
     u_char *data, size_t len)
 {
+    return ws->adapter->message(ws, opcode, data, len);
+}
+
+
+/* realtime_echo: every message back as it came, for Autobahn */
+
+static ngx_int_t
+ngx_http_realtime_echo(ngx_http_realtime_conn_t *ws, ngx_uint_t opcode,
+    u_char *data, size_t len)
+{
     ngx_int_t                 rc;
     ngx_http_realtime_msg_t  *msg;
-
-    if (ws->conf->mode != NGX_HTTP_REALTIME_ECHO) {
-        return ngx_http_realtime_client_message(ws, opcode, data, len);
-    }
 
     msg = ngx_http_realtime_msg_frame(opcode, data, len);
     if (msg == NULL) {
@@ -516,6 +531,12 @@ ngx_http_realtime_message(ngx_http_realtime_conn_t *ws, ngx_uint_t opcode,
     ngx_http_realtime_msg_release(msg);
 
     return rc;
+}
+
+
+static void
+ngx_http_realtime_echo_release(ngx_http_realtime_conn_t *ws)
+{
 }
 
 
@@ -543,7 +564,7 @@ ngx_http_realtime_liveness(ngx_http_realtime_conn_t *ws)
         return;
     }
 
-    ttl = ngx_http_realtime_jwt_ttl(ws);
+    ttl = ngx_http_realtime_jwt_ttl(&ws->session);
 
     if (ttl == 0) {
         ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
@@ -992,7 +1013,7 @@ ngx_http_realtime_finalize(ngx_http_realtime_conn_t *ws)
  * here, closes the connection.
  */
 
-static void
+void
 ngx_http_realtime_abort(ngx_http_realtime_conn_t *ws)
 {
     ngx_connection_t  *c;
@@ -1011,8 +1032,7 @@ ngx_http_realtime_abort(ngx_http_realtime_conn_t *ws)
 void
 ngx_http_realtime_release(ngx_http_realtime_conn_t *ws)
 {
-    ngx_http_realtime_redis_presence_cancel(ws);
-    ngx_http_realtime_client_close(ws);
+    ws->adapter->release(ws);
     ngx_http_realtime_drop_queue(ws, 1);
 
     if (ws->out != ws->out_inline) {
@@ -1085,6 +1105,8 @@ ngx_http_realtime_msg_alloc(size_t size)
     msg->refs = 1;
     msg->len = 0;
     msg->next = NULL;
+    msg->derived = NULL;
+    ngx_str_null(&msg->key);
 
     return msg;
 }
@@ -1093,8 +1115,16 @@ ngx_http_realtime_msg_alloc(size_t size)
 void
 ngx_http_realtime_msg_release(ngx_http_realtime_msg_t *msg)
 {
+    ngx_http_realtime_msg_t  *d;
+
     if (msg->persistent || --msg->refs) {
         return;
+    }
+
+    while (msg->derived) {
+        d = msg->derived;
+        msg->derived = d->next;
+        ngx_http_realtime_msg_release(d);
     }
 
     if (msg->size == NGX_HTTP_REALTIME_MSG_SMALL

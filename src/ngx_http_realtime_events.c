@@ -13,134 +13,176 @@
 #include "ngx_http_realtime_module.h"
 
 
-static ngx_int_t ngx_http_realtime_rate_check(ngx_http_realtime_conn_t *ws);
-static ngx_int_t ngx_http_realtime_client_join(ngx_http_realtime_conn_t *ws,
+static ngx_int_t ngx_http_realtime_client_join(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd);
-static ngx_int_t ngx_http_realtime_client_leave(ngx_http_realtime_conn_t *ws,
+static ngx_int_t ngx_http_realtime_client_leave(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd);
 static ngx_int_t ngx_http_realtime_client_publish(
-    ngx_http_realtime_conn_t *ws, ngx_http_realtime_cmd_t *cmd);
+    ngx_http_realtime_session_t *s, ngx_http_realtime_cmd_t *cmd);
 static ngx_int_t ngx_http_realtime_client_presence(
-    ngx_http_realtime_conn_t *ws, ngx_http_realtime_cmd_t *cmd);
+    ngx_http_realtime_session_t *s, ngx_http_realtime_cmd_t *cmd);
 static ngx_int_t ngx_http_realtime_client_refresh(
-    ngx_http_realtime_conn_t *ws, ngx_http_realtime_cmd_t *cmd);
+    ngx_http_realtime_session_t *s, ngx_http_realtime_cmd_t *cmd);
 static ngx_int_t ngx_http_realtime_room_forbidden(
-    ngx_http_realtime_conn_t *ws, ngx_http_realtime_cmd_t *cmd);
-static ngx_int_t ngx_http_realtime_reply_new(ngx_http_realtime_conn_t *ws,
+    ngx_http_realtime_session_t *s, ngx_http_realtime_cmd_t *cmd);
+static ngx_int_t ngx_http_realtime_reply_new(ngx_http_realtime_session_t *s,
     const char *event, json_t *data, ngx_http_realtime_cmd_t *cmd);
-static ngx_int_t ngx_http_realtime_reply_room(ngx_http_realtime_conn_t *ws,
+static ngx_int_t ngx_http_realtime_reply_room(ngx_http_realtime_session_t *s,
     const char *event, ngx_http_realtime_cmd_t *cmd, const char *key,
     ngx_uint_t n);
-static ngx_int_t ngx_http_realtime_reply(ngx_http_realtime_conn_t *ws,
+static ngx_int_t ngx_http_realtime_reply(ngx_http_realtime_session_t *s,
     const char *event, json_t *data, ngx_http_realtime_cmd_t *cmd);
-static ngx_int_t ngx_http_realtime_error(ngx_http_realtime_conn_t *ws,
+static ngx_int_t ngx_http_realtime_error(ngx_http_realtime_session_t *s,
     const char *code, const char *message, json_int_t id);
-static void ngx_http_realtime_presence_event(ngx_http_realtime_conn_t *ws,
+static void ngx_http_realtime_presence_event(ngx_http_realtime_session_t *s,
     const char *event, ngx_str_t *room);
+static ngx_int_t ngx_http_realtime_native_deliver(
+    ngx_http_realtime_session_t *s, ngx_http_realtime_msg_t *msg);
+static ngx_int_t ngx_http_realtime_native_reply(
+    ngx_http_realtime_session_t *s, const char *event, json_t *data,
+    json_int_t id);
+static ngx_int_t ngx_http_realtime_native_error(
+    ngx_http_realtime_session_t *s, const char *code, const char *message,
+    json_int_t id);
+static ngx_int_t ngx_http_realtime_native_send_json(
+    ngx_http_realtime_session_t *s, json_t *json);
+static void ngx_http_realtime_native_close(ngx_http_realtime_session_t *s,
+    ngx_uint_t code, char *reason);
+static void ngx_http_realtime_native_deadline(
+    ngx_http_realtime_session_t *s);
+
+
+static ngx_int_t ngx_http_realtime_native_message(
+    ngx_http_realtime_conn_t *ws, ngx_uint_t opcode, u_char *data,
+    size_t len);
+static void ngx_http_realtime_native_release(ngx_http_realtime_conn_t *ws);
+
+
+const ngx_http_realtime_adapter_t  ngx_http_realtime_native_adapter = {
+    ngx_http_realtime_native_message,
+    ngx_http_realtime_liveness,
+    ngx_http_realtime_native_release
+};
+
+
+const ngx_http_realtime_session_handler_t  ngx_http_realtime_native_handler = {
+    ngx_http_realtime_native_deliver,
+    ngx_http_realtime_native_reply,
+    ngx_http_realtime_native_error,
+    ngx_http_realtime_native_close,
+    ngx_http_realtime_native_deadline
+};
 
 
 ngx_int_t
-ngx_http_realtime_client_open(ngx_http_realtime_conn_t *ws)
+ngx_http_realtime_client_open(ngx_http_realtime_session_t *s)
 {
-    json_t     *data, *json;
+    json_t     *data;
     ngx_int_t   rc;
 
     data = json_pack("{s:s%, s:s%, s:I}",
-                     "userId", ws->user.data, ws->user.len,
-                     "connectionId", ws->id.data, ws->id.len,
+                     "userId", s->user.data, s->user.len,
+                     "connectionId", s->id.data, s->id.len,
                      "pid", (json_int_t) ngx_pid);
     if (data == NULL) {
         return NGX_ERROR;
     }
 
-    json = ngx_http_realtime_event("welcome", data, -1);
+    rc = s->handler->reply(s, "welcome", data, -1);
     json_decref(data);
-
-    if (json == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_realtime_send_json(ws, json);
-    json_decref(json);
 
     return rc;
 }
 
 
 ngx_int_t
-ngx_http_realtime_client_message(ngx_http_realtime_conn_t *ws,
+ngx_http_realtime_client_message(ngx_http_realtime_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len)
 {
     ngx_int_t                      rc;
     ngx_http_realtime_cmd_t        cmd;
     ngx_http_realtime_cmd_error_t  err;
 
-    if (ws->zone) {
+    if (s->zone) {
         (void) ngx_atomic_fetch_add(
-                     &ws->zone->sh->slots[ws->zone->slot].messages_in, 1);
+                     &s->zone->sh->slots[s->zone->slot].messages_in, 1);
     }
 
-    rc = ngx_http_realtime_rate_check(ws);
+    rc = ngx_http_realtime_rate_check(s);
     if (rc != NGX_OK) {
         return (rc == NGX_DECLINED) ? NGX_OK : rc;
     }
 
     if (opcode != NGX_HTTP_REALTIME_OP_TEXT) {
-        return ngx_http_realtime_error(ws, "BAD_REQUEST",
+        return ngx_http_realtime_error(s, "BAD_REQUEST",
                                 "binary messages are not part of the "
                                 "protocol", -1);
     }
 
     if (ngx_http_realtime_cmd_parse(&cmd, (char *) data, len, &err) != 0) {
-        return ngx_http_realtime_error(ws, err.code, err.message,
+        return ngx_http_realtime_error(s, err.code, err.message,
                                        cmd.has_id ? cmd.id : -1);
     }
 
-    if (ws->zone == NULL
-        && cmd.type != NGX_HTTP_REALTIME_CMD_PING
-        && cmd.type != NGX_HTTP_REALTIME_CMD_REFRESH
-        && cmd.type != NGX_HTTP_REALTIME_CMD_UNKNOWN)
+    rc = ngx_http_realtime_command(s, &cmd);
+
+    ngx_http_realtime_cmd_free(&cmd);
+
+    return rc;
+}
+
+
+/* a command of either protocol; cmd stays the caller's to free */
+
+ngx_int_t
+ngx_http_realtime_command(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_cmd_t *cmd)
+{
+    ngx_int_t  rc;
+
+    if (s->zone == NULL
+        && cmd->type != NGX_HTTP_REALTIME_CMD_PING
+        && cmd->type != NGX_HTTP_REALTIME_CMD_REFRESH
+        && cmd->type != NGX_HTTP_REALTIME_CMD_UNKNOWN)
     {
-        rc = ngx_http_realtime_error(ws, "BAD_REQUEST",
+        rc = ngx_http_realtime_error(s, "BAD_REQUEST",
                                      "rooms need \"realtime <zone>\"",
-                                     cmd.has_id ? cmd.id : -1);
-        ngx_http_realtime_cmd_free(&cmd);
+                                     cmd->has_id ? cmd->id : -1);
+        ngx_http_realtime_cmd_free(cmd);
         return rc;
     }
 
-    switch (cmd.type) {
+    switch (cmd->type) {
 
     case NGX_HTTP_REALTIME_CMD_JOIN:
-        rc = ngx_http_realtime_client_join(ws, &cmd);
+        rc = ngx_http_realtime_client_join(s, cmd);
         break;
 
     case NGX_HTTP_REALTIME_CMD_LEAVE:
-        rc = ngx_http_realtime_client_leave(ws, &cmd);
+        rc = ngx_http_realtime_client_leave(s, cmd);
         break;
 
     case NGX_HTTP_REALTIME_CMD_PUBLISH:
-        rc = ngx_http_realtime_client_publish(ws, &cmd);
+        rc = ngx_http_realtime_client_publish(s, cmd);
         break;
 
     case NGX_HTTP_REALTIME_CMD_PRESENCE:
-        rc = ngx_http_realtime_client_presence(ws, &cmd);
+        rc = ngx_http_realtime_client_presence(s, cmd);
         break;
 
     case NGX_HTTP_REALTIME_CMD_PING:
-        rc = ngx_http_realtime_reply(ws, "pong", cmd.data, &cmd);
+        rc = ngx_http_realtime_reply(s, "pong", cmd->data, cmd);
         break;
 
     case NGX_HTTP_REALTIME_CMD_REFRESH:
-        rc = ngx_http_realtime_client_refresh(ws, &cmd);
+        rc = ngx_http_realtime_client_refresh(s, cmd);
         break;
 
     default:
-        rc = ngx_http_realtime_error(ws, "INVALID_EVENT",
+        rc = ngx_http_realtime_error(s, "INVALID_EVENT",
                                      "unknown event",
-                                     cmd.has_id ? cmd.id : -1);
+                                     cmd->has_id ? cmd->id : -1);
     }
-
-    ngx_http_realtime_cmd_free(&cmd);
 
     return rc;
 }
@@ -152,14 +194,14 @@ ngx_http_realtime_client_message(ngx_http_realtime_conn_t *ws,
  * into a full bucket is closed with 1008.
  */
 
-static ngx_int_t
-ngx_http_realtime_rate_check(ngx_http_realtime_conn_t *ws)
+ngx_int_t
+ngx_http_realtime_rate_check(ngx_http_realtime_session_t *s)
 {
     ngx_int_t                      excess;
     ngx_msec_t                     now, ms;
     ngx_http_realtime_loc_conf_t  *conf;
 
-    conf = ws->conf;
+    conf = s->conf;
 
     if (conf->rate == 0) {
         return NGX_OK;
@@ -167,16 +209,16 @@ ngx_http_realtime_rate_check(ngx_http_realtime_conn_t *ws)
 
     now = ngx_current_msec;
 
-    if (!ws->rate_started) {
+    if (!s->rate_started) {
         /* as in limit_req, the first message starts the bucket empty */
-        ws->rate_started = 1;
-        ws->rate_last = now;
+        s->rate_started = 1;
+        s->rate_last = now;
         return NGX_OK;
     }
 
-    ms = now - ws->rate_last;
+    ms = now - s->rate_last;
 
-    excess = (ngx_int_t) ws->rate_excess
+    excess = (ngx_int_t) s->rate_excess
              - (ngx_int_t) (conf->rate * ms / 1000) + 1000;
 
     if (excess < 0) {
@@ -184,18 +226,18 @@ ngx_http_realtime_rate_check(ngx_http_realtime_conn_t *ws)
     }
 
     if ((ngx_uint_t) excess > conf->burst) {
-        ws->rate_strikes++;
+        s->rate_strikes++;
 
-        if (ws->rate_strikes * 1000 > conf->burst + conf->rate) {
-            ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
+        if (s->rate_strikes * 1000 > conf->burst + conf->rate) {
+            ngx_log_error(NGX_LOG_INFO, s->log, 0,
                           "realtime: client keeps exceeding the rate "
                           "limit, closing");
-            ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_POLICY,
-                                    "rate limit exceeded");
+            s->handler->close(s, NGX_HTTP_REALTIME_CLOSE_POLICY,
+                              "rate limit exceeded");
             return NGX_DECLINED;
         }
 
-        if (ngx_http_realtime_error(ws, "RATE_LIMITED",
+        if (ngx_http_realtime_error(s, "RATE_LIMITED",
                                     "too many messages", -1)
             != NGX_OK)
         {
@@ -205,11 +247,11 @@ ngx_http_realtime_rate_check(ngx_http_realtime_conn_t *ws)
         return NGX_DECLINED;
     }
 
-    ws->rate_excess = excess;
-    ws->rate_last = now;
+    s->rate_excess = excess;
+    s->rate_last = now;
 
-    if (ws->rate_strikes) {
-        ws->rate_strikes--;
+    if (s->rate_strikes) {
+        s->rate_strikes--;
     }
 
     return NGX_OK;
@@ -217,7 +259,7 @@ ngx_http_realtime_rate_check(ngx_http_realtime_conn_t *ws)
 
 
 static ngx_int_t
-ngx_http_realtime_client_join(ngx_http_realtime_conn_t *ws,
+ngx_http_realtime_client_join(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd)
 {
     ngx_int_t    rc;
@@ -227,11 +269,11 @@ ngx_http_realtime_client_join(ngx_http_realtime_conn_t *ws,
     room.data = (u_char *) cmd->room;
     room.len = cmd->room_len;
 
-    if (ngx_http_realtime_jwt_room_allowed(ws, &room) != NGX_OK) {
-        return ngx_http_realtime_room_forbidden(ws, cmd);
+    if (ngx_http_realtime_jwt_room_allowed(s, &room) != NGX_OK) {
+        return ngx_http_realtime_room_forbidden(s, cmd);
     }
 
-    rc = ngx_http_realtime_room_join(ws, &room, &members, &first);
+    rc = ngx_http_realtime_room_join(s, &room, &members, &first);
 
     switch (rc) {
 
@@ -239,12 +281,12 @@ ngx_http_realtime_client_join(ngx_http_realtime_conn_t *ws,
         break;
 
     case NGX_HTTP_REALTIME_LIMIT:
-        return ngx_http_realtime_error(ws, "ROOM_LIMIT",
+        return ngx_http_realtime_error(s, "ROOM_LIMIT",
                                  "too many rooms for one connection",
                                  cmd->has_id ? cmd->id : -1);
 
     case NGX_HTTP_REALTIME_ZONE_FULL:
-        return ngx_http_realtime_error(ws, "ZONE_FULL",
+        return ngx_http_realtime_error(s, "ZONE_FULL",
                                  "the realtime zone is full",
                                  cmd->has_id ? cmd->id : -1);
 
@@ -252,10 +294,10 @@ ngx_http_realtime_client_join(ngx_http_realtime_conn_t *ws,
         return NGX_ERROR;
     }
 
-    rc = ngx_http_realtime_reply_room(ws, "joined", cmd, "members", members);
+    rc = ngx_http_realtime_reply_room(s, "joined", cmd, "members", members);
 
-    if (first && ws->conf->presence) {
-        ngx_http_realtime_presence_event(ws, "presence:join", &room);
+    if (first && s->conf->presence) {
+        ngx_http_realtime_presence_event(s, "presence:join", &room);
     }
 
     return rc;
@@ -263,7 +305,7 @@ ngx_http_realtime_client_join(ngx_http_realtime_conn_t *ws,
 
 
 static ngx_int_t
-ngx_http_realtime_client_leave(ngx_http_realtime_conn_t *ws,
+ngx_http_realtime_client_leave(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd)
 {
     ngx_int_t    rc;
@@ -273,24 +315,24 @@ ngx_http_realtime_client_leave(ngx_http_realtime_conn_t *ws,
     room.data = (u_char *) cmd->room;
     room.len = cmd->room_len;
 
-    rc = ngx_http_realtime_room_leave(ws, &room, &members, &last);
+    rc = ngx_http_realtime_room_leave(s, &room, &members, &last);
 
     if (rc == NGX_HTTP_REALTIME_NOT_FOUND) {
-        return ngx_http_realtime_error(ws, "BAD_REQUEST",
+        return ngx_http_realtime_error(s, "BAD_REQUEST",
                                        "not a member of the room",
                                        cmd->has_id ? cmd->id : -1);
     }
 
-    if (last && ws->conf->presence) {
-        ngx_http_realtime_presence_event(ws, "presence:leave", &room);
+    if (last && s->conf->presence) {
+        ngx_http_realtime_presence_event(s, "presence:leave", &room);
     }
 
-    return ngx_http_realtime_reply_room(ws, "left", cmd, "members", members);
+    return ngx_http_realtime_reply_room(s, "left", cmd, "members", members);
 }
 
 
 static ngx_int_t
-ngx_http_realtime_client_publish(ngx_http_realtime_conn_t *ws,
+ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd)
 {
     json_t                   *json;
@@ -299,8 +341,8 @@ ngx_http_realtime_client_publish(ngx_http_realtime_conn_t *ws,
     ngx_uint_t                recipients;
     ngx_http_realtime_msg_t  *msg;
 
-    if (!ws->conf->client_publish) {
-        return ngx_http_realtime_error(ws, "FORBIDDEN",
+    if (!s->conf->client_publish) {
+        return ngx_http_realtime_error(s, "FORBIDDEN",
                                        "clients may not publish here",
                                        cmd->has_id ? cmd->id : -1);
     }
@@ -310,8 +352,8 @@ ngx_http_realtime_client_publish(ngx_http_realtime_conn_t *ws,
 
     /* only members publish; the local list says, no lock needed */
 
-    if (ngx_http_realtime_local_find(ws, &room) == NULL) {
-        return ngx_http_realtime_error(ws, "FORBIDDEN",
+    if (ngx_http_realtime_local_find(s, &room) == NULL) {
+        return ngx_http_realtime_error(s, "FORBIDDEN",
                                        "not a member of the room",
                                        cmd->has_id ? cmd->id : -1);
     }
@@ -319,8 +361,8 @@ ngx_http_realtime_client_publish(ngx_http_realtime_conn_t *ws,
     json = ngx_http_realtime_event_relay(cmd->publish_event,
                                          cmd->publish_event_len,
                                          cmd->room, cmd->room_len,
-                                         (char *) ws->user.data,
-                                         ws->user.len, cmd->publish_data);
+                                         (char *) s->user.data,
+                                         s->user.len, cmd->publish_data);
     if (json == NULL) {
         return NGX_ERROR;
     }
@@ -332,13 +374,13 @@ ngx_http_realtime_client_publish(ngx_http_realtime_conn_t *ws,
         return NGX_ERROR;
     }
 
-    rc = ngx_http_realtime_publish(ws->zone, NGX_HTTP_REALTIME_TO_ROOM, &room,
-                                   NULL, cmd->echo ? NULL : ws, msg,
+    rc = ngx_http_realtime_publish(s->zone, NGX_HTTP_REALTIME_TO_ROOM, &room,
+                                   NULL, cmd->echo ? NULL : s, msg,
                                    &recipients);
     ngx_http_realtime_msg_release(msg);
 
     if (rc == NGX_HTTP_REALTIME_QUEUE_FULL) {
-        return ngx_http_realtime_error(ws, "QUEUE_FULL",
+        return ngx_http_realtime_error(s, "QUEUE_FULL",
                                  "a worker's queue is full, not every "
                                  "member got the message",
                                  cmd->has_id ? cmd->id : -1);
@@ -352,13 +394,13 @@ ngx_http_realtime_client_publish(ngx_http_realtime_conn_t *ws,
         recipients--;
     }
 
-    return ngx_http_realtime_reply_room(ws, "published", cmd, "recipients",
+    return ngx_http_realtime_reply_room(s, "published", cmd, "recipients",
                                         recipients);
 }
 
 
 static ngx_int_t
-ngx_http_realtime_client_presence(ngx_http_realtime_conn_t *ws,
+ngx_http_realtime_client_presence(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd)
 {
     json_t     *users;
@@ -369,22 +411,22 @@ ngx_http_realtime_client_presence(ngx_http_realtime_conn_t *ws,
 
     /* who is in a room is for those who may join it */
 
-    if (ngx_http_realtime_jwt_room_allowed(ws, &room) != NGX_OK) {
-        return ngx_http_realtime_room_forbidden(ws, cmd);
+    if (ngx_http_realtime_jwt_room_allowed(s, &room) != NGX_OK) {
+        return ngx_http_realtime_room_forbidden(s, cmd);
     }
 
-    users = ngx_http_realtime_room_presence(ws->zone, &room);
+    users = ngx_http_realtime_room_presence(s->zone, &room);
     if (users == NULL) {
         return NGX_ERROR;
     }
 
-    if (ws->zone->redis) {
+    if (s->zone->redis) {
         /* and the users of the other instances */
-        return ngx_http_realtime_redis_presence_query(ws, &room, users,
+        return ngx_http_realtime_redis_presence_query(s, &room, users,
                                                 cmd->has_id ? cmd->id : -1);
     }
 
-    return ngx_http_realtime_reply_new(ws, "presence",
+    return ngx_http_realtime_reply_new(s, "presence",
                                        json_pack("{s:s%, s:o}", "room",
                                                  cmd->room, cmd->room_len,
                                                  "users", users),
@@ -399,14 +441,14 @@ ngx_http_realtime_client_presence(ngx_http_realtime_conn_t *ws,
  */
 
 static ngx_int_t
-ngx_http_realtime_client_refresh(ngx_http_realtime_conn_t *ws,
+ngx_http_realtime_client_refresh(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd)
 {
     time_t       exp;
     ngx_int_t    rc;
     const char  *reason;
 
-    rc = ngx_http_realtime_jwt_refresh(ws, (u_char *) cmd->token,
+    rc = ngx_http_realtime_jwt_refresh(s, (u_char *) cmd->token,
                                        cmd->token_len, &exp, &reason);
 
     switch (rc) {
@@ -415,28 +457,28 @@ ngx_http_realtime_client_refresh(ngx_http_realtime_conn_t *ws,
         break;
 
     case NGX_DECLINED:
-        return ngx_http_realtime_error(ws, "INVALID_EVENT",
+        return ngx_http_realtime_error(s, "INVALID_EVENT",
                                  "\"refresh\" needs realtime_jwt_key",
                                  cmd->has_id ? cmd->id : -1);
 
     case NGX_HTTP_REALTIME_UNAUTHORIZED:
-        return ngx_http_realtime_error(ws, "UNAUTHORIZED", reason,
+        return ngx_http_realtime_error(s, "UNAUTHORIZED", reason,
                                        cmd->has_id ? cmd->id : -1);
 
     case NGX_HTTP_REALTIME_EXPIRED:
-        return ngx_http_realtime_error(ws, "TOKEN_EXPIRED", reason,
+        return ngx_http_realtime_error(s, "TOKEN_EXPIRED", reason,
                                        cmd->has_id ? cmd->id : -1);
 
     case NGX_HTTP_REALTIME_FORBIDDEN:
-        ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_FORBIDDEN,
-                                "token of another user");
+        s->handler->close(s, NGX_HTTP_REALTIME_CLOSE_FORBIDDEN,
+                          "token of another user");
         return NGX_OK;
 
     default:
         return NGX_ERROR;
     }
 
-    return ngx_http_realtime_reply_new(ws, "refreshed",
+    return ngx_http_realtime_reply_new(s, "refreshed",
                                        exp ? json_pack("{s:I}", "exp",
                                                        (json_int_t) exp)
                                            : json_pack("{s:n}", "exp"),
@@ -445,10 +487,10 @@ ngx_http_realtime_client_refresh(ngx_http_realtime_conn_t *ws,
 
 
 static ngx_int_t
-ngx_http_realtime_room_forbidden(ngx_http_realtime_conn_t *ws,
+ngx_http_realtime_room_forbidden(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd)
 {
-    return ngx_http_realtime_error(ws, "FORBIDDEN",
+    return ngx_http_realtime_error(s, "FORBIDDEN",
                                    "the token does not allow this room",
                                    cmd->has_id ? cmd->id : -1);
 }
@@ -457,19 +499,19 @@ ngx_http_realtime_room_forbidden(ngx_http_realtime_conn_t *ws,
 /* leaves every room, with presence events, and unregisters the socket */
 
 void
-ngx_http_realtime_client_close(ngx_http_realtime_conn_t *ws)
+ngx_http_realtime_client_close(ngx_http_realtime_session_t *s)
 {
     u_char                             name[NGX_HTTP_REALTIME_ROOM_MAX];
     ngx_str_t                          room;
     ngx_uint_t                         members, last;
     ngx_http_realtime_local_member_t  *lm;
 
-    if (ws->zone == NULL || ws->sh_conn == NULL) {
+    if (s->zone == NULL || s->sh_conn == NULL) {
         return;
     }
 
-    while (!ngx_queue_empty(&ws->rooms)) {
-        lm = ngx_queue_data(ngx_queue_head(&ws->rooms),
+    while (!ngx_queue_empty(&s->rooms)) {
+        lm = ngx_queue_data(ngx_queue_head(&s->rooms),
                             ngx_http_realtime_local_member_t, conn_link);
 
         /* the local room may go with the leave: keep the name */
@@ -477,30 +519,30 @@ ngx_http_realtime_client_close(ngx_http_realtime_conn_t *ws)
         room.len = ngx_min(lm->room->sn.str.len, sizeof(name));
         ngx_memcpy(name, lm->room->sn.str.data, room.len);
 
-        if (ngx_http_realtime_room_leave(ws, &room, &members, &last)
+        if (ngx_http_realtime_room_leave(s, &room, &members, &last)
             != NGX_OK)
         {
             break;
         }
 
-        if (last && ws->conf->presence) {
-            ngx_http_realtime_presence_event(ws, "presence:leave", &room);
+        if (last && s->conf->presence) {
+            ngx_http_realtime_presence_event(s, "presence:leave", &room);
         }
     }
 
-    ngx_http_realtime_room_disconnect(ws);
+    ngx_http_realtime_room_disconnect(s);
 }
 
 
 static void
-ngx_http_realtime_presence_event(ngx_http_realtime_conn_t *ws,
+ngx_http_realtime_presence_event(ngx_http_realtime_session_t *s,
     const char *event, ngx_str_t *room)
 {
     json_t                   *data, *json;
     ngx_http_realtime_msg_t  *msg;
 
     data = json_pack("{s:s%, s:s%}", "room", room->data, room->len,
-                     "userId", ws->user.data, ws->user.len);
+                     "userId", s->user.data, s->user.len);
     if (data == NULL) {
         return;
     }
@@ -519,8 +561,8 @@ ngx_http_realtime_presence_event(ngx_http_realtime_conn_t *ws,
         return;
     }
 
-    (void) ngx_http_realtime_publish(ws->zone, NGX_HTTP_REALTIME_TO_ROOM,
-                                     room, NULL, ws, msg, NULL);
+    (void) ngx_http_realtime_publish(s->zone, NGX_HTTP_REALTIME_TO_ROOM,
+                                     room, NULL, s, msg, NULL);
     ngx_http_realtime_msg_release(msg);
 }
 
@@ -528,7 +570,7 @@ ngx_http_realtime_presence_event(ngx_http_realtime_conn_t *ws,
 /* a reply whose data the caller made for it: taken over, NULL fails */
 
 static ngx_int_t
-ngx_http_realtime_reply_new(ngx_http_realtime_conn_t *ws, const char *event,
+ngx_http_realtime_reply_new(ngx_http_realtime_session_t *s, const char *event,
     json_t *data, ngx_http_realtime_cmd_t *cmd)
 {
     ngx_int_t  rc;
@@ -537,7 +579,7 @@ ngx_http_realtime_reply_new(ngx_http_realtime_conn_t *ws, const char *event,
         return NGX_ERROR;
     }
 
-    rc = ngx_http_realtime_reply(ws, event, data, cmd);
+    rc = ngx_http_realtime_reply(s, event, data, cmd);
     json_decref(data);
 
     return rc;
@@ -547,10 +589,10 @@ ngx_http_realtime_reply_new(ngx_http_realtime_conn_t *ws, const char *event,
 /* joined, left, published: {"room": R, <key>: n} */
 
 static ngx_int_t
-ngx_http_realtime_reply_room(ngx_http_realtime_conn_t *ws, const char *event,
+ngx_http_realtime_reply_room(ngx_http_realtime_session_t *s, const char *event,
     ngx_http_realtime_cmd_t *cmd, const char *key, ngx_uint_t n)
 {
-    return ngx_http_realtime_reply_new(ws, event,
+    return ngx_http_realtime_reply_new(s, event,
                                        json_pack("{s:s%, s:I}", "room",
                                                  cmd->room, cmd->room_len,
                                                  key, (json_int_t) n),
@@ -559,18 +601,52 @@ ngx_http_realtime_reply_room(ngx_http_realtime_conn_t *ws, const char *event,
 
 
 static ngx_int_t
-ngx_http_realtime_reply(ngx_http_realtime_conn_t *ws, const char *event,
+ngx_http_realtime_reply(ngx_http_realtime_session_t *s, const char *event,
     json_t *data, ngx_http_realtime_cmd_t *cmd)
+{
+    return s->handler->reply(s, event, data, cmd->has_id ? cmd->id : -1);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_error(ngx_http_realtime_session_t *s, const char *code,
+    const char *message, json_int_t id)
+{
+    return s->handler->error(s, code, message, id);
+}
+
+
+/*
+ * The native protocol's side of a session: JSON envelopes in text
+ * frames on the WebSocket connection that embeds the session.
+ */
+
+#define ngx_http_realtime_native_conn(s)                                     \
+    ((ngx_http_realtime_conn_t *)                                             \
+         ((u_char *) (s) - offsetof(ngx_http_realtime_conn_t, session)))
+
+
+static ngx_int_t
+ngx_http_realtime_native_deliver(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_msg_t *msg)
+{
+    return ngx_http_realtime_send(ngx_http_realtime_native_conn(s), msg);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_native_reply(ngx_http_realtime_session_t *s,
+    const char *event, json_t *data, json_int_t id)
 {
     json_t     *json;
     ngx_int_t   rc;
 
-    json = ngx_http_realtime_event(event, data, cmd->has_id ? cmd->id : -1);
+    json = ngx_http_realtime_event(event, data, id);
     if (json == NULL) {
         return NGX_ERROR;
     }
 
-    rc = ngx_http_realtime_send_json(ws, json);
+    rc = ngx_http_realtime_native_send_json(s, json);
     json_decref(json);
 
     return rc;
@@ -578,8 +654,8 @@ ngx_http_realtime_reply(ngx_http_realtime_conn_t *ws, const char *event,
 
 
 static ngx_int_t
-ngx_http_realtime_error(ngx_http_realtime_conn_t *ws, const char *code,
-    const char *message, json_int_t id)
+ngx_http_realtime_native_error(ngx_http_realtime_session_t *s,
+    const char *code, const char *message, json_int_t id)
 {
     json_t     *json;
     ngx_int_t   rc;
@@ -589,15 +665,16 @@ ngx_http_realtime_error(ngx_http_realtime_conn_t *ws, const char *code,
         return NGX_ERROR;
     }
 
-    rc = ngx_http_realtime_send_json(ws, json);
+    rc = ngx_http_realtime_native_send_json(s, json);
     json_decref(json);
 
     return rc;
 }
 
 
-ngx_int_t
-ngx_http_realtime_send_json(ngx_http_realtime_conn_t *ws, json_t *json)
+static ngx_int_t
+ngx_http_realtime_native_send_json(ngx_http_realtime_session_t *s,
+    json_t *json)
 {
     ngx_int_t                 rc;
     ngx_http_realtime_msg_t  *msg;
@@ -607,10 +684,41 @@ ngx_http_realtime_send_json(ngx_http_realtime_conn_t *ws, json_t *json)
         return NGX_ERROR;
     }
 
-    rc = ngx_http_realtime_send(ws, msg);
+    rc = ngx_http_realtime_send(ngx_http_realtime_native_conn(s), msg);
     ngx_http_realtime_msg_release(msg);
 
     return rc;
+}
+
+
+static void
+ngx_http_realtime_native_close(ngx_http_realtime_session_t *s,
+    ngx_uint_t code, char *reason)
+{
+    ngx_http_realtime_close(ngx_http_realtime_native_conn(s), code, reason);
+}
+
+
+static void
+ngx_http_realtime_native_deadline(ngx_http_realtime_session_t *s)
+{
+    ngx_http_realtime_liveness(ngx_http_realtime_native_conn(s));
+}
+
+
+static ngx_int_t
+ngx_http_realtime_native_message(ngx_http_realtime_conn_t *ws,
+    ngx_uint_t opcode, u_char *data, size_t len)
+{
+    return ngx_http_realtime_client_message(&ws->session, opcode, data, len);
+}
+
+
+static void
+ngx_http_realtime_native_release(ngx_http_realtime_conn_t *ws)
+{
+    ngx_http_realtime_redis_presence_cancel(&ws->session);
+    ngx_http_realtime_client_close(&ws->session);
 }
 
 

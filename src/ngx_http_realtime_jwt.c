@@ -45,9 +45,11 @@ static void ngx_http_realtime_jwt_claims_cleanup(void *data);
 static ngx_http_realtime_jwt_conn_t *ngx_http_realtime_jwt_conn(
     ngx_connection_t *c, ngx_http_realtime_jwt_conf_t *jcf, size_t user_len);
 static void ngx_http_realtime_jwt_conn_cleanup(void *data);
+static ngx_http_realtime_jwt_conn_t *ngx_http_realtime_jwt_alloc(
+    ngx_http_realtime_jwt_conf_t *jcf, size_t user_len, ngx_log_t *log);
 static ngx_int_t ngx_http_realtime_jwt_accept(
     ngx_http_realtime_jwt_conn_t *jwt, ngx_http_realtime_jwt_verified_t *v,
-    ngx_connection_t *c);
+    ngx_log_t *log);
 static ngx_int_t ngx_http_realtime_jwt_refuse(ngx_http_request_t *r,
     ngx_int_t rc, ngx_http_realtime_jwt_verified_t *v);
 static ngx_int_t ngx_http_realtime_jwt_add_variables(ngx_conf_t *cf);
@@ -181,14 +183,14 @@ static ngx_str_t  ngx_http_realtime_jwt_claim_prefix =
 
 /*
  * In the handshake, before the socket is registered.  NGX_OK: no JWT
- * here, or a valid one (its claims in ctx, ws->jwt set); NGX_DONE: the
+ * here, or a valid one (its claims in ctx, s->jwt set); NGX_DONE: the
  * 401 is sent; NGX_DECLINED: realtime_auth_failure close, the socket is
  * to be upgraded and closed at once, never registered.
  */
 
 ngx_int_t
 ngx_http_realtime_jwt_handshake(ngx_http_request_t *r,
-    ngx_http_realtime_ctx_t *ctx, ngx_http_realtime_conn_t *ws)
+    ngx_http_realtime_ctx_t *ctx, ngx_http_realtime_session_t *s)
 {
     ngx_int_t                          rc;
     ngx_http_realtime_jwt_conf_t      *jcf;
@@ -218,7 +220,7 @@ ngx_http_realtime_jwt_handshake(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ws->jwt = jwt;
+    s->jwt = jwt;
 
     if (rc != NGX_OK) {
         /*
@@ -234,7 +236,7 @@ ngx_http_realtime_jwt_handshake(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    if (ngx_http_realtime_jwt_accept(jwt, &v, r->connection) != NGX_OK) {
+    if (ngx_http_realtime_jwt_accept(jwt, &v, r->connection->log) != NGX_OK) {
         json_decref(v.claims);
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -298,12 +300,12 @@ ngx_http_realtime_jwt_push(ngx_http_request_t *r)
 void
 ngx_http_realtime_jwt_upgraded(ngx_http_realtime_conn_t *ws)
 {
-    if (ws->jwt && ws->jwt->close_code) {
+    if (ws->session.jwt && ws->session.jwt->close_code) {
         ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
                       "realtime: closing unauthenticated socket with %ui",
-                      ws->jwt->close_code);
-        ngx_http_realtime_close(ws, ws->jwt->close_code,
-                                ws->jwt->close_reason);
+                      ws->session.jwt->close_code);
+        ngx_http_realtime_close(ws, ws->session.jwt->close_code,
+                                ws->session.jwt->close_reason);
     }
 }
 
@@ -311,27 +313,27 @@ ngx_http_realtime_jwt_upgraded(ngx_http_realtime_conn_t *ws)
 /* how long the socket's token stays valid: 0 expired, or a timer */
 
 ngx_msec_t
-ngx_http_realtime_jwt_ttl(ngx_http_realtime_conn_t *ws)
+ngx_http_realtime_jwt_ttl(ngx_http_realtime_session_t *s)
 {
     ngx_msec_int_t   ms;
     ngx_time_t      *tp;
 
-    if (ws->jwt == NULL || ws->jwt->deadline == 0 || ws->jwt->close_code) {
+    if (s->jwt == NULL || s->jwt->deadline == 0 || s->jwt->close_code) {
         return NGX_TIMER_INFINITE;
     }
 
     tp = ngx_timeofday();
 
-    if (ws->jwt->deadline <= tp->sec) {
+    if (s->jwt->deadline <= tp->sec) {
         return 0;
     }
 
-    if (ws->jwt->deadline - tp->sec > NGX_HTTP_REALTIME_JWT_TIMER_MAX / 1000)
+    if (s->jwt->deadline - tp->sec > NGX_HTTP_REALTIME_JWT_TIMER_MAX / 1000)
     {
         return NGX_HTTP_REALTIME_JWT_TIMER_MAX;
     }
 
-    ms = (ngx_msec_int_t) (ws->jwt->deadline - tp->sec) * 1000
+    ms = (ngx_msec_int_t) (s->jwt->deadline - tp->sec) * 1000
          - (ngx_msec_int_t) tp->msec;
 
     return (ms > 0) ? (ngx_msec_t) ms : 0;
@@ -341,13 +343,13 @@ ngx_http_realtime_jwt_ttl(ngx_http_realtime_conn_t *ws)
 /* realtime_jwt_rooms_claim: NGX_OK when the token allows the room */
 
 ngx_int_t
-ngx_http_realtime_jwt_room_allowed(ngx_http_realtime_conn_t *ws,
+ngx_http_realtime_jwt_room_allowed(ngx_http_realtime_session_t *s,
     ngx_str_t *room)
 {
     ngx_uint_t                     i;
     ngx_http_realtime_jwt_conn_t  *jwt;
 
-    jwt = ws->jwt;
+    jwt = s->jwt;
 
     if (jwt == NULL || jwt->conf->rooms_claim.len == 0) {
         return NGX_OK;
@@ -374,7 +376,7 @@ ngx_http_realtime_jwt_room_allowed(ngx_http_realtime_conn_t *ws,
  */
 
 ngx_int_t
-ngx_http_realtime_jwt_refresh(ngx_http_realtime_conn_t *ws, u_char *data,
+ngx_http_realtime_jwt_refresh(ngx_http_realtime_session_t *s, u_char *data,
     size_t len, time_t *exp, const char **reason)
 {
     ngx_int_t                          rc;
@@ -382,7 +384,7 @@ ngx_http_realtime_jwt_refresh(ngx_http_realtime_conn_t *ws, u_char *data,
     ngx_http_realtime_jwt_conn_t      *jwt;
     ngx_http_realtime_jwt_verified_t   v;
 
-    jwt = ws->jwt;
+    jwt = s->jwt;
 
     if (jwt == NULL) {
         return NGX_DECLINED;
@@ -391,7 +393,7 @@ ngx_http_realtime_jwt_refresh(ngx_http_realtime_conn_t *ws, u_char *data,
     token.data = data;
     token.len = len;
 
-    rc = ngx_http_realtime_jwt_verify(jwt->conf, &token, ws->connection->log,
+    rc = ngx_http_realtime_jwt_verify(jwt->conf, &token, s->log,
                                       &v);
 
     if (rc != NGX_OK) {
@@ -402,14 +404,14 @@ ngx_http_realtime_jwt_refresh(ngx_http_realtime_conn_t *ws, u_char *data,
     if (v.res.user_len != jwt->user.len
         || ngx_memcmp(v.res.user, jwt->user.data, jwt->user.len) != 0)
     {
-        ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, s->log, 0,
                       "realtime: refresh with a token of user \"%*s\", "
                       "closing", v.res.user_len, v.res.user);
         json_decref(v.claims);
         return NGX_HTTP_REALTIME_FORBIDDEN;
     }
 
-    rc = ngx_http_realtime_jwt_accept(jwt, &v, ws->connection);
+    rc = ngx_http_realtime_jwt_accept(jwt, &v, s->log);
     json_decref(v.claims);
 
     if (rc != NGX_OK) {
@@ -419,7 +421,7 @@ ngx_http_realtime_jwt_refresh(ngx_http_realtime_conn_t *ws, u_char *data,
     *exp = v.res.has_exp ? (time_t) v.res.exp : 0;
 
     /* the new exp may come sooner than the timer */
-    ngx_http_realtime_liveness(ws);
+    s->handler->deadline(s);
 
     return NGX_OK;
 }
@@ -742,8 +744,7 @@ ngx_http_realtime_jwt_conn(ngx_connection_t *c,
         return NULL;
     }
 
-    jwt = ngx_calloc(sizeof(ngx_http_realtime_jwt_conn_t) + user_len,
-                     c->log);
+    jwt = ngx_http_realtime_jwt_alloc(jcf, user_len, c->log);
     if (jwt == NULL) {
         return NULL;
     }
@@ -751,10 +752,209 @@ ngx_http_realtime_jwt_conn(ngx_connection_t *c,
     cln->handler = ngx_http_realtime_jwt_conn_cleanup;
     cln->data = jwt;
 
+    return jwt;
+}
+
+
+static ngx_http_realtime_jwt_conn_t *
+ngx_http_realtime_jwt_alloc(ngx_http_realtime_jwt_conf_t *jcf,
+    size_t user_len, ngx_log_t *log)
+{
+    ngx_http_realtime_jwt_conn_t  *jwt;
+
+    jwt = ngx_calloc(sizeof(ngx_http_realtime_jwt_conn_t) + user_len, log);
+    if (jwt == NULL) {
+        return NULL;
+    }
+
     jwt->conf = jcf;
     jwt->user.data = (u_char *) jwt + sizeof(ngx_http_realtime_jwt_conn_t);
 
     return jwt;
+}
+
+
+/*
+ * Socket.IO: a token from the handshake request, when it has one, is
+ * checked there (NGX_DONE: the 401 is out); without one the namespace
+ * CONNECT must bring it (*required).  The state is the caller's to
+ * free with ngx_http_realtime_jwt_free().
+ */
+
+ngx_int_t
+ngx_http_realtime_jwt_sio_handshake(ngx_http_request_t *r,
+    ngx_http_realtime_jwt_conn_t **jwtp, ngx_uint_t *required)
+{
+    ngx_int_t                          rc;
+    ngx_http_realtime_ctx_t           *ctx;
+    ngx_http_realtime_jwt_conf_t      *jcf;
+    ngx_http_realtime_jwt_conn_t      *jwt;
+    ngx_http_realtime_jwt_verified_t   v;
+
+    *jwtp = NULL;
+    *required = 0;
+
+    jcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_jwt_module);
+
+    if (jcf->keys == NULL) {
+        return NGX_OK;
+    }
+
+    rc = ngx_http_realtime_jwt_authenticate(r, jcf, 0, &v);
+
+    if (rc == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (rc != NGX_OK && v.missing) {
+        *required = 1;
+        return NGX_OK;
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_realtime_jwt_refuse(r, rc, &v);
+    }
+
+    jwt = ngx_http_realtime_jwt_alloc(jcf, v.res.user_len, r->connection->log);
+    if (jwt == NULL) {
+        json_decref(v.claims);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_realtime_jwt_accept(jwt, &v, r->connection->log) != NGX_OK) {
+        ngx_http_realtime_jwt_free(jwt);
+        json_decref(v.claims);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
+
+    if (ctx && ngx_http_realtime_jwt_keep_claims(r, ctx, v.claims) != NGX_OK) {
+        ngx_http_realtime_jwt_free(jwt);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx == NULL) {
+        json_decref(v.claims);
+    }
+
+    *jwtp = jwt;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Socket.IO: the token of a namespace CONNECT's auth payload, "Bearer "
+ * allowed.  NGX_OK with *jwtp, NGX_HTTP_REALTIME_UNAUTHORIZED or
+ * _EXPIRED with *reason, or NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_http_realtime_jwt_sio_connect(void *conf, ngx_str_t *value,
+    ngx_log_t *log, ngx_http_realtime_jwt_conn_t **jwtp,
+    const char **reason)
+{
+    ngx_http_realtime_jwt_conf_t  *jcf = conf;
+
+    ngx_int_t                          rc;
+    ngx_str_t                          token;
+    ngx_http_realtime_jwt_conn_t      *jwt;
+    ngx_http_realtime_jwt_verified_t   v;
+
+    *jwtp = NULL;
+    token = *value;
+
+    if (token.len > 7 && ngx_strncasecmp(token.data, (u_char *) "Bearer ", 7)
+                         == 0)
+    {
+        token.data += 7;
+        token.len -= 7;
+    }
+
+    if (token.len == 0) {
+        *reason = "token is missing";
+        return NGX_HTTP_REALTIME_UNAUTHORIZED;
+    }
+
+    rc = ngx_http_realtime_jwt_verify(jcf, &token, log, &v);
+
+    if (rc != NGX_OK) {
+        *reason = v.res.reason;
+        return rc;
+    }
+
+    jwt = ngx_http_realtime_jwt_alloc(jcf, v.res.user_len, log);
+    if (jwt == NULL) {
+        json_decref(v.claims);
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_realtime_jwt_accept(jwt, &v, log);
+    json_decref(v.claims);
+
+    if (rc != NGX_OK) {
+        ngx_http_realtime_jwt_free(jwt);
+        return NGX_ERROR;
+    }
+
+    *jwtp = jwt;
+
+    return NGX_OK;
+}
+
+
+/* a copy for another namespace of the same Engine.IO session */
+
+ngx_http_realtime_jwt_conn_t *
+ngx_http_realtime_jwt_copy(ngx_http_realtime_jwt_conn_t *jwt, ngx_log_t *log)
+{
+    size_t                         size;
+    ngx_uint_t                     i;
+    ngx_http_realtime_jwt_conn_t  *copy;
+
+    copy = ngx_http_realtime_jwt_alloc(jwt->conf, jwt->user.len, log);
+    if (copy == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(copy->user.data, jwt->user.data, jwt->user.len);
+    copy->user.len = jwt->user.len;
+    copy->deadline = jwt->deadline;
+
+    if (jwt->nrooms) {
+        /* one block: the names follow the array, as accept() made it */
+
+        size = jwt->nrooms * sizeof(ngx_str_t);
+
+        for (i = 0; i < jwt->nrooms; i++) {
+            size += jwt->rooms[i].len;
+        }
+
+        copy->rooms = ngx_alloc(size, log);
+        if (copy->rooms == NULL) {
+            ngx_http_realtime_jwt_free(copy);
+            return NULL;
+        }
+
+        ngx_memcpy(copy->rooms, jwt->rooms, size);
+        copy->nrooms = jwt->nrooms;
+
+        for (i = 0; i < jwt->nrooms; i++) {
+            copy->rooms[i].data = (u_char *) copy->rooms
+                                  + (jwt->rooms[i].data
+                                     - (u_char *) jwt->rooms);
+        }
+    }
+
+    return copy;
+}
+
+
+void
+ngx_http_realtime_jwt_free(ngx_http_realtime_jwt_conn_t *jwt)
+{
+    ngx_http_realtime_jwt_conn_cleanup(jwt);
 }
 
 
@@ -778,7 +978,7 @@ ngx_http_realtime_jwt_conn_cleanup(void *data)
 
 static ngx_int_t
 ngx_http_realtime_jwt_accept(ngx_http_realtime_jwt_conn_t *jwt,
-    ngx_http_realtime_jwt_verified_t *v, ngx_connection_t *c)
+    ngx_http_realtime_jwt_verified_t *v, ngx_log_t *log)
 {
     u_char                        *p;
     size_t                         i, n, size;
@@ -827,7 +1027,7 @@ ngx_http_realtime_jwt_accept(ngx_http_realtime_jwt_conn_t *jwt,
     rooms = NULL;
 
     if (n) {
-        rooms = ngx_alloc(n * sizeof(ngx_str_t) + size, c->log);
+        rooms = ngx_alloc(n * sizeof(ngx_str_t) + size, log);
         if (rooms == NULL) {
             return NGX_ERROR;
         }

@@ -98,15 +98,93 @@ struct ngx_http_realtime_msg_s {
     ngx_uint_t                         refs;
     size_t                             len;
     size_t                             size;
-    ngx_http_realtime_msg_t           *next;      /* in the free list */
+    ngx_http_realtime_msg_t           *next;      /* free list, siblings */
     u_char                            *data;
     unsigned                           persistent:1;
+
+    /*
+     * The same publication encoded for another protocol, made by the
+     * first receiver that needs it and shared by the rest: a list by
+     * next, each keyed (a Socket.IO namespace), freed with this one.
+     */
+    ngx_http_realtime_msg_t           *derived;
+    ngx_str_t                          key;
 };
 
 
+/*
+ * A session: what the hub knows of a client, whatever its protocol and
+ * transport.  The hub (ngx_http_realtime_room.c), the commands
+ * (ngx_http_realtime_events.c), JWT and Redis presence work on sessions
+ * and reach the client only through the handler its adapter installed:
+ * the native protocol on a WebSocket connection (conn_t embeds its
+ * session), or a Socket.IO namespace (ngx_http_realtime_sio.c).
+ */
 typedef struct {
+    /* a publication of the hub, as the native text frame */
+    ngx_int_t  (*deliver)(ngx_http_realtime_session_t *s,
+                          ngx_http_realtime_msg_t *msg);
+
+    /* the answer to a command; id < 0: the client asked for none */
+    ngx_int_t  (*reply)(ngx_http_realtime_session_t *s, const char *event,
+                        json_t *data, json_int_t id);
+    ngx_int_t  (*error)(ngx_http_realtime_session_t *s, const char *code,
+                        const char *message, json_int_t id);
+
+    /* ends the session, with a close code of the native protocol */
+    void       (*close)(ngx_http_realtime_session_t *s, ngx_uint_t code,
+                        char *reason);
+
+    /* the token's deadline moved: a refresh */
+    void       (*deadline)(ngx_http_realtime_session_t *s);
+} ngx_http_realtime_session_handler_t;
+
+
+struct ngx_http_realtime_session_s {
+    const ngx_http_realtime_session_handler_t  *handler;
+    ngx_log_t                         *log;
+    ngx_http_realtime_loc_conf_t      *conf;
+
+    /* rooms: see ngx_http_realtime_room.c */
+    ngx_http_realtime_zone_t          *zone;
+    ngx_str_t                          user;
+    ngx_str_t                          id;
+    u_char                             id_data[NGX_INT64_LEN];
+    ngx_http_realtime_sh_conn_t       *sh_conn;
+    ngx_http_realtime_local_user_t    *local_user;
+    ngx_queue_t                        user_link;
+    ngx_queue_t                        zone_link;
+    ngx_queue_t                        rooms;        /* local_member_t */
+    ngx_queue_t                        lookups;      /* Redis questions */
+    ngx_uint_t                         nrooms;
+
+    /* realtime_jwt_key: the token's user, exp and rooms; NULL: no JWT */
+    ngx_http_realtime_jwt_conn_t      *jwt;
+
+    /* realtime_rate_limit: a leaky bucket as in limit_req */
+    ngx_msec_t                         rate_last;
+    ngx_uint_t                         rate_excess;
+    ngx_uint_t                         rate_strikes;
+    unsigned                           rate_started:1;
+};
+
+
+typedef struct ngx_http_realtime_conn_s  ngx_http_realtime_conn_t;
+
+/* the protocol spoken on a WebSocket connection, installed at handshake */
+typedef struct {
+    ngx_int_t  (*message)(ngx_http_realtime_conn_t *ws, ngx_uint_t opcode,
+                          u_char *data, size_t len);
+    void       (*liveness)(ngx_http_realtime_conn_t *ws);
+    void       (*release)(ngx_http_realtime_conn_t *ws);
+} ngx_http_realtime_adapter_t;
+
+
+/* a WebSocket connection: the transport, and the native session */
+struct ngx_http_realtime_conn_s {
     ngx_connection_t                  *connection;
     ngx_http_realtime_loc_conf_t      *conf;
+    const ngx_http_realtime_adapter_t *adapter;
 
     ngx_http_realtime_frame_parser_t   parser;
 
@@ -130,33 +208,13 @@ typedef struct {
 
     ngx_str_t                          subprotocol;
 
-    /* rooms: see ngx_http_realtime_room.c */
-    ngx_http_realtime_zone_t          *zone;
-    ngx_str_t                          user;
-    ngx_str_t                          id;
-    u_char                             id_data[NGX_INT64_LEN];
-    ngx_http_realtime_sh_conn_t       *sh_conn;
-    ngx_http_realtime_local_user_t    *local_user;
-    ngx_queue_t                        user_link;
-    ngx_queue_t                        zone_link;
-    ngx_queue_t                        rooms;        /* local_member_t */
-    ngx_queue_t                        lookups;      /* Redis questions */
-    ngx_uint_t                         nrooms;
-
-    /* realtime_jwt_key: the token's user, exp and rooms; NULL: no JWT */
-    ngx_http_realtime_jwt_conn_t      *jwt;
-
-    /* realtime_rate_limit: a leaky bucket as in limit_req */
-    ngx_msec_t                         rate_last;
-    ngx_uint_t                         rate_excess;
-    ngx_uint_t                         rate_strikes;
+    ngx_http_realtime_session_t        session;
 
     unsigned                           upgraded:1;
-    unsigned                           rate_started:1;
     unsigned                           close_sent:1;
     unsigned                           close_received:1;
     unsigned                           lingering:1;
-} ngx_http_realtime_conn_t;
+};
 
 
 /* a request's context in this module */
@@ -181,6 +239,9 @@ void ngx_http_realtime_close(ngx_http_realtime_conn_t *ws, ngx_uint_t code,
     char *reason);
 void ngx_http_realtime_release(ngx_http_realtime_conn_t *ws);
 void ngx_http_realtime_liveness(ngx_http_realtime_conn_t *ws);
+void ngx_http_realtime_abort(ngx_http_realtime_conn_t *ws);
+
+extern const ngx_http_realtime_adapter_t  ngx_http_realtime_echo_adapter;
 
 ngx_http_realtime_msg_t *ngx_http_realtime_msg_frame(ngx_uint_t opcode,
     u_char *payload, size_t len);
@@ -194,36 +255,36 @@ ngx_http_realtime_zone_t *ngx_http_realtime_zone_add(ngx_conf_t *cf,
     ngx_str_t *name, size_t size);
 ngx_int_t ngx_http_realtime_zone_init_process(ngx_cycle_t *cycle);
 void ngx_http_realtime_zone_exit_process(ngx_cycle_t *cycle);
-ngx_int_t ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws);
-void ngx_http_realtime_room_disconnect(ngx_http_realtime_conn_t *ws);
-ngx_int_t ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws,
+ngx_int_t ngx_http_realtime_room_connect(ngx_http_realtime_session_t *s);
+void ngx_http_realtime_room_disconnect(ngx_http_realtime_session_t *s);
+ngx_int_t ngx_http_realtime_room_join(ngx_http_realtime_session_t *s,
     ngx_str_t *room, ngx_uint_t *members, ngx_uint_t *first);
 ngx_http_realtime_local_member_t *ngx_http_realtime_local_find(
-    ngx_http_realtime_conn_t *ws, ngx_str_t *room);
-ngx_int_t ngx_http_realtime_room_leave(ngx_http_realtime_conn_t *ws,
+    ngx_http_realtime_session_t *s, ngx_str_t *room);
+ngx_int_t ngx_http_realtime_room_leave(ngx_http_realtime_session_t *s,
     ngx_str_t *room, ngx_uint_t *members, ngx_uint_t *last);
 json_t *ngx_http_realtime_room_presence(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room);
 ngx_int_t ngx_http_realtime_publish(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
-    ngx_http_realtime_conn_t *skip, ngx_http_realtime_msg_t *msg,
+    ngx_http_realtime_session_t *skip, ngx_http_realtime_msg_t *msg,
     ngx_uint_t *recipients);
 ngx_uint_t ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
-    ngx_http_realtime_conn_t *skip, ngx_http_realtime_msg_t *msg);
+    ngx_http_realtime_session_t *skip, ngx_http_realtime_msg_t *msg);
 
 ngx_int_t ngx_http_realtime_publish_zone(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
-    ngx_http_realtime_conn_t *skip, ngx_http_realtime_msg_t *msg,
+    ngx_http_realtime_session_t *skip, ngx_http_realtime_msg_t *msg,
     ngx_uint_t *recipients);
 
 /* ngx_http_realtime_redis.c */
 typedef void (*ngx_http_realtime_redis_lookup_pt)(void *data, json_t *users,
     ngx_uint_t sockets, ngx_int_t rc);
 
-ngx_int_t ngx_http_realtime_redis_presence_query(ngx_http_realtime_conn_t *ws,
+ngx_int_t ngx_http_realtime_redis_presence_query(ngx_http_realtime_session_t *s,
     ngx_str_t *room, json_t *users, json_int_t id);
-void ngx_http_realtime_redis_presence_cancel(ngx_http_realtime_conn_t *ws);
+void ngx_http_realtime_redis_presence_cancel(ngx_http_realtime_session_t *s);
 ngx_int_t ngx_http_realtime_redis_lookup(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *name, ngx_http_realtime_redis_lookup_pt handler,
     void *data);
@@ -261,13 +322,18 @@ void ngx_http_realtime_ipc_wake(ngx_pid_t pid, uint32_t id);
 uint32_t ngx_http_realtime_ipc_worker_id(void);
 
 /* ngx_http_realtime_events.c */
-ngx_int_t ngx_http_realtime_client_open(ngx_http_realtime_conn_t *ws);
-ngx_int_t ngx_http_realtime_client_message(ngx_http_realtime_conn_t *ws,
+ngx_int_t ngx_http_realtime_client_open(ngx_http_realtime_session_t *s);
+ngx_int_t ngx_http_realtime_client_message(ngx_http_realtime_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len);
-void ngx_http_realtime_client_close(ngx_http_realtime_conn_t *ws);
-ngx_int_t ngx_http_realtime_send_json(ngx_http_realtime_conn_t *ws,
-    json_t *json);
+ngx_int_t ngx_http_realtime_command(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_cmd_t *cmd);
+ngx_int_t ngx_http_realtime_rate_check(ngx_http_realtime_session_t *s);
+void ngx_http_realtime_client_close(ngx_http_realtime_session_t *s);
 ngx_http_realtime_msg_t *ngx_http_realtime_msg_json(json_t *json);
+
+extern const ngx_http_realtime_session_handler_t
+    ngx_http_realtime_native_handler;
+extern const ngx_http_realtime_adapter_t  ngx_http_realtime_native_adapter;
 
 /* ngx_http_realtime_push.c, ngx_http_realtime_status.c */
 ngx_int_t ngx_http_realtime_push_handler(ngx_http_request_t *r);
@@ -278,14 +344,22 @@ ngx_int_t ngx_http_realtime_metrics_handler(ngx_http_request_t *r);
 
 /* ngx_http_realtime_jwt.c */
 ngx_int_t ngx_http_realtime_jwt_handshake(ngx_http_request_t *r,
-    ngx_http_realtime_ctx_t *ctx, ngx_http_realtime_conn_t *ws);
+    ngx_http_realtime_ctx_t *ctx, ngx_http_realtime_session_t *s);
 ngx_int_t ngx_http_realtime_jwt_push(ngx_http_request_t *r);
 void ngx_http_realtime_jwt_upgraded(ngx_http_realtime_conn_t *ws);
-ngx_msec_t ngx_http_realtime_jwt_ttl(ngx_http_realtime_conn_t *ws);
-ngx_int_t ngx_http_realtime_jwt_room_allowed(ngx_http_realtime_conn_t *ws,
+ngx_msec_t ngx_http_realtime_jwt_ttl(ngx_http_realtime_session_t *s);
+ngx_int_t ngx_http_realtime_jwt_room_allowed(ngx_http_realtime_session_t *s,
     ngx_str_t *room);
-ngx_int_t ngx_http_realtime_jwt_refresh(ngx_http_realtime_conn_t *ws,
+ngx_int_t ngx_http_realtime_jwt_refresh(ngx_http_realtime_session_t *s,
     u_char *data, size_t len, time_t *exp, const char **reason);
+ngx_int_t ngx_http_realtime_jwt_sio_handshake(ngx_http_request_t *r,
+    ngx_http_realtime_jwt_conn_t **jwtp, ngx_uint_t *required);
+ngx_int_t ngx_http_realtime_jwt_sio_connect(void *jcf, ngx_str_t *value,
+    ngx_log_t *log, ngx_http_realtime_jwt_conn_t **jwtp,
+    const char **reason);
+ngx_http_realtime_jwt_conn_t *ngx_http_realtime_jwt_copy(
+    ngx_http_realtime_jwt_conn_t *jwt, ngx_log_t *log);
+void ngx_http_realtime_jwt_free(ngx_http_realtime_jwt_conn_t *jwt);
 
 /* ngx_http_realtime_module.c */
 ngx_int_t ngx_http_realtime_send_error(ngx_http_request_t *r,

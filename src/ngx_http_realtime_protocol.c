@@ -43,10 +43,9 @@ int
 ngx_http_realtime_cmd_parse(ngx_http_realtime_cmd_t *cmd, const char *buf,
     size_t len, ngx_http_realtime_cmd_error_t *err)
 {
-    char                                *p;
-    json_t                              *root, *event, *id;
-    json_error_t                         error;
-    const ngx_http_realtime_cmd_name_t  *n;
+    char          *p;
+    json_t        *root;
+    json_error_t   error;
 
     memset(cmd, 0, sizeof(ngx_http_realtime_cmd_t));
 
@@ -74,6 +73,19 @@ ngx_http_realtime_cmd_parse(ngx_http_realtime_cmd_t *cmd, const char *buf,
 
         return -1;
     }
+
+    return ngx_http_realtime_cmd_read(cmd, root, err);
+}
+
+
+int
+ngx_http_realtime_cmd_read(ngx_http_realtime_cmd_t *cmd, json_t *root,
+    ngx_http_realtime_cmd_error_t *err)
+{
+    json_t                              *event, *id;
+    const ngx_http_realtime_cmd_name_t  *n;
+
+    memset(cmd, 0, sizeof(ngx_http_realtime_cmd_t));
 
     cmd->root = root;
 

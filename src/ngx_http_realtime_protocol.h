@@ -68,6 +68,13 @@ typedef struct {
 int ngx_http_realtime_cmd_parse(ngx_http_realtime_cmd_t *cmd,
     const char *buf, size_t len, ngx_http_realtime_cmd_error_t *err);
 
+/*
+ * The same from a parsed message, which cmd takes over (cmd->root) in
+ * every case: the Socket.IO adapter builds {"event", "data", "id"}.
+ */
+int ngx_http_realtime_cmd_read(ngx_http_realtime_cmd_t *cmd, json_t *root,
+    ngx_http_realtime_cmd_error_t *err);
+
 void ngx_http_realtime_cmd_free(ngx_http_realtime_cmd_t *cmd);
 
 /* 1..128 bytes of [A-Za-z0-9] and _ - : . @ / # */

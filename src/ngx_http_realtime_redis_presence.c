@@ -31,8 +31,8 @@ static void ngx_http_realtime_presence_answer(void *data, json_t *users,
 
 /* a client's presence question waiting for Redis */
 typedef struct {
-    ngx_queue_t                        queue;    /* in ws->lookups */
-    ngx_http_realtime_conn_t          *ws;       /* NULL: it went away */
+    ngx_queue_t                        queue;    /* in s->lookups */
+    ngx_http_realtime_session_t       *s;        /* NULL: it went away */
     json_t                            *users;
     json_int_t                         id;
     ngx_str_t                          room;
@@ -409,32 +409,32 @@ ngx_http_realtime_redis_on_lookup(redisAsyncContext *ac, void *r,
  */
 
 ngx_int_t
-ngx_http_realtime_redis_presence_query(ngx_http_realtime_conn_t *ws,
+ngx_http_realtime_redis_presence_query(ngx_http_realtime_session_t *s,
     ngx_str_t *room, json_t *users, json_int_t id)
 {
     ngx_http_realtime_presence_query_t  *pq;
 
     pq = ngx_alloc(sizeof(ngx_http_realtime_presence_query_t) + room->len,
-                   ws->connection->log);
+                   s->log);
     if (pq == NULL) {
         json_decref(users);
         return NGX_ERROR;
     }
 
-    pq->ws = ws;
+    pq->s = s;
     pq->users = users;
     pq->id = id;
     pq->room.len = room->len;
     pq->room.data = (u_char *) pq + sizeof(ngx_http_realtime_presence_query_t);
     ngx_memcpy(pq->room.data, room->data, room->len);
 
-    if (ws->lookups.next == NULL) {
-        ngx_queue_init(&ws->lookups);
+    if (s->lookups.next == NULL) {
+        ngx_queue_init(&s->lookups);
     }
 
-    ngx_queue_insert_tail(&ws->lookups, &pq->queue);
+    ngx_queue_insert_tail(&s->lookups, &pq->queue);
 
-    if (ngx_http_realtime_redis_lookup(ws->zone, NGX_HTTP_REALTIME_IPC_MEMBER,
+    if (ngx_http_realtime_redis_lookup(s->zone, NGX_HTTP_REALTIME_IPC_MEMBER,
                                        room,
                                        ngx_http_realtime_presence_answer, pq)
         != NGX_OK)
@@ -454,10 +454,10 @@ ngx_http_realtime_presence_answer(void *data, json_t *remote,
     ngx_http_realtime_presence_query_t *pq = data;
 
     size_t       i;
-    json_t      *v, *event, *seen;
+    json_t      *v, *answer, *seen;
     const char  *user;
 
-    if (pq->ws == NULL) {
+    if (pq->s == NULL) {
         goto done;
     }
 
@@ -479,17 +479,12 @@ ngx_http_realtime_presence_answer(void *data, json_t *remote,
         json_decref(seen);
     }
 
-    event = json_pack("{s:s, s:{s:s%, s:O}}", "event", "presence",
-                      "data", "room", pq->room.data, pq->room.len,
-                      "users", pq->users);
+    answer = json_pack("{s:s%, s:O}", "room", pq->room.data, pq->room.len,
+                       "users", pq->users);
 
-    if (event && pq->id >= 0) {
-        json_object_set_new(event, "id", json_integer(pq->id));
-    }
-
-    if (event) {
-        (void) ngx_http_realtime_send_json(pq->ws, event);
-        json_decref(event);
+    if (answer) {
+        (void) pq->s->handler->reply(pq->s, "presence", answer, pq->id);
+        json_decref(answer);
     }
 
 done:
@@ -502,20 +497,20 @@ done:
 /* a closing socket's questions are answered to nobody */
 
 void
-ngx_http_realtime_redis_presence_cancel(ngx_http_realtime_conn_t *ws)
+ngx_http_realtime_redis_presence_cancel(ngx_http_realtime_session_t *s)
 {
     ngx_queue_t                         *q;
     ngx_http_realtime_presence_query_t  *pq;
 
-    if (ws->lookups.next == NULL) {
+    if (s->lookups.next == NULL) {
         return;
     }
 
-    while (!ngx_queue_empty(&ws->lookups)) {
-        q = ngx_queue_head(&ws->lookups);
+    while (!ngx_queue_empty(&s->lookups)) {
+        q = ngx_queue_head(&s->lookups);
         ngx_queue_remove(q);
 
         pq = ngx_queue_data(q, ngx_http_realtime_presence_query_t, queue);
-        pq->ws = NULL;
+        pq->s = NULL;
     }
 }

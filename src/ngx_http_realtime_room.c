@@ -407,7 +407,7 @@ ngx_http_realtime_slot_purge(ngx_http_realtime_zone_t *zone, ngx_uint_t slot)
  */
 
 ngx_int_t
-ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws)
+ngx_http_realtime_room_connect(ngx_http_realtime_session_t *s)
 {
     u_char                        *p;
     uint64_t                       id;
@@ -415,35 +415,35 @@ ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws)
     ngx_uint_t                     created;
     ngx_slab_pool_t               *shpool;
     ngx_http_realtime_zone_t      *zone;
-    ngx_http_realtime_slot_t      *s;
+    ngx_http_realtime_slot_t      *slot;
     ngx_http_realtime_sh_conn_t   *conn;
     ngx_http_realtime_sh_user_t   *user;
     ngx_http_realtime_local_user_t *lu;
 
-    zone = ws->zone;
+    zone = s->zone;
     shpool = zone->shpool;
 
     if (zone->slot == NGX_HTTP_REALTIME_SLOTS) {
         return NGX_ERROR;
     }
 
-    s = &zone->sh->slots[zone->slot];
+    slot = &zone->sh->slots[zone->slot];
 
     ngx_shmtx_lock(&shpool->mutex);
 
     id = ++zone->sh->next_id;
 
-    p = ws->id_data;
-    ws->id.data = p;
-    ws->id.len = ngx_sprintf(p, "%uL", id) - p;
+    p = s->id_data;
+    s->id.data = p;
+    s->id.len = ngx_sprintf(p, "%uL", id) - p;
 
     /* an anonymous user is its connection */
 
-    if (ws->user.len == 0) {
-        ws->user = ws->id;
+    if (s->user.len == 0) {
+        s->user = s->id;
     }
 
-    name = ws->user;
+    name = s->user;
 
     user = ngx_http_realtime_sh_node(zone, &zone->sh->users, &name,
                                      sizeof(ngx_http_realtime_sh_user_t), 1,
@@ -456,8 +456,8 @@ ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws)
         ngx_queue_init(&user->conns);
         zone->sh->nusers++;
 
-    } else if (ws->conf->max_user_connections
-               && user->nconns >= ws->conf->max_user_connections)
+    } else if (s->conf->max_user_connections
+               && user->nconns >= s->conf->max_user_connections)
     {
         ngx_shmtx_unlock(&shpool->mutex);
         return NGX_HTTP_REALTIME_LIMIT;
@@ -483,7 +483,7 @@ ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws)
     ngx_queue_insert_tail(&user->conns, &conn->user_link);
 
     user->nconns++;
-    s->connections++;
+    slot->connections++;
     zone->sh->nconnections++;
 
     ngx_http_realtime_redis_notify_locked(zone, NGX_HTTP_REALTIME_IPC_USER,
@@ -493,12 +493,12 @@ ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws)
 
     ngx_http_realtime_redis_wake(zone);
 
-    ws->sh_conn = conn;
+    s->sh_conn = conn;
 
     lu = ngx_http_realtime_local_node(&zone->users, &name,
                                       sizeof(ngx_http_realtime_local_user_t));
     if (lu == NULL) {
-        ngx_http_realtime_room_disconnect(ws);
+        ngx_http_realtime_room_disconnect(s);
         return NGX_ERROR;
     }
 
@@ -506,10 +506,10 @@ ngx_http_realtime_room_connect(ngx_http_realtime_conn_t *ws)
         ngx_queue_init(&lu->conns);
     }
 
-    ws->local_user = lu;
-    ngx_queue_insert_tail(&lu->conns, &ws->user_link);
-    ngx_queue_insert_tail(&zone->conns, &ws->zone_link);
-    ngx_queue_init(&ws->rooms);
+    s->local_user = lu;
+    ngx_queue_insert_tail(&lu->conns, &s->user_link);
+    ngx_queue_insert_tail(&zone->conns, &s->zone_link);
+    ngx_queue_init(&s->rooms);
 
     return NGX_OK;
 
@@ -518,7 +518,7 @@ full:
     ngx_shmtx_unlock(&shpool->mutex);
     (void) ngx_atomic_fetch_add(&zone->sh->zone_full, 1);
 
-    ngx_log_error(NGX_LOG_ERR, ws->connection->log, 0,
+    ngx_log_error(NGX_LOG_ERR, s->log, 0,
                   "realtime zone \"%V\" is full, connection refused",
                   &zone->name);
 
@@ -529,35 +529,35 @@ full:
 /* removes a socket; its rooms must have been left already */
 
 void
-ngx_http_realtime_room_disconnect(ngx_http_realtime_conn_t *ws)
+ngx_http_realtime_room_disconnect(ngx_http_realtime_session_t *s)
 {
     ngx_http_realtime_zone_t        *zone;
     ngx_http_realtime_local_user_t  *lu;
 
-    zone = ws->zone;
+    zone = s->zone;
 
-    if (ws->local_user) {
-        lu = ws->local_user;
+    if (s->local_user) {
+        lu = s->local_user;
 
-        ngx_queue_remove(&ws->user_link);
-        ngx_queue_remove(&ws->zone_link);
+        ngx_queue_remove(&s->user_link);
+        ngx_queue_remove(&s->zone_link);
 
         if (ngx_queue_empty(&lu->conns)) {
             ngx_rbtree_delete(&zone->users, &lu->sn.node);
             ngx_free(lu);
         }
 
-        ws->local_user = NULL;
+        s->local_user = NULL;
     }
 
-    if (ws->sh_conn) {
+    if (s->sh_conn) {
         ngx_shmtx_lock(&zone->shpool->mutex);
-        ngx_http_realtime_sh_disconnect(zone, ws->sh_conn);
+        ngx_http_realtime_sh_disconnect(zone, s->sh_conn);
         ngx_shmtx_unlock(&zone->shpool->mutex);
 
         ngx_http_realtime_redis_wake(zone);
 
-        ws->sh_conn = NULL;
+        s->sh_conn = NULL;
     }
 }
 
@@ -597,7 +597,7 @@ ngx_http_realtime_sh_disconnect(ngx_http_realtime_zone_t *zone,
 
 
 ngx_int_t
-ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
+ngx_http_realtime_room_join(ngx_http_realtime_session_t *s, ngx_str_t *room,
     ngx_uint_t *members, ngx_uint_t *first)
 {
     ngx_uint_t                         room_created, user_created;
@@ -609,11 +609,11 @@ ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
     ngx_http_realtime_sh_room_user_t  *ru;
     ngx_http_realtime_local_member_t  *lm;
 
-    zone = ws->zone;
+    zone = s->zone;
     shpool = zone->shpool;
     *first = 0;
 
-    if (ngx_http_realtime_local_find(ws, room)) {
+    if (ngx_http_realtime_local_find(s, room)) {
         /* joining twice is harmless: answer with the room as it is */
         ngx_shmtx_lock(&shpool->mutex);
         r = (ngx_http_realtime_sh_room_t *)
@@ -624,12 +624,12 @@ ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
         return NGX_OK;
     }
 
-    if (ws->nrooms >= ws->conf->max_rooms) {
+    if (s->nrooms >= s->conf->max_rooms) {
         return NGX_HTTP_REALTIME_LIMIT;
     }
 
     lm = ngx_alloc(sizeof(ngx_http_realtime_local_member_t),
-                   ws->connection->log);
+                   s->log);
     if (lm == NULL) {
         return NGX_ERROR;
     }
@@ -661,7 +661,7 @@ ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
     }
 
     ru = ngx_http_realtime_sh_node(zone, &r->users,
-                                   &ws->sh_conn->user->sn.str,
+                                   &s->sh_conn->user->sn.str,
                                    sizeof(ngx_http_realtime_sh_room_user_t), 0,
                                    &user_created);
     if (ru == NULL) {
@@ -679,7 +679,7 @@ ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
 
     m->room = r;
     m->room_user = ru;
-    ngx_queue_insert_tail(&ws->sh_conn->members, &m->conn_link);
+    ngx_queue_insert_tail(&s->sh_conn->members, &m->conn_link);
 
     if (user_created) {
         r->nusers++;
@@ -698,18 +698,18 @@ ngx_http_realtime_room_join(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
     }
 
     ngx_http_realtime_redis_notify_locked(zone, NGX_HTTP_REALTIME_IPC_MEMBER,
-                                          room, &ws->user);
+                                          room, &s->user);
 
     ngx_shmtx_unlock(&shpool->mutex);
 
     ngx_http_realtime_redis_wake(zone);
 
-    lm->ws = ws;
+    lm->session = s;
     lm->room = lr;
     lm->sh = m;
     ngx_queue_insert_tail(&lr->members, &lm->room_link);
-    ngx_queue_insert_tail(&ws->rooms, &lm->conn_link);
-    ws->nrooms++;
+    ngx_queue_insert_tail(&s->rooms, &lm->conn_link);
+    s->nrooms++;
 
     return NGX_OK;
 
@@ -732,7 +732,7 @@ full:
 
     ngx_free(lm);
 
-    ngx_log_error(NGX_LOG_ERR, ws->connection->log, 0,
+    ngx_log_error(NGX_LOG_ERR, s->log, 0,
                   "realtime zone \"%V\" is full, join \"%V\" refused",
                   &zone->name, room);
 
@@ -746,16 +746,16 @@ full:
  */
 
 ngx_int_t
-ngx_http_realtime_room_leave(ngx_http_realtime_conn_t *ws, ngx_str_t *room,
+ngx_http_realtime_room_leave(ngx_http_realtime_session_t *s, ngx_str_t *room,
     ngx_uint_t *members, ngx_uint_t *last)
 {
     ngx_http_realtime_zone_t          *zone;
     ngx_http_realtime_sh_room_t       *r;
     ngx_http_realtime_local_member_t  *lm;
 
-    zone = ws->zone;
+    zone = s->zone;
 
-    lm = ngx_http_realtime_local_find(ws, room);
+    lm = ngx_http_realtime_local_find(s, room);
     if (lm == NULL) {
         return NGX_HTTP_REALTIME_NOT_FOUND;
     }
@@ -872,7 +872,7 @@ ngx_http_realtime_room_presence(ngx_http_realtime_zone_t *zone,
 
 ngx_int_t
 ngx_http_realtime_publish(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
-    ngx_str_t *target, ngx_str_t *except, ngx_http_realtime_conn_t *skip,
+    ngx_str_t *target, ngx_str_t *except, ngx_http_realtime_session_t *skip,
     ngx_http_realtime_msg_t *msg, ngx_uint_t *recipients)
 {
     ngx_int_t  rc;
@@ -894,7 +894,7 @@ ngx_http_realtime_publish(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
 ngx_int_t
 ngx_http_realtime_publish_zone(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
-    ngx_http_realtime_conn_t *skip, ngx_http_realtime_msg_t *msg,
+    ngx_http_realtime_session_t *skip, ngx_http_realtime_msg_t *msg,
     ngx_uint_t *recipients)
 {
     ngx_int_t                     rc;
@@ -1045,13 +1045,13 @@ ngx_http_realtime_room_except(ngx_http_realtime_zone_t *zone,
 
 ngx_uint_t
 ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
-    ngx_str_t *target, ngx_str_t *except, ngx_http_realtime_conn_t *skip,
+    ngx_str_t *target, ngx_str_t *except, ngx_http_realtime_session_t *skip,
     ngx_http_realtime_msg_t *msg)
 {
     uint32_t                           hash;
     ngx_uint_t                         n;
     ngx_queue_t                       *q, *next, *head;
-    ngx_http_realtime_conn_t          *ws;
+    ngx_http_realtime_session_t       *s;
     ngx_http_realtime_local_room_t    *lr;
     ngx_http_realtime_local_user_t    *lu;
     ngx_http_realtime_local_member_t  *lm;
@@ -1095,26 +1095,28 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
         case NGX_HTTP_REALTIME_TO_ROOM:
             lm = ngx_queue_data(q, ngx_http_realtime_local_member_t,
                                 room_link);
-            ws = lm->ws;
+            s = lm->session;
             break;
 
         case NGX_HTTP_REALTIME_TO_USER:
-            ws = ngx_queue_data(q, ngx_http_realtime_conn_t, user_link);
+            s = ngx_queue_data(q, ngx_http_realtime_session_t, user_link);
             break;
 
         default:
-            ws = ngx_queue_data(q, ngx_http_realtime_conn_t, zone_link);
+            s = ngx_queue_data(q, ngx_http_realtime_session_t, zone_link);
         }
 
-        if (ws == skip
+        if (s == skip
             || (except && except->len
-                && ws->user.len == except->len
-                && ngx_memcmp(ws->user.data, except->data, except->len) == 0))
+                && s->user.len == except->len
+                && ngx_memcmp(s->user.data, except->data, except->len) == 0))
         {
             continue;
         }
 
-        if (ngx_http_realtime_send(ws, msg) == NGX_OK) {
+        /* never frees a session: the next link stays valid */
+
+        if (s->handler->deliver(s, msg) == NGX_OK) {
             n++;
         }
     }
@@ -1126,13 +1128,13 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
 
 
 ngx_http_realtime_local_member_t *
-ngx_http_realtime_local_find(ngx_http_realtime_conn_t *ws, ngx_str_t *room)
+ngx_http_realtime_local_find(ngx_http_realtime_session_t *s, ngx_str_t *room)
 {
     ngx_queue_t                       *q;
     ngx_http_realtime_local_member_t  *lm;
 
-    for (q = ngx_queue_head(&ws->rooms);
-         q != ngx_queue_sentinel(&ws->rooms);
+    for (q = ngx_queue_head(&s->rooms);
+         q != ngx_queue_sentinel(&s->rooms);
          q = ngx_queue_next(q))
     {
         lm = ngx_queue_data(q, ngx_http_realtime_local_member_t, conn_link);
@@ -1158,7 +1160,7 @@ ngx_http_realtime_local_leave(ngx_http_realtime_zone_t *zone,
 
     ngx_queue_remove(&lm->room_link);
     ngx_queue_remove(&lm->conn_link);
-    ((ngx_http_realtime_conn_t *) lm->ws)->nrooms--;
+    lm->session->nrooms--;
 
     if (ngx_queue_empty(&lr->members)) {
         ngx_rbtree_delete(&zone->rooms, &lr->sn.node);

@@ -28,6 +28,7 @@
 #define NGX_HTTP_REALTIME_INSTANCE_LEN 16
 
 typedef struct ngx_http_realtime_sh_user_s  ngx_http_realtime_sh_user_t;
+typedef struct ngx_http_realtime_session_s  ngx_http_realtime_session_t;
 typedef struct ngx_http_realtime_redis_s  ngx_http_realtime_redis_t;
 
 
@@ -150,7 +151,7 @@ typedef struct {
 
 typedef struct {
     ngx_str_node_t                     sn;
-    ngx_queue_t                        conns;        /* conn_t user_link */
+    ngx_queue_t                        conns;        /* session user_link */
 } ngx_http_realtime_local_user_t;
 
 
@@ -158,7 +159,7 @@ typedef struct {
 typedef struct {
     ngx_queue_t                        room_link;
     ngx_queue_t                        conn_link;
-    void                              *ws;
+    ngx_http_realtime_session_t       *session;
     ngx_http_realtime_local_room_t    *room;
     ngx_http_realtime_sh_member_t     *sh;
 } ngx_http_realtime_local_member_t;

@@ -55,7 +55,7 @@ static ngx_table_elt_t *ngx_http_realtime_add_header(ngx_http_request_t *r,
     char *name, size_t len, ngx_str_t *value);
 static void ngx_http_realtime_flush_handshake(ngx_http_request_t *r);
 static ngx_int_t ngx_http_realtime_register(ngx_http_request_t *r,
-    ngx_http_realtime_conn_t *ws);
+    ngx_http_realtime_session_t *s);
 static void ngx_http_realtime_handshake_cleanup(void *data);
 
 
@@ -158,6 +158,12 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
 
     ws->connection = r->connection;
     ws->conf = rlcf;
+    ws->adapter = (rlcf->mode == NGX_HTTP_REALTIME_ECHO)
+                  ? &ngx_http_realtime_echo_adapter
+                  : &ngx_http_realtime_native_adapter;
+    ws->session.handler = &ngx_http_realtime_native_handler;
+    ws->session.log = r->connection->log;
+    ws->session.conf = rlcf;
     ws->subprotocol = protocol;
     ws->out = ws->out_inline;
     ws->out_size = NGX_HTTP_REALTIME_OUT_INLINE;
@@ -166,10 +172,10 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
 
     /* NGX_DECLINED: upgraded to be closed at once, never registered */
 
-    rc = ngx_http_realtime_jwt_handshake(r, ctx, ws);
+    rc = ngx_http_realtime_jwt_handshake(r, ctx, &ws->session);
 
     if (rc == NGX_OK && rlcf->zone) {
-        rc = ngx_http_realtime_register(r, ws);
+        rc = ngx_http_realtime_register(r, &ws->session);
     }
 
     if (rc != NGX_OK && rc != NGX_DECLINED) {
@@ -594,21 +600,22 @@ ngx_http_realtime_flush_handshake(ngx_http_request_t *r)
  */
 
 static ngx_int_t
-ngx_http_realtime_register(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
+ngx_http_realtime_register(ngx_http_request_t *r,
+    ngx_http_realtime_session_t *s)
 {
     ngx_int_t            rc;
     ngx_str_t            user;
     ngx_pool_cleanup_t  *cln;
 
-    ws->zone = ws->conf->zone;
+    s->zone = s->conf->zone;
 
     /* without realtime_user, a token's user claim names the user */
 
-    if (ws->conf->user || ws->jwt) {
-        if (ws->conf->user == NULL) {
-            user = ws->jwt->user;
+    if (s->conf->user || s->jwt) {
+        if (s->conf->user == NULL) {
+            user = s->jwt->user;
 
-        } else if (ngx_http_complex_value(r, ws->conf->user, &user)
+        } else if (ngx_http_complex_value(r, s->conf->user, &user)
                    != NGX_OK)
         {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -631,17 +638,17 @@ ngx_http_realtime_register(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
                                                 "user id is not UTF-8");
         }
 
-        if (ws->conf->user == NULL) {
+        if (s->conf->user == NULL) {
             /* the token's user lives as long as the socket */
-            ws->user = user;
+            s->user = user;
 
         } else if (user.len) {
-            ws->user.data = ngx_pstrdup(r->connection->pool, &user);
-            if (ws->user.data == NULL) {
+            s->user.data = ngx_pstrdup(r->connection->pool, &user);
+            if (s->user.data == NULL) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
-            ws->user.len = user.len;
+            s->user.len = user.len;
         }
     }
 
@@ -650,22 +657,22 @@ ngx_http_realtime_register(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_realtime_room_connect(ws);
+    rc = ngx_http_realtime_room_connect(s);
 
     switch (rc) {
 
     case NGX_OK:
         cln->handler = ngx_http_realtime_handshake_cleanup;
-        cln->data = ws;
+        cln->data = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
 
         /* the welcome goes first, right behind the 101 */
-        return (ngx_http_realtime_client_open(ws) == NGX_OK)
+        return (ngx_http_realtime_client_open(s) == NGX_OK)
                ? NGX_OK : NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     case NGX_HTTP_REALTIME_LIMIT:
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "realtime: user \"%V\" has too many connections",
-                      &ws->user);
+                      &s->user);
         return ngx_http_realtime_refuse(r, NGX_HTTP_TOO_MANY_REQUESTS,
                                             "TOO_MANY_CONNECTIONS",
                                             "too many connections for "
@@ -687,9 +694,9 @@ ngx_http_realtime_register(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
 static void
 ngx_http_realtime_handshake_cleanup(void *data)
 {
-    ngx_http_realtime_conn_t  *ws = data;
+    ngx_http_realtime_ctx_t  *ctx = data;
 
-    if (!ws->upgraded) {
-        ngx_http_realtime_release(ws);
+    if (!ctx->ws->upgraded) {
+        ngx_http_realtime_release(ctx->ws);
     }
 }
