@@ -36,6 +36,13 @@ APT_TEST     := $(APT_BUILD) python3 python3-pytest python3-websockets \
                 clang libclang-rt-14-dev procps iproute2 libasan8 \
                 libubsan1
 
+# the Socket.IO harness (t/sioclient.py) drives the npm socket.io-client
+# under node; Debian's nodejs and npm only where no node is installed
+JS_DIR       := t/js
+JS_STAMP     := $(JS_DIR)/node_modules/.installed
+APT_NODE      = $(if $(shell command -v node),,nodejs) \
+                $(if $(shell command -v npm),,npm)
+
 SHELL        := /bin/bash
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SRCS         := $(wildcard src/*.c src/*.h) config
@@ -65,6 +72,12 @@ deps-build:
 
 deps-test:
 	$(call apt_install,$(APT_TEST))
+	$(call apt_install,$(APT_NODE))
+	@if [ ! -e $(JS_STAMP) ] || \
+	    [ $(JS_DIR)/package-lock.json -nt $(JS_STAMP) ]; then \
+	    npm ci --prefix $(JS_DIR) --no-audit --no-fund && \
+	    touch $(JS_STAMP); \
+	fi
 
 $(BUILD)/Makefile: config
 	@mkdir -p $(BUILD)
