@@ -64,6 +64,8 @@ static u_char                    ngx_http_realtime_ping_bytes[] = {
                                      0x89, 0x00 };
 
 const ngx_http_realtime_adapter_t  ngx_http_realtime_echo_adapter = {
+    sizeof(ngx_http_realtime_conn_t),
+    NULL,
     ngx_http_realtime_echo,
     ngx_http_realtime_liveness,
     ngx_http_realtime_echo_release

@@ -59,6 +59,8 @@ static void ngx_http_realtime_native_release(ngx_http_realtime_conn_t *ws);
 
 
 const ngx_http_realtime_adapter_t  ngx_http_realtime_native_adapter = {
+    sizeof(ngx_http_realtime_conn_t),
+    NULL,
     ngx_http_realtime_native_message,
     ngx_http_realtime_liveness,
     ngx_http_realtime_native_release

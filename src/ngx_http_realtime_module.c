@@ -71,6 +71,62 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       0,
       NULL },
 
+    { ngx_string("realtime_socketio"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_realtime,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_socketio_echo"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_realtime,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_engineio_echo"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_realtime,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_socketio_transports"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_sio_transports,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_socketio_ping_interval"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, sio_ping_interval),
+      NULL },
+
+    { ngx_string("realtime_socketio_ping_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, sio_ping_timeout),
+      NULL },
+
+    { ngx_string("realtime_socketio_max_payload"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, sio_max_payload),
+      NULL },
+
+    { ngx_string("realtime_socketio_namespaces"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_sio_namespaces,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("realtime_push"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_realtime_endpoint,
@@ -230,6 +286,10 @@ ngx_http_realtime_handler(ngx_http_request_t *r)
     }
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_module);
+
+    if (rlcf->mode >= NGX_HTTP_REALTIME_SIO) {
+        return ngx_http_realtime_sio_handler(r, rlcf);
+    }
 
     return ngx_http_realtime_handshake(r, rlcf);
 }
@@ -551,6 +611,11 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf)
     conf->send_buffer = NGX_CONF_UNSET_SIZE;
     conf->ping_interval = NGX_CONF_UNSET_MSEC;
     conf->idle_timeout = NGX_CONF_UNSET_MSEC;
+    conf->sio_transports = NGX_CONF_UNSET_UINT;
+    conf->sio_ping_interval = NGX_CONF_UNSET_MSEC;
+    conf->sio_ping_timeout = NGX_CONF_UNSET_MSEC;
+    conf->sio_max_payload = NGX_CONF_UNSET_SIZE;
+    conf->sio_namespaces = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -581,6 +646,19 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               25000);
     ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout, 60000);
 
+    /* the defaults of Socket.IO 4.8's server */
+    ngx_conf_merge_uint_value(conf->sio_transports, prev->sio_transports,
+                              NGX_HTTP_REALTIME_SIO_POLLING
+                              |NGX_HTTP_REALTIME_SIO_WEBSOCKET);
+    ngx_conf_merge_msec_value(conf->sio_ping_interval,
+                              prev->sio_ping_interval, 25000);
+    ngx_conf_merge_msec_value(conf->sio_ping_timeout,
+                              prev->sio_ping_timeout, 20000);
+    ngx_conf_merge_size_value(conf->sio_max_payload, prev->sio_max_payload,
+                              1000000);
+    ngx_conf_merge_ptr_value(conf->sio_namespaces, prev->sio_namespaces,
+                             NULL);
+
     return NGX_CONF_OK;
 }
 
@@ -597,8 +675,25 @@ ngx_http_realtime(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "is duplicate";
     }
 
-    rlcf->mode = (cmd->name.len == sizeof("realtime_echo") - 1)
-                 ? NGX_HTTP_REALTIME_ECHO : NGX_HTTP_REALTIME_ROOMS;
+    switch (cmd->name.len) {
+
+    case sizeof("realtime_echo") - 1:
+        rlcf->mode = NGX_HTTP_REALTIME_ECHO;
+        break;
+
+    case sizeof("realtime_socketio") - 1:
+        rlcf->mode = NGX_HTTP_REALTIME_SIO;
+        break;
+
+    case sizeof("realtime_socketio_echo") - 1:
+        rlcf->mode = (cmd->name.data[sizeof("realtime_") - 1] == 's')
+                     ? NGX_HTTP_REALTIME_SIO_ECHO
+                     : NGX_HTTP_REALTIME_EIO_ECHO;
+        break;
+
+    default:
+        rlcf->mode = NGX_HTTP_REALTIME_ROOMS;
+    }
 
     if (cf->args->nelts == 2) {
         value = cf->args->elts;

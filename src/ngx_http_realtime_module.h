@@ -22,6 +22,14 @@
 #define NGX_HTTP_REALTIME_OFF            0
 #define NGX_HTTP_REALTIME_ROOMS          1
 #define NGX_HTTP_REALTIME_ECHO           2
+/* Engine.IO v4 + Socket.IO v5, and the two endpoints of their suites */
+#define NGX_HTTP_REALTIME_SIO            3
+#define NGX_HTTP_REALTIME_SIO_ECHO       4
+#define NGX_HTTP_REALTIME_EIO_ECHO       5
+
+/* realtime_socketio_transports */
+#define NGX_HTTP_REALTIME_SIO_POLLING    0x01
+#define NGX_HTTP_REALTIME_SIO_WEBSOCKET  0x02
 
 /* how long a closing handshake may take before TCP is dropped */
 #define NGX_HTTP_REALTIME_CLOSE_TIMEOUT  3000
@@ -85,6 +93,13 @@ typedef struct {
     size_t                             send_buffer;
     ngx_msec_t                         ping_interval;
     ngx_msec_t                         idle_timeout;
+
+    /* realtime_socketio_* */
+    ngx_uint_t                         sio_transports;
+    ngx_msec_t                         sio_ping_interval;
+    ngx_msec_t                         sio_ping_timeout;
+    size_t                             sio_max_payload;
+    ngx_array_t                       *sio_namespaces;  /* ngx_str_t */
 } ngx_http_realtime_loc_conf_t;
 
 
@@ -173,6 +188,9 @@ typedef struct ngx_http_realtime_conn_s  ngx_http_realtime_conn_t;
 
 /* the protocol spoken on a WebSocket connection, installed at handshake */
 typedef struct {
+    /* what to allocate for the connection; open: NULL for the native */
+    size_t       size;
+    ngx_int_t  (*open)(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws);
     ngx_int_t  (*message)(ngx_http_realtime_conn_t *ws, ngx_uint_t opcode,
                           u_char *data, size_t len);
     void       (*liveness)(ngx_http_realtime_conn_t *ws);
@@ -360,6 +378,16 @@ ngx_int_t ngx_http_realtime_jwt_sio_connect(void *jcf, ngx_str_t *value,
 ngx_http_realtime_jwt_conn_t *ngx_http_realtime_jwt_copy(
     ngx_http_realtime_jwt_conn_t *jwt, ngx_log_t *log);
 void ngx_http_realtime_jwt_free(ngx_http_realtime_jwt_conn_t *jwt);
+
+/* ngx_http_realtime_sio.c */
+ngx_int_t ngx_http_realtime_sio_handler(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf);
+char *ngx_http_realtime_sio_transports(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_realtime_sio_namespaces(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+extern const ngx_http_realtime_adapter_t  ngx_http_realtime_sio_adapter;
 
 /* ngx_http_realtime_module.c */
 ngx_int_t ngx_http_realtime_send_error(ngx_http_request_t *r,

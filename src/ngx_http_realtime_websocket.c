@@ -69,6 +69,8 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
     ngx_http_realtime_conn_t       *ws;
     ngx_http_realtime_handshake_t   hs;
 
+    const ngx_http_realtime_adapter_t  *adapter;
+
     if (r->method != NGX_HTTP_GET) {
         return ngx_http_realtime_send_error(r, NGX_HTTP_BAD_REQUEST,
                                             "BAD_REQUEST",
@@ -141,13 +143,26 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
      * it does not fit, and a second one would be 512 bytes, not these.
      */
 
-    ws = ngx_pmemalign(r->connection->pool, sizeof(ngx_http_realtime_conn_t),
-                       NGX_ALIGNMENT);
+    switch (rlcf->mode) {
+
+    case NGX_HTTP_REALTIME_ECHO:
+        adapter = &ngx_http_realtime_echo_adapter;
+        break;
+
+    case NGX_HTTP_REALTIME_ROOMS:
+        adapter = &ngx_http_realtime_native_adapter;
+        break;
+
+    default:
+        adapter = &ngx_http_realtime_sio_adapter;
+    }
+
+    ws = ngx_pmemalign(r->connection->pool, adapter->size, NGX_ALIGNMENT);
     if (ws == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ngx_memzero(ws, sizeof(ngx_http_realtime_conn_t));
+    ngx_memzero(ws, adapter->size);
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_realtime_ctx_t));
     if (ctx == NULL) {
@@ -158,9 +173,7 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
 
     ws->connection = r->connection;
     ws->conf = rlcf;
-    ws->adapter = (rlcf->mode == NGX_HTTP_REALTIME_ECHO)
-                  ? &ngx_http_realtime_echo_adapter
-                  : &ngx_http_realtime_native_adapter;
+    ws->adapter = adapter;
     ws->session.handler = &ngx_http_realtime_native_handler;
     ws->session.log = r->connection->log;
     ws->session.conf = rlcf;
@@ -172,10 +185,15 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
 
     /* NGX_DECLINED: upgraded to be closed at once, never registered */
 
-    rc = ngx_http_realtime_jwt_handshake(r, ctx, &ws->session);
+    if (adapter->open) {
+        rc = adapter->open(r, ws);
 
-    if (rc == NGX_OK && rlcf->zone) {
-        rc = ngx_http_realtime_register(r, &ws->session);
+    } else {
+        rc = ngx_http_realtime_jwt_handshake(r, ctx, &ws->session);
+
+        if (rc == NGX_OK && rlcf->zone) {
+            rc = ngx_http_realtime_register(r, &ws->session);
+        }
     }
 
     if (rc != NGX_OK && rc != NGX_DECLINED) {

@@ -1,0 +1,1619 @@
+
+/*
+ * Copyright (C) ngx-realtime developers
+ *
+ * Socket.IO v5 over Engine.IO v4: the protocol adapter.  An Engine.IO
+ * session (eio_t) owns its transport and the Socket.IO sockets of the
+ * namespaces it connected; each of those is a hub session like a native
+ * socket, so rooms, users, presence, limits and the push API reach both
+ * protocols.  The hub hands a socket the native frame of a publication;
+ * the first socket of a namespace that needs it encodes it once as
+ * 42<nsp,>["event",data] and hangs it on the frame for the others.
+ *
+ * Every packet leaves as a WebSocket frame (text "4..." or a binary
+ * attachment): the WebSocket transport sends it as it is.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <openssl/rand.h>
+
+#include "ngx_http_realtime_module.h"
+#include "ngx_http_realtime_jwt.h"
+#include "ngx_http_realtime_eio.h"
+
+
+/* 15 random bytes, base64url: 120 bits */
+#define NGX_HTTP_REALTIME_SIO_ID_LEN  20
+
+
+typedef struct ngx_http_realtime_eio_s  ngx_http_realtime_eio_t;
+
+
+/* a namespace of an Engine.IO session: a session of the hub */
+typedef struct {
+    ngx_http_realtime_session_t    session;
+    ngx_queue_t                    link;      /* in eio->sockets */
+    ngx_http_realtime_eio_t       *eio;
+    ngx_str_t                      nsp;       /* the configuration's */
+    u_char                         id[NGX_HTTP_REALTIME_SIO_ID_LEN];
+    unsigned                       closed:1;
+} ngx_http_realtime_sio_socket_t;
+
+
+struct ngx_http_realtime_eio_s {
+    ngx_http_realtime_loc_conf_t  *conf;
+    ngx_log_t                     *log;
+    ngx_http_realtime_conn_t      *ws;        /* the transport */
+    ngx_queue_t                    sockets;   /* sio_socket_t */
+    ngx_queue_t                    closed;    /* freed between packets */
+
+    /* a token of the handshake request, or one due at CONNECT */
+    ngx_http_realtime_jwt_conn_t  *jwt;
+    ngx_http_realtime_jwt_conf_t  *jwt_conf;
+    ngx_str_t                      user;      /* realtime_user's value */
+
+    ngx_msec_t                     last_ping;
+
+    /* a BINARY_EVENT or BINARY_ACK waiting for its attachments */
+    u_char                        *binary;
+    size_t                         binary_len;
+    ngx_uint_t                     attachments;
+    ngx_uint_t                     nattached;
+    ngx_http_realtime_msg_t      **attached;
+
+    u_char                         sid[NGX_HTTP_REALTIME_SIO_ID_LEN];
+
+    unsigned                       pong_wait:1;
+    unsigned                       jwt_required:1;
+};
+
+
+/* a WebSocket connection that carries an Engine.IO session */
+typedef struct {
+    ngx_http_realtime_conn_t       ws;
+    ngx_http_realtime_eio_t       *eio;
+} ngx_http_realtime_sio_ws_t;
+
+
+static ngx_int_t ngx_http_realtime_eio_error(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_uint_t code, char *message);
+static ngx_int_t ngx_http_realtime_sio_ws_open(ngx_http_request_t *r,
+    ngx_http_realtime_conn_t *ws);
+static void ngx_http_realtime_sio_ws_cleanup(void *data);
+static ngx_int_t ngx_http_realtime_sio_ws_message(
+    ngx_http_realtime_conn_t *ws, ngx_uint_t opcode, u_char *data,
+    size_t len);
+static void ngx_http_realtime_sio_ws_liveness(ngx_http_realtime_conn_t *ws);
+static void ngx_http_realtime_sio_ws_release(ngx_http_realtime_conn_t *ws);
+
+static ngx_http_realtime_eio_t *ngx_http_realtime_eio_create(
+    ngx_http_request_t *r, ngx_http_realtime_loc_conf_t *rlcf);
+static void ngx_http_realtime_eio_destroy(ngx_http_realtime_eio_t *eio);
+static ngx_int_t ngx_http_realtime_eio_open_packet(
+    ngx_http_realtime_eio_t *eio);
+static ngx_int_t ngx_http_realtime_eio_receive(ngx_http_realtime_eio_t *eio,
+    ngx_uint_t binary, u_char *data, size_t len);
+static ngx_int_t ngx_http_realtime_eio_attachment(
+    ngx_http_realtime_eio_t *eio, u_char *data, size_t len);
+static ngx_int_t ngx_http_realtime_eio_send(ngx_http_realtime_eio_t *eio,
+    ngx_http_realtime_msg_t *msg);
+static ngx_int_t ngx_http_realtime_eio_send_text(ngx_http_realtime_eio_t *eio,
+    u_char *data, size_t len);
+static void ngx_http_realtime_eio_fail(ngx_http_realtime_eio_t *eio,
+    char *reason);
+static void ngx_http_realtime_eio_deadline(ngx_http_realtime_eio_t *eio);
+static void ngx_http_realtime_eio_collect(ngx_http_realtime_eio_t *eio);
+static void ngx_http_realtime_eio_drop_binary(ngx_http_realtime_eio_t *eio);
+
+static ngx_int_t ngx_http_realtime_sio_receive(ngx_http_realtime_eio_t *eio,
+    u_char *data, size_t len);
+static ngx_int_t ngx_http_realtime_sio_packet(ngx_http_realtime_eio_t *eio,
+    ngx_http_realtime_sio_packet_t *pkt);
+static ngx_int_t ngx_http_realtime_sio_connect(ngx_http_realtime_eio_t *eio,
+    ngx_http_realtime_sio_packet_t *pkt);
+static ngx_int_t ngx_http_realtime_sio_connect_error(
+    ngx_http_realtime_eio_t *eio, ngx_str_t *nsp, const char *message,
+    const char *code);
+static ngx_int_t ngx_http_realtime_sio_auth(ngx_http_realtime_eio_t *eio,
+    ngx_str_t *nsp, json_t *auth, ngx_http_realtime_jwt_conn_t **jwtp);
+static ngx_int_t ngx_http_realtime_sio_event(
+    ngx_http_realtime_sio_socket_t *sock,
+    ngx_http_realtime_sio_packet_t *pkt);
+static ngx_int_t ngx_http_realtime_sio_command(
+    ngx_http_realtime_sio_socket_t *sock, json_t *args, json_int_t id);
+static ngx_int_t ngx_http_realtime_sio_echo(
+    ngx_http_realtime_sio_socket_t *sock, json_t *args, json_int_t id);
+static ngx_str_t *ngx_http_realtime_sio_nsp_allowed(
+    ngx_http_realtime_eio_t *eio, ngx_str_t *nsp);
+static ngx_http_realtime_sio_socket_t *ngx_http_realtime_sio_find(
+    ngx_http_realtime_eio_t *eio, ngx_str_t *nsp);
+static void ngx_http_realtime_sio_end(ngx_http_realtime_sio_socket_t *sock,
+    ngx_uint_t notify);
+static ngx_http_realtime_msg_t *ngx_http_realtime_sio_msg(int type,
+    ngx_str_t *nsp, json_int_t id, json_t *data, unsigned attachments);
+static ngx_int_t ngx_http_realtime_sio_send(
+    ngx_http_realtime_sio_socket_t *sock, int type, json_int_t id,
+    json_t *data);
+static ngx_http_realtime_msg_t *ngx_http_realtime_sio_derive(
+    ngx_http_realtime_msg_t *msg, ngx_str_t *nsp);
+static void ngx_http_realtime_sio_random_id(u_char *id);
+
+static ngx_int_t ngx_http_realtime_sio_deliver(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_msg_t *msg);
+static ngx_int_t ngx_http_realtime_sio_reply(ngx_http_realtime_session_t *s,
+    const char *event, json_t *data, json_int_t id);
+static ngx_int_t ngx_http_realtime_sio_error(ngx_http_realtime_session_t *s,
+    const char *code, const char *message, json_int_t id);
+static void ngx_http_realtime_sio_close(ngx_http_realtime_session_t *s,
+    ngx_uint_t code, char *reason);
+static void ngx_http_realtime_sio_deadline(ngx_http_realtime_session_t *s);
+
+
+const ngx_http_realtime_adapter_t  ngx_http_realtime_sio_adapter = {
+    sizeof(ngx_http_realtime_sio_ws_t),
+    ngx_http_realtime_sio_ws_open,
+    ngx_http_realtime_sio_ws_message,
+    ngx_http_realtime_sio_ws_liveness,
+    ngx_http_realtime_sio_ws_release
+};
+
+
+static const ngx_http_realtime_session_handler_t
+    ngx_http_realtime_sio_session_handler = {
+    ngx_http_realtime_sio_deliver,
+    ngx_http_realtime_sio_reply,
+    ngx_http_realtime_sio_error,
+    ngx_http_realtime_sio_close,
+    ngx_http_realtime_sio_deadline
+};
+
+
+static ngx_str_t  ngx_http_realtime_sio_root = ngx_string("/");
+
+/* the application the official test suites expect */
+static ngx_str_t  ngx_http_realtime_sio_echo_nsps[] = {
+    ngx_string("/"),
+    ngx_string("/custom"),
+    ngx_null_string
+};
+
+static u_char  ngx_http_realtime_eio_ping_bytes[] = { 0x81, 0x01, '2' };
+
+static ngx_http_realtime_msg_t  ngx_http_realtime_eio_ping_msg = {
+    1, sizeof(ngx_http_realtime_eio_ping_bytes), 0, NULL,
+    ngx_http_realtime_eio_ping_bytes, 1, NULL, ngx_null_string
+};
+
+
+/*
+ * The HTTP entry of a realtime_socketio location: the query decides,
+ * as in Node's engine.io, and its refusals are the same JSON.
+ */
+
+ngx_int_t
+ngx_http_realtime_sio_handler(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf)
+{
+    ngx_str_t  version, transport, sid;
+
+    if (ngx_http_arg(r, (u_char *) "EIO", 3, &version) != NGX_OK
+        || version.len != 1 || version.data[0] != '4')
+    {
+        return ngx_http_realtime_eio_error(r, NGX_HTTP_BAD_REQUEST, 5,
+                                           "Unsupported protocol version");
+    }
+
+    if (ngx_http_arg(r, (u_char *) "transport", 9, &transport) != NGX_OK) {
+        ngx_str_null(&transport);
+    }
+
+    if (ngx_http_arg(r, (u_char *) "sid", 3, &sid) != NGX_OK) {
+        ngx_str_null(&sid);
+    }
+
+    if (transport.len == 9
+        && ngx_strncmp(transport.data, "websocket", 9) == 0
+        && (rlcf->sio_transports & NGX_HTTP_REALTIME_SIO_WEBSOCKET))
+    {
+        if (sid.len) {
+            /* an upgrade needs the polling transport */
+            return ngx_http_realtime_eio_error(r, NGX_HTTP_BAD_REQUEST, 1,
+                                               "Session ID unknown");
+        }
+
+        return ngx_http_realtime_handshake(r, rlcf);
+    }
+
+    return ngx_http_realtime_eio_error(r, NGX_HTTP_BAD_REQUEST, 0,
+                                       "Transport unknown");
+}
+
+
+static ngx_int_t
+ngx_http_realtime_eio_error(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_uint_t code, char *message)
+{
+    u_char     *p, *last;
+    ngx_str_t   type;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "realtime: engine.io refused: %s", message);
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    p = ngx_pnalloc(r->pool, sizeof("{\"code\":,\"message\":\"\"}")
+                             + NGX_INT_T_LEN + ngx_strlen(message));
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    last = ngx_sprintf(p, "{\"code\":%ui,\"message\":\"%s\"}", code,
+                       message);
+
+    ngx_str_set(&type, "application/json");
+
+    return ngx_http_realtime_send_body(r, status, &type, p, last - p);
+}
+
+
+/* the handshake of a WebSocket without sid: a new Engine.IO session */
+
+static ngx_int_t
+ngx_http_realtime_sio_ws_open(ngx_http_request_t *r,
+    ngx_http_realtime_conn_t *ws)
+{
+    ngx_pool_cleanup_t       *cln;
+    ngx_http_realtime_eio_t  *eio;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    eio = ngx_http_realtime_eio_create(r, ws->conf);
+    if (eio == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (eio == (ngx_http_realtime_eio_t *) NGX_CONF_ERROR) {
+        /* the refusal is out */
+        return NGX_DONE;
+    }
+
+    eio->ws = ws;
+    ((ngx_http_realtime_sio_ws_t *) ws)->eio = eio;
+
+    /* a handshake that fails before the 101 frees the session */
+    cln->handler = ngx_http_realtime_sio_ws_cleanup;
+    cln->data = ws;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "realtime eio open sid:%*s (websocket)",
+                   (size_t) NGX_HTTP_REALTIME_SIO_ID_LEN, eio->sid);
+
+    return (ngx_http_realtime_eio_open_packet(eio) == NGX_OK)
+           ? NGX_OK : NGX_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+
+static void
+ngx_http_realtime_sio_ws_cleanup(void *data)
+{
+    ngx_http_realtime_conn_t *ws = data;
+
+    if (!ws->upgraded) {
+        ngx_http_realtime_release(ws);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_realtime_sio_ws_message(ngx_http_realtime_conn_t *ws,
+    ngx_uint_t opcode, u_char *data, size_t len)
+{
+    ngx_http_realtime_eio_t  *eio;
+
+    eio = ((ngx_http_realtime_sio_ws_t *) ws)->eio;
+
+    return ngx_http_realtime_eio_receive(eio,
+                                         opcode == NGX_HTTP_REALTIME_OP_BINARY,
+                                         data, len);
+}
+
+
+/*
+ * The one timer of the connection: the server's ping every interval, a
+ * pong due within the timeout, and the tokens' deadlines.
+ */
+
+static void
+ngx_http_realtime_sio_ws_liveness(ngx_http_realtime_conn_t *ws)
+{
+    ngx_msec_t                       now, next, ttl, elapsed;
+    ngx_queue_t                     *q, *nq;
+    ngx_http_realtime_eio_t         *eio;
+    ngx_http_realtime_loc_conf_t    *conf;
+    ngx_http_realtime_sio_socket_t  *sock;
+
+    eio = ((ngx_http_realtime_sio_ws_t *) ws)->eio;
+    conf = eio->conf;
+    now = ngx_current_msec;
+    elapsed = now - eio->last_ping;
+
+    if (eio->pong_wait && elapsed >= conf->sio_ping_timeout) {
+        ngx_log_error(NGX_LOG_INFO, eio->log, 0,
+                      "realtime: engine.io ping timeout, closing");
+        ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_GOING_AWAY,
+                                "ping timeout");
+        return;
+    }
+
+    if (!eio->pong_wait && elapsed >= conf->sio_ping_interval) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, eio->log, 0,
+                       "realtime eio ping");
+
+        eio->last_ping = now;
+        eio->pong_wait = 1;
+        elapsed = 0;
+
+        if (ngx_http_realtime_send(ws, &ngx_http_realtime_eio_ping_msg)
+            != NGX_OK)
+        {
+            ngx_http_realtime_abort(ws);
+            return;
+        }
+
+        if (ws->close_sent) {
+            return;
+        }
+    }
+
+    next = eio->pong_wait ? conf->sio_ping_timeout - elapsed
+                          : conf->sio_ping_interval - elapsed;
+
+    for (q = ngx_queue_head(&eio->sockets);
+         q != ngx_queue_sentinel(&eio->sockets);
+         q = nq)
+    {
+        nq = ngx_queue_next(q);
+        sock = ngx_queue_data(q, ngx_http_realtime_sio_socket_t, link);
+
+        ttl = ngx_http_realtime_jwt_ttl(&sock->session);
+
+        if (ttl == 0) {
+            ngx_log_error(NGX_LOG_INFO, eio->log, 0,
+                          "realtime: token expired, socket.io namespace "
+                          "\"%V\" disconnected", &sock->nsp);
+            ngx_http_realtime_sio_end(sock, 1);
+            continue;
+        }
+
+        next = ngx_min(next, ttl);
+    }
+
+    ngx_add_timer(ws->connection->read, next);
+}
+
+
+static void
+ngx_http_realtime_sio_ws_release(ngx_http_realtime_conn_t *ws)
+{
+    ngx_http_realtime_sio_ws_t  *sws;
+
+    sws = (ngx_http_realtime_sio_ws_t *) ws;
+
+    if (sws->eio) {
+        ngx_http_realtime_eio_destroy(sws->eio);
+        sws->eio = NULL;
+    }
+}
+
+
+/*
+ * A new Engine.IO session: its sid, its user and the token of the
+ * request.  NGX_CONF_ERROR (as a pointer) when the refusal is sent.
+ */
+
+static ngx_http_realtime_eio_t *
+ngx_http_realtime_eio_create(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf)
+{
+    ngx_int_t                      rc;
+    ngx_str_t                      user;
+    ngx_uint_t                     required;
+    ngx_http_realtime_eio_t       *eio;
+    ngx_http_realtime_jwt_conn_t  *jwt;
+
+    rc = ngx_http_realtime_jwt_sio_handshake(r, &jwt, &required);
+
+    if (rc != NGX_OK) {
+        return (rc == NGX_DONE) ? (void *) NGX_CONF_ERROR : NULL;
+    }
+
+    ngx_str_null(&user);
+
+    if (rlcf->user
+        && ngx_http_complex_value(r, rlcf->user, &user) != NGX_OK)
+    {
+        goto failed;
+    }
+
+    if (user.len > NGX_HTTP_REALTIME_USER_MAX) {
+        user.len = 0;
+    }
+
+    eio = ngx_calloc(sizeof(ngx_http_realtime_eio_t) + user.len,
+                     r->connection->log);
+    if (eio == NULL) {
+        goto failed;
+    }
+
+    eio->conf = rlcf;
+    eio->log = r->connection->log;
+    eio->jwt = jwt;
+    eio->jwt_conf = ngx_http_get_module_loc_conf(r,
+                                                 ngx_http_realtime_jwt_module);
+    eio->jwt_required = required;
+    eio->last_ping = ngx_current_msec;
+
+    eio->user.data = (u_char *) eio + sizeof(ngx_http_realtime_eio_t);
+    eio->user.len = user.len;
+    ngx_memcpy(eio->user.data, user.data, user.len);
+
+    ngx_queue_init(&eio->sockets);
+    ngx_queue_init(&eio->closed);
+
+    ngx_http_realtime_sio_random_id(eio->sid);
+
+    return eio;
+
+failed:
+
+    if (jwt) {
+        ngx_http_realtime_jwt_free(jwt);
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_realtime_eio_destroy(ngx_http_realtime_eio_t *eio)
+{
+    ngx_queue_t                     *q;
+    ngx_http_realtime_sio_socket_t  *sock;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, eio->log, 0,
+                   "realtime eio close sid:%*s",
+                   (size_t) NGX_HTTP_REALTIME_SIO_ID_LEN, eio->sid);
+
+    while (!ngx_queue_empty(&eio->sockets)) {
+        q = ngx_queue_head(&eio->sockets);
+        sock = ngx_queue_data(q, ngx_http_realtime_sio_socket_t, link);
+        ngx_http_realtime_sio_end(sock, 0);
+    }
+
+    ngx_http_realtime_eio_collect(eio);
+    ngx_http_realtime_eio_drop_binary(eio);
+
+    if (eio->jwt) {
+        ngx_http_realtime_jwt_free(eio->jwt);
+    }
+
+    ngx_free(eio);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_eio_open_packet(ngx_http_realtime_eio_t *eio)
+{
+    u_char                        buf[256], *last;
+    ngx_http_realtime_loc_conf_t  *conf;
+
+    conf = eio->conf;
+
+    last = ngx_snprintf(buf, sizeof(buf),
+                        "0{\"sid\":\"%*s\",\"upgrades\":[%s],"
+                        "\"pingInterval\":%M,\"pingTimeout\":%M,"
+                        "\"maxPayload\":%uz}",
+                        (size_t) NGX_HTTP_REALTIME_SIO_ID_LEN, eio->sid,
+                        (eio->ws == NULL
+                         && (conf->sio_transports
+                             & NGX_HTTP_REALTIME_SIO_WEBSOCKET))
+                        ? "\"websocket\"" : "",
+                        conf->sio_ping_interval, conf->sio_ping_timeout,
+                        conf->sio_max_payload);
+
+    return ngx_http_realtime_eio_send_text(eio, buf, last - buf);
+}
+
+
+/* one Engine.IO packet, from a WebSocket message or a polling payload */
+
+static ngx_int_t
+ngx_http_realtime_eio_receive(ngx_http_realtime_eio_t *eio,
+    ngx_uint_t binary, u_char *data, size_t len)
+{
+    u_char                          *p;
+    size_t                           n;
+    ngx_int_t                        rc;
+    ngx_http_realtime_msg_t         *msg;
+    ngx_http_realtime_eio_packet_t   pkt;
+
+    ngx_http_realtime_eio_collect(eio);
+
+    if (ngx_http_realtime_eio_parse(data, len, binary, &pkt) != 0) {
+        ngx_http_realtime_eio_fail(eio, "invalid engine.io packet");
+        return NGX_OK;
+    }
+
+    switch (pkt.type) {
+
+    case NGX_HTTP_REALTIME_EIO_MESSAGE:
+
+        if (pkt.binary) {
+            p = (u_char *) pkt.data;
+            n = pkt.len;
+
+            if (!binary) {
+                /* "b<base64>" in a polling payload: decoded in place */
+                n = ngx_http_realtime_eio_base64_decode(p, pkt.data, n);
+                if (n == (size_t) -1) {
+                    ngx_http_realtime_eio_fail(eio, "invalid base64");
+                    return NGX_OK;
+                }
+            }
+
+            if (eio->conf->mode == NGX_HTTP_REALTIME_EIO_ECHO) {
+                msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_BINARY,
+                                                  p, n);
+                if (msg == NULL) {
+                    return NGX_ERROR;
+                }
+
+                rc = ngx_http_realtime_eio_send(eio, msg);
+                ngx_http_realtime_msg_release(msg);
+                return rc;
+            }
+
+            return ngx_http_realtime_eio_attachment(eio, p, n);
+        }
+
+        if (eio->conf->mode == NGX_HTTP_REALTIME_EIO_ECHO) {
+            return ngx_http_realtime_eio_send_text(eio, data, len);
+        }
+
+        return ngx_http_realtime_sio_receive(eio, (u_char *) pkt.data,
+                                             pkt.len);
+
+    case NGX_HTTP_REALTIME_EIO_PONG:
+        eio->pong_wait = 0;
+        return NGX_OK;
+
+    case NGX_HTTP_REALTIME_EIO_PING:
+        /* "2probe" of an upgrade; a v4 client pings no other way */
+        data[0] = '3';
+        rc = ngx_http_realtime_eio_send_text(eio, data, len);
+        data[0] = '2';
+        return rc;
+
+    case NGX_HTTP_REALTIME_EIO_CLOSE:
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, eio->log, 0,
+                       "realtime eio close from client");
+
+        if (eio->ws) {
+            ngx_http_realtime_close(eio->ws, NGX_HTTP_REALTIME_CLOSE_NORMAL,
+                                    NULL);
+        }
+
+        return NGX_OK;
+
+    case NGX_HTTP_REALTIME_EIO_NOOP:
+    case NGX_HTTP_REALTIME_EIO_UPGRADE:
+        return NGX_OK;
+
+    default: /* NGX_HTTP_REALTIME_EIO_OPEN */
+        ngx_http_realtime_eio_fail(eio, "unexpected engine.io packet");
+        return NGX_OK;
+    }
+}
+
+
+/* a binary attachment of the packet that waits for it */
+
+static ngx_int_t
+ngx_http_realtime_eio_attachment(ngx_http_realtime_eio_t *eio,
+    u_char *data, size_t len)
+{
+    ngx_int_t                        rc;
+    const char                      *err;
+    ngx_http_realtime_msg_t         *msg;
+    ngx_http_realtime_sio_packet_t   pkt;
+
+    if (eio->nattached == eio->attachments) {
+        ngx_http_realtime_eio_fail(eio, "binary data without a packet");
+        return NGX_OK;
+    }
+
+    msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_BINARY, data, len);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    eio->attached[eio->nattached++] = msg;
+
+    if (eio->nattached < eio->attachments) {
+        return NGX_OK;
+    }
+
+    /* the packet was checked when it came: it parses again */
+
+    (void) ngx_http_realtime_sio_parse((char *) eio->binary, eio->binary_len,
+                                       &pkt, &err);
+
+    rc = ngx_http_realtime_sio_packet(eio, &pkt);
+
+    ngx_http_realtime_eio_drop_binary(eio);
+
+    return rc;
+}
+
+
+static void
+ngx_http_realtime_eio_drop_binary(ngx_http_realtime_eio_t *eio)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < eio->nattached; i++) {
+        ngx_http_realtime_msg_release(eio->attached[i]);
+    }
+
+    if (eio->attached) {
+        ngx_free(eio->attached);
+        eio->attached = NULL;
+    }
+
+    if (eio->binary) {
+        ngx_free(eio->binary);
+        eio->binary = NULL;
+    }
+
+    eio->attachments = 0;
+    eio->nattached = 0;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_eio_send(ngx_http_realtime_eio_t *eio,
+    ngx_http_realtime_msg_t *msg)
+{
+    return ngx_http_realtime_send(eio->ws, msg);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_eio_send_text(ngx_http_realtime_eio_t *eio, u_char *data,
+    size_t len)
+{
+    ngx_int_t                 rc;
+    ngx_http_realtime_msg_t  *msg;
+
+    msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_TEXT, data, len);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_realtime_eio_send(eio, msg);
+    ngx_http_realtime_msg_release(msg);
+
+    return rc;
+}
+
+
+/* what Node's server does on a parse error: the session ends */
+
+static void
+ngx_http_realtime_eio_fail(ngx_http_realtime_eio_t *eio, char *reason)
+{
+    ngx_log_error(NGX_LOG_INFO, eio->log, 0,
+                  "realtime: %s, closing the engine.io session", reason);
+
+    if (eio->ws) {
+        ngx_http_realtime_close(eio->ws, NGX_HTTP_REALTIME_CLOSE_POLICY,
+                                reason);
+    }
+}
+
+
+static void
+ngx_http_realtime_eio_deadline(ngx_http_realtime_eio_t *eio)
+{
+    if (eio->ws && !eio->ws->close_sent) {
+        ngx_http_realtime_sio_ws_liveness(eio->ws);
+    }
+}
+
+
+/* sockets that ended are freed only between packets: callers held them */
+
+static void
+ngx_http_realtime_eio_collect(ngx_http_realtime_eio_t *eio)
+{
+    ngx_queue_t                     *q;
+    ngx_http_realtime_sio_socket_t  *sock;
+
+    while (!ngx_queue_empty(&eio->closed)) {
+        q = ngx_queue_head(&eio->closed);
+        ngx_queue_remove(q);
+
+        sock = ngx_queue_data(q, ngx_http_realtime_sio_socket_t, link);
+        ngx_free(sock);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_realtime_sio_receive(ngx_http_realtime_eio_t *eio, u_char *data,
+    size_t len)
+{
+    const char                      *err;
+    ngx_http_realtime_sio_packet_t   pkt;
+
+    if (eio->attachments) {
+        ngx_http_realtime_eio_fail(eio, "socket.io packet before the "
+                                   "attachments of the last one");
+        return NGX_OK;
+    }
+
+    if (ngx_http_realtime_sio_parse((char *) data, len, &pkt, &err) != 0) {
+        ngx_log_error(NGX_LOG_INFO, eio->log, 0,
+                      "realtime: invalid socket.io packet: %s", err);
+        ngx_http_realtime_eio_fail(eio, "invalid socket.io packet");
+        return NGX_OK;
+    }
+
+    if (pkt.attachments == 0) {
+        return ngx_http_realtime_sio_packet(eio, &pkt);
+    }
+
+    /* BINARY_*: the packet waits for its attachments */
+
+    eio->binary = ngx_alloc(len, eio->log);
+    eio->attached = ngx_alloc(pkt.attachments
+                              * sizeof(ngx_http_realtime_msg_t *), eio->log);
+
+    if (eio->binary == NULL || eio->attached == NULL) {
+        ngx_http_realtime_eio_drop_binary(eio);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(eio->binary, data, len);
+    eio->binary_len = len;
+    eio->attachments = pkt.attachments;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_sio_packet(ngx_http_realtime_eio_t *eio,
+    ngx_http_realtime_sio_packet_t *pkt)
+{
+    ngx_str_t                        nsp;
+    ngx_http_realtime_sio_socket_t  *sock;
+
+    nsp.data = (u_char *) pkt->nsp;
+    nsp.len = pkt->nsp_len;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, eio->log, 0,
+                   "realtime sio packet type:%d nsp:\"%V\"", pkt->type, &nsp);
+
+    if (pkt->type == NGX_HTTP_REALTIME_SIO_CONNECT) {
+        return ngx_http_realtime_sio_connect(eio, pkt);
+    }
+
+    sock = ngx_http_realtime_sio_find(eio, &nsp);
+
+    switch (pkt->type) {
+
+    case NGX_HTTP_REALTIME_SIO_DISCONNECT:
+        if (sock) {
+            ngx_http_realtime_sio_end(sock, 0);
+        }
+
+        return NGX_OK;
+
+    case NGX_HTTP_REALTIME_SIO_EVENT:
+    case NGX_HTTP_REALTIME_SIO_BINARY_EVENT:
+        if (sock == NULL) {
+            /* as Node's server: packets of other namespaces are dropped */
+            ngx_log_error(NGX_LOG_INFO, eio->log, 0,
+                          "realtime: socket.io event for namespace \"%V\" "
+                          "not connected, ignored", &nsp);
+            return NGX_OK;
+        }
+
+        return ngx_http_realtime_sio_event(sock, pkt);
+
+    case NGX_HTTP_REALTIME_SIO_ACK:
+    case NGX_HTTP_REALTIME_SIO_BINARY_ACK:
+        /* the server asks for no acks */
+        return NGX_OK;
+
+    default: /* NGX_HTTP_REALTIME_SIO_CONNECT_ERROR */
+        ngx_http_realtime_eio_fail(eio, "CONNECT_ERROR from the client");
+        return NGX_OK;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_realtime_sio_connect(ngx_http_realtime_eio_t *eio,
+    ngx_http_realtime_sio_packet_t *pkt)
+{
+    json_t                          *auth, *data;
+    ngx_int_t                        rc;
+    ngx_str_t                        nsp, *name;
+    const char                      *err;
+    ngx_http_realtime_session_t     *s;
+    ngx_http_realtime_jwt_conn_t    *jwt;
+    ngx_http_realtime_sio_socket_t  *sock;
+
+    nsp.data = (u_char *) pkt->nsp;
+    nsp.len = pkt->nsp_len;
+
+    name = ngx_http_realtime_sio_nsp_allowed(eio, &nsp);
+
+    if (name == NULL) {
+        return ngx_http_realtime_sio_connect_error(eio, &nsp,
+                                                   "Invalid namespace", NULL);
+    }
+
+    if (ngx_http_realtime_sio_find(eio, name)) {
+        return ngx_http_realtime_sio_connect_error(eio, name,
+                                             "namespace already connected",
+                                             "BAD_REQUEST");
+    }
+
+    if (ngx_http_realtime_sio_data(pkt, &auth, &err) != 0) {
+        return ngx_http_realtime_sio_connect_error(eio, name, err,
+                                                   "BAD_REQUEST");
+    }
+
+    jwt = NULL;
+    rc = ngx_http_realtime_sio_auth(eio, name, auth, &jwt);
+
+    if (rc != NGX_OK) {
+        json_decref(auth);
+        return (rc == NGX_DONE) ? NGX_OK : rc;
+    }
+
+    sock = ngx_calloc(sizeof(ngx_http_realtime_sio_socket_t), eio->log);
+    if (sock == NULL) {
+        json_decref(auth);
+        if (jwt) {
+            ngx_http_realtime_jwt_free(jwt);
+        }
+        return NGX_ERROR;
+    }
+
+    sock->eio = eio;
+    sock->nsp = *name;
+    ngx_http_realtime_sio_random_id(sock->id);
+
+    s = &sock->session;
+    s->handler = &ngx_http_realtime_sio_session_handler;
+    s->log = eio->log;
+    s->conf = eio->conf;
+    s->jwt = jwt;
+    s->user = jwt ? jwt->user : eio->user;
+    ngx_queue_init(&s->rooms);
+
+    if (eio->conf->zone && eio->conf->mode == NGX_HTTP_REALTIME_SIO) {
+        s->zone = eio->conf->zone;
+
+        rc = ngx_http_realtime_room_connect(s);
+
+        if (rc != NGX_OK) {
+            if (jwt) {
+                ngx_http_realtime_jwt_free(jwt);
+            }
+
+            ngx_free(sock);
+            json_decref(auth);
+
+            switch (rc) {
+
+            case NGX_HTTP_REALTIME_LIMIT:
+                return ngx_http_realtime_sio_connect_error(eio, name,
+                                  "too many connections for this user",
+                                  "TOO_MANY_CONNECTIONS");
+
+            case NGX_HTTP_REALTIME_ZONE_FULL:
+                return ngx_http_realtime_sio_connect_error(eio, name,
+                                  "the realtime zone is full", "ZONE_FULL");
+
+            default:
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    ngx_queue_insert_tail(&eio->sockets, &sock->link);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, eio->log, 0,
+                   "realtime sio connect nsp:\"%V\" user:\"%V\" id:%V",
+                   name, &s->user, &s->id);
+
+    data = json_pack("{s:s%}", "sid", sock->id,
+                     (size_t) NGX_HTTP_REALTIME_SIO_ID_LEN);
+
+    rc = ngx_http_realtime_sio_send(sock, NGX_HTTP_REALTIME_SIO_CONNECT, -1,
+                                    data);
+    json_decref(data);
+
+    if (rc == NGX_OK && eio->conf->mode == NGX_HTTP_REALTIME_SIO_ECHO) {
+        data = json_pack("[s, O]", "auth", auth ? auth : json_null());
+        rc = ngx_http_realtime_sio_send(sock, NGX_HTTP_REALTIME_SIO_EVENT, -1,
+                                        data);
+        json_decref(data);
+    }
+
+    json_decref(auth);
+
+    /* the token's deadline joins the timer */
+    ngx_http_realtime_eio_deadline(eio);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_sio_connect_error(ngx_http_realtime_eio_t *eio,
+    ngx_str_t *nsp, const char *message, const char *code)
+{
+    json_t                   *data;
+    ngx_int_t                 rc;
+    ngx_http_realtime_msg_t  *msg;
+
+    ngx_log_error(NGX_LOG_INFO, eio->log, 0,
+                  "realtime: socket.io CONNECT to \"%V\" refused: %s",
+                  nsp, message);
+
+    data = code ? json_pack("{s:s, s:{s:s}}", "message", message,
+                            "data", "code", code)
+                : json_pack("{s:s}", "message", message);
+
+    msg = ngx_http_realtime_sio_msg(NGX_HTTP_REALTIME_SIO_CONNECT_ERROR, nsp,
+                                    -1, data, 0);
+    json_decref(data);
+
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_realtime_eio_send(eio, msg);
+    ngx_http_realtime_msg_release(msg);
+
+    return rc;
+}
+
+
+/*
+ * realtime_jwt_key: the handshake's token serves every namespace; else
+ * the CONNECT's auth.token.  NGX_DONE: refused and answered.
+ */
+
+static ngx_int_t
+ngx_http_realtime_sio_auth(ngx_http_realtime_eio_t *eio, ngx_str_t *nsp,
+    json_t *auth, ngx_http_realtime_jwt_conn_t **jwtp)
+{
+    json_t      *token;
+    ngx_int_t    rc;
+    ngx_str_t    value;
+    const char  *reason;
+
+    if (eio->jwt) {
+        *jwtp = ngx_http_realtime_jwt_copy(eio->jwt, eio->log);
+        return (*jwtp == NULL) ? NGX_ERROR : NGX_OK;
+    }
+
+    if (!eio->jwt_required) {
+        return NGX_OK;
+    }
+
+    token = json_object_get(auth, "token");
+
+    if (!json_is_string(token)) {
+        rc = ngx_http_realtime_sio_connect_error(eio, nsp, "token is missing",
+                                                 "UNAUTHORIZED");
+        return (rc == NGX_OK) ? NGX_DONE : rc;
+    }
+
+    value.data = (u_char *) json_string_value(token);
+    value.len = json_string_length(token);
+
+    rc = ngx_http_realtime_jwt_sio_connect(eio->jwt_conf, &value, eio->log,
+                                           jwtp, &reason);
+
+    switch (rc) {
+
+    case NGX_OK:
+        return NGX_OK;
+
+    case NGX_HTTP_REALTIME_UNAUTHORIZED:
+    case NGX_HTTP_REALTIME_EXPIRED:
+        rc = ngx_http_realtime_sio_connect_error(eio, nsp, reason,
+                                     (rc == NGX_HTTP_REALTIME_EXPIRED)
+                                     ? "TOKEN_EXPIRED" : "UNAUTHORIZED");
+        return (rc == NGX_OK) ? NGX_DONE : rc;
+
+    default:
+        return NGX_ERROR;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_realtime_sio_event(ngx_http_realtime_sio_socket_t *sock,
+    ngx_http_realtime_sio_packet_t *pkt)
+{
+    json_t                       *args;
+    ngx_int_t                     rc;
+    json_int_t                    id;
+    const char                   *err;
+    ngx_http_realtime_session_t  *s;
+
+    s = &sock->session;
+    id = pkt->has_id ? (json_int_t) pkt->id : -1;
+
+    if (s->zone) {
+        (void) ngx_atomic_fetch_add(
+                     &s->zone->sh->slots[s->zone->slot].messages_in, 1);
+    }
+
+    rc = ngx_http_realtime_rate_check(s);
+    if (rc != NGX_OK) {
+        return (rc == NGX_DECLINED) ? NGX_OK : rc;
+    }
+
+    if (ngx_http_realtime_sio_data(pkt, &args, &err) != 0) {
+        return ngx_http_realtime_sio_error(s, "BAD_REQUEST", err, id);
+    }
+
+    if (pkt->attachments
+        && ngx_http_realtime_sio_placeholders_check(args, pkt->attachments)
+           != 0)
+    {
+        json_decref(args);
+        return ngx_http_realtime_sio_error(s, "BAD_REQUEST",
+                                           "attachments do not match the "
+                                           "placeholders", id);
+    }
+
+    if (sock->eio->conf->mode == NGX_HTTP_REALTIME_SIO_ECHO) {
+        rc = ngx_http_realtime_sio_echo(sock, args, id);
+
+    } else {
+        rc = ngx_http_realtime_sio_command(sock, args, id);
+    }
+
+    json_decref(args);
+
+    return rc;
+}
+
+
+/* ["join", "room"] is the native {"event":"join","data":"room","id":n} */
+
+static ngx_int_t
+ngx_http_realtime_sio_command(ngx_http_realtime_sio_socket_t *sock,
+    json_t *args, json_int_t id)
+{
+    json_t                         *root;
+    ngx_int_t                       rc;
+    ngx_http_realtime_cmd_t         cmd;
+    ngx_http_realtime_cmd_error_t   err;
+
+    root = json_pack("{s:O, s:O}", "event", json_array_get(args, 0),
+                     "data", json_array_size(args) > 1
+                             ? json_array_get(args, 1) : json_null());
+    if (root == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_realtime_cmd_read(&cmd, root, &err) != 0) {
+        return ngx_http_realtime_sio_error(&sock->session, err.code,
+                                           err.message, id);
+    }
+
+    cmd.has_id = (id >= 0);
+    cmd.id = id;
+
+    rc = ngx_http_realtime_command(&sock->session, &cmd);
+
+    ngx_http_realtime_cmd_free(&cmd);
+
+    return rc;
+}
+
+
+/*
+ * realtime_socketio_echo: "message" comes back as "message-back" and
+ * "message-with-ack" is acked with its arguments, attachments included.
+ */
+
+static ngx_int_t
+ngx_http_realtime_sio_echo(ngx_http_realtime_sio_socket_t *sock,
+    json_t *args, json_int_t id)
+{
+    int                           type;
+    json_t                       *event;
+    ngx_int_t                     rc;
+    ngx_uint_t                    i, n;
+    const char                   *name;
+    ngx_http_realtime_eio_t      *eio;
+    ngx_http_realtime_msg_t      *msg;
+
+    eio = sock->eio;
+    event = json_array_get(args, 0);
+    name = json_string_value(event);
+    n = eio->nattached;
+
+    if (ngx_strcmp(name, "message") == 0) {
+        if (json_array_set_new(args, 0, json_string("message-back")) != 0) {
+            return NGX_ERROR;
+        }
+
+        type = n ? NGX_HTTP_REALTIME_SIO_BINARY_EVENT
+                 : NGX_HTTP_REALTIME_SIO_EVENT;
+        id = -1;
+
+    } else if (ngx_strcmp(name, "message-with-ack") == 0 && id >= 0) {
+        if (json_array_remove(args, 0) != 0) {
+            return NGX_ERROR;
+        }
+
+        type = n ? NGX_HTTP_REALTIME_SIO_BINARY_ACK
+                 : NGX_HTTP_REALTIME_SIO_ACK;
+
+    } else {
+        return NGX_OK;
+    }
+
+    msg = ngx_http_realtime_sio_msg(type, &sock->nsp, id, args, n);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_realtime_eio_send(eio, msg);
+    ngx_http_realtime_msg_release(msg);
+
+    for (i = 0; rc == NGX_OK && i < n; i++) {
+        rc = ngx_http_realtime_eio_send(eio, eio->attached[i]);
+    }
+
+    return rc;
+}
+
+
+static ngx_str_t *
+ngx_http_realtime_sio_nsp_allowed(ngx_http_realtime_eio_t *eio,
+    ngx_str_t *nsp)
+{
+    ngx_str_t   *names;
+    ngx_uint_t   i, n;
+
+    if (eio->conf->sio_namespaces) {
+        names = eio->conf->sio_namespaces->elts;
+        n = eio->conf->sio_namespaces->nelts;
+
+    } else if (eio->conf->mode == NGX_HTTP_REALTIME_SIO_ECHO) {
+        names = ngx_http_realtime_sio_echo_nsps;
+        n = 2;
+
+    } else {
+        names = &ngx_http_realtime_sio_root;
+        n = 1;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (names[i].len == nsp->len
+            && ngx_strncmp(names[i].data, nsp->data, nsp->len) == 0)
+        {
+            return &names[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_http_realtime_sio_socket_t *
+ngx_http_realtime_sio_find(ngx_http_realtime_eio_t *eio, ngx_str_t *nsp)
+{
+    ngx_queue_t                     *q;
+    ngx_http_realtime_sio_socket_t  *sock;
+
+    for (q = ngx_queue_head(&eio->sockets);
+         q != ngx_queue_sentinel(&eio->sockets);
+         q = ngx_queue_next(q))
+    {
+        sock = ngx_queue_data(q, ngx_http_realtime_sio_socket_t, link);
+
+        if (sock->nsp.len == nsp->len
+            && ngx_strncmp(sock->nsp.data, nsp->data, nsp->len) == 0)
+        {
+            return sock;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
+ * A namespace ends: it leaves the hub at once, and its memory goes when
+ * the packet being handled is done.  notify: tell the client (41).
+ */
+
+static void
+ngx_http_realtime_sio_end(ngx_http_realtime_sio_socket_t *sock,
+    ngx_uint_t notify)
+{
+    ngx_http_realtime_session_t  *s;
+
+    if (sock->closed) {
+        return;
+    }
+
+    s = &sock->session;
+    sock->closed = 1;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, s->log, 0,
+                   "realtime sio disconnect nsp:\"%V\" notify:%ui",
+                   &sock->nsp, notify);
+
+    if (notify) {
+        (void) ngx_http_realtime_sio_send(sock,
+                                          NGX_HTTP_REALTIME_SIO_DISCONNECT,
+                                          -1, NULL);
+    }
+
+    if (s->zone) {
+        ngx_http_realtime_redis_presence_cancel(s);
+        ngx_http_realtime_client_close(s);
+    }
+
+    if (s->jwt) {
+        ngx_http_realtime_jwt_free(s->jwt);
+        s->jwt = NULL;
+    }
+
+    ngx_queue_remove(&sock->link);
+    ngx_queue_insert_tail(&sock->eio->closed, &sock->link);
+}
+
+
+/* a packet as a WebSocket text frame: "4" + the Socket.IO packet */
+
+static ngx_http_realtime_msg_t *
+ngx_http_realtime_sio_msg(int type, ngx_str_t *nsp, json_int_t id,
+    json_t *data, unsigned attachments)
+{
+    size_t                    len, header;
+    ngx_http_realtime_msg_t  *msg;
+
+    len = ngx_http_realtime_sio_encode(NULL, 0, type, attachments,
+                                       (char *) nsp->data, nsp->len, id,
+                                       data);
+    if (len == 0) {
+        return NULL;
+    }
+
+    header = ngx_http_realtime_frame_header_size(len + 1);
+
+    msg = ngx_http_realtime_msg_alloc(header + len + 1);
+    if (msg == NULL) {
+        return NULL;
+    }
+
+    ngx_http_realtime_frame_header(msg->data, NGX_HTTP_REALTIME_OP_TEXT,
+                                   len + 1);
+    msg->data[header] = '4';
+
+    (void) ngx_http_realtime_sio_encode((char *) msg->data + header + 1, len,
+                                        type, attachments,
+                                        (char *) nsp->data, nsp->len, id,
+                                        data);
+
+    msg->len = header + len + 1;
+
+    return msg;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_sio_send(ngx_http_realtime_sio_socket_t *sock, int type,
+    json_int_t id, json_t *data)
+{
+    ngx_int_t                 rc;
+    ngx_http_realtime_msg_t  *msg;
+
+    msg = ngx_http_realtime_sio_msg(type, &sock->nsp, id, data, 0);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_realtime_eio_send(sock->eio, msg);
+    ngx_http_realtime_msg_release(msg);
+
+    return rc;
+}
+
+
+/*
+ * The Socket.IO form of a publication of the hub, made from its native
+ * frame {"event": E, "data": D, ...}: 42<nsp,>[E, D].
+ */
+
+static ngx_http_realtime_msg_t *
+ngx_http_realtime_sio_derive(ngx_http_realtime_msg_t *msg, ngx_str_t *nsp)
+{
+    u_char                   *p;
+    size_t                    header;
+    json_t                   *root, *args;
+    ngx_http_realtime_msg_t  *d;
+
+    for (d = msg->derived; d; d = d->next) {
+        if (d->key.len == nsp->len
+            && ngx_strncmp(d->key.data, nsp->data, nsp->len) == 0)
+        {
+            return d;
+        }
+    }
+
+    /* server frames: a 2, 4 or 10 byte header, unmasked */
+
+    p = msg->data;
+    header = ((p[1] & 0x7f) < 126) ? 2 : ((p[1] & 0x7f) == 126) ? 4 : 10;
+
+    root = json_loadb((char *) p + header, msg->len - header, 0, NULL);
+    if (root == NULL) {
+        return NULL;
+    }
+
+    args = json_pack("[O, O]", json_object_get(root, "event"),
+                     json_object_get(root, "data")
+                     ? json_object_get(root, "data") : json_null());
+    json_decref(root);
+
+    if (args == NULL) {
+        return NULL;
+    }
+
+    d = ngx_http_realtime_sio_msg(NGX_HTTP_REALTIME_SIO_EVENT, nsp, -1, args,
+                                  0);
+    json_decref(args);
+
+    if (d == NULL) {
+        return NULL;
+    }
+
+    d->key = *nsp;
+    d->next = msg->derived;
+    msg->derived = d;
+
+    return d;
+}
+
+
+static void
+ngx_http_realtime_sio_random_id(u_char *id)
+{
+    u_char     bytes[NGX_HTTP_REALTIME_SIO_ID_LEN * 3 / 4];
+    ngx_str_t  src, dst;
+
+    if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+        /* never seen: RAND_bytes fails only without entropy */
+        ngx_memzero(bytes, sizeof(bytes));
+    }
+
+    src.data = bytes;
+    src.len = sizeof(bytes);
+    dst.data = id;
+
+    ngx_encode_base64url(&dst, &src);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_sio_deliver(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_msg_t *msg)
+{
+    ngx_http_realtime_msg_t         *d;
+    ngx_http_realtime_sio_socket_t  *sock;
+
+    sock = (ngx_http_realtime_sio_socket_t *) s;
+
+    d = ngx_http_realtime_sio_derive(msg, &sock->nsp);
+    if (d == NULL) {
+        ngx_log_error(NGX_LOG_ERR, s->log, 0,
+                      "realtime: a publication could not be encoded for "
+                      "socket.io");
+        return NGX_ERROR;
+    }
+
+    return ngx_http_realtime_eio_send(sock->eio, d);
+}
+
+
+/* an answer: the client's ack when it asked for one, else an event */
+
+static ngx_int_t
+ngx_http_realtime_sio_reply(ngx_http_realtime_session_t *s,
+    const char *event, json_t *data, json_int_t id)
+{
+    json_t     *args;
+    ngx_int_t   rc;
+
+    if (id >= 0) {
+        args = json_pack("[O]", data ? data : json_null());
+
+    } else {
+        args = json_pack("[s, O]", event, data ? data : json_null());
+    }
+
+    if (args == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_realtime_sio_send((ngx_http_realtime_sio_socket_t *) s,
+                                    (id >= 0) ? NGX_HTTP_REALTIME_SIO_ACK
+                                              : NGX_HTTP_REALTIME_SIO_EVENT,
+                                    id, args);
+    json_decref(args);
+
+    return rc;
+}
+
+
+/* an error: {"error": {code, message}} in the ack, else an "error" event */
+
+static ngx_int_t
+ngx_http_realtime_sio_error(ngx_http_realtime_session_t *s, const char *code,
+    const char *message, json_int_t id)
+{
+    json_t     *args;
+    ngx_int_t   rc;
+
+    if (id >= 0) {
+        args = json_pack("[{s:{s:s, s:s}}]", "error", "code", code,
+                         "message", message);
+
+    } else {
+        args = json_pack("[s, {s:s, s:s}]", "error", "code", code,
+                         "message", message);
+    }
+
+    if (args == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_realtime_sio_send((ngx_http_realtime_sio_socket_t *) s,
+                                    (id >= 0) ? NGX_HTTP_REALTIME_SIO_ACK
+                                              : NGX_HTTP_REALTIME_SIO_EVENT,
+                                    id, args);
+    json_decref(args);
+
+    return rc;
+}
+
+
+/* the native close codes (4001-4003, 1008) end the namespace: 41 */
+
+static void
+ngx_http_realtime_sio_close(ngx_http_realtime_session_t *s, ngx_uint_t code,
+    char *reason)
+{
+    ngx_log_error(NGX_LOG_INFO, s->log, 0,
+                  "realtime: socket.io namespace disconnected (%ui: %s)",
+                  code, reason ? reason : "");
+
+    ngx_http_realtime_sio_end((ngx_http_realtime_sio_socket_t *) s, 1);
+}
+
+
+static void
+ngx_http_realtime_sio_deadline(ngx_http_realtime_session_t *s)
+{
+    ngx_http_realtime_eio_deadline(((ngx_http_realtime_sio_socket_t *) s)
+                                   ->eio);
+}
+
+
+char *
+ngx_http_realtime_sio_transports(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_realtime_loc_conf_t *rlcf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (rlcf->sio_transports != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    rlcf->sio_transports = 0;
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].len == 7 && ngx_strcmp(value[i].data, "polling") == 0) {
+            rlcf->sio_transports |= NGX_HTTP_REALTIME_SIO_POLLING;
+
+        } else if (value[i].len == 9
+                   && ngx_strcmp(value[i].data, "websocket") == 0)
+        {
+            rlcf->sio_transports |= NGX_HTTP_REALTIME_SIO_WEBSOCKET;
+
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid transport \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_realtime_sio_namespaces(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_realtime_loc_conf_t *rlcf = conf;
+
+    ngx_str_t   *value, *name;
+    ngx_uint_t   i;
+
+    if (rlcf->sio_namespaces != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    rlcf->sio_namespaces = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                            sizeof(ngx_str_t));
+    if (rlcf->sio_namespaces == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].len == 0 || value[i].data[0] != '/'
+            || value[i].len > NGX_HTTP_REALTIME_SIO_NSP_MAX
+            || ngx_strlchr(value[i].data, value[i].data + value[i].len, ',')
+            || ngx_strlchr(value[i].data, value[i].data + value[i].len, '?'))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid namespace \"%V\": it starts with "
+                               "\"/\" and has no \",\" or \"?\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        name = ngx_array_push(rlcf->sio_namespaces);
+        if (name == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *name = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
