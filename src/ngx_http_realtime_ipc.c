@@ -52,6 +52,10 @@ static socklen_t ngx_http_realtime_ipc_addr(struct sockaddr_un *sun,
     ngx_pid_t pid, uint32_t id);
 
 
+/* records of the types from NGX_HTTP_REALTIME_IPC_HANDLED on */
+ngx_http_realtime_ipc_handler_pt
+    ngx_http_realtime_ipc_handlers[NGX_HTTP_REALTIME_IPC_NHANDLERS];
+
 static ngx_connection_t  *ngx_http_realtime_ipc_conn;
 static uint32_t           ngx_http_realtime_ipc_id;
 static ngx_array_t        ngx_http_realtime_ipc_items;
@@ -246,6 +250,61 @@ ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
 }
 
 
+/*
+ * One record to one worker, known by its slot and id: NGX_DECLINED if
+ * that worker is gone, NGX_AGAIN if its queue is full.
+ */
+
+ngx_int_t
+ngx_http_realtime_ipc_send(ngx_http_realtime_zone_t *zone, ngx_uint_t slot,
+    uint32_t id, ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    u_char *data, size_t len)
+{
+    ngx_int_t                  rc;
+    ngx_pid_t                  pid;
+    ngx_http_realtime_msg_t    msg;
+    ngx_http_realtime_slot_t  *s;
+
+    if (slot >= NGX_HTTP_REALTIME_SLOTS) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memzero(&msg, sizeof(ngx_http_realtime_msg_t));
+    msg.data = data;
+    msg.len = len;
+
+    s = &zone->sh->slots[slot];
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (s->pid == 0 || s->ipc_id != id) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    pid = s->pid;
+    rc = ngx_http_realtime_ipc_post_locked(zone, slot, type, target, except,
+                                           &msg);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "realtime ipc send type:%ui to pid:%P rc:%i",
+                   type, pid, rc);
+
+    if (rc == NGX_DECLINED) {
+        (void) ngx_atomic_fetch_add(&zone->sh->queue_full, 1);
+        return NGX_AGAIN;
+    }
+
+    if (rc == NGX_DONE) {
+        ngx_http_realtime_ipc_wake(pid, id);
+    }
+
+    return NGX_OK;
+}
+
+
 void
 ngx_http_realtime_ipc_wake(ngx_pid_t pid, uint32_t id)
 {
@@ -312,6 +371,7 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
     ngx_http_realtime_msg_t       *msg;
     ngx_http_realtime_ipc_rec_t   *rec;
     ngx_http_realtime_ipc_item_t  *item, *items;
+    ngx_http_realtime_ipc_handler_pt  h;
 
     s = &zone->sh->slots[zone->slot];
 
@@ -332,7 +392,9 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
             continue;
         }
 
-        if (rec->type >= NGX_HTTP_REALTIME_IPC_SUBSCRIBE) {
+        if (rec->type >= NGX_HTTP_REALTIME_IPC_SUBSCRIBE
+            && rec->type < NGX_HTTP_REALTIME_IPC_HANDLED)
+        {
             /* handled below like a delivery: no frame to copy */
             item = ngx_array_push(&ngx_http_realtime_ipc_items);
             if (item == NULL) {
@@ -400,7 +462,14 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
 
     for (i = 0; i < ngx_http_realtime_ipc_items.nelts; i++) {
 
-        if (items[i].type >= NGX_HTTP_REALTIME_IPC_USER) {
+        if (items[i].type >= NGX_HTTP_REALTIME_IPC_HANDLED) {
+            h = ngx_http_realtime_ipc_handlers[items[i].type
+                                               - NGX_HTTP_REALTIME_IPC_HANDLED];
+            if (h) {
+                h(zone, &items[i].target, &items[i].except, items[i].msg);
+            }
+
+        } else if (items[i].type >= NGX_HTTP_REALTIME_IPC_USER) {
             ngx_http_realtime_redis_presence_changed(zone, items[i].type,
                                                      &items[i].target,
                                                      &items[i].except);

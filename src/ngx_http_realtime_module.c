@@ -79,14 +79,14 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       NULL },
 
     { ngx_string("realtime_socketio_echo"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_realtime,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
 
     { ngx_string("realtime_engineio_echo"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
       ngx_http_realtime,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -457,7 +457,11 @@ ngx_http_realtime_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return ngx_http_realtime_ipc_init_process(cycle);
+    if (ngx_http_realtime_ipc_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_realtime_sio_init_process(cycle);
 }
 
 

@@ -247,6 +247,8 @@ typedef struct {
 /* ngx_http_realtime_websocket.c */
 ngx_int_t ngx_http_realtime_handshake(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf);
+ngx_int_t ngx_http_realtime_check_origin(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *origin);
 
 /* ngx_http_realtime_conn.c */
 void ngx_http_realtime_upgrade(ngx_http_request_t *r,
@@ -329,6 +331,20 @@ void ngx_http_realtime_redis_presence_changed(ngx_http_realtime_zone_t *zone,
 #define NGX_HTTP_REALTIME_IPC_USER         12  /* a user's sockets */
 #define NGX_HTTP_REALTIME_IPC_MEMBER       13  /* a user's in a room */
 
+/* from here on, through ngx_http_realtime_ipc_handlers[type - HANDLED] */
+#define NGX_HTTP_REALTIME_IPC_HANDLED      20
+#define NGX_HTTP_REALTIME_IPC_EIO          20  /* to a session's owner */
+#define NGX_HTTP_REALTIME_IPC_EIO_REPLY    21  /* to a held request */
+#define NGX_HTTP_REALTIME_IPC_EIO_WS       22  /* to a relayed WebSocket */
+#define NGX_HTTP_REALTIME_IPC_NHANDLERS    3
+
+typedef void (*ngx_http_realtime_ipc_handler_pt)(
+    ngx_http_realtime_zone_t *zone, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_msg_t *msg);
+
+extern ngx_http_realtime_ipc_handler_pt
+    ngx_http_realtime_ipc_handlers[NGX_HTTP_REALTIME_IPC_NHANDLERS];
+
 extern ngx_http_realtime_msg_t  ngx_http_realtime_msg_empty;
 
 ngx_int_t ngx_http_realtime_ipc_init_process(ngx_cycle_t *cycle);
@@ -336,6 +352,9 @@ void ngx_http_realtime_ipc_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
     ngx_uint_t slot, ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_msg_t *msg);
+ngx_int_t ngx_http_realtime_ipc_send(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t slot, uint32_t id, ngx_uint_t type, ngx_str_t *target,
+    ngx_str_t *except, u_char *data, size_t len);
 void ngx_http_realtime_ipc_wake(ngx_pid_t pid, uint32_t id);
 uint32_t ngx_http_realtime_ipc_worker_id(void);
 
@@ -378,6 +397,66 @@ ngx_int_t ngx_http_realtime_jwt_sio_connect(void *jcf, ngx_str_t *value,
 ngx_http_realtime_jwt_conn_t *ngx_http_realtime_jwt_copy(
     ngx_http_realtime_jwt_conn_t *jwt, ngx_log_t *log);
 void ngx_http_realtime_jwt_free(ngx_http_realtime_jwt_conn_t *jwt);
+
+/*
+ * Engine.IO sessions are held by the worker that opened them (the sid
+ * names it); a polling request or an upgrade that lands on another
+ * worker is relayed to it.  An address: a worker and a token there.
+ */
+typedef struct {
+    ngx_uint_t                         slot;
+    uint32_t                           id;       /* the worker's ipc id */
+    uint32_t                           token;
+} ngx_http_realtime_eio_addr_t;
+
+typedef struct ngx_http_realtime_eio_s  ngx_http_realtime_eio_t;
+typedef struct ngx_http_realtime_poll_relay_s
+    ngx_http_realtime_poll_relay_t;
+
+/* a WebSocket connection that carries an Engine.IO session */
+typedef struct {
+    ngx_http_realtime_conn_t           ws;
+    ngx_http_realtime_eio_t           *eio;     /* held here */
+    ngx_http_realtime_poll_relay_t    *relay;   /* or by another worker */
+    ngx_uint_t                         refused;  /* a second upgrade */
+} ngx_http_realtime_sio_ws_t;
+
+/* what a relayed request asks the owner (the kind, in except[0]) */
+#define NGX_HTTP_REALTIME_EIO_GET          'G'
+#define NGX_HTTP_REALTIME_EIO_POST         'P'
+#define NGX_HTTP_REALTIME_EIO_GET_GONE     'C'
+#define NGX_HTTP_REALTIME_EIO_ABORT        'X'  /* a POST over max_payload */
+#define NGX_HTTP_REALTIME_EIO_WS_OPEN      'U'
+#define NGX_HTTP_REALTIME_EIO_WS_TEXT      'W'
+#define NGX_HTTP_REALTIME_EIO_WS_BINARY    'B'
+#define NGX_HTTP_REALTIME_EIO_WS_GONE      'D'
+
+/* ngx_http_realtime_sio.c */
+ngx_int_t ngx_http_realtime_sio_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_realtime_eio_open_polling(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *packet);
+ngx_int_t ngx_http_realtime_eio_owner(ngx_str_t *sid,
+    ngx_http_realtime_eio_addr_t *owner);
+ngx_int_t ngx_http_realtime_eio_post(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_eio_addr_t *to, ngx_uint_t type, ngx_str_t *target,
+    ngx_str_t *except, u_char *data, size_t len);
+void ngx_http_realtime_eio_addr_here(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_eio_addr_t *addr, uint32_t token);
+ngx_int_t ngx_http_realtime_eio_request(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *sid, ngx_uint_t kind, ngx_http_realtime_eio_addr_t *from,
+    u_char *data, size_t len);
+
+/* ngx_http_realtime_poll.c */
+ngx_int_t ngx_http_realtime_poll_handler(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *sid);
+ngx_int_t ngx_http_realtime_poll_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_realtime_poll_cors(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_uint_t add);
+ngx_int_t ngx_http_realtime_poll_relay_open(ngx_http_realtime_conn_t *ws,
+    ngx_str_t *sid, ngx_http_realtime_eio_addr_t *owner);
+ngx_int_t ngx_http_realtime_poll_relay_message(ngx_http_realtime_conn_t *ws,
+    ngx_uint_t opcode, u_char *data, size_t len);
+void ngx_http_realtime_poll_relay_release(ngx_http_realtime_conn_t *ws);
 
 /* ngx_http_realtime_sio.c */
 ngx_int_t ngx_http_realtime_sio_handler(ngx_http_request_t *r,

@@ -11,7 +11,8 @@
  * 42<nsp,>["event",data] and hangs it on the frame for the others.
  *
  * Every packet leaves as a WebSocket frame (text "4..." or a binary
- * attachment): the WebSocket transport sends it as it is.
+ * attachment), through the Engine.IO session and whatever transport it
+ * has (ngx_http_realtime_eio_session.c).
  */
 
 
@@ -21,16 +22,11 @@
 
 #include <openssl/rand.h>
 
-#include "ngx_http_realtime_module.h"
-#include "ngx_http_realtime_jwt.h"
-#include "ngx_http_realtime_eio.h"
+#include "ngx_http_realtime_eio_session.h"
 
 
 /* 15 random bytes, base64url: 120 bits */
 #define NGX_HTTP_REALTIME_SIO_ID_LEN  20
-
-
-typedef struct ngx_http_realtime_eio_s  ngx_http_realtime_eio_t;
 
 
 /* a namespace of an Engine.IO session: a session of the hub */
@@ -44,68 +40,11 @@ typedef struct {
 } ngx_http_realtime_sio_socket_t;
 
 
-struct ngx_http_realtime_eio_s {
-    ngx_http_realtime_loc_conf_t  *conf;
-    ngx_log_t                     *log;
-    ngx_http_realtime_conn_t      *ws;        /* the transport */
-    ngx_queue_t                    sockets;   /* sio_socket_t */
-    ngx_queue_t                    closed;    /* freed between packets */
 
-    /* a token of the handshake request, or one due at CONNECT */
-    ngx_http_realtime_jwt_conn_t  *jwt;
-    ngx_http_realtime_jwt_conf_t  *jwt_conf;
-    ngx_str_t                      user;      /* realtime_user's value */
-
-    ngx_msec_t                     last_ping;
-
-    /* a BINARY_EVENT or BINARY_ACK waiting for its attachments */
-    u_char                        *binary;
-    size_t                         binary_len;
-    ngx_uint_t                     attachments;
-    ngx_uint_t                     nattached;
-    ngx_http_realtime_msg_t      **attached;
-
-    u_char                         sid[NGX_HTTP_REALTIME_SIO_ID_LEN];
-
-    unsigned                       pong_wait:1;
-    unsigned                       jwt_required:1;
-};
-
-
-/* a WebSocket connection that carries an Engine.IO session */
-typedef struct {
-    ngx_http_realtime_conn_t       ws;
-    ngx_http_realtime_eio_t       *eio;
-} ngx_http_realtime_sio_ws_t;
-
-
-static ngx_int_t ngx_http_realtime_eio_error(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_uint_t code, char *message);
-static ngx_int_t ngx_http_realtime_sio_ws_open(ngx_http_request_t *r,
-    ngx_http_realtime_conn_t *ws);
-static void ngx_http_realtime_sio_ws_cleanup(void *data);
-static ngx_int_t ngx_http_realtime_sio_ws_message(
-    ngx_http_realtime_conn_t *ws, ngx_uint_t opcode, u_char *data,
-    size_t len);
-static void ngx_http_realtime_sio_ws_liveness(ngx_http_realtime_conn_t *ws);
-static void ngx_http_realtime_sio_ws_release(ngx_http_realtime_conn_t *ws);
-
-static ngx_http_realtime_eio_t *ngx_http_realtime_eio_create(
-    ngx_http_request_t *r, ngx_http_realtime_loc_conf_t *rlcf);
-static void ngx_http_realtime_eio_destroy(ngx_http_realtime_eio_t *eio);
-static ngx_int_t ngx_http_realtime_eio_open_packet(
-    ngx_http_realtime_eio_t *eio);
-static ngx_int_t ngx_http_realtime_eio_receive(ngx_http_realtime_eio_t *eio,
-    ngx_uint_t binary, u_char *data, size_t len);
 static ngx_int_t ngx_http_realtime_eio_attachment(
     ngx_http_realtime_eio_t *eio, u_char *data, size_t len);
-static ngx_int_t ngx_http_realtime_eio_send(ngx_http_realtime_eio_t *eio,
-    ngx_http_realtime_msg_t *msg);
-static ngx_int_t ngx_http_realtime_eio_send_text(ngx_http_realtime_eio_t *eio,
-    u_char *data, size_t len);
-static void ngx_http_realtime_eio_fail(ngx_http_realtime_eio_t *eio,
-    char *reason);
-static void ngx_http_realtime_eio_deadline(ngx_http_realtime_eio_t *eio);
+static ngx_msec_t ngx_http_realtime_sio_expire(ngx_http_realtime_eio_t *eio);
+static void ngx_http_realtime_sio_closed(ngx_http_realtime_eio_t *eio);
 static void ngx_http_realtime_eio_collect(ngx_http_realtime_eio_t *eio);
 static void ngx_http_realtime_eio_drop_binary(ngx_http_realtime_eio_t *eio);
 
@@ -140,7 +79,6 @@ static ngx_int_t ngx_http_realtime_sio_send(
     json_t *data);
 static ngx_http_realtime_msg_t *ngx_http_realtime_sio_derive(
     ngx_http_realtime_msg_t *msg, ngx_str_t *nsp);
-static void ngx_http_realtime_sio_random_id(u_char *id);
 
 static ngx_int_t ngx_http_realtime_sio_deliver(ngx_http_realtime_session_t *s,
     ngx_http_realtime_msg_t *msg);
@@ -153,12 +91,11 @@ static void ngx_http_realtime_sio_close(ngx_http_realtime_session_t *s,
 static void ngx_http_realtime_sio_deadline(ngx_http_realtime_session_t *s);
 
 
-const ngx_http_realtime_adapter_t  ngx_http_realtime_sio_adapter = {
-    sizeof(ngx_http_realtime_sio_ws_t),
-    ngx_http_realtime_sio_ws_open,
-    ngx_http_realtime_sio_ws_message,
-    ngx_http_realtime_sio_ws_liveness,
-    ngx_http_realtime_sio_ws_release
+const ngx_http_realtime_eio_handler_t  ngx_http_realtime_sio_protocol = {
+    ngx_http_realtime_sio_receive,
+    ngx_http_realtime_eio_attachment,
+    ngx_http_realtime_sio_expire,
+    ngx_http_realtime_sio_closed
 };
 
 
@@ -181,450 +118,6 @@ static ngx_str_t  ngx_http_realtime_sio_echo_nsps[] = {
     ngx_null_string
 };
 
-static u_char  ngx_http_realtime_eio_ping_bytes[] = { 0x81, 0x01, '2' };
-
-static ngx_http_realtime_msg_t  ngx_http_realtime_eio_ping_msg = {
-    1, sizeof(ngx_http_realtime_eio_ping_bytes), 0, NULL,
-    ngx_http_realtime_eio_ping_bytes, 1, NULL, ngx_null_string
-};
-
-
-/*
- * The HTTP entry of a realtime_socketio location: the query decides,
- * as in Node's engine.io, and its refusals are the same JSON.
- */
-
-ngx_int_t
-ngx_http_realtime_sio_handler(ngx_http_request_t *r,
-    ngx_http_realtime_loc_conf_t *rlcf)
-{
-    ngx_str_t  version, transport, sid;
-
-    if (ngx_http_arg(r, (u_char *) "EIO", 3, &version) != NGX_OK
-        || version.len != 1 || version.data[0] != '4')
-    {
-        return ngx_http_realtime_eio_error(r, NGX_HTTP_BAD_REQUEST, 5,
-                                           "Unsupported protocol version");
-    }
-
-    if (ngx_http_arg(r, (u_char *) "transport", 9, &transport) != NGX_OK) {
-        ngx_str_null(&transport);
-    }
-
-    if (ngx_http_arg(r, (u_char *) "sid", 3, &sid) != NGX_OK) {
-        ngx_str_null(&sid);
-    }
-
-    if (transport.len == 9
-        && ngx_strncmp(transport.data, "websocket", 9) == 0
-        && (rlcf->sio_transports & NGX_HTTP_REALTIME_SIO_WEBSOCKET))
-    {
-        if (sid.len) {
-            /* an upgrade needs the polling transport */
-            return ngx_http_realtime_eio_error(r, NGX_HTTP_BAD_REQUEST, 1,
-                                               "Session ID unknown");
-        }
-
-        return ngx_http_realtime_handshake(r, rlcf);
-    }
-
-    return ngx_http_realtime_eio_error(r, NGX_HTTP_BAD_REQUEST, 0,
-                                       "Transport unknown");
-}
-
-
-static ngx_int_t
-ngx_http_realtime_eio_error(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_uint_t code, char *message)
-{
-    u_char     *p, *last;
-    ngx_str_t   type;
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "realtime: engine.io refused: %s", message);
-
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        r->keepalive = 0;
-    }
-
-    p = ngx_pnalloc(r->pool, sizeof("{\"code\":,\"message\":\"\"}")
-                             + NGX_INT_T_LEN + ngx_strlen(message));
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    last = ngx_sprintf(p, "{\"code\":%ui,\"message\":\"%s\"}", code,
-                       message);
-
-    ngx_str_set(&type, "application/json");
-
-    return ngx_http_realtime_send_body(r, status, &type, p, last - p);
-}
-
-
-/* the handshake of a WebSocket without sid: a new Engine.IO session */
-
-static ngx_int_t
-ngx_http_realtime_sio_ws_open(ngx_http_request_t *r,
-    ngx_http_realtime_conn_t *ws)
-{
-    ngx_pool_cleanup_t       *cln;
-    ngx_http_realtime_eio_t  *eio;
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    eio = ngx_http_realtime_eio_create(r, ws->conf);
-    if (eio == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (eio == (ngx_http_realtime_eio_t *) NGX_CONF_ERROR) {
-        /* the refusal is out */
-        return NGX_DONE;
-    }
-
-    eio->ws = ws;
-    ((ngx_http_realtime_sio_ws_t *) ws)->eio = eio;
-
-    /* a handshake that fails before the 101 frees the session */
-    cln->handler = ngx_http_realtime_sio_ws_cleanup;
-    cln->data = ws;
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "realtime eio open sid:%*s (websocket)",
-                   (size_t) NGX_HTTP_REALTIME_SIO_ID_LEN, eio->sid);
-
-    return (ngx_http_realtime_eio_open_packet(eio) == NGX_OK)
-           ? NGX_OK : NGX_HTTP_INTERNAL_SERVER_ERROR;
-}
-
-
-static void
-ngx_http_realtime_sio_ws_cleanup(void *data)
-{
-    ngx_http_realtime_conn_t *ws = data;
-
-    if (!ws->upgraded) {
-        ngx_http_realtime_release(ws);
-    }
-}
-
-
-static ngx_int_t
-ngx_http_realtime_sio_ws_message(ngx_http_realtime_conn_t *ws,
-    ngx_uint_t opcode, u_char *data, size_t len)
-{
-    ngx_http_realtime_eio_t  *eio;
-
-    eio = ((ngx_http_realtime_sio_ws_t *) ws)->eio;
-
-    return ngx_http_realtime_eio_receive(eio,
-                                         opcode == NGX_HTTP_REALTIME_OP_BINARY,
-                                         data, len);
-}
-
-
-/*
- * The one timer of the connection: the server's ping every interval, a
- * pong due within the timeout, and the tokens' deadlines.
- */
-
-static void
-ngx_http_realtime_sio_ws_liveness(ngx_http_realtime_conn_t *ws)
-{
-    ngx_msec_t                       now, next, ttl, elapsed;
-    ngx_queue_t                     *q, *nq;
-    ngx_http_realtime_eio_t         *eio;
-    ngx_http_realtime_loc_conf_t    *conf;
-    ngx_http_realtime_sio_socket_t  *sock;
-
-    eio = ((ngx_http_realtime_sio_ws_t *) ws)->eio;
-    conf = eio->conf;
-    now = ngx_current_msec;
-    elapsed = now - eio->last_ping;
-
-    if (eio->pong_wait && elapsed >= conf->sio_ping_timeout) {
-        ngx_log_error(NGX_LOG_INFO, eio->log, 0,
-                      "realtime: engine.io ping timeout, closing");
-        ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_GOING_AWAY,
-                                "ping timeout");
-        return;
-    }
-
-    if (!eio->pong_wait && elapsed >= conf->sio_ping_interval) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, eio->log, 0,
-                       "realtime eio ping");
-
-        eio->last_ping = now;
-        eio->pong_wait = 1;
-        elapsed = 0;
-
-        if (ngx_http_realtime_send(ws, &ngx_http_realtime_eio_ping_msg)
-            != NGX_OK)
-        {
-            ngx_http_realtime_abort(ws);
-            return;
-        }
-
-        if (ws->close_sent) {
-            return;
-        }
-    }
-
-    next = eio->pong_wait ? conf->sio_ping_timeout - elapsed
-                          : conf->sio_ping_interval - elapsed;
-
-    for (q = ngx_queue_head(&eio->sockets);
-         q != ngx_queue_sentinel(&eio->sockets);
-         q = nq)
-    {
-        nq = ngx_queue_next(q);
-        sock = ngx_queue_data(q, ngx_http_realtime_sio_socket_t, link);
-
-        ttl = ngx_http_realtime_jwt_ttl(&sock->session);
-
-        if (ttl == 0) {
-            ngx_log_error(NGX_LOG_INFO, eio->log, 0,
-                          "realtime: token expired, socket.io namespace "
-                          "\"%V\" disconnected", &sock->nsp);
-            ngx_http_realtime_sio_end(sock, 1);
-            continue;
-        }
-
-        next = ngx_min(next, ttl);
-    }
-
-    ngx_add_timer(ws->connection->read, next);
-}
-
-
-static void
-ngx_http_realtime_sio_ws_release(ngx_http_realtime_conn_t *ws)
-{
-    ngx_http_realtime_sio_ws_t  *sws;
-
-    sws = (ngx_http_realtime_sio_ws_t *) ws;
-
-    if (sws->eio) {
-        ngx_http_realtime_eio_destroy(sws->eio);
-        sws->eio = NULL;
-    }
-}
-
-
-/*
- * A new Engine.IO session: its sid, its user and the token of the
- * request.  NGX_CONF_ERROR (as a pointer) when the refusal is sent.
- */
-
-static ngx_http_realtime_eio_t *
-ngx_http_realtime_eio_create(ngx_http_request_t *r,
-    ngx_http_realtime_loc_conf_t *rlcf)
-{
-    ngx_int_t                      rc;
-    ngx_str_t                      user;
-    ngx_uint_t                     required;
-    ngx_http_realtime_eio_t       *eio;
-    ngx_http_realtime_jwt_conn_t  *jwt;
-
-    rc = ngx_http_realtime_jwt_sio_handshake(r, &jwt, &required);
-
-    if (rc != NGX_OK) {
-        return (rc == NGX_DONE) ? (void *) NGX_CONF_ERROR : NULL;
-    }
-
-    ngx_str_null(&user);
-
-    if (rlcf->user
-        && ngx_http_complex_value(r, rlcf->user, &user) != NGX_OK)
-    {
-        goto failed;
-    }
-
-    if (user.len > NGX_HTTP_REALTIME_USER_MAX) {
-        user.len = 0;
-    }
-
-    eio = ngx_calloc(sizeof(ngx_http_realtime_eio_t) + user.len,
-                     r->connection->log);
-    if (eio == NULL) {
-        goto failed;
-    }
-
-    eio->conf = rlcf;
-    eio->log = r->connection->log;
-    eio->jwt = jwt;
-    eio->jwt_conf = ngx_http_get_module_loc_conf(r,
-                                                 ngx_http_realtime_jwt_module);
-    eio->jwt_required = required;
-    eio->last_ping = ngx_current_msec;
-
-    eio->user.data = (u_char *) eio + sizeof(ngx_http_realtime_eio_t);
-    eio->user.len = user.len;
-    ngx_memcpy(eio->user.data, user.data, user.len);
-
-    ngx_queue_init(&eio->sockets);
-    ngx_queue_init(&eio->closed);
-
-    ngx_http_realtime_sio_random_id(eio->sid);
-
-    return eio;
-
-failed:
-
-    if (jwt) {
-        ngx_http_realtime_jwt_free(jwt);
-    }
-
-    return NULL;
-}
-
-
-static void
-ngx_http_realtime_eio_destroy(ngx_http_realtime_eio_t *eio)
-{
-    ngx_queue_t                     *q;
-    ngx_http_realtime_sio_socket_t  *sock;
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, eio->log, 0,
-                   "realtime eio close sid:%*s",
-                   (size_t) NGX_HTTP_REALTIME_SIO_ID_LEN, eio->sid);
-
-    while (!ngx_queue_empty(&eio->sockets)) {
-        q = ngx_queue_head(&eio->sockets);
-        sock = ngx_queue_data(q, ngx_http_realtime_sio_socket_t, link);
-        ngx_http_realtime_sio_end(sock, 0);
-    }
-
-    ngx_http_realtime_eio_collect(eio);
-    ngx_http_realtime_eio_drop_binary(eio);
-
-    if (eio->jwt) {
-        ngx_http_realtime_jwt_free(eio->jwt);
-    }
-
-    ngx_free(eio);
-}
-
-
-static ngx_int_t
-ngx_http_realtime_eio_open_packet(ngx_http_realtime_eio_t *eio)
-{
-    u_char                        buf[256], *last;
-    ngx_http_realtime_loc_conf_t  *conf;
-
-    conf = eio->conf;
-
-    last = ngx_snprintf(buf, sizeof(buf),
-                        "0{\"sid\":\"%*s\",\"upgrades\":[%s],"
-                        "\"pingInterval\":%M,\"pingTimeout\":%M,"
-                        "\"maxPayload\":%uz}",
-                        (size_t) NGX_HTTP_REALTIME_SIO_ID_LEN, eio->sid,
-                        (eio->ws == NULL
-                         && (conf->sio_transports
-                             & NGX_HTTP_REALTIME_SIO_WEBSOCKET))
-                        ? "\"websocket\"" : "",
-                        conf->sio_ping_interval, conf->sio_ping_timeout,
-                        conf->sio_max_payload);
-
-    return ngx_http_realtime_eio_send_text(eio, buf, last - buf);
-}
-
-
-/* one Engine.IO packet, from a WebSocket message or a polling payload */
-
-static ngx_int_t
-ngx_http_realtime_eio_receive(ngx_http_realtime_eio_t *eio,
-    ngx_uint_t binary, u_char *data, size_t len)
-{
-    u_char                          *p;
-    size_t                           n;
-    ngx_int_t                        rc;
-    ngx_http_realtime_msg_t         *msg;
-    ngx_http_realtime_eio_packet_t   pkt;
-
-    ngx_http_realtime_eio_collect(eio);
-
-    if (ngx_http_realtime_eio_parse(data, len, binary, &pkt) != 0) {
-        ngx_http_realtime_eio_fail(eio, "invalid engine.io packet");
-        return NGX_OK;
-    }
-
-    switch (pkt.type) {
-
-    case NGX_HTTP_REALTIME_EIO_MESSAGE:
-
-        if (pkt.binary) {
-            p = (u_char *) pkt.data;
-            n = pkt.len;
-
-            if (!binary) {
-                /* "b<base64>" in a polling payload: decoded in place */
-                n = ngx_http_realtime_eio_base64_decode(p, pkt.data, n);
-                if (n == (size_t) -1) {
-                    ngx_http_realtime_eio_fail(eio, "invalid base64");
-                    return NGX_OK;
-                }
-            }
-
-            if (eio->conf->mode == NGX_HTTP_REALTIME_EIO_ECHO) {
-                msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_BINARY,
-                                                  p, n);
-                if (msg == NULL) {
-                    return NGX_ERROR;
-                }
-
-                rc = ngx_http_realtime_eio_send(eio, msg);
-                ngx_http_realtime_msg_release(msg);
-                return rc;
-            }
-
-            return ngx_http_realtime_eio_attachment(eio, p, n);
-        }
-
-        if (eio->conf->mode == NGX_HTTP_REALTIME_EIO_ECHO) {
-            return ngx_http_realtime_eio_send_text(eio, data, len);
-        }
-
-        return ngx_http_realtime_sio_receive(eio, (u_char *) pkt.data,
-                                             pkt.len);
-
-    case NGX_HTTP_REALTIME_EIO_PONG:
-        eio->pong_wait = 0;
-        return NGX_OK;
-
-    case NGX_HTTP_REALTIME_EIO_PING:
-        /* "2probe" of an upgrade; a v4 client pings no other way */
-        data[0] = '3';
-        rc = ngx_http_realtime_eio_send_text(eio, data, len);
-        data[0] = '2';
-        return rc;
-
-    case NGX_HTTP_REALTIME_EIO_CLOSE:
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, eio->log, 0,
-                       "realtime eio close from client");
-
-        if (eio->ws) {
-            ngx_http_realtime_close(eio->ws, NGX_HTTP_REALTIME_CLOSE_NORMAL,
-                                    NULL);
-        }
-
-        return NGX_OK;
-
-    case NGX_HTTP_REALTIME_EIO_NOOP:
-    case NGX_HTTP_REALTIME_EIO_UPGRADE:
-        return NGX_OK;
-
-    default: /* NGX_HTTP_REALTIME_EIO_OPEN */
-        ngx_http_realtime_eio_fail(eio, "unexpected engine.io packet");
-        return NGX_OK;
-    }
-}
-
-
 /* a binary attachment of the packet that waits for it */
 
 static ngx_int_t
@@ -637,7 +130,7 @@ ngx_http_realtime_eio_attachment(ngx_http_realtime_eio_t *eio,
     ngx_http_realtime_sio_packet_t   pkt;
 
     if (eio->nattached == eio->attachments) {
-        ngx_http_realtime_eio_fail(eio, "binary data without a packet");
+        ngx_http_realtime_eio_close(eio, "binary data without a packet");
         return NGX_OK;
     }
 
@@ -689,53 +182,64 @@ ngx_http_realtime_eio_drop_binary(ngx_http_realtime_eio_t *eio)
 }
 
 
-static ngx_int_t
-ngx_http_realtime_eio_send(ngx_http_realtime_eio_t *eio,
-    ngx_http_realtime_msg_t *msg)
+/*
+ * Sockets whose token expired end; returns the next deadline.  A
+ * namespace ends with 41, as Node's server says "io server disconnect".
+ */
+
+static ngx_msec_t
+ngx_http_realtime_sio_expire(ngx_http_realtime_eio_t *eio)
 {
-    return ngx_http_realtime_send(eio->ws, msg);
-}
+    ngx_msec_t                       next, ttl;
+    ngx_queue_t                     *q, *nq;
+    ngx_http_realtime_sio_socket_t  *sock;
 
+    next = NGX_TIMER_INFINITE;
 
-static ngx_int_t
-ngx_http_realtime_eio_send_text(ngx_http_realtime_eio_t *eio, u_char *data,
-    size_t len)
-{
-    ngx_int_t                 rc;
-    ngx_http_realtime_msg_t  *msg;
+    for (q = ngx_queue_head(&eio->sockets);
+         q != ngx_queue_sentinel(&eio->sockets);
+         q = nq)
+    {
+        nq = ngx_queue_next(q);
+        sock = ngx_queue_data(q, ngx_http_realtime_sio_socket_t, link);
 
-    msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_TEXT, data, len);
-    if (msg == NULL) {
-        return NGX_ERROR;
+        ttl = ngx_http_realtime_jwt_ttl(&sock->session);
+
+        if (ttl == 0) {
+            ngx_log_error(NGX_LOG_INFO, eio->log, 0,
+                          "realtime: token expired, socket.io namespace "
+                          "\"%V\" disconnected", &sock->nsp);
+            ngx_http_realtime_sio_end(sock, 1);
+            continue;
+        }
+
+        next = ngx_min(next, ttl);
     }
 
-    rc = ngx_http_realtime_eio_send(eio, msg);
-    ngx_http_realtime_msg_release(msg);
-
-    return rc;
+    return next;
 }
 
 
-/* what Node's server does on a parse error: the session ends */
+/* the Engine.IO session ends: every namespace leaves the hub */
 
 static void
-ngx_http_realtime_eio_fail(ngx_http_realtime_eio_t *eio, char *reason)
+ngx_http_realtime_sio_closed(ngx_http_realtime_eio_t *eio)
 {
-    ngx_log_error(NGX_LOG_INFO, eio->log, 0,
-                  "realtime: %s, closing the engine.io session", reason);
+    ngx_queue_t                     *q;
+    ngx_http_realtime_sio_socket_t  *sock;
 
-    if (eio->ws) {
-        ngx_http_realtime_close(eio->ws, NGX_HTTP_REALTIME_CLOSE_POLICY,
-                                reason);
+    while (!ngx_queue_empty(&eio->sockets)) {
+        q = ngx_queue_head(&eio->sockets);
+        sock = ngx_queue_data(q, ngx_http_realtime_sio_socket_t, link);
+        ngx_http_realtime_sio_end(sock, 0);
     }
-}
 
+    ngx_http_realtime_eio_collect(eio);
+    ngx_http_realtime_eio_drop_binary(eio);
 
-static void
-ngx_http_realtime_eio_deadline(ngx_http_realtime_eio_t *eio)
-{
-    if (eio->ws && !eio->ws->close_sent) {
-        ngx_http_realtime_sio_ws_liveness(eio->ws);
+    if (eio->jwt) {
+        ngx_http_realtime_jwt_free(eio->jwt);
+        eio->jwt = NULL;
     }
 }
 
@@ -765,8 +269,10 @@ ngx_http_realtime_sio_receive(ngx_http_realtime_eio_t *eio, u_char *data,
     const char                      *err;
     ngx_http_realtime_sio_packet_t   pkt;
 
+    ngx_http_realtime_eio_collect(eio);
+
     if (eio->attachments) {
-        ngx_http_realtime_eio_fail(eio, "socket.io packet before the "
+        ngx_http_realtime_eio_close(eio, "socket.io packet before the "
                                    "attachments of the last one");
         return NGX_OK;
     }
@@ -774,7 +280,7 @@ ngx_http_realtime_sio_receive(ngx_http_realtime_eio_t *eio, u_char *data,
     if (ngx_http_realtime_sio_parse((char *) data, len, &pkt, &err) != 0) {
         ngx_log_error(NGX_LOG_INFO, eio->log, 0,
                       "realtime: invalid socket.io packet: %s", err);
-        ngx_http_realtime_eio_fail(eio, "invalid socket.io packet");
+        ngx_http_realtime_eio_close(eio, "invalid socket.io packet");
         return NGX_OK;
     }
 
@@ -847,7 +353,7 @@ ngx_http_realtime_sio_packet(ngx_http_realtime_eio_t *eio,
         return NGX_OK;
 
     default: /* NGX_HTTP_REALTIME_SIO_CONNECT_ERROR */
-        ngx_http_realtime_eio_fail(eio, "CONNECT_ERROR from the client");
+        ngx_http_realtime_eio_close(eio, "CONNECT_ERROR from the client");
         return NGX_OK;
     }
 }
@@ -905,7 +411,7 @@ ngx_http_realtime_sio_connect(ngx_http_realtime_eio_t *eio,
 
     sock->eio = eio;
     sock->nsp = *name;
-    ngx_http_realtime_sio_random_id(sock->id);
+    ngx_http_realtime_random_id(sock->id, NGX_HTTP_REALTIME_SIO_ID_LEN);
 
     s = &sock->session;
     s->handler = &ngx_http_realtime_sio_session_handler;
@@ -959,7 +465,9 @@ ngx_http_realtime_sio_connect(ngx_http_realtime_eio_t *eio,
     json_decref(data);
 
     if (rc == NGX_OK && eio->conf->mode == NGX_HTTP_REALTIME_SIO_ECHO) {
-        data = json_pack("[s, O]", "auth", auth ? auth : json_null());
+        /* Node's handshake.auth is {} when the CONNECT has none */
+        data = auth ? json_pack("[s, O]", "auth", auth)
+                    : json_pack("[s, {}]", "auth");
         rc = ngx_http_realtime_sio_send(sock, NGX_HTTP_REALTIME_SIO_EVENT, -1,
                                         data);
         json_decref(data);
@@ -1411,25 +919,6 @@ ngx_http_realtime_sio_derive(ngx_http_realtime_msg_t *msg, ngx_str_t *nsp)
     msg->derived = d;
 
     return d;
-}
-
-
-static void
-ngx_http_realtime_sio_random_id(u_char *id)
-{
-    u_char     bytes[NGX_HTTP_REALTIME_SIO_ID_LEN * 3 / 4];
-    ngx_str_t  src, dst;
-
-    if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
-        /* never seen: RAND_bytes fails only without entropy */
-        ngx_memzero(bytes, sizeof(bytes));
-    }
-
-    src.data = bytes;
-    src.len = sizeof(bytes);
-    dst.data = id;
-
-    ngx_encode_base64url(&dst, &src);
 }
 
 

@@ -45,8 +45,6 @@ static ngx_uint_t ngx_http_realtime_has_token(ngx_str_t *value, char *token,
 static ngx_int_t ngx_http_realtime_upgrade_required(ngx_http_request_t *r,
     char *message);
 static ngx_int_t ngx_http_realtime_check_key(ngx_str_t *key);
-static ngx_int_t ngx_http_realtime_check_origin(ngx_http_request_t *r,
-    ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *origin);
 static ngx_int_t ngx_http_realtime_select_subprotocol(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *selected);
 static ngx_int_t ngx_http_realtime_accept_headers(ngx_http_request_t *r,
@@ -380,7 +378,7 @@ ngx_http_realtime_check_key(ngx_str_t *key)
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_realtime_check_origin(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *origin)
 {

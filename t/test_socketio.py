@@ -241,7 +241,7 @@ def test_heartbeat_keeps_session_alive(env):
 def test_binary_echo(env):
     p = "/echo/socket.io/"
     connect(env, "a", path=p)
-    assert env.drv.wait("a", "auth") == [[None]]
+    assert env.drv.wait("a", "auth") == [[{}]]
     blob = bytes(range(256))
     env.drv.emit("a", "message", 1, blob, {"k": blob[:3]}, ack=False)
     ev = env.drv.wait("a", "message-back")

@@ -1,0 +1,122 @@
+
+/*
+ * Copyright (C) ngx-realtime developers
+ *
+ * An Engine.IO v4 session: its sid, its transport (a WebSocket here,
+ * HTTP long-polling, or a WebSocket relayed by another worker), its
+ * heartbeat, and the protocol on top (Socket.IO, or the echo of the
+ * Engine.IO test suite) reached through the handler installed at its
+ * creation.  See ngx_http_realtime_eio_session.c.
+ */
+
+
+#ifndef _NGX_HTTP_REALTIME_EIO_SESSION_H_INCLUDED_
+#define _NGX_HTTP_REALTIME_EIO_SESSION_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_realtime_module.h"
+#include "ngx_http_realtime_jwt.h"
+#include "ngx_http_realtime_eio.h"
+
+
+/* <slot: 2 hex><worker id: 8 hex><120 random bits: 20 base64url> */
+#define NGX_HTTP_REALTIME_EIO_SID_LEN   30
+#define NGX_HTTP_REALTIME_EIO_RANDOM    20
+
+
+/* what the protocol on top does for the session */
+typedef struct {
+    /* a text message (the data of a "4" packet), and a binary one */
+    ngx_int_t   (*message)(ngx_http_realtime_eio_t *eio, u_char *data,
+                           size_t len);
+    ngx_int_t   (*binary)(ngx_http_realtime_eio_t *eio, u_char *data,
+                          size_t len);
+
+    /* ends what expired; returns the next deadline, or INFINITE */
+    ngx_msec_t  (*deadline)(ngx_http_realtime_eio_t *eio);
+
+    /* the session ends: free the protocol's state */
+    void        (*closed)(ngx_http_realtime_eio_t *eio);
+} ngx_http_realtime_eio_handler_t;
+
+
+/* the polling side of a session that began with a polling handshake */
+typedef struct {
+    ngx_event_t                        timer;     /* heartbeat, expiry */
+    ngx_event_t                        flush;     /* posted: answer GET */
+    ngx_event_t                        noop;      /* timer: GET in upgrade */
+
+    /* packets for the next GET, as frames */
+    ngx_http_realtime_msg_t          **out;
+    ngx_uint_t                         nout;
+    ngx_uint_t                         out_size;
+    size_t                             out_bytes;
+
+    ngx_http_realtime_eio_addr_t       get;       /* the held GET */
+    ngx_msec_t                         last_get;
+
+    /* an upgrade: a WebSocket of this worker, or one relayed */
+    ngx_http_realtime_conn_t          *probe;
+    ngx_http_realtime_eio_addr_t       remote;
+
+    unsigned                           get_held:1;
+    unsigned                           probed:1;     /* 3probe is out */
+    unsigned                           remote_probe:1;
+    unsigned                           remote_active:1;
+} ngx_http_realtime_eio_poll_t;
+
+
+struct ngx_http_realtime_eio_s {
+    ngx_str_node_t                     sn;        /* by sid, polling */
+    const ngx_http_realtime_eio_handler_t  *handler;
+    ngx_http_realtime_loc_conf_t      *conf;
+    ngx_log_t                         *log;
+    ngx_http_realtime_zone_t          *zone;      /* its IPC */
+
+    ngx_http_realtime_conn_t          *ws;        /* the WebSocket */
+    ngx_http_realtime_eio_poll_t      *poll;      /* NULL: WebSocket only */
+
+    ngx_msec_t                         last_ping;
+
+    /* Socket.IO (ngx_http_realtime_sio.c): the namespaces' sockets */
+    ngx_queue_t                        sockets;
+    ngx_queue_t                        closed;    /* freed between packets */
+
+    /* a token of the handshake request, or one due at CONNECT */
+    ngx_http_realtime_jwt_conn_t      *jwt;
+    ngx_http_realtime_jwt_conf_t      *jwt_conf;
+    ngx_str_t                          user;      /* realtime_user's value */
+
+    /* a BINARY_EVENT or BINARY_ACK waiting for its attachments */
+    u_char                            *binary;
+    size_t                             binary_len;
+    ngx_uint_t                         attachments;
+    ngx_uint_t                         nattached;
+    ngx_http_realtime_msg_t          **attached;
+
+    u_char                             sid[NGX_HTTP_REALTIME_EIO_SID_LEN];
+
+    unsigned                           pong_wait:1;
+    unsigned                           jwt_required:1;
+    unsigned                           closing:1;
+    unsigned                           client_closed:1;
+    unsigned                           registered:1;
+};
+
+
+ngx_int_t ngx_http_realtime_eio_send(ngx_http_realtime_eio_t *eio,
+    ngx_http_realtime_msg_t *msg);
+ngx_int_t ngx_http_realtime_eio_send_text(ngx_http_realtime_eio_t *eio,
+    u_char *data, size_t len);
+void ngx_http_realtime_eio_close(ngx_http_realtime_eio_t *eio, char *reason);
+void ngx_http_realtime_eio_deadline(ngx_http_realtime_eio_t *eio);
+void ngx_http_realtime_random_id(u_char *id, size_t len);
+
+extern const ngx_http_realtime_eio_handler_t  ngx_http_realtime_sio_protocol;
+
+
+#endif /* _NGX_HTTP_REALTIME_EIO_SESSION_H_INCLUDED_ */
