@@ -3,7 +3,9 @@
  * Copyright (C) ngx-realtime developers
  *
  * loadgen: WebSocket subscribers and an HTTP publisher for benchmarking
- * ngx-realtime (and Nchan, for comparison) on one machine.
+ * ngx-realtime (and Nchan, for comparison) on one machine; --proto sio
+ * speaks Socket.IO v5 over Engine.IO v4 (websocket transport), to
+ * ngx-realtime's realtime_socketio and to Node's socket.io alike.
  *
  * One invocation: the parent forks -P subscriber processes, each holding
  * its share of -c WebSocket connections in one epoll loop, waits until
@@ -59,6 +61,7 @@
 
 #define PROTO_RT      0
 #define PROTO_NCHAN   1
+#define PROTO_SIO     2     /* Socket.IO v5 over Engine.IO v4, websocket */
 
 #define HEAD_MAX      96        /* first bytes of a message kept for parsing */
 #define OUT_MAX       320       /* per-connection pending output */
@@ -224,9 +227,17 @@ typedef struct {
     unsigned char                   out[OUT_MAX];
 } conn_t;
 
+/*
+ * rt: C_HANDSHAKE -> (101) C_WELCOME -> (welcome; join sent) C_JOINING
+ *     -> (joined) C_READY
+ * sio: C_HANDSHAKE -> (101) C_WELCOME -> (Engine.IO open "0{..}"; "40"
+ *     sent) C_SIO_CONNECT -> ("40{sid}"; 421["join",..] sent) C_JOINING
+ *     -> (ack "431[..]") C_READY
+ * nchan: C_HANDSHAKE -> (101) C_READY
+ */
 enum {
-    C_IDLE = 0, C_CONNECTING, C_HANDSHAKE, C_WELCOME, C_JOINING, C_READY,
-    C_DEAD
+    C_IDLE = 0, C_CONNECTING, C_HANDSHAKE, C_WELCOME, C_SIO_CONNECT,
+    C_JOINING, C_READY, C_DEAD
 };
 
 
@@ -664,6 +675,7 @@ conn_connected(conn_t *c)
     int        err, n;
     socklen_t  len;
     char       req[1024], path[512], query[384];
+    size_t     ql;
 
     err = 0;
     len = sizeof(err);
@@ -679,8 +691,19 @@ conn_connected(conn_t *c)
     format_path(path, sizeof(path), o.path, c->room);
 
     query[0] = '\0';
+    ql = 0;
+
+    if (o.proto == PROTO_SIO) {
+        ql = (size_t) snprintf(query, sizeof(query),
+                               "%sEIO=4&transport=websocket",
+                               strchr(path, '?') ? "&" : "?");
+    }
+
     if (o.jwt_secret) {
-        jwt_query(query, sizeof(query), c->gidx);
+        jwt_query(query + ql, sizeof(query) - ql, c->gidx);
+        if (ql) {
+            query[ql] = '&';          /* "?token=" after the EIO query */
+        }
     }
 
     n = snprintf(req, sizeof(req),
@@ -715,12 +738,124 @@ head_has(conn_t *c, const char *s)
 
 
 static void
+sio_fail(conn_t *c, uint64_t *counter, const char *what)
+{
+    note_error("%s: %.*s", what, (int) c->head_len, c->head);
+    conn_fail(c, counter);
+    sub_start_next();
+}
+
+
+static int
+sio_send(conn_t *c, const char *data, size_t len)
+{
+    if (conn_send_frame(c, NGX_HTTP_REALTIME_OP_TEXT,
+                        (const unsigned char *) data, len) < 0)
+    {
+        note_error("send: %s", strerror(errno));
+        conn_fail(c, c->state == C_READY ? &cs->fail_closed
+                                         : &cs->fail_handshake);
+        sub_start_next();
+        return -1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * A text frame of a Socket.IO connection (its first HEAD_MAX bytes):
+ * the Engine.IO open, the namespace's CONNECT answer, the join's ack and
+ * heartbeats are handled here; returns 1 for a delivery,
+ * 42["b",{"t":..}], whose time stamp the caller reads.
+ */
+static int
+sio_message(conn_t *c)
+{
+    int             n;
+    size_t          len;
+    unsigned char  *h;
+    char            join[128];
+
+    h = c->head;
+    len = c->head_len;
+
+    /* Engine.IO ping (pingInterval): a pong at once, in every state */
+    if (len == 1 && h[0] == '2') {
+        cs->pings++;
+        (void) sio_send(c, "3", 1);
+        return 0;
+    }
+
+    switch (c->state) {
+
+    case C_WELCOME:
+        if (len < 2 || h[0] != '0' || h[1] != '{') {
+            sio_fail(c, &cs->fail_handshake, "not an Engine.IO open packet");
+            return 0;
+        }
+
+        /* CONNECT to the main namespace */
+        if (sio_send(c, "40", 2) == 0) {
+            c->state = C_SIO_CONNECT;
+        }
+        return 0;
+
+    case C_SIO_CONNECT:
+        if (len >= 3 && memcmp(h, "40{", 3) == 0) {
+            n = snprintf(join, sizeof(join), "421[\"join\",\"%s%u\"]",
+                         o.room_prefix, c->room);
+
+            if (sio_send(c, join, (size_t) n) == 0) {
+                c->state = C_JOINING;
+            }
+            return 0;
+        }
+
+        sio_fail(c, &cs->fail_handshake, "CONNECT answered");
+        return 0;
+
+    case C_JOINING:
+        if (len >= 4 && memcmp(h, "431[", 4) == 0
+            && !head_has(c, "\"error\""))
+        {
+            conn_ready(c);
+            return 0;
+        }
+
+        sio_fail(c, &cs->fail_handshake, "join answered");
+        return 0;
+
+    default:
+        break;
+    }
+
+    if (len >= 3 && memcmp(h, "42[", 3) == 0) {
+        return 1;
+    }
+
+    if ((len >= 2 && memcmp(h, "41", 2) == 0) || (len == 1 && h[0] == '1')) {
+        /* the namespace's DISCONNECT, or Engine.IO's close */
+        sio_fail(c, &cs->fail_closed, "closed by the server");
+        return 0;
+    }
+
+    cs->other++;
+    return 0;
+}
+
+
+static void
 conn_message(conn_t *c, int64_t now)
 {
     unsigned char  *p, *end;
     uint64_t        t, lat;
     char            join[256];
     int             n;
+
+    if (o.proto == PROTO_SIO && !sio_message(c)) {
+        return;
+    }
 
     switch (c->state) {
 
@@ -884,7 +1019,7 @@ conn_read(conn_t *c)
 
         c->head_len = 0;
 
-        if (o.proto == PROTO_RT) {
+        if (o.proto == PROTO_RT || o.proto == PROTO_SIO) {
             c->state = C_WELCOME;
 
         } else {
@@ -1722,8 +1857,12 @@ usage(void)
 "  --expect-all   every publication should reach every subscriber (one\n"
 "                 room; for instances that each report only their own)\n"
 "  -u path        WebSocket path; \"{room}\" is replaced by the room name\n"
-"                 (default /ws for rt, /sub/{room} for nchan)\n"
-"  --proto P      rt (ngx-realtime: welcome, join, push API) or nchan\n"
+"                 (default /ws for rt, /sub/{room} for nchan, /socket.io/\n"
+"                 for sio, which adds ?EIO=4&transport=websocket)\n"
+"  --proto P      rt (ngx-realtime: welcome, join, push API), nchan, or\n"
+"                 sio (Socket.IO v5 over Engine.IO v4, websocket\n"
+"                 transport: CONNECT \"/\", emit join with an ack, pings\n"
+"                 answered; the publisher is the push API as for rt)\n"
 "  -c N           subscriber connections (0: publisher only)\n"
 "  -P procs       subscriber processes (each one epoll loop)\n"
 "  -r rooms       rooms; connection i is in room i %% rooms (1)\n"
@@ -1816,6 +1955,8 @@ parse_args(int argc, char **argv)
                 o.proto = PROTO_RT;
             } else if (strcmp(optarg, "nchan") == 0) {
                 o.proto = PROTO_NCHAN;
+            } else if (strcmp(optarg, "sio") == 0) {
+                o.proto = PROTO_SIO;
             } else {
                 usage();
             }
@@ -1847,7 +1988,8 @@ parse_args(int argc, char **argv)
     }
 
     if (o.path == NULL) {
-        o.path = o.proto == PROTO_NCHAN ? "/sub/{room}" : "/ws";
+        o.path = o.proto == PROTO_NCHAN ? "/sub/{room}"
+                 : o.proto == PROTO_SIO ? "/socket.io/" : "/ws";
     }
 
     if (o.pub_path == NULL) {
@@ -1867,6 +2009,14 @@ parse_args(int argc, char **argv)
     } else if (o.procs > o.conns) {
         o.procs = (int) o.conns;
     }
+}
+
+
+static const char *
+proto_name(void)
+{
+    return o.proto == PROTO_RT ? "rt" : o.proto == PROTO_SIO ? "sio"
+                                                             : "nchan";
 }
 
 
@@ -2233,7 +2383,7 @@ main(int argc, char **argv)
                 "(%.0f/s); failed: connect %" PRIu64 ", handshake %" PRIu64
                 ", closed %" PRIu64 ", timeout %" PRIu64 "; dropped later %"
                 PRIu64 "\n",
-                o.label, o.proto == PROTO_RT ? "rt" : "nchan", o.conns,
+                o.label, proto_name(), o.conns,
                 o.procs, o.rooms, ok, attempted, connect_secs,
                 connect_secs > 0 ? ok / connect_secs : 0.0, f_conn, f_hs,
                 f_closed, f_to, dropped);
@@ -2309,7 +2459,7 @@ main(int argc, char **argv)
                "\"other_msgs\":%" PRIu64 ",\"no_ts\":%" PRIu64
                ",\"frame_errors\":%" PRIu64 ",\"pings\":%" PRIu64
                ",\"out_overflow\":%" PRIu64 "%s,\"first_error\":\"%s\"}\n",
-               o.label, o.proto == PROTO_RT ? "rt" : "nchan", o.conns,
+               o.label, proto_name(), o.conns,
                o.procs, o.rooms, attempted, ok, f_conn, f_hs, f_closed, f_to,
                connect_secs, connect_secs > 0 ? ok / connect_secs : 0.0,
                dropped, ps.requests, ps.answered, ps.items, ps.non2xx,

@@ -4,13 +4,19 @@ each server in turn and writes bench/RESULTS.md.
 
     make bench                    # installs, builds, runs everything
     BENCH_QUICK=1 make bench      # small N, short runs: under a minute
-    /usr/bin/python3 bench/run.py [--only ours|nchan] [--scenarios S1-1k,...]
+    /usr/bin/python3 bench/run.py [--only ours|nchan|node]
+                                  [--scenarios S1-1k,SIO-10k,...]
                                   [--profile | --no-profile] [--out FILE]
 
 Every scenario gets a fresh nginx (Debian's /usr/sbin/nginx, prefix
 under build/bench/), so that RSS and CPU figures are its own.  The load
 generator is build/bench/loadgen (bench/loadgen.c); its command lines are
 written to RESULTS.md as they were run.
+
+The SIO scenarios compare ngx-realtime's realtime_socketio with Node's
+socket.io 4.8 (bench/sio_node_server.js, one node process) instead of
+Nchan; a run of nothing but SIO scenarios replaces only the Socket.IO
+section of an existing RESULTS.md.
 """
 
 import argparse
@@ -35,6 +41,9 @@ MODULE = os.path.join(REPO, "build", "ngx_http_realtime_module.so")
 NGINX = "/usr/sbin/nginx"
 NCHAN_SO = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 NOTES = os.path.join(REPO, "bench", "NOTES.md")
+NODE = "/usr/bin/node"
+NODE_SERVER = os.path.join(REPO, "bench", "sio_node_server.js")
+NODE_MODULES = os.path.join(REPO, "bench", "node_modules")
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -50,7 +59,12 @@ SERVERS = {
               "redis_http": "    upstream bench_redis { nchan_redis_server "
                             "redis://127.0.0.1:%d; }",
               "redis_loc": "            nchan_redis_pass bench_redis;"},
+    # the SIO scenarios' peer: one node process, bench/sio_node_server.js
+    "node": {"name": "Node socket.io", "port": 18090, "proto": "sio"},
 }
+# the servers a scenario runs against unless it says ("servers")
+DEFAULT_SERVERS = ["ours", "nchan"]
+SIO_SERVERS = ["ours", "node"]
 REDIS_PORT = 16379
 # S3's subscribers authenticate to ngx-realtime with HS256 tokens signed
 # with this (Nchan has no JWT verification to compare)
@@ -61,6 +75,13 @@ README = os.path.join(REPO, "README.md")
 NCHAN_REF = {"s1_dps": 215000, "s1_p99_ms": 481, "rss_kb": 10.3,
              "lost_50k": 12700}
 UWS_REF = {"s1_dps": 717000, "rss_kb": 1.5}
+# Node's socket.io 4.8 on this machine, as recorded in the Socket.IO
+# bench issue
+NODE_REF = {"sio_dps": 60000, "rss_kb": 15.5}
+# the Socket.IO section of RESULTS.md, which a run of SIO scenarios alone
+# replaces in place
+SIO_BEGIN = "<!-- socket.io section: begin -->"
+SIO_END = "<!-- socket.io section: end -->"
 
 
 def scenarios():
@@ -123,6 +144,19 @@ def scenarios():
              "duration": 5}
             for n in (100, 300)
         ]
+    s += [
+        {"id": "SIO-1k" if q else "SIO-10k", "aliases": ["SIO-10k"],
+         "what": "Socket.IO: 1 room x %s subscribers, as fast as accepted "
+         "(4 publisher connections)" % ("1k" if q else "10k"),
+         "conns": 1000 if q else 10000, "rooms": 1, "pub_conns": 4,
+         "duration": d, "proto": "sio", "servers": SIO_SERVERS},
+        {"id": "SIO-idle-1k" if q else "SIO-idle-10k",
+         "aliases": ["SIO-idle-10k"],
+         "what": "Socket.IO: %s idle connections, each joined to one of "
+         "1000 rooms" % ("1k" if q else "10k"),
+         "conns": 1000 if q else 10000, "rooms": 1000, "idle": True,
+         "proto": "sio", "servers": SIO_SERVERS},
+    ]
     if redis_in_readme():
         n = 400 if q else 2000
         s += [
@@ -347,6 +381,79 @@ class Nginx:
         return lines
 
 
+class NodeServer:
+    """bench/sio_node_server.js: one node process, the Nginx interface."""
+
+    def __init__(self, server, tag, port=None):
+        self.server = server
+        self.cfg = dict(SERVERS[server])
+        if port:
+            self.cfg["port"] = port
+        self.prefix = os.path.join(BUILD, "%s-%s" % (server, tag))
+        os.makedirs(os.path.join(self.prefix, "logs"), exist_ok=True)
+        self.errlog = os.path.join(self.prefix, "logs", "node.log")
+        if os.path.exists(self.errlog):
+            os.unlink(self.errlog)
+        self.cmd = [NODE, NODE_SERVER, str(self.cfg["port"])]
+        self.p = None
+        self.log_f = None
+
+    def start(self):
+        if wait_port(self.cfg["port"], 0.1):
+            raise RuntimeError("port %d is taken: another bench still "
+                               "running?" % self.cfg["port"])
+        self.log_f = open(self.errlog, "w")
+        self.p = subprocess.Popen(self.cmd, cwd=os.path.join(REPO, "bench"),
+                                  stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=self.log_f,
+                                  text=True)
+        r, _, _ = select.select([self.p.stdout], [], [], 15)
+        line = self.p.stdout.readline() if r else ""
+        if not line.startswith("listening"):
+            self.stop()
+            raise RuntimeError("node did not start: %s%s" % (
+                line, "; ".join(self.log_problems()[:5])))
+        if not wait_port(self.cfg["port"]):
+            self.stop()
+            raise RuntimeError("node does not listen")
+        time.sleep(0.3)
+
+    def pids(self):
+        return [self.p.pid] if self.p else []
+
+    def mem(self):
+        return proc_mem(self.p.pid) if self.p else (0, 0, 0)
+
+    def cpu(self):
+        return proc_cpu(self.p.pid) if self.p else (0.0, 0.0)
+
+    def stop(self):
+        if self.p is None:
+            return
+        self.p.terminate()
+        try:
+            self.p.wait(20)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.p.stdout.close()
+        self.p = None
+        if self.log_f:
+            self.log_f.close()
+            self.log_f = None
+        end = time.time() + 10
+        while wait_port(self.cfg["port"], 0.05) and time.time() < end:
+            time.sleep(0.1)
+
+    def log_problems(self):
+        """whatever node wrote on stderr (it writes nothing when well)"""
+        try:
+            with open(self.errlog, errors="replace") as f:
+                return [l.rstrip() for l in f if l.strip()]
+        except OSError:
+            return []
+
+
 class Redis:
     def __init__(self):
         self.dir = os.path.join(BUILD, "redis")
@@ -395,15 +502,25 @@ def ports(sc, server):
     return [base + 2 * i for i in range(sc.get("instances", 1))]
 
 
+def sc_servers(sc):
+    """the servers a scenario runs against, in order"""
+    return [x for x in sc.get("servers", DEFAULT_SERVERS)
+            if x in sc.get("only", [x])]
+
+
+def is_sio(sc_or_res):
+    return str(sc_or_res.get("id", "")).startswith("SIO")
+
+
 def loadgen_cmd(sc, server):
     cfg = SERVERS[server]
-    cmd = [LOADGEN, "--proto", cfg["proto"],
+    cmd = [LOADGEN, "--proto", sc.get("proto", cfg["proto"]),
            "-p", ",".join(str(p) for p in ports(sc, server)),
            "-c", str(sc["conns"]), "-P", str(sc.get("procs", 1)),
            "-r", str(sc["rooms"]), "--label", "%s/%s" % (sc["id"], server)]
     if sc.get("idle"):
         cmd += ["--pub-conns", "0", "--wait-stdin", "--connect-timeout", "30"]
-        if server == "ours":
+        if server == "ours" and sc.get("proto", "rt") == "rt":
             cmd += ["-u", "/ws-auth", "--jwt-secret", JWT_SECRET]
     else:
         cmd += ["--pub-conns", str(sc["pub_conns"]), "-d",
@@ -423,6 +540,9 @@ class Group:
     def __init__(self, sc, server):
         workers = sc.get("workers", 2)
         n = sc.get("instances", 1)
+        if server == "node":
+            self.list = [NodeServer(server, sc["id"])]
+            return
         self.list = [Nginx(server, sc["id"] + ("-%c" % (97 + i) if n > 1
                                                else ""),
                            workers, port, redis=sc.get("redis", False))
@@ -467,7 +587,7 @@ def run_scenario(sc, server):
     grp = Group(sc, server)
     redis = Redis() if sc.get("redis") else None
     res = {"id": sc["id"], "server": server,
-           "workers": sc.get("workers", 2),
+           "workers": 1 if server == "node" else sc.get("workers", 2),
            "nginx_cmd": "\n".join(grp.cmds())}
     if redis:
         res["nginx_cmd"] = " ".join(redis.cmd) + "\n" + res["nginx_cmd"]
@@ -787,13 +907,337 @@ def server_cpu(res):
         100 * c["sys_s"] / max(c["user_s"] + c["sys_s"], 1e-9))
 
 
-def write_report(path, results, facts, profile, started, elapsed, args):
-    by = {(r["id"], r["server"]): r for r in results}
+def scenario_rows(sc):
+    """the table's rows for a scenario: (label, function of a result)"""
+    rows = []
+    if sc.get("idle"):
+        rows.append(("connections held / failed",
+                     lambda r: "%s / %s" % (
+                         fmt(get(r, "result", "connect", "ok")),
+                         fmt(failed(r)))))
+        rows.append(("connect rate",
+                     lambda r: fmt(get(r, "result", "connect",
+                                       "per_s"), "/s")))
+        rows.append(("server RSS per connection",
+                     lambda r: fmt(get(r, "mem", "rss_per_conn_kb"),
+                                   " KB", 2)))
+        rows.append(("server PSS per connection",
+                     lambda r: fmt(get(r, "mem", "pss_per_conn_kb"),
+                                   " KB", 2)))
+        rows.append(("of which private to a process (not the zone)",
+                     lambda r: fmt(get(r, "mem", "private_per_conn_kb"),
+                                   " KB", 2)))
+        rows.append(("server RSS before → after",
+                     lambda r: "%s → %s" % (
+                         fmt(get(r, "mem", "rss_before_kb"), " KB"),
+                         fmt(get(r, "mem", "rss_after_kb"), " KB"))
+                     if get(r, "mem") else "—"))
+    else:
+        rows.append(("deliveries/s",
+                     lambda r: fmt(get(r, "result", "deliveries",
+                                       "per_s"))))
+        rows.append(("latency p50 / p99 / p99.9 / max",
+                     lambda r: " / ".join(ms(get(r, "result",
+                                                 "latency_ms", k))
+                                          for k in ("p50", "p99",
+                                                    "p999", "max"))
+                     if get(r, "result") else "—"))
+        rows.append(("publishes answered/s (items/s)",
+                     lambda r: "%s (%s)" % (
+                         fmt(get(r, "result", "publish", "req_per_s")),
+                         fmt(get(r, "result", "publish",
+                                 "items_per_s")))
+                     if get(r, "result") else "—"))
+        rows.append(("delivered / expected (lost)",
+                     lambda r: "%s / %s (%s)" % (
+                         fmt(get(r, "result", "deliveries", "total")),
+                         fmt(get(r, "result", "deliveries",
+                                 "expected")),
+                         fmt(get(r, "result", "deliveries", "lost")))
+                     if get(r, "result") else "—"))
+        if sc.get("instances", 1) > 1:
+            rows.append(("latency p50 / p99 on the 2nd instance (via "
+                         "Redis)",
+                         lambda r: " / ".join(
+                             ms(get(r, "result", "latency_by_port")[1][k])
+                             for k in ("p50", "p99"))))
+        rows.append(("failed or dropped connections",
+                     lambda r: fmt(failed(r) + (get(r, "result",
+                                                    "dropped") or 0))
+                     if get(r, "result") else "—"))
+    if not sc.get("idle"):
+        rows.append(("server CPU (of one core)", server_cpu))
+        rows.append(("client CPU in the run", client_cpu))
+        rows.append(("other processes' CPU meanwhile", others_cpu))
+    return rows
+
+
+def run_details(r, L, heading="###"):
+    """one run's commands, the load generator's report, the server's
+    memory and CPU and its log's complaints, appended to L"""
+    w = L.append
+    w("%s %s — %s" % (heading, r["id"], SERVERS[r["server"]]["name"]))
+    w("")
+    w("```")
+    w("%s" % r["nginx_cmd"])
+    w("%s" % r["cmd"])
+    w("```")
+    w("")
+    if r.get("error"):
+        w("**error:** %s" % r["error"])
+        w("")
+    if r.get("others_before_pct") is not None:
+        w("Other processes used %.0f%% of a core just before the run%s."
+          % (r["others_before_pct"],
+             "; it was run twice because others took %s of a core "
+             "during the first, and the quieter run is shown" % (
+                 " and ".join("%.0f%%" % x
+                              for x in r["tries_others_pct"]))
+             if r.get("tries_others_pct") else ""))
+        w("")
+    if r.get("loadgen_out"):
+        w("```")
+        L.extend(r["loadgen_out"])
+        if r.get("mem"):
+            m = r["mem"]
+            w("server memory: RSS %s -> %s KB, PSS %s -> %s KB, "
+              "private %s -> %s KB (%s)" % (
+                  m["rss_before_kb"], m["rss_after_kb"],
+                  m["pss_before_kb"], m["pss_after_kb"],
+                  m.get("private_before_kb"), m.get("private_after_kb"),
+                  "the node process" if r["server"] == "node"
+                  else "all nginx processes"))
+        c = r.get("server_cpu")
+        if c:
+            w("server CPU: %.2f s user, %.2f s system; whole machine "
+              "busy %.2f s, of which %.2f s other processes" % (
+                  c["user_s"], c["sys_s"], r.get("machine_cpu_s", 0),
+                  r.get("others_cpu_s", 0)))
+        if "redis_cpu_s" in r:
+            w("redis-server CPU: %.2f s" % r["redis_cpu_s"])
+        w("```")
+        w("")
+    if r.get("log"):
+        w("error log (warn and worse, first lines):")
+        w("")
+        w("```")
+        L.extend(x[:300] for x in r["log"])
+        w("```")
+        w("")
+
+
+def sio_versions():
+    """the versions under bench/node_modules that the Node peer runs"""
+    v = {}
+    for pkg in ("socket.io", "engine.io", "ws"):
+        try:
+            with open(os.path.join(NODE_MODULES, pkg, "package.json")) as f:
+                v[pkg] = json.load(f)["version"]
+        except (OSError, ValueError, KeyError):
+            v[pkg] = "?"
+    return v
+
+
+def sio_targets(by):
+    """the Socket.IO issue's targets: (target, measured, met?) rows"""
+    out = []
+    sid = next((i for i in ("SIO-10k", "SIO-1k")
+                if by.get((i, "ours")) or by.get((i, "node"))), None)
+    so, sn = (by.get((sid, "ours")), by.get((sid, "node"))) if sid \
+        else (None, None)
+    dps = get(so, "result", "deliveries", "per_s") if so else None
+    p99 = get(so, "result", "latency_ms", "p99") if so else None
+    nd = get(sn, "result", "deliveries", "per_s") if sn else None
+    n99 = get(sn, "result", "latency_ms", "p99") if sn else None
+    if sid and dps is not None:
+        if nd:
+            ok = dps >= 5 * nd
+            out.append((
+                "%s: deliveries/s ≥ 5× Node's" % sid,
+                "%s vs %s/s (**%.2f×**)" % (fmt(dps), fmt(nd), dps / nd),
+                "yes" if ok else "**no** (%.0f%% of the target)"
+                % (100 * dps / (5 * nd))))
+        if nd is None or sid == "SIO-10k":
+            ref = NODE_REF["sio_dps"]
+            out.append((
+                "%s: deliveries/s ≥ 5× the issue's Node figure (%s/s)"
+                % (sid, fmt(ref)),
+                "%s/s (**%.2f×**)" % (fmt(dps), dps / ref),
+                "yes" if dps >= 5 * ref else "**no** (%.0f%% of the "
+                "target)" % (100 * dps / (5 * ref))))
+        if n99 is not None and p99 is not None:
+            ok = p99 <= n99 / 2
+            out.append((
+                "%s: p99 ≤ ½ of Node's" % sid,
+                "%s vs %s (**%.2f×**)" % (ms(p99), ms(n99),
+                                          p99 / n99 if n99 else 0),
+                "yes" if ok else "**no** (%.1f× the target)"
+                % (p99 / (n99 / 2))))
+    iid = next((i for i in ("SIO-idle-10k", "SIO-idle-1k")
+                if by.get((i, "ours")) or by.get((i, "node"))), None)
+    io_, in_ = (by.get((iid, "ours")), by.get((iid, "node"))) if iid \
+        else (None, None)
+    kb = get(io_, "mem", "rss_per_conn_kb") if io_ else None
+    nkb = get(in_, "mem", "rss_per_conn_kb") if in_ else None
+    if iid and kb is not None:
+        if nkb:
+            out.append((
+                "%s: server RSS per idle connection ≤ ⅕ of Node's" % iid,
+                "%.2f KB vs %.2f KB (**%.2f×**, budget %.2f KB)"
+                % (kb, nkb, kb / nkb, nkb / 5),
+                "yes" if kb <= nkb / 5 else "**no** (%.1f× the budget)"
+                % (kb / (nkb / 5))))
+        if nkb is None or iid == "SIO-idle-10k":
+            ref = NODE_REF["rss_kb"]
+            out.append((
+                "%s: RSS per idle connection ≤ ⅕ of the issue's Node "
+                "figure (%.1f KB)" % (iid, ref),
+                "%.2f KB (budget %.2f KB)" % (kb, ref / 5),
+                "yes" if kb <= ref / 5 else "**no** (%.1f× the budget)"
+                % (kb / (ref / 5))))
+    for r in (so, sn, io_, in_):
+        if r and get(r, "result") and (failed(r) or get(r, "result",
+                                                         "dropped")):
+            out.append(("%s on %s: no failed or dropped connections"
+                        % (r["id"], SERVERS[r["server"]]["name"]),
+                        "%s failed, %s dropped" % (
+                            fmt(failed(r)),
+                            fmt(get(r, "result", "dropped"))), "**no**"))
+    if QUICK:
+        out.append(("(quick mode)", "1k connections, 1 s runs: not the "
+                    "issue's 10k; at 1k, RSS per connection is mostly "
+                    "each server's fixed growth", "—"))
+    return out
+
+
+def sio_section(results, facts, started, elapsed, args, separate):
+    """RESULTS.md's Socket.IO section, between SIO_BEGIN and SIO_END.
+    separate: written by a run of its own (the rest of the file is from
+    another), which it then says."""
+    sio = [r for r in results if is_sio(r)]
+    by = {(r["id"], r["server"]): r for r in sio}
     ids = []
-    for r in results:
+    for r in sio:
         if r["id"] not in ids:
             ids.append(r["id"])
     scs = {s["id"]: s for s in scenarios()}
+    v = facts.get("socket_io") or {}
+
+    L = [SIO_BEGIN]
+    w = L.append
+    w("## Socket.IO: ngx-realtime vs Node's socket.io")
+    w("")
+    if separate:
+        w("Written by `bench/run.py %s`%s on %s UTC (module commit `%s`%s); "
+          "that run took **%.0f s**. The rest of this file is from an "
+          "earlier run: this section alone was replaced.%s" % (
+              " ".join(args), " (BENCH_QUICK=1)" if QUICK else "",
+              started.strftime("%Y-%m-%d %H:%M"), facts["commit"],
+              " plus uncommitted changes in src/" if facts["dirty"]
+              else "", elapsed,
+              " **Quick mode: small N and short runs; not the reference "
+              "figures.**" if QUICK else ""))
+        w("")
+    w("ngx-realtime: `location /socket.io/ { realtime_socketio bench; "
+      "realtime_socketio_transports websocket; }` in "
+      "`bench/realtime.conf.in`, 2 workers, pingInterval / pingTimeout "
+      "at their defaults (25 s / 20 s). Node: `bench/sio_node_server.js` "
+      "under Node %s, socket.io %s (engine.io %s, ws %s, pinned by "
+      "`bench/package-lock.json`), one process, `transports: "
+      "[\"websocket\"]`, the default pingInterval / pingTimeout and no "
+      "per-message deflate. Both run in the same invocation, one after "
+      "the other for each scenario, each time freshly started. The same "
+      "load generator drives both: `loadgen --proto sio` does the "
+      "WebSocket handshake to `/socket.io/?EIO=4&transport=websocket`, "
+      "takes the Engine.IO open packet, sends `40`, then "
+      "`421[\"join\",\"r<i %% rooms>\"]` once `40{\"sid\"..}` is back and "
+      "is ready at the ack `431[..]`; it answers Engine.IO pings; "
+      "deliveries are `42[\"b\",{\"t\",\"seq\",\"pad\"}]`, `t` the "
+      "CLOCK_MONOTONIC time of the publish. The publisher is the same "
+      "for both: `POST /sendPayload {\"room\",\"topic\":\"b\","
+      "\"payload\":{..}}` on the server's port (ngx-realtime's push API; "
+      "Node's handler does `io.to(room).emit(topic, payload)` and answers "
+      "with the room's size), 4 keep-alive connections, each sending its "
+      "next publish when the last is answered. The idle scenario's "
+      "ngx-realtime sockets carry no JWT (Node's have none)." % (
+          facts.get("node", "?"), v.get("socket.io", "?"),
+          v.get("engine.io", "?"), v.get("ws", "?")))
+    w("")
+    w("| scenario | metric | ngx-realtime | Node socket.io |")
+    w("| --- | --- | ---: | ---: |")
+    for sid in ids:
+        sc = scs.get(sid, {})
+        o, n = by.get((sid, "ours")), by.get((sid, "node"))
+        first = True
+        for label, f in scenario_rows(sc):
+            w("| %s | %s | %s | %s |" % (
+                ("**%s** %s" % (sid, sc.get("what", ""))) if first else "",
+                label, cell(o, f), cell(n, f)))
+            first = False
+    w("")
+    w("RSS per connection: the server's RSS (all nginx processes; the "
+      "node process) once every connection has joined, less its RSS "
+      "before the first connection, over the connections held. Server "
+      "CPU: nginx's 2 workers (up to 200%) against node's one process "
+      "(its main thread does the work; its few helper threads are "
+      "counted too).")
+    w("")
+    w("### Targets (the Socket.IO bench issue)")
+    w("")
+    w("| target | measured | met? |")
+    w("| --- | --- | --- |")
+    for t in sio_targets(by):
+        w("| %s | %s | %s |" % t)
+    w("")
+    w("For reference, the issue's figures for Node's socket.io 4.8 on "
+      "this machine: about %s deliveries/s at 10k subscribers, %.1f KB "
+      "per connection." % (fmt(NODE_REF["sio_dps"]), NODE_REF["rss_kb"]))
+    w("")
+    w("### Details per run (Socket.IO)")
+    w("")
+    for r in sio:
+        run_details(r, L, "####")
+    w(SIO_END)
+    return L
+
+
+def merge_sio(old, section):
+    """old RESULTS.md text with its Socket.IO section replaced by section
+    (lines), or inserted before the hand-written notes (or, failing them,
+    the profile, the details, the machine, the end)"""
+    text = "\n".join(section)
+    if SIO_BEGIN in old and SIO_END in old:
+        a = old.index(SIO_BEGIN)
+        b = old.index(SIO_END) + len(SIO_END)
+        return old[:a] + text + old[b:]
+    for head in ("\n## Reading these results", "\n## Profile",
+                 "\n## Details per run", "\n## Machine"):
+        if head in old:
+            i = old.index(head) + 1
+            return old[:i] + text + "\n\n" + old[i:]
+    return old.rstrip("\n") + "\n\n" + text + "\n"
+
+
+def write_report(path, results, facts, profile, started, elapsed, args):
+    """writes the report to path; a run of SIO scenarios alone replaces
+    only the Socket.IO section of an existing report there.  Returns
+    what it did, for the console."""
+    by = {(r["id"], r["server"]): r for r in results}
+    ids = []
+    for r in results:
+        if r["id"] not in ids and not is_sio(r):
+            ids.append(r["id"])
+    scs = {s["id"]: s for s in scenarios()}
+    has_sio = any(is_sio(r) for r in results)
+
+    if has_sio and not ids and os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        if old.startswith("# Benchmark results"):
+            with open(path, "w") as f:
+                f.write(merge_sio(old, sio_section(
+                    results, facts, started, elapsed, args, True)))
+            return "replaced the Socket.IO section of"
 
     L = []
     w = L.append
@@ -818,119 +1262,66 @@ def write_report(path, results, facts, profile, started, elapsed, args):
     w("")
 
     # ---- main table
-    w("## Results")
-    w("")
-    w("| scenario | metric | ngx-realtime | Nchan |")
-    w("| --- | --- | ---: | ---: |")
-    for sid in ids:
-        sc = scs.get(sid, {})
-        o, n = by.get((sid, "ours")), by.get((sid, "nchan"))
-        rows = []
-        if sc.get("idle"):
-            rows.append(("connections held / failed",
-                         lambda r: "%s / %s" % (
-                             fmt(get(r, "result", "connect", "ok")),
-                             fmt(failed(r)))))
-            rows.append(("connect rate",
-                         lambda r: fmt(get(r, "result", "connect",
-                                           "per_s"), "/s")))
-            rows.append(("server RSS per connection",
-                         lambda r: fmt(get(r, "mem", "rss_per_conn_kb"),
-                                       " KB", 2)))
-            rows.append(("server PSS per connection",
-                         lambda r: fmt(get(r, "mem", "pss_per_conn_kb"),
-                                       " KB", 2)))
-            rows.append(("of which private to a process (not the zone)",
-                         lambda r: fmt(get(r, "mem", "private_per_conn_kb"),
-                                       " KB", 2)))
-            rows.append(("server RSS before → after",
-                         lambda r: "%s → %s" % (
-                             fmt(get(r, "mem", "rss_before_kb"), " KB"),
-                             fmt(get(r, "mem", "rss_after_kb"), " KB"))
-                         if get(r, "mem") else "—"))
-        else:
-            rows.append(("deliveries/s",
-                         lambda r: fmt(get(r, "result", "deliveries",
-                                           "per_s"))))
-            rows.append(("latency p50 / p99 / p99.9 / max",
-                         lambda r: " / ".join(ms(get(r, "result",
-                                                     "latency_ms", k))
-                                              for k in ("p50", "p99",
-                                                        "p999", "max"))
-                         if get(r, "result") else "—"))
-            rows.append(("publishes answered/s (items/s)",
-                         lambda r: "%s (%s)" % (
-                             fmt(get(r, "result", "publish", "req_per_s")),
-                             fmt(get(r, "result", "publish",
-                                     "items_per_s")))
-                         if get(r, "result") else "—"))
-            rows.append(("delivered / expected (lost)",
-                         lambda r: "%s / %s (%s)" % (
-                             fmt(get(r, "result", "deliveries", "total")),
-                             fmt(get(r, "result", "deliveries",
-                                     "expected")),
-                             fmt(get(r, "result", "deliveries", "lost")))
-                         if get(r, "result") else "—"))
-            if sc.get("instances", 1) > 1:
-                rows.append(("latency p50 / p99 on the 2nd instance (via "
-                             "Redis)",
-                             lambda r: " / ".join(
-                                 ms(get(r, "result", "latency_by_port")[1][k])
-                                 for k in ("p50", "p99"))))
-            rows.append(("failed or dropped connections",
-                         lambda r: fmt(failed(r) + (get(r, "result",
-                                                        "dropped") or 0))
-                         if get(r, "result") else "—"))
-        if not sc.get("idle"):
-            rows.append(("server CPU (of one core)", server_cpu))
-            rows.append(("client CPU in the run", client_cpu))
-            rows.append(("other processes' CPU meanwhile", others_cpu))
-        first = True
-        for label, f in rows:
-            w("| %s | %s | %s | %s |" % (
-                ("**%s** %s" % (sid, sc.get("what", ""))) if first else "",
-                label, cell(o, f), cell(n, f)))
-            first = False
-    if not any(r["id"].startswith("S5") for r in results):
-        w("| **S5** two instances + Redis | | %s | |" % (
-            "pending the Redis issue" if not redis_in_readme()
-            else "not run in this invocation"))
-    w("")
-    w("Deliveries/s = messages received by all subscribers ÷ (last "
-      "delivery − first publish). Latency = receive time − the "
-      "CLOCK_MONOTONIC time stamped into the payload when the publish "
-      "was sent (at the scheduled time in fixed-rate mode, so a server "
-      "that falls behind is charged for it). \"Expected\" is what the "
-      "servers reported: ngx-realtime's `delivered`, Nchan's `active "
-      "subscribers`. Server CPU is the workers' user+system time over "
-      "the run's wall time (2 cores = 200%); client CPU is the "
-      "subscriber processes' (getrusage).")
-    w("")
+    if ids:
+        w("## Results")
+        w("")
+        w("| scenario | metric | ngx-realtime | Nchan |")
+        w("| --- | --- | ---: | ---: |")
+        for sid in ids:
+            sc = scs.get(sid, {})
+            o, n = by.get((sid, "ours")), by.get((sid, "nchan"))
+            rows = scenario_rows(sc)
+            first = True
+            for label, f in rows:
+                w("| %s | %s | %s | %s |" % (
+                    ("**%s** %s" % (sid, sc.get("what", ""))) if first else "",
+                    label, cell(o, f), cell(n, f)))
+                first = False
+        if not any(r["id"].startswith("S5") for r in results):
+            w("| **S5** two instances + Redis | | %s | |" % (
+                "pending the Redis issue" if not redis_in_readme()
+                else "not run in this invocation"))
+        w("")
+        w("Deliveries/s = messages received by all subscribers ÷ (last "
+          "delivery − first publish). Latency = receive time − the "
+          "CLOCK_MONOTONIC time stamped into the payload when the publish "
+          "was sent (at the scheduled time in fixed-rate mode, so a server "
+          "that falls behind is charged for it). \"Expected\" is what the "
+          "servers reported: ngx-realtime's `delivered`, Nchan's `active "
+          "subscribers`. Server CPU is the workers' user+system time over "
+          "the run's wall time (2 cores = 200%); client CPU is the "
+          "subscriber processes' (getrusage).")
+        w("")
 
-    # ---- targets
-    w("## Targets (issue 6)")
-    w("")
-    w("| target | measured | met? |")
-    w("| --- | --- | --- |")
-    for t in targets(by, facts):
-        w("| %s | %s | %s |" % t)
-    w("")
-    n3 = by.get(("S3-50k", "nchan"))
-    w("For reference, the issue's figures on this machine: Nchan 1.3.6 "
-      "%s deliveries/s with 10k subscribers in one room (p99 %d ms), "
-      "%.1f KB RSS per idle connection, lost %s of 50k connections; "
-      "uWebSockets %s deliveries/s, %.1f KB per connection.%s" % (
-          fmt(NCHAN_REF["s1_dps"]), NCHAN_REF["s1_p99_ms"],
-          NCHAN_REF["rss_kb"], fmt(NCHAN_REF["lost_50k"]),
-          fmt(UWS_REF["s1_dps"]), UWS_REF["rss_kb"],
-          (" Nchan in this run: %s KB per idle connection at 50k, %s "
-           "failed." % (fmt(get(n3, "mem", "rss_per_conn_kb"), "", 2),
-                        fmt(failed(n3))))
-          if n3 and get(n3, "result") else ""))
-    w("")
+        # ---- targets
+        w("## Targets (issue 6)")
+        w("")
+        w("| target | measured | met? |")
+        w("| --- | --- | --- |")
+        for t in targets(by, facts):
+            w("| %s | %s | %s |" % t)
+        w("")
+        n3 = by.get(("S3-50k", "nchan"))
+        w("For reference, the issue's figures on this machine: Nchan 1.3.6 "
+          "%s deliveries/s with 10k subscribers in one room (p99 %d ms), "
+          "%.1f KB RSS per idle connection, lost %s of 50k connections; "
+          "uWebSockets %s deliveries/s, %.1f KB per connection.%s" % (
+              fmt(NCHAN_REF["s1_dps"]), NCHAN_REF["s1_p99_ms"],
+              NCHAN_REF["rss_kb"], fmt(NCHAN_REF["lost_50k"]),
+              fmt(UWS_REF["s1_dps"]), UWS_REF["rss_kb"],
+              (" Nchan in this run: %s KB per idle connection at 50k, %s "
+               "failed." % (fmt(get(n3, "mem", "rss_per_conn_kb"), "", 2),
+                            fmt(failed(n3))))
+              if n3 and get(n3, "result") else ""))
+        w("")
+
+    # ---- Socket.IO, against Node
+    if has_sio:
+        L.extend(sio_section(results, facts, started, elapsed, args, False))
+        w("")
 
     # ---- notes
-    if os.path.exists(NOTES) and not QUICK:
+    if ids and os.path.exists(NOTES) and not QUICK:
         w(open(NOTES).read().strip())
         w("")
 
@@ -979,55 +1370,12 @@ def write_report(path, results, facts, profile, started, elapsed, args):
             w("")
 
     # ---- details
-    w("## Details per run")
-    w("")
-    for r in results:
-        w("### %s — %s" % (r["id"], SERVERS[r["server"]]["name"]))
+    if ids:
+        w("## Details per run")
         w("")
-        w("```")
-        w("%s" % r["nginx_cmd"])
-        w("%s" % r["cmd"])
-        w("```")
-        w("")
-        if r.get("error"):
-            w("**error:** %s" % r["error"])
-            w("")
-        if r.get("others_before_pct") is not None:
-            w("Other processes used %.0f%% of a core just before the run%s."
-              % (r["others_before_pct"],
-                 "; it was run twice because others took %s of a core "
-                 "during the first, and the quieter run is shown" % (
-                     " and ".join("%.0f%%" % x
-                                  for x in r["tries_others_pct"]))
-                 if r.get("tries_others_pct") else ""))
-            w("")
-        if r.get("loadgen_out"):
-            w("```")
-            L.extend(r["loadgen_out"])
-            if r.get("mem"):
-                m = r["mem"]
-                w("server memory: RSS %s -> %s KB, PSS %s -> %s KB, "
-                  "private %s -> %s KB (all nginx processes)" % (
-                      m["rss_before_kb"], m["rss_after_kb"],
-                      m["pss_before_kb"], m["pss_after_kb"],
-                      m.get("private_before_kb"), m.get("private_after_kb")))
-            c = r.get("server_cpu")
-            if c:
-                w("server CPU: %.2f s user, %.2f s system; whole machine "
-                  "busy %.2f s, of which %.2f s other processes" % (
-                      c["user_s"], c["sys_s"], r.get("machine_cpu_s", 0),
-                      r.get("others_cpu_s", 0)))
-            if "redis_cpu_s" in r:
-                w("redis-server CPU: %.2f s" % r["redis_cpu_s"])
-            w("```")
-            w("")
-        if r.get("log"):
-            w("error log (warn and worse, first lines):")
-            w("")
-            w("```")
-            L.extend(x[:300] for x in r["log"])
-            w("```")
-            w("")
+        for r in results:
+            if not is_sio(r):
+                run_details(r, L)
 
     # ---- machine
     w("## Machine")
@@ -1038,6 +1386,11 @@ def write_report(path, results, facts, profile, started, elapsed, args):
     w("- nginx %s (Debian), libnginx-mod-nchan %s (`%s`), %s, Python %s"
       % (facts["nginx"], facts["nchan"], NCHAN_SO, facts["gcc"],
          facts["python"]))
+    if facts.get("node"):
+        w("- Node %s (`%s`), socket.io %s (`bench/node_modules`, from "
+          "`bench/package-lock.json`)" % (
+              facts["node"], NODE,
+              (facts.get("socket_io") or {}).get("socket.io", "?")))
     w("- open files: at most %s per process (hard limit, cannot be "
       "raised here): 50k connections need at least 3 client processes "
       "and 3 nginx workers; S3-50k uses 4 and 4 "
@@ -1087,6 +1440,7 @@ def write_report(path, results, facts, profile, started, elapsed, args):
 
     with open(path, "w") as f:
         f.write("\n".join(L))
+    return "wrote"
 
 
 def cell(res, f):
@@ -1199,7 +1553,7 @@ def targets_missed(results):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["ours", "nchan"])
+    ap.add_argument("--only", choices=["ours", "nchan", "node"])
     ap.add_argument("--scenarios")
     ap.add_argument("--profile", action="store_true",
                     help="profile even if every target is met")
@@ -1218,11 +1572,12 @@ def main():
             d = json.load(f)
         global QUICK
         QUICK = d["quick"]
-        write_report(args.out, d["results"], d["facts"], d["profile"],
-                     datetime.datetime.fromisoformat(d["started"]),
-                     d["elapsed"], d["args"])
-        print("bench: wrote %s from %s" % (os.path.relpath(args.out),
-                                          os.path.relpath(saved)))
+        did = write_report(args.out, d["results"], d["facts"],
+                           d["profile"],
+                           datetime.datetime.fromisoformat(d["started"]),
+                           d["elapsed"], d["args"])
+        print("bench: %s %s from %s" % (did, os.path.relpath(args.out),
+                                       os.path.relpath(saved)))
         return
 
     started = datetime.datetime.utcnow()
@@ -1234,62 +1589,85 @@ def main():
             if r.returncode != 0:
                 sys.exit("building %s failed:\n%s%s" % (what, r.stdout,
                                                          r.stderr))
+    wanted = set(args.scenarios.split(",")) if args.scenarios else None
+    # an alias: SIO-10k is SIO-1k in quick mode
+    plan = [sc for sc in scenarios()
+            if not wanted or sc["id"] in wanted
+            or wanted & set(sc.get("aliases", []))]
+    if wanted:
+        known = set()
+        for sc in plan:
+            known |= {sc["id"]} | set(sc.get("aliases", []))
+        if wanted - known:
+            sys.exit("no scenario %s%s; there are: %s" % (
+                ", ".join(sorted(wanted - known)),
+                " in quick mode" if QUICK else "",
+                ", ".join(sc["id"] for sc in scenarios())))
+    plan = [(sc, server) for sc in plan for server in sc_servers(sc)
+            if not args.only or server == args.only]
+    used = {server for _, server in plan}
+
     if not os.path.exists(MODULE):
         sys.exit("no %s: run `make build` first" % MODULE)
-    if not os.path.exists(NCHAN_SO) and args.only != "ours":
+    if not os.path.exists(NCHAN_SO) and "nchan" in used:
         sys.exit("no %s: apt-get install libnginx-mod-nchan" % NCHAN_SO)
+    if "node" in used:
+        if not os.path.exists(NODE):
+            sys.exit("no %s: the SIO scenarios need Node (apt-get install "
+                     "nodejs npm)" % NODE)
+        if not os.path.exists(os.path.join(NODE_MODULES, "socket.io")):
+            r = sh(["make", "-C", os.path.join(REPO, "bench"), "node"])
+            if r.returncode != 0:
+                sys.exit("npm ci --prefix bench failed:\n%s%s"
+                         % (r.stdout, r.stderr))
 
     facts = machine_facts()
-    servers = [args.only] if args.only else ["ours", "nchan"]
-    wanted = set(args.scenarios.split(",")) if args.scenarios else None
+    if "node" in used:
+        facts["node"] = sh([NODE, "--version"]).stdout.strip()
+        facts["socket_io"] = sio_versions()
 
     results = []
     # scenario by scenario, each server in turn, so that both see the same
     # machine (it is shared: other people's builds and tests run on it)
-    for sc in scenarios():
-        for server in servers:
-            if wanted and sc["id"] not in wanted:
-                continue
-            if server not in sc.get("only", [server]):
-                continue
-            print("bench: %-12s %-6s ..." % (sc["id"], server), end="",
-                  flush=True)
-            t = time.time()
-            quiet = None if QUICK else wait_quiet(10)
-            res = run_scenario(sc, server)
-            res["others_before_pct"] = quiet
-            # other people's work took a big share of the CPU during the
-            # run: once more, keeping the quieter of the two (time allowing)
-            if not QUICK and not sc.get("idle") and \
-                    others_pct(res) > NOISY_PCT and time.time() - t0 < 480:
-                print(" others took %.0f%% of a core, again ..."
-                      % others_pct(res), end="", flush=True)
-                quiet = wait_quiet(10)
-                res2 = run_scenario(sc, server)
-                res2["others_before_pct"] = quiet
-                tries = [others_pct(res), others_pct(res2)]
-                if others_pct(res2) < others_pct(res):
-                    res = res2
-                res["tries_others_pct"] = tries
-            results.append(res)
-            r = res.get("result")
-            if r and sc.get("idle"):
-                summary = "%d/%d connected, RSS/conn %s KB" % (
-                    r["connect"]["ok"], sc["conns"],
-                    "%.2f" % res["mem"]["rss_per_conn_kb"]
-                    if "rss_per_conn_kb" in res.get("mem", {}) else "?")
-            elif r:
-                summary = "%.0f deliveries/s, p99 %.2f ms, lost %d" % (
-                    r["deliveries"]["per_s"], r["latency_ms"]["p99"],
-                    r["deliveries"]["lost"])
-            else:
-                summary = "ERROR: %s" % res.get("error")
-            print(" %s (%.0f s)" % (summary, time.time() - t), flush=True)
+    for sc, server in plan:
+        print("bench: %-12s %-6s ..." % (sc["id"], server), end="",
+              flush=True)
+        t = time.time()
+        quiet = None if QUICK else wait_quiet(10)
+        res = run_scenario(sc, server)
+        res["others_before_pct"] = quiet
+        # other people's work took a big share of the CPU during the
+        # run: once more, keeping the quieter of the two (time allowing)
+        if not QUICK and not sc.get("idle") and \
+                others_pct(res) > NOISY_PCT and time.time() - t0 < 480:
+            print(" others took %.0f%% of a core, again ..."
+                  % others_pct(res), end="", flush=True)
+            quiet = wait_quiet(10)
+            res2 = run_scenario(sc, server)
+            res2["others_before_pct"] = quiet
+            tries = [others_pct(res), others_pct(res2)]
+            if others_pct(res2) < others_pct(res):
+                res = res2
+            res["tries_others_pct"] = tries
+        results.append(res)
+        r = res.get("result")
+        if r and sc.get("idle"):
+            summary = "%d/%d connected, RSS/conn %s KB" % (
+                r["connect"]["ok"], sc["conns"],
+                "%.2f" % res["mem"]["rss_per_conn_kb"]
+                if "rss_per_conn_kb" in res.get("mem", {}) else "?")
+        elif r:
+            summary = "%.0f deliveries/s, p99 %.2f ms, lost %d" % (
+                r["deliveries"]["per_s"], r["latency_ms"]["p99"],
+                r["deliveries"]["lost"])
+        else:
+            summary = "ERROR: %s" % res.get("error")
+        print(" %s (%.0f s)" % (summary, time.time() - t), flush=True)
 
     profile = None
     if not QUICK and not args.no_profile and \
             (args.profile or targets_missed(results)) and \
-            args.only != "nchan":
+            args.only not in ("nchan", "node"):
         print("bench: a target is missed: profiling ...", flush=True)
         profile = run_profile()
 
@@ -1298,9 +1676,10 @@ def main():
         json.dump({"quick": QUICK, "results": results, "facts": facts,
                    "profile": profile, "started": started.isoformat(),
                    "elapsed": elapsed, "args": sys.argv[1:]}, f, indent=1)
-    write_report(args.out, results, facts, profile, started, elapsed,
-                 sys.argv[1:])
-    print("bench: wrote %s in %.0f s" % (os.path.relpath(args.out), elapsed))
+    did = write_report(args.out, results, facts, profile, started, elapsed,
+                       sys.argv[1:])
+    print("bench: %s %s in %.0f s" % (did, os.path.relpath(args.out),
+                                      elapsed))
 
 
 if __name__ == "__main__":
