@@ -534,9 +534,12 @@ ngx_http_realtime_eio_open_polling(ngx_http_request_t *r,
     eio->poll = p;
     p->last_get = ngx_current_msec;
 
+    /* a worker that shuts down does not wait for sessions' timers */
     p->timer.handler = ngx_http_realtime_eio_timer;
     p->timer.data = eio;
     p->timer.log = eio->log;
+    p->timer.cancelable = 1;
+    p->noop.cancelable = 1;
     p->flush.handler = ngx_http_realtime_eio_flush;
     p->flush.data = eio;
     p->flush.log = eio->log;
@@ -544,12 +547,11 @@ ngx_http_realtime_eio_open_polling(ngx_http_request_t *r,
     p->noop.data = eio;
     p->noop.log = eio->log;
 
-    eio->sn.str.data = eio->sid;
-    eio->sn.str.len = NGX_HTTP_REALTIME_EIO_SID_LEN;
-    eio->sn.node.key = ngx_crc32_short(eio->sid,
-                                       NGX_HTTP_REALTIME_EIO_SID_LEN);
-    ngx_rbtree_insert(&ngx_http_realtime_eio_tree, &eio->sn.node);
-    eio->registered = 1;
+    p->eio = eio;
+    p->sn.str.data = eio->sid;
+    p->sn.str.len = NGX_HTTP_REALTIME_EIO_SID_LEN;
+    p->sn.node.key = ngx_crc32_short(eio->sid, NGX_HTTP_REALTIME_EIO_SID_LEN);
+    ngx_rbtree_insert(&ngx_http_realtime_eio_tree, &p->sn.node);
 
     ngx_http_realtime_eio_timer(&p->timer);
 
@@ -612,11 +614,11 @@ ngx_http_realtime_eio_destroy(ngx_http_realtime_eio_t *eio)
             ngx_del_timer(&p->noop);
         }
 
-        ngx_free(p);
-    }
+        if (p->eio) {
+            ngx_rbtree_delete(&ngx_http_realtime_eio_tree, &p->sn.node);
+        }
 
-    if (eio->registered) {
-        ngx_rbtree_delete(&ngx_http_realtime_eio_tree, &eio->sn.node);
+        ngx_free(p);
     }
 
     ngx_free(eio);
@@ -1352,6 +1354,7 @@ ngx_http_realtime_eio_request(ngx_http_realtime_zone_t *zone,
 
     eio = ngx_http_realtime_eio_lookup(sid);
 
+
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "realtime eio request %c sid:%V known:%p", (int) kind, sid,
                    eio);
@@ -1526,7 +1529,7 @@ ngx_http_realtime_eio_lookup(ngx_str_t *sid)
     sn = ngx_str_rbtree_lookup(&ngx_http_realtime_eio_tree, sid,
                                ngx_crc32_short(sid->data, sid->len));
 
-    return sn ? (ngx_http_realtime_eio_t *) sn : NULL;
+    return sn ? ((ngx_http_realtime_eio_poll_t *) sn)->eio : NULL;
 }
 
 

@@ -46,6 +46,8 @@ typedef struct {
 
 /* the polling side of a session that began with a polling handshake */
 typedef struct {
+    ngx_str_node_t                     sn;        /* by sid, this worker's */
+    ngx_http_realtime_eio_t           *eio;
     ngx_event_t                        timer;     /* heartbeat, expiry */
     ngx_event_t                        flush;     /* posted: answer GET */
     ngx_event_t                        noop;      /* timer: GET in upgrade */
@@ -71,7 +73,6 @@ typedef struct {
 
 
 struct ngx_http_realtime_eio_s {
-    ngx_str_node_t                     sn;        /* by sid, polling */
     const ngx_http_realtime_eio_handler_t  *handler;
     ngx_http_realtime_loc_conf_t      *conf;
     ngx_log_t                         *log;
@@ -104,7 +105,6 @@ struct ngx_http_realtime_eio_s {
     unsigned                           jwt_required:1;
     unsigned                           closing:1;
     unsigned                           client_closed:1;
-    unsigned                           registered:1;
 };
 
 

@@ -631,6 +631,8 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_realtime_loc_conf_t *prev = parent;
     ngx_http_realtime_loc_conf_t *conf = child;
 
+    ngx_core_conf_t  *ccf;
+
     ngx_conf_merge_ptr_value(conf->user, prev->user, NULL);
     ngx_conf_merge_value(conf->presence, prev->presence, 0);
     ngx_conf_merge_value(conf->client_publish, prev->client_publish, 0);
@@ -662,6 +664,23 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               1000000);
     ngx_conf_merge_ptr_value(conf->sio_namespaces, prev->sio_namespaces,
                              NULL);
+
+    /* a polling session's requests cross workers through a zone */
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx,
+                                           ngx_core_module);
+
+    if (conf->mode >= NGX_HTTP_REALTIME_SIO && conf->zone == NULL
+        && (conf->sio_transports & NGX_HTTP_REALTIME_SIO_POLLING)
+        && ccf->worker_processes > 1)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "Engine.IO polling with several workers needs a "
+                           "zone: \"realtime_socketio <zone>\" (or the echo "
+                           "directives' zone parameter), or "
+                           "\"realtime_socketio_transports websocket\"");
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }

@@ -214,7 +214,15 @@ ngx_http_realtime_poll_body(ngx_http_request_t *r)
 
     if (rc != NGX_DONE) {
         ngx_http_finalize_request(r, rc);
+        return;
     }
+
+    /*
+     * A held POST needs no reference of its own: the body's, which this
+     * handler would drop by finalizing, keeps the request until the
+     * answer finalizes it.
+     */
+    r->main->count--;
 }
 
 
@@ -351,12 +359,19 @@ ngx_http_realtime_poll_request(ngx_http_request_t *r,
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_request_empty_handler;
 
+    /*
+     * A held poll is idle for a worker that shuts down: the request is
+     * terminated, and the owner, told by the cleanup, ends the session.
+     */
+    r->connection->idle = 1;
+
     wait = rlcf->sio_ping_interval + rlcf->sio_ping_timeout
            + NGX_HTTP_REALTIME_POLL_SLACK;
 
     w->timer.handler = ngx_http_realtime_poll_timeout;
     w->timer.data = w;
     w->timer.log = r->connection->log;
+    w->timer.cancelable = 1;
     ngx_add_timer(&w->timer, wait);
 
     r->main->count++;
@@ -406,6 +421,8 @@ static ngx_int_t
 ngx_http_realtime_poll_send(ngx_http_request_t *r,
     ngx_http_realtime_poll_wait_t *w)
 {
+    r->connection->idle = 0;
+
     if (w->timer.timer_set) {
         ngx_del_timer(&w->timer);
     }
@@ -658,8 +675,10 @@ ngx_http_realtime_poll_cleanup(void *data)
 {
     ngx_http_realtime_poll_wait_t *w = data;
 
-    u_char     buf[64];
-    ngx_str_t  except;
+    u_char                        buf[64];
+    uint32_t                      token;
+    ngx_str_t                     except;
+    ngx_http_realtime_eio_addr_t  here;
 
     if (w->timer.timer_set) {
         ngx_del_timer(&w->timer);
@@ -669,6 +688,9 @@ ngx_http_realtime_poll_cleanup(void *data)
         return;
     }
 
+    /* ngx_rbtree_delete() zeroes the key */
+    token = (uint32_t) w->node.key;
+
     ngx_rbtree_delete(&ngx_http_realtime_poll_tree, &w->node);
     w->waiting = 0;
 
@@ -676,14 +698,14 @@ ngx_http_realtime_poll_cleanup(void *data)
         return;
     }
 
-    /* the owner must not count the GET as held any more */
+    /* a poll the client gave up: the owner ends the session */
+
+    ngx_http_realtime_eio_addr_here(w->zone, &here, token);
 
     except.data = buf;
     except.len = ngx_sprintf(buf, "%c:%ui:%uD:%uD",
                              (int) NGX_HTTP_REALTIME_EIO_GET_GONE,
-                             w->zone ? w->zone->slot : 0,
-                             ngx_http_realtime_ipc_worker_id(),
-                             (uint32_t) w->node.key)
+                             here.slot, here.id, here.token)
                  - buf;
 
     (void) ngx_http_realtime_eio_post(w->zone, &w->owner,
@@ -864,10 +886,10 @@ ngx_http_realtime_poll_relay_release(ngx_http_realtime_conn_t *ws)
     sws = (ngx_http_realtime_sio_ws_t *) ws;
     relay = sws->relay;
 
-    ngx_rbtree_delete(&ngx_http_realtime_poll_tree, &relay->node);
-
     ngx_http_realtime_eio_addr_here(relay->zone, &here,
                                     (uint32_t) relay->node.key);
+
+    ngx_rbtree_delete(&ngx_http_realtime_poll_tree, &relay->node);
 
     except.data = buf;
     except.len = ngx_sprintf(buf, "%c:%ui:%uD:%uD",

@@ -263,10 +263,11 @@ class SioDriver:
         return [(ev, decode_bin(args)) for ev, args in ans["events"]]
 
     def state(self, name):
-        """{"connected", "id", "transport", "recovered"}."""
+        """{"connected", "id", "transport", "recovered", "sid"} (sid: the
+        Engine.IO session id)."""
         ans = self._call("state", SLACK, name=name)
         return {k: ans.get(k) for k in ("connected", "id", "transport",
-                                        "recovered")}
+                                        "recovered", "sid")}
 
     def disconnect(self, name):
         self._call("disconnect", SLACK, name=name)

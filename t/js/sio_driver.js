@@ -32,7 +32,7 @@
 //              -> {events: [[arg, ...], ...]} | ok:false "timeout ..."
 //              (with "events": what had arrived; nothing is consumed then)
 //   events     name, peek (bool) -> {events: [[event, [arg, ...]], ...]}
-//   state      name -> {connected, id, transport, recovered}
+//   state      name -> {connected, id, transport, recovered, sid}
 //   disconnect name -> {}
 //   close_all  -> {}
 //   ping       -> {pid, node, client: socket.io-client version}
@@ -282,9 +282,11 @@ function opEvents(cmd) {
 function opState(cmd) {
     const entry = getEntry(cmd);
     const s = entry.socket;
+    const engine = s.io && s.io.engine;
     return { ok: true, connected: s.connected, id: s.id === undefined
              ? null : s.id, transport: transportName(s),
-             recovered: !!s.recovered };
+             recovered: !!s.recovered,
+             sid: engine && engine.id ? engine.id : null };
 }
 
 const ops = {
