@@ -110,7 +110,8 @@ ngx_http_realtime_client_message(ngx_http_realtime_session_t *s,
                      &s->zone->sh->slots[s->zone->slot].messages_in, 1);
     }
 
-    rc = ngx_http_realtime_rate_check(s);
+    /* the native id is in the JSON, not read before the bucket */
+    rc = ngx_http_realtime_rate_check(s, -1);
     if (rc != NGX_OK) {
         return (rc == NGX_DECLINED) ? NGX_OK : rc;
     }
@@ -197,7 +198,7 @@ ngx_http_realtime_command(ngx_http_realtime_session_t *s,
  */
 
 ngx_int_t
-ngx_http_realtime_rate_check(ngx_http_realtime_session_t *s)
+ngx_http_realtime_rate_check(ngx_http_realtime_session_t *s, json_int_t id)
 {
     ngx_int_t                      excess;
     ngx_msec_t                     now, ms;
@@ -240,7 +241,7 @@ ngx_http_realtime_rate_check(ngx_http_realtime_session_t *s)
         }
 
         if (ngx_http_realtime_error(s, "RATE_LIMITED",
-                                    "too many messages", -1)
+                                    "too many messages", id)
             != NGX_OK)
         {
             return NGX_ERROR;

@@ -364,7 +364,8 @@ ngx_int_t ngx_http_realtime_client_message(ngx_http_realtime_session_t *s,
     ngx_uint_t opcode, u_char *data, size_t len);
 ngx_int_t ngx_http_realtime_command(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd);
-ngx_int_t ngx_http_realtime_rate_check(ngx_http_realtime_session_t *s);
+ngx_int_t ngx_http_realtime_rate_check(ngx_http_realtime_session_t *s,
+    json_int_t id);
 void ngx_http_realtime_client_close(ngx_http_realtime_session_t *s);
 ngx_http_realtime_msg_t *ngx_http_realtime_msg_json(json_t *json);
 

@@ -586,7 +586,8 @@ ngx_http_realtime_sio_event(ngx_http_realtime_sio_socket_t *sock,
                      &s->zone->sh->slots[s->zone->slot].messages_in, 1);
     }
 
-    rc = ngx_http_realtime_rate_check(s);
+    /* a refusal is the ack the client waits for */
+    rc = ngx_http_realtime_rate_check(s, id);
     if (rc != NGX_OK) {
         return (rc == NGX_DECLINED) ? NGX_OK : rc;
     }

@@ -81,6 +81,7 @@ def test_default_transports_upgrade(sio, ref_server):
     assert info["transport"] in ("polling", "websocket")
     assert sio.wait("a", "$upgrade", timeout=5) == [["websocket"]]
     st = sio.state("a")
+    assert len(st.pop("sid")) == 20          # Node's engine.io ids
     assert st == {"connected": True, "id": info["id"],
                   "transport": "websocket", "recovered": False}
     assert sio.emit("a", "echo", "after upgrade") == ["after upgrade"]

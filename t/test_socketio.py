@@ -190,6 +190,55 @@ def test_namespaces_multiplexed(env):
     assert res["ok"] is False and res["error"] == "Invalid namespace"
 
 
+def test_client_disconnects_one_namespace(env):
+    connect(env, "root", user="fay")
+    connect(env, "adm", nsp="/admin", user="fay")
+    env.drv.emit("root", "join", "r")
+    env.drv.emit("adm", "join", "r")
+    env.drv.disconnect("adm")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        r = env.push({"room": "r", "topic": "t", "payload": 1})
+        if r.json()["delivered"] == 1:
+            break
+        time.sleep(0.05)
+    assert r.json()["delivered"] == 1, r
+    assert env.drv.state("root")["connected"] is True
+    assert env.drv.wait("root", "t")[0] == [1]
+
+
+def test_refresh_and_rate_limit_over_socketio(rt):
+    rt.start(rt_http(locations=r"""
+        location /auth/socket.io/ {
+            realtime_socketio rt;
+            realtime_socketio_transports websocket;
+            realtime_jwt_key secret=%s;
+        }
+        location /slow/socket.io/ {
+            realtime_socketio rt;
+            realtime_socketio_transports websocket;
+            realtime_rate_limit 1r/s burst=1;
+        }
+    """ % SECRET))
+    base = "http://127.0.0.1:%d" % rt.port
+    with SioDriver() as drv:
+        drv.connect("a", base, path="/auth/socket.io/",
+                    transports=["websocket"],
+                    auth={"token": token("ref", exp_in=60)})
+        ack = drv.emit("a", "refresh", {"token": token("ref", exp_in=600)})
+        assert set(ack[0]) == {"exp"} and ack[0]["exp"] > time.time() + 500
+        ack = drv.emit("a", "refresh", {"token": "junk"})
+        assert ack[0]["error"]["code"] == "UNAUTHORIZED"
+
+        # the third message in a row is over 1r/s burst=1: its ack says so
+        drv.connect("b", base, path="/slow/socket.io/",
+                    transports=["websocket"])
+        assert drv.emit("b", "ping", 0) == [0]
+        assert drv.emit("b", "ping", 1) == [1]
+        assert drv.emit("b", "ping", 2) == [{"error": {
+            "code": "RATE_LIMITED", "message": "too many messages"}}]
+
+
 def test_jwt_from_auth_payload(env):
     p = "/auth/socket.io/"
     info = connect(env, "a", path=p, auth={"token": "Bearer " + token("u1")})

@@ -42,6 +42,9 @@ LOCATIONS = r"""
             realtime_socketio_ping_interval 300ms;
             realtime_socketio_ping_timeout 200ms;
         }
+        location /echo/socket.io/ {
+            realtime_socketio_echo rt;
+        }
 """
 
 
@@ -131,6 +134,21 @@ def test_binary_both_ways_over_polling(env):
     ack = env.drv.emit("b", "join", b"\x00\x01")
     assert ack[0]["error"]["code"] == "BAD_REQUEST"
     assert env.drv.emit("b", "ping", {"x": 1}) == [{"x": 1}]
+
+
+def test_binary_attachments_both_ways_over_polling(env):
+    """BINARY_EVENT and BINARY_ACK with Buffers, as b<base64> packets of
+    the polling payloads, on the suite's echo application."""
+    env.drv.connect("e", url(env), path="/echo/socket.io/",
+                    transports=["polling"])
+    assert env.drv.wait("e", "auth") == [[{}]]
+    blob = bytes(range(200))
+    env.drv.emit("e", "message", blob, {"nested": [blob[:5], 1]}, ack=False)
+    assert env.drv.wait("e", "message-back") == \
+        [[blob, {"nested": [blob[:5], 1]}]]
+    assert env.drv.emit("e", "message-with-ack", blob[:1], "t") == \
+        [blob[:1], "t"]
+    assert env.drv.state("e")["transport"] == "polling"
 
 
 def test_many_polling_clients_across_workers(env):
