@@ -34,8 +34,6 @@ static ngx_int_t ngx_http_realtime_reply(ngx_http_realtime_session_t *s,
     const char *event, json_t *data, ngx_http_realtime_cmd_t *cmd);
 static ngx_int_t ngx_http_realtime_error(ngx_http_realtime_session_t *s,
     const char *code, const char *message, json_int_t id);
-static void ngx_http_realtime_presence_event(ngx_http_realtime_session_t *s,
-    const char *event, ngx_str_t *room);
 static ngx_int_t ngx_http_realtime_native_deliver(
     ngx_http_realtime_session_t *s, ngx_http_realtime_msg_t *msg);
 static ngx_int_t ngx_http_realtime_native_reply(
@@ -182,9 +180,13 @@ ngx_http_realtime_command(ngx_http_realtime_session_t *s,
         break;
 
     default:
-        rc = ngx_http_realtime_error(s, "INVALID_EVENT",
-                                     "unknown event",
-                                     cmd->has_id ? cmd->id : -1);
+        rc = ngx_http_realtime_forward(s, cmd);
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_realtime_error(s, "INVALID_EVENT",
+                                         "unknown event",
+                                         cmd->has_id ? cmd->id : -1);
+        }
     }
 
     return rc;
@@ -537,7 +539,7 @@ ngx_http_realtime_client_close(ngx_http_realtime_session_t *s)
 }
 
 
-static void
+void
 ngx_http_realtime_presence_event(ngx_http_realtime_session_t *s,
     const char *event, ngx_str_t *room)
 {
@@ -721,6 +723,7 @@ static void
 ngx_http_realtime_native_release(ngx_http_realtime_conn_t *ws)
 {
     ngx_http_realtime_redis_presence_cancel(&ws->session);
+    ngx_http_realtime_forward_cancel(&ws->session);
     ngx_http_realtime_client_close(&ws->session);
 }
 

@@ -127,6 +127,20 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       0,
       NULL },
 
+    { ngx_string("realtime_forward"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
+      ngx_http_realtime_forward_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_forward_max_inflight"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, forward_max),
+      NULL },
+
     { ngx_string("realtime_push"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_realtime_endpoint,
@@ -244,7 +258,7 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_realtime_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_realtime_forward_add_variables, /* preconfiguration */
     ngx_http_realtime_postconfiguration,   /* postconfiguration */
 
     ngx_http_realtime_create_main_conf,    /* create main configuration */
@@ -461,6 +475,10 @@ ngx_http_realtime_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_realtime_forward_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_realtime_sio_init_process(cycle);
 }
 
@@ -620,6 +638,8 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf)
     conf->sio_ping_timeout = NGX_CONF_UNSET_MSEC;
     conf->sio_max_payload = NGX_CONF_UNSET_SIZE;
     conf->sio_namespaces = NGX_CONF_UNSET_PTR;
+    conf->forwards = NGX_CONF_UNSET_PTR;
+    conf->forward_max = NGX_CONF_UNSET_UINT;
 
     return conf;
 }
@@ -664,6 +684,17 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               1000000);
     ngx_conf_merge_ptr_value(conf->sio_namespaces, prev->sio_namespaces,
                              NULL);
+
+    if (conf->forwards == NGX_CONF_UNSET_PTR) {
+        conf->forwards = prev->forwards;
+        conf->forward_ctx = prev->forward_ctx;
+    }
+
+    if (conf->forwards == NGX_CONF_UNSET_PTR) {
+        conf->forwards = NULL;
+    }
+
+    ngx_conf_merge_uint_value(conf->forward_max, prev->forward_max, 16);
 
     /* a polling session's requests cross workers through a zone */
 

@@ -100,6 +100,11 @@ typedef struct {
     ngx_msec_t                         sio_ping_timeout;
     size_t                             sio_max_payload;
     ngx_array_t                       *sio_namespaces;  /* ngx_str_t */
+
+    /* realtime_forward: routes, and the location they are sent from */
+    ngx_array_t                       *forwards;
+    void                              *forward_ctx;  /* http_conf_ctx_t */
+    ngx_uint_t                         forward_max;
 } ngx_http_realtime_loc_conf_t;
 
 
@@ -367,6 +372,8 @@ ngx_int_t ngx_http_realtime_command(ngx_http_realtime_session_t *s,
 ngx_int_t ngx_http_realtime_rate_check(ngx_http_realtime_session_t *s,
     json_int_t id);
 void ngx_http_realtime_client_close(ngx_http_realtime_session_t *s);
+void ngx_http_realtime_presence_event(ngx_http_realtime_session_t *s,
+    const char *event, ngx_str_t *room);
 ngx_http_realtime_msg_t *ngx_http_realtime_msg_json(json_t *json);
 
 extern const ngx_http_realtime_session_handler_t
@@ -468,6 +475,22 @@ char *ngx_http_realtime_sio_namespaces(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 extern const ngx_http_realtime_adapter_t  ngx_http_realtime_sio_adapter;
+
+/* ngx_http_realtime_forward.c */
+typedef struct {
+    ngx_str_t                          event;    /* "*": any unknown */
+    ngx_str_t                          uri;
+    ngx_msec_t                         timeout;
+    unsigned                           unordered:1;
+} ngx_http_realtime_route_forward_t;
+
+char *ngx_http_realtime_forward_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_realtime_forward_add_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_realtime_forward(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_cmd_t *cmd);
+void ngx_http_realtime_forward_cancel(ngx_http_realtime_session_t *s);
+ngx_int_t ngx_http_realtime_forward_init_process(ngx_cycle_t *cycle);
 
 /* ngx_http_realtime_module.c */
 ngx_int_t ngx_http_realtime_send_error(ngx_http_request_t *r,

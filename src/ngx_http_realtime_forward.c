@@ -1,0 +1,1255 @@
+
+/*
+ * Copyright (C) ngx-realtime developers
+ *
+ * Client events forwarded to backends through nginx locations
+ * (realtime_forward), and their replies applied to the session.
+ *
+ * An upgraded socket has no request, and a subrequest of one would live
+ * in its pool for the socket's whole life.  So each forward makes its
+ * own pool, a connection without a socket and a request on the WebSocket
+ * location's configuration, and sends a POST subrequest with the event
+ * as JSON to the route's URI, kept in memory: proxy_pass, upstream
+ * keepalive, fastcgi_pass and the rest apply there.  The reply is
+ * applied after the subrequest is done, from a posted event, and the
+ * pool goes with it.
+ *
+ * A session's forwards wait in its line (a worker tree by session):
+ * ordered ones one at a time, so that replies apply in the order the
+ * client sent the events; "unordered" routes start at once.  When the
+ * session goes, its forwards are detached and their replies dropped.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_realtime_module.h"
+#include "ngx_http_realtime_forward_codec.h"
+
+
+/* forwards in flight in one worker, at most */
+#define NGX_HTTP_REALTIME_FORWARD_WORKER_MAX  4096
+
+
+typedef struct ngx_http_realtime_forward_s  ngx_http_realtime_forward_t;
+
+
+/* a session's forwards, in order */
+typedef struct {
+    ngx_rbtree_node_t                  node;      /* key: the session */
+    ngx_http_realtime_session_t       *session;
+    ngx_queue_t                        forwards;
+    ngx_uint_t                         n;
+} ngx_http_realtime_forward_line_t;
+
+
+struct ngx_http_realtime_forward_s {
+    ngx_queue_t                        link;      /* in line->forwards */
+    ngx_pool_t                        *pool;
+    ngx_connection_t                  *connection;
+    ngx_http_request_t                *request;
+    ngx_http_request_t                *subrequest;
+    ngx_uint_t                         waits;
+    ngx_http_realtime_forward_line_t  *line;      /* NULL: detached */
+    ngx_http_realtime_route_forward_t *route;
+    ngx_str_t                          event;
+    json_int_t                         id;
+    ngx_str_t                          body;
+    ngx_str_t                          reply;
+    ngx_uint_t                         status;
+    ngx_int_t                          rc;
+    ngx_msec_t                         start;
+    ngx_event_t                        timer;     /* the route's timeout */
+    ngx_event_t                        done;      /* posted: apply, free */
+    unsigned                           started:1;
+    unsigned                           finished:1;
+    unsigned                           answered:1;
+};
+
+
+static ngx_http_realtime_route_forward_t *ngx_http_realtime_forward_route(
+    ngx_http_realtime_loc_conf_t *conf, const char *event, size_t len);
+static ngx_http_realtime_forward_line_t *ngx_http_realtime_forward_line(
+    ngx_http_realtime_session_t *s, ngx_uint_t create);
+static ngx_int_t ngx_http_realtime_forward_body(
+    ngx_http_realtime_session_t *s, ngx_http_realtime_cmd_t *cmd,
+    ngx_http_realtime_forward_t *f);
+static void ngx_http_realtime_forward_next(
+    ngx_http_realtime_forward_line_t *line);
+static ngx_int_t ngx_http_realtime_forward_start(
+    ngx_http_realtime_forward_t *f, ngx_http_realtime_session_t *s);
+static ngx_http_request_t *ngx_http_realtime_forward_fake(
+    ngx_http_realtime_forward_t *f, ngx_http_realtime_session_t *s);
+static ngx_int_t ngx_http_realtime_forward_done(ngx_http_request_t *r,
+    void *data, ngx_int_t rc);
+static void ngx_http_realtime_forward_wake(ngx_http_request_t *r);
+static void ngx_http_realtime_forward_finish(ngx_event_t *ev);
+static void ngx_http_realtime_forward_timeout(ngx_event_t *ev);
+static void ngx_http_realtime_forward_answer(ngx_http_realtime_forward_t *f,
+    const char *code, const char *message);
+static void ngx_http_realtime_forward_apply(ngx_http_realtime_forward_t *f);
+static void ngx_http_realtime_forward_apply_reply(
+    ngx_http_realtime_forward_t *f, ngx_http_realtime_session_t *s,
+    ngx_http_realtime_forward_reply_t *reply);
+static void ngx_http_realtime_forward_rooms(ngx_http_realtime_session_t *s,
+    json_t *rooms, ngx_uint_t join);
+static void ngx_http_realtime_forward_publish(ngx_http_realtime_session_t *s,
+    json_t *item, ngx_uint_t type);
+static ngx_http_realtime_forward_line_t *ngx_http_realtime_forward_detach(
+    ngx_http_realtime_forward_t *f);
+static void ngx_http_realtime_forward_free(ngx_http_realtime_forward_t *f);
+static ngx_int_t ngx_http_realtime_forward_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+
+static ngx_rbtree_t       ngx_http_realtime_forward_lines;
+static ngx_rbtree_node_t  ngx_http_realtime_forward_sentinel;
+static ngx_uint_t         ngx_http_realtime_forward_inflight;
+
+static ngx_str_t  ngx_http_realtime_forward_post = ngx_string("POST");
+static ngx_str_t  ngx_http_realtime_forward_json =
+    ngx_string("application/json");
+
+
+ngx_int_t
+ngx_http_realtime_forward_init_process(ngx_cycle_t *cycle)
+{
+    ngx_rbtree_init(&ngx_http_realtime_forward_lines,
+                    &ngx_http_realtime_forward_sentinel,
+                    ngx_rbtree_insert_value);
+
+    return NGX_OK;
+}
+
+
+/*
+ * An event no built-in command takes: NGX_DECLINED when no route
+ * forwards it, else NGX_OK (answered now, or when the reply comes).
+ */
+
+ngx_int_t
+ngx_http_realtime_forward(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_cmd_t *cmd)
+{
+    ngx_pool_t                         *pool;
+    json_int_t                          id;
+    ngx_http_realtime_forward_t        *f;
+    ngx_http_realtime_forward_line_t   *line;
+    ngx_http_realtime_route_forward_t  *route;
+
+    route = ngx_http_realtime_forward_route(s->conf, cmd->event,
+                                            cmd->event_len);
+    if (route == NULL) {
+        return NGX_DECLINED;
+    }
+
+    id = cmd->has_id ? cmd->id : -1;
+
+    if (s->sh_conn == NULL) {
+        return s->handler->error(s, "BAD_REQUEST",
+                                 "forwarding needs \"realtime <zone>\"", id);
+    }
+
+    line = ngx_http_realtime_forward_line(s, 1);
+    if (line == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (line->n >= s->conf->forward_max
+        || ngx_http_realtime_forward_inflight
+           >= NGX_HTTP_REALTIME_FORWARD_WORKER_MAX)
+    {
+        ngx_log_error(NGX_LOG_INFO, s->log, 0,
+                      "realtime: too many forwards in flight, \"%*s\" "
+                      "refused", cmd->event_len, cmd->event);
+        return s->handler->error(s, "BUSY", "too many requests in flight",
+                                 id);
+    }
+
+    /*
+     * A forward may outlive its socket: nothing of it logs to the
+     * socket's log, which goes with the socket's pool.
+     */
+
+    pool = ngx_create_pool(2048, ngx_cycle->log);
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    f = ngx_pcalloc(pool, sizeof(ngx_http_realtime_forward_t));
+    if (f == NULL) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    f->pool = pool;
+    f->route = route;
+    f->id = id;
+    f->line = line;
+
+    if (ngx_http_realtime_forward_body(s, cmd, f) != NGX_OK) {
+        ngx_destroy_pool(pool);
+        return NGX_ERROR;
+    }
+
+    f->timer.handler = ngx_http_realtime_forward_timeout;
+    f->timer.data = f;
+    f->timer.log = ngx_cycle->log;
+    f->timer.cancelable = 1;
+    f->done.handler = ngx_http_realtime_forward_finish;
+    f->done.data = f;
+    f->done.log = ngx_cycle->log;
+    f->done.cancelable = 1;
+
+    ngx_queue_insert_tail(&line->forwards, &f->link);
+    line->n++;
+    ngx_http_realtime_forward_inflight++;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, s->log, 0,
+                   "realtime forward \"%V\" to \"%V\", %ui in line",
+                   &f->event, &route->uri, line->n);
+
+    ngx_http_realtime_forward_next(line);
+
+    return NGX_OK;
+}
+
+
+static ngx_http_realtime_route_forward_t *
+ngx_http_realtime_forward_route(ngx_http_realtime_loc_conf_t *conf,
+    const char *event, size_t len)
+{
+    ngx_uint_t                          i;
+    ngx_http_realtime_route_forward_t  *route, *any;
+
+    if (conf->forwards == NULL) {
+        return NULL;
+    }
+
+    route = conf->forwards->elts;
+    any = NULL;
+
+    for (i = 0; i < conf->forwards->nelts; i++) {
+        if (route[i].event.len == 1 && route[i].event.data[0] == '*') {
+            any = &route[i];
+            continue;
+        }
+
+        if (route[i].event.len == len
+            && ngx_strncmp(route[i].event.data, event, len) == 0)
+        {
+            return &route[i];
+        }
+    }
+
+    return any;
+}
+
+
+static ngx_http_realtime_forward_line_t *
+ngx_http_realtime_forward_line(ngx_http_realtime_session_t *s,
+    ngx_uint_t create)
+{
+    ngx_rbtree_key_t                   key;
+    ngx_rbtree_node_t                 *node, *sentinel;
+    ngx_http_realtime_forward_line_t  *line;
+
+    key = (ngx_rbtree_key_t) (uintptr_t) s;
+    node = ngx_http_realtime_forward_lines.root;
+    sentinel = ngx_http_realtime_forward_lines.sentinel;
+
+    while (node && node != sentinel) {
+        if (key == node->key) {
+            return (ngx_http_realtime_forward_line_t *) node;
+        }
+
+        node = (key < node->key) ? node->left : node->right;
+    }
+
+    if (!create) {
+        return NULL;
+    }
+
+    line = ngx_calloc(sizeof(ngx_http_realtime_forward_line_t), s->log);
+    if (line == NULL) {
+        return NULL;
+    }
+
+    line->node.key = key;
+    line->session = s;
+    ngx_queue_init(&line->forwards);
+    ngx_rbtree_insert(&ngx_http_realtime_forward_lines, &line->node);
+
+    return line;
+}
+
+
+/* the JSON body, and the event's name, both in the forward's pool */
+
+static ngx_int_t
+ngx_http_realtime_forward_body(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_cmd_t *cmd, ngx_http_realtime_forward_t *f)
+{
+    char                              *text;
+    json_t                            *rooms, *body;
+    ngx_queue_t                       *q;
+    ngx_http_realtime_local_member_t  *lm;
+
+    rooms = json_array();
+    if (rooms == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (q = ngx_queue_head(&s->rooms);
+         q != ngx_queue_sentinel(&s->rooms);
+         q = ngx_queue_next(q))
+    {
+        lm = ngx_queue_data(q, ngx_http_realtime_local_member_t, conn_link);
+        json_array_append_new(rooms,
+                              json_stringn((char *) lm->room->sn.str.data,
+                                           lm->room->sn.str.len));
+    }
+
+    body = ngx_http_realtime_forward_request(cmd->event, cmd->event_len,
+                                             cmd->data, f->id,
+                                             (char *) s->id.data, s->id.len,
+                                             (char *) s->user.data,
+                                             s->user.len, rooms,
+                                             s->handler
+                                             == &ngx_http_realtime_native_handler
+                                             ? "native" : "socket.io",
+                                             NULL, 0, NULL);
+    json_decref(rooms);
+
+    if (body == NULL) {
+        return NGX_ERROR;
+    }
+
+    text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+
+    if (text == NULL) {
+        return NGX_ERROR;
+    }
+
+    f->body.len = ngx_strlen(text);
+    f->body.data = ngx_pnalloc(f->pool, f->body.len);
+    /* NUL-terminated: the ack's event name is a C string */
+    f->event.len = cmd->event_len;
+    f->event.data = ngx_pnalloc(f->pool, cmd->event_len + 1);
+
+    if (f->body.data == NULL || f->event.data == NULL) {
+        free(text);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(f->body.data, text, f->body.len);
+    ngx_memcpy(f->event.data, cmd->event, cmd->event_len);
+    f->event.data[f->event.len] = '\0';
+    free(text);
+
+    return NGX_OK;
+}
+
+
+/* starts what may start: every unordered one, the first ordered one */
+
+static void
+ngx_http_realtime_forward_next(ngx_http_realtime_forward_line_t *line)
+{
+    ngx_queue_t                  *q, *next;
+    ngx_uint_t                    ordered;
+    ngx_http_realtime_forward_t  *f;
+
+    ordered = 0;
+
+    for (q = ngx_queue_head(&line->forwards);
+         q != ngx_queue_sentinel(&line->forwards);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        f = ngx_queue_data(q, ngx_http_realtime_forward_t, link);
+
+        if (!f->route->unordered) {
+            if (ordered++) {
+                continue;
+            }
+        }
+
+        if (f->started) {
+            continue;
+        }
+
+        f->started = 1;
+
+        if (ngx_http_realtime_forward_start(f, line->session) != NGX_OK) {
+            /* answered as a backend failure, from the posted event */
+            f->rc = NGX_ERROR;
+            f->finished = 1;
+            ngx_post_event(&f->done, &ngx_posted_events);
+        }
+    }
+}
+
+
+static ngx_int_t
+ngx_http_realtime_forward_start(ngx_http_realtime_forward_t *f,
+    ngx_http_realtime_session_t *s)
+{
+    ngx_str_t                     uri;
+    ngx_buf_t                    *b;
+    ngx_chain_t                  *cl;
+    ngx_table_elt_t              *h;
+    ngx_http_request_t           *r, *sr;
+    ngx_http_post_subrequest_t   *ps;
+
+    r = ngx_http_realtime_forward_fake(f, s);
+    if (r == NULL) {
+        return NGX_ERROR;
+    }
+
+    ps = ngx_palloc(f->pool, sizeof(ngx_http_post_subrequest_t));
+    b = ngx_calloc_buf(f->pool);
+    cl = ngx_alloc_chain_link(f->pool);
+
+    if (ps == NULL || b == NULL || cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    ps->handler = ngx_http_realtime_forward_done;
+    ps->data = f;
+
+    uri = f->route->uri;
+
+    if (ngx_http_subrequest(r, &uri, NULL, &sr, ps,
+                            NGX_HTTP_SUBREQUEST_IN_MEMORY)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    f->subrequest = sr;
+
+    /* a POST with the event, and headers of its own */
+
+    sr->method = NGX_HTTP_POST;
+    sr->method_name = ngx_http_realtime_forward_post;
+
+    b->pos = f->body.data;
+    b->last = f->body.data + f->body.len;
+    b->memory = 1;
+    b->last_buf = 1;
+    cl->buf = b;
+    cl->next = NULL;
+
+    sr->request_body = ngx_pcalloc(f->pool, sizeof(ngx_http_request_body_t));
+    if (sr->request_body == NULL) {
+        return NGX_ERROR;
+    }
+
+    sr->request_body->bufs = cl;
+    sr->headers_in.content_length_n = f->body.len;
+
+    if (ngx_list_init(&sr->headers_in.headers, f->pool, 4,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&sr->headers_in.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&h->key, "Content-Type");
+    h->value = ngx_http_realtime_forward_json;
+    h->lowcase_key = (u_char *) "content-type";
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+    sr->headers_in.content_type = h;
+
+    f->start = ngx_current_msec;
+
+    if (f->route->timeout) {
+        ngx_add_timer(&f->timer, f->route->timeout);
+    }
+
+    /* nothing runs posted requests of a connection without events */
+    ngx_http_run_posted_requests(f->connection);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A connection without a socket and a request on the WebSocket
+ * location's configuration, all in the forward's pool.  The client's
+ * addresses are copied: $remote_addr and the like work in the route's
+ * location, and nothing points into the socket's memory.
+ */
+
+static ngx_http_request_t *
+ngx_http_realtime_forward_fake(ngx_http_realtime_forward_t *f,
+    ngx_http_realtime_session_t *s)
+{
+    ngx_log_t                  *log;
+    ngx_connection_t           *c, *saved;
+    ngx_http_request_t         *r;
+    ngx_http_log_ctx_t         *lctx;
+    ngx_http_conf_ctx_t        *ctx;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    log = ngx_palloc(f->pool, sizeof(ngx_log_t));
+    lctx = ngx_pcalloc(f->pool, sizeof(ngx_http_log_ctx_t));
+
+    if (log == NULL || lctx == NULL) {
+        return NULL;
+    }
+
+    /* nginx sets the current request in the log's http context */
+    *log = *ngx_cycle->log;
+    log->handler = NULL;
+    log->data = lctx;
+
+    /* ngx_get_connection() wants a descriptor: 0 stands in for none */
+
+    saved = ngx_cycle->files ? ngx_cycle->files[0] : NULL;
+
+    c = ngx_get_connection(0, log);
+
+    if (ngx_cycle->files) {
+        ngx_cycle->files[0] = saved;
+    }
+
+    if (c == NULL) {
+        return NULL;
+    }
+
+    f->connection = c;
+
+    c->fd = (ngx_socket_t) -1;
+    c->pool = f->pool;
+    c->log = log;
+    c->read->log = log;
+    c->write->log = log;
+
+    /* upstream init must not add events for a descriptor of -1 */
+    c->read->active = 1;
+    c->write->active = 1;
+
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+
+    ctx = s->conf->forward_ctx;
+
+    r = ngx_pcalloc(f->pool, sizeof(ngx_http_request_t));
+    if (r == NULL) {
+        return NULL;
+    }
+
+    cmcf = ctx->main_conf[ngx_http_core_module.ctx_index];
+
+    r->ctx = ngx_pcalloc(f->pool, sizeof(void *) * ngx_http_max_module);
+    r->variables = ngx_pcalloc(f->pool, cmcf->variables.nelts
+                                        * sizeof(ngx_http_variable_value_t));
+    if (r->ctx == NULL || r->variables == NULL) {
+        return NULL;
+    }
+
+    if (ngx_list_init(&r->headers_in.headers, f->pool, 2,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK
+        || ngx_list_init(&r->headers_out.headers, f->pool, 2,
+                         sizeof(ngx_table_elt_t))
+           != NGX_OK
+        || ngx_list_init(&r->headers_out.trailers, f->pool, 2,
+                         sizeof(ngx_table_elt_t))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    r->signature = NGX_HTTP_MODULE;
+    r->connection = c;
+    r->pool = f->pool;
+    r->main = r;
+    r->count = 1;
+    r->main_conf = ctx->main_conf;
+    r->srv_conf = ctx->srv_conf;
+    r->loc_conf = ctx->loc_conf;
+    r->method = NGX_HTTP_POST;
+    r->method_name = ngx_http_realtime_forward_post;
+    r->http_version = NGX_HTTP_VERSION_11;
+    ngx_str_set(&r->http_protocol, "HTTP/1.1");
+    ngx_str_set(&r->request_line, "POST / HTTP/1.1");
+    ngx_str_set(&r->uri, "/");
+    ngx_str_set(&r->unparsed_uri, "/");
+    r->headers_in.content_length_n = -1;
+    r->headers_out.content_length_n = -1;
+    r->headers_out.last_modified_time = -1;
+    r->subrequests = NGX_HTTP_MAX_SUBREQUESTS + 1;
+    r->uri_changes = NGX_HTTP_MAX_URI_CHANGES + 1;
+    r->start_sec = ngx_time();
+    r->start_msec = ngx_current_msec;
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_realtime_forward_wake;
+
+    /*
+     * nginx must never free this request or close its connection, not
+     * even when a failed subrequest terminates its main request: this
+     * module does, in ngx_http_realtime_forward_free().
+     */
+    r->blocked = 1;
+
+    /* $realtime_event and friends find the forward */
+    ngx_http_set_ctx(r, f, ngx_http_realtime_module);
+
+    c->data = r;
+    f->request = r;
+    lctx->connection = c;
+    lctx->request = r;
+    lctx->current_request = r;
+
+    return r;
+}
+
+
+/* in the subrequest's finalization: keep the answer, act later */
+
+static ngx_int_t
+ngx_http_realtime_forward_done(ngx_http_request_t *r, void *data,
+    ngx_int_t rc)
+{
+    ngx_http_realtime_forward_t *f = data;
+
+    ngx_buf_t  *b;
+
+    if (f->finished) {
+        return rc;
+    }
+
+    f->finished = 1;
+    f->rc = rc;
+    f->status = r->headers_out.status;
+
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        f->status = (ngx_uint_t) rc;
+
+    } else if (rc == NGX_ERROR && f->status / 100 != 2) {
+        f->status = 0;
+    }
+
+    if (r->out && r->out->buf) {
+        b = r->out->buf;
+
+        /* nginx finalizes a reply over the buffer as a success */
+        if (r->headers_out.content_length_n > b->last - b->pos) {
+            f->rc = NGX_ERROR;
+        }
+
+        f->reply.len = b->last - b->pos;
+        f->reply.data = ngx_pnalloc(f->pool, f->reply.len + 1);
+
+        if (f->reply.data == NULL) {
+            f->reply.len = 0;
+
+        } else if (f->reply.len) {
+            ngx_memcpy(f->reply.data, b->pos, f->reply.len);
+        }
+    }
+
+    if (r->out == NULL && r->headers_out.content_length_n > 0) {
+        f->rc = NGX_ERROR;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "realtime forward done rc:%i status:%ui reply:%uz",
+                   rc, f->status, f->reply.len);
+
+    /* the rest after this finalization, never inside it */
+    if (!f->done.posted && !f->done.timer_set) {
+        ngx_post_event(&f->done, &ngx_posted_events);
+    }
+
+    return rc;
+}
+
+
+/* the fake request's write handler: nginx wakes it after a subrequest */
+
+static void
+ngx_http_realtime_forward_wake(ngx_http_request_t *r)
+{
+    ngx_http_realtime_forward_t  *f;
+
+    f = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
+
+    if (f->finished && !f->done.posted && !f->done.timer_set) {
+        ngx_post_event(&f->done, &ngx_posted_events);
+    }
+}
+
+
+/*
+ * Posted once the reply is known: it is applied at once; the memory
+ * goes only when nginx is done with the subrequest (its parent's count
+ * back to one, nothing posted): until then this looks again each
+ * millisecond.
+ */
+
+static void
+ngx_http_realtime_forward_finish(ngx_event_t *ev)
+{
+    ngx_http_realtime_forward_t *f = ev->data;
+
+    ngx_http_request_t                *r;
+    ngx_http_realtime_forward_line_t  *line;
+
+    if (f->timer.timer_set) {
+        ngx_del_timer(&f->timer);
+    }
+
+    if (f->line && !f->answered) {
+        ngx_http_realtime_forward_apply(f);
+    }
+
+    if (f->line) {
+        line = ngx_http_realtime_forward_detach(f);
+
+        if (line) {
+            ngx_http_realtime_forward_next(line);
+        }
+    }
+
+    r = f->request;
+
+    if (r && (r->count > 1 || r->posted_requests
+              || (f->subrequest && !f->subrequest->done))
+        && !f->connection->error && f->waits++ < 10000)
+    {
+        ngx_add_timer(&f->done, 1);
+        return;
+    }
+
+    ngx_http_realtime_forward_free(f);
+}
+
+
+/* realtime_forward ... timeout=: answered now, the reply is dropped */
+
+static void
+ngx_http_realtime_forward_timeout(ngx_event_t *ev)
+{
+    ngx_http_realtime_forward_t *f = ev->data;
+
+    ngx_http_realtime_forward_line_t  *line;
+
+    ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                  "realtime: forward of \"%V\" to \"%V\" timed out after "
+                  "%M ms", &f->event, &f->route->uri, f->route->timeout);
+
+    ngx_http_realtime_forward_answer(f, "BACKEND_TIMEOUT",
+                                     "the backend did not answer in time");
+
+    if (f->line) {
+        line = ngx_http_realtime_forward_detach(f);
+
+        if (line) {
+            ngx_http_realtime_forward_next(line);
+        }
+    }
+}
+
+
+/* the one answer of a failed forward */
+
+static void
+ngx_http_realtime_forward_answer(ngx_http_realtime_forward_t *f,
+    const char *code, const char *message)
+{
+    ngx_http_realtime_session_t  *s;
+
+    if (f->answered || f->line == NULL) {
+        return;
+    }
+
+    f->answered = 1;
+    s = f->line->session;
+
+    (void) s->handler->error(s, code, message, f->id);
+}
+
+
+static void
+ngx_http_realtime_forward_apply(ngx_http_realtime_forward_t *f)
+{
+    ngx_http_realtime_session_t          *s;
+    ngx_http_realtime_cmd_error_t         err;
+    ngx_http_realtime_forward_reply_t     reply;
+
+    s = f->line->session;
+
+    if (f->rc == NGX_ERROR && f->status / 100 == 2) {
+        /* a 2xx that broke off: over subrequest_output_buffer_size */
+        ngx_log_error(NGX_LOG_WARN, s->log, 0,
+                      "realtime: forward of \"%V\" to \"%V\": the reply "
+                      "is cut or over subrequest_output_buffer_size",
+                      &f->event, &f->route->uri);
+        ngx_http_realtime_forward_answer(f, "BACKEND_BAD_REPLY",
+                                         "the reply is too large");
+        return;
+    }
+
+    if (f->rc == NGX_ERROR || f->status == 0 || f->status >= 500) {
+        ngx_log_error(NGX_LOG_WARN, s->log, 0,
+                      "realtime: forward of \"%V\" to \"%V\" failed: "
+                      "status %ui", &f->event, &f->route->uri, f->status);
+        ngx_http_realtime_forward_answer(f, "BACKEND_UNAVAILABLE",
+                                         "the backend is unavailable");
+        return;
+    }
+
+    if (ngx_http_realtime_forward_reply_parse(&reply, (char *) f->reply.data,
+                                              f->reply.len, &err)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_WARN, s->log, 0,
+                      "realtime: forward of \"%V\" to \"%V\": invalid reply: "
+                      "%s", &f->event, &f->route->uri, err.message);
+
+        if (f->status >= 400) {
+            ngx_http_realtime_forward_answer(f, "BACKEND_ERROR",
+                                             "the backend refused");
+
+        } else {
+            ngx_http_realtime_forward_answer(f, err.code, err.message);
+        }
+
+        return;
+    }
+
+    if (f->status >= 400) {
+        /* a refusal keeps the socket: its error, or one by status */
+
+        if (reply.error_code) {
+            ngx_http_realtime_forward_answer(f, reply.error_code,
+                                             reply.error_message);
+
+        } else {
+            ngx_http_realtime_forward_answer(f,
+                f->status == NGX_HTTP_UNAUTHORIZED ? "UNAUTHORIZED"
+                : f->status == NGX_HTTP_FORBIDDEN ? "FORBIDDEN"
+                : f->status == NGX_HTTP_NOT_FOUND ? "NOT_FOUND"
+                : "BAD_REQUEST",
+                "the backend refused");
+        }
+
+        ngx_http_realtime_forward_reply_free(&reply);
+        return;
+    }
+
+    ngx_http_realtime_forward_apply_reply(f, s, &reply);
+    ngx_http_realtime_forward_reply_free(&reply);
+}
+
+
+/*
+ * In one turn of the event loop, in this order: leave, join, emit to
+ * this socket, publish to rooms and users, the ack or the error, the
+ * disconnect.  Nothing of another event can come in between.
+ */
+
+static void
+ngx_http_realtime_forward_apply_reply(ngx_http_realtime_forward_t *f,
+    ngx_http_realtime_session_t *s, ngx_http_realtime_forward_reply_t *reply)
+{
+    size_t   i;
+    json_t  *item;
+
+    ngx_http_realtime_forward_rooms(s, reply->leave, 0);
+    ngx_http_realtime_forward_rooms(s, reply->join, 1);
+
+    json_array_foreach(reply->emit, i, item) {
+        (void) s->handler->reply(s,
+                                 json_string_value(json_object_get(item,
+                                                                   "event")),
+                                 json_object_get(item, "data"), -1);
+    }
+
+    json_array_foreach(reply->publish, i, item) {
+        ngx_http_realtime_forward_publish(s, item, NGX_HTTP_REALTIME_TO_ROOM);
+    }
+
+    json_array_foreach(reply->to_user, i, item) {
+        ngx_http_realtime_forward_publish(s, item, NGX_HTTP_REALTIME_TO_USER);
+    }
+
+    f->answered = 1;
+
+    if (reply->error_code) {
+        (void) s->handler->error(s, reply->error_code, reply->error_message,
+                                 f->id);
+
+    } else if (f->id >= 0) {
+        /* the client's id gets exactly one answer: null by default */
+        (void) s->handler->reply(s, (char *) f->event.data,
+                                 reply->has_ack ? reply->ack : NULL, f->id);
+    }
+
+    if (reply->disconnect) {
+        s->handler->close(s, reply->disconnect_code,
+                          (char *) reply->disconnect_reason);
+    }
+}
+
+
+static void
+ngx_http_realtime_forward_rooms(ngx_http_realtime_session_t *s,
+    json_t *rooms, ngx_uint_t join)
+{
+    size_t       i;
+    json_t      *item;
+    ngx_int_t    rc;
+    ngx_str_t    room;
+    ngx_uint_t   members, edge;
+
+    json_array_foreach(rooms, i, item) {
+        room.data = (u_char *) json_string_value(item);
+        room.len = json_string_length(item);
+
+        if (!join) {
+            rc = ngx_http_realtime_room_leave(s, &room, &members, &edge);
+
+            if (rc == NGX_OK && edge && s->conf->presence) {
+                ngx_http_realtime_presence_event(s, "presence:leave", &room);
+            }
+
+            continue;
+        }
+
+        /* a backend may not put a user where the token forbids */
+
+        if (ngx_http_realtime_jwt_room_allowed(s, &room) != NGX_OK) {
+            ngx_log_error(NGX_LOG_WARN, s->log, 0,
+                          "realtime: a forward's reply joins \"%V\", which "
+                          "the token does not allow", &room);
+            continue;
+        }
+
+        rc = ngx_http_realtime_room_join(s, &room, &members, &edge);
+
+        if (rc == NGX_OK && edge && s->conf->presence) {
+            ngx_http_realtime_presence_event(s, "presence:join", &room);
+        }
+    }
+}
+
+
+static void
+ngx_http_realtime_forward_publish(ngx_http_realtime_session_t *s,
+    json_t *item, ngx_uint_t type)
+{
+    json_t                   *event, *json, *except;
+    ngx_str_t                 target;
+    const char               *name;
+    ngx_http_realtime_msg_t  *msg;
+
+    name = json_string_value(json_object_get(item, "event"));
+
+    if (type == NGX_HTTP_REALTIME_TO_ROOM) {
+        event = json_object_get(item, "room");
+        json = ngx_http_realtime_event_relay(name, ngx_strlen(name),
+                                             json_string_value(event),
+                                             json_string_length(event),
+                                             (char *) s->user.data,
+                                             s->user.len,
+                                             json_object_get(item, "data"));
+
+    } else {
+        event = json_object_get(item, "user");
+        json = ngx_http_realtime_event(name, json_object_get(item, "data"),
+                                       -1);
+    }
+
+    if (json == NULL) {
+        return;
+    }
+
+    msg = ngx_http_realtime_msg_json(json);
+    json_decref(json);
+
+    if (msg == NULL) {
+        return;
+    }
+
+    target.data = (u_char *) json_string_value(event);
+    target.len = json_string_length(event);
+    except = json_object_get(item, "except_self");
+
+    (void) ngx_http_realtime_publish(s->zone, type, &target, NULL,
+                                     json_is_true(except) ? s : NULL, msg,
+                                     NULL);
+    ngx_http_realtime_msg_release(msg);
+}
+
+
+/* the session goes: its forwards finish on their own, unanswered */
+
+void
+ngx_http_realtime_forward_cancel(ngx_http_realtime_session_t *s)
+{
+    ngx_uint_t                         n;
+    ngx_queue_t                       *q;
+    ngx_http_realtime_forward_t       *f;
+    ngx_http_realtime_forward_line_t  *line;
+
+    line = ngx_http_realtime_forward_line(s, 0);
+
+    if (line == NULL) {
+        return;
+    }
+
+    /* the last detach frees the line: count, do not look at it */
+
+    for (n = line->n; n; n--) {
+        q = ngx_queue_head(&line->forwards);
+        f = ngx_queue_data(q, ngx_http_realtime_forward_t, link);
+
+        (void) ngx_http_realtime_forward_detach(f);
+
+        if (!f->started) {
+            /* never sent: nothing else will free it */
+            ngx_http_realtime_forward_free(f);
+        }
+    }
+}
+
+
+/* returns the line, or NULL when it went with its last forward */
+
+static ngx_http_realtime_forward_line_t *
+ngx_http_realtime_forward_detach(ngx_http_realtime_forward_t *f)
+{
+    ngx_http_realtime_forward_line_t  *line;
+
+    line = f->line;
+    f->line = NULL;
+
+    ngx_queue_remove(&f->link);
+
+    if (--line->n == 0) {
+        ngx_rbtree_delete(&ngx_http_realtime_forward_lines, &line->node);
+        ngx_free(line);
+        return NULL;
+    }
+
+    return line;
+}
+
+
+static void
+ngx_http_realtime_forward_free(ngx_http_realtime_forward_t *f)
+{
+    ngx_connection_t     *c, *saved;
+    ngx_http_cleanup_t   *cln;
+    ngx_http_request_t   *r;
+
+    if (f->timer.timer_set) {
+        ngx_del_timer(&f->timer);
+    }
+
+    if (f->done.posted) {
+        ngx_delete_posted_event(&f->done);
+    }
+
+    if (f->done.timer_set) {
+        ngx_del_timer(&f->done);
+    }
+
+    r = f->request;
+
+    if (r) {
+        for (cln = r->cleanup; cln; cln = cln->next) {
+            if (cln->handler) {
+                cln->handler(cln->data);
+            }
+        }
+    }
+
+    c = f->connection;
+
+    if (c) {
+        if (c->read->timer_set) {
+            ngx_del_timer(c->read);
+        }
+
+        if (c->write->timer_set) {
+            ngx_del_timer(c->write);
+        }
+
+        if (c->read->posted) {
+            ngx_delete_posted_event(c->read);
+        }
+
+        if (c->write->posted) {
+            ngx_delete_posted_event(c->write);
+        }
+
+        /* the stand-in descriptor again, for ngx_free_connection() */
+        saved = ngx_cycle->files ? ngx_cycle->files[0] : NULL;
+        c->fd = 0;
+
+        ngx_free_connection(c);
+
+        c->fd = (ngx_socket_t) -1;
+
+        if (ngx_cycle->files) {
+            ngx_cycle->files[0] = saved;
+        }
+    }
+
+    ngx_http_realtime_forward_inflight--;
+
+    ngx_destroy_pool(f->pool);
+}
+
+
+/*
+ * realtime_forward event|* uri [timeout=time] [unordered];
+ */
+
+char *
+ngx_http_realtime_forward_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_realtime_loc_conf_t *rlcf = conf;
+
+    ngx_str_t                          *value, s;
+    ngx_int_t                           ms;
+    ngx_uint_t                          i;
+    ngx_http_realtime_route_forward_t  *route;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].len > NGX_HTTP_REALTIME_EVENT_MAX) {
+        return "has an invalid event name";
+    }
+
+    if (value[2].len == 0 || value[2].data[0] != '/') {
+        return "needs a URI that starts with \"/\"";
+    }
+
+    if (rlcf->forwards == NGX_CONF_UNSET_PTR || rlcf->forwards == NULL) {
+        rlcf->forwards = ngx_array_create(cf->pool, 4,
+                                 sizeof(ngx_http_realtime_route_forward_t));
+        if (rlcf->forwards == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    route = ngx_array_push(rlcf->forwards);
+    if (route == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(route, sizeof(ngx_http_realtime_route_forward_t));
+    route->event = value[1];
+    route->uri = value[2];
+    route->timeout = 10000;
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            ms = ngx_parse_time(&s, 0);
+            if (ms == NGX_ERROR) {
+                return "has an invalid timeout";
+            }
+
+            route->timeout = (ngx_msec_t) ms;
+            continue;
+        }
+
+        if (value[i].len == 9 && ngx_strcmp(value[i].data, "unordered") == 0)
+        {
+            route->unordered = 1;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    /* the configuration forwards are sent from */
+    rlcf->forward_ctx = cf->ctx;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_str_t  ngx_http_realtime_forward_variables[] = {
+    ngx_string("realtime_event"),
+    ngx_string("realtime_connection_id"),
+    ngx_string("realtime_user"),
+    ngx_null_string
+};
+
+
+ngx_int_t
+ngx_http_realtime_forward_add_variables(ngx_conf_t *cf)
+{
+    ngx_uint_t            i;
+    ngx_http_variable_t  *var;
+
+    for (i = 0; ngx_http_realtime_forward_variables[i].len; i++) {
+        var = ngx_http_add_variable(cf, &ngx_http_realtime_forward_variables[i],
+                                    NGX_HTTP_VAR_NOCACHEABLE);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = ngx_http_realtime_forward_variable;
+        var->data = i;
+    }
+
+    return NGX_OK;
+}
+
+
+/* in a forward's location: the event, and the session's id and user */
+
+static ngx_int_t
+ngx_http_realtime_forward_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t                     *value;
+    ngx_http_realtime_forward_t   *f;
+    ngx_http_realtime_session_t   *s;
+
+    /* only a forward's request has a connection without a socket */
+
+    f = ngx_http_get_module_ctx(r->main, ngx_http_realtime_module);
+
+    if (f == NULL || r->main->connection->fd != (ngx_socket_t) -1
+        || f->line == NULL)
+    {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    s = f->line->session;
+
+    value = (data == 0) ? &f->event : (data == 1) ? &s->id : &s->user;
+
+    v->data = value->data;
+    v->len = value->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}

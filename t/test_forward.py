@@ -1,0 +1,334 @@
+"""realtime_forward: client events POSTed to backends through nginx
+locations (proxy_pass to an upstream with keepalive, or a plain
+`return`), and their replies applied to the socket: every event that
+asked for an answer gets exactly one, in the order sent, whatever the
+backend does. A small HTTP server in the test stands in for the seeds'
+services; nginx runs two workers.
+"""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from conftest import free_port, rt_http
+from sioclient import SioDriver, node_available
+
+pytestmark = pytest.mark.asan
+
+
+class Backend:
+    """Answers POST /<name> by the reply function registered for name."""
+
+    def __init__(self):
+        self.requests = []
+        self.replies = {}
+        self.ports = set()
+        self.lock = threading.Lock()
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(n) or b"null")
+                name = self.path.split("?")[0].rsplit("/", 1)[-1]
+                with backend.lock:
+                    backend.requests.append((name, dict(self.headers), body))
+                    backend.ports.add(self.client_address[1])
+                status, reply = backend.replies.get(name, (404, b""))
+                if callable(reply):
+                    status, reply = reply(body)
+                if isinstance(reply, (dict, list)):
+                    reply = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+        self.port = free_port()
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def backend():
+    b = Backend()
+    yield b
+    b.close()
+
+
+def forward_http(backend):
+    return rt_http(presence="off", http_extra="""
+        upstream app { server 127.0.0.1:%d; keepalive 4; }
+    """ % backend.port, ws_extra="""
+            realtime_forward join_battle /_rt/join_battle;
+            realtime_forward submit      /_rt/submit timeout=1s unordered;
+            realtime_forward slow        /_rt/slow timeout=600ms;
+            realtime_forward boom        /_rt/boom;
+            realtime_forward plain       /_rt/plain;
+            realtime_forward big         /_rt/big;
+            realtime_forward refused     /_rt/refused;
+            realtime_forward *           /_rt/any;
+            realtime_forward_max_inflight 4;
+            realtime_jwt_key secret=forward-test-secret-forward-test;
+            realtime_jwt_token $arg_token;
+            realtime_jwt_rooms_claim rooms;
+    """, locations="""
+        location /_rt/ {
+            internal;
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-User $realtime_user;
+            proxy_set_header X-Conn $realtime_connection_id;
+            proxy_set_header X-Event $realtime_event;
+            proxy_read_timeout 5s;
+            subrequest_output_buffer_size 4k;
+        }
+        location = /_rt/plain {
+            internal;
+            default_type application/json;
+            return 200 '{"ack": {"plain": true}}';
+        }
+        location = /_rt/refused {
+            internal;
+            proxy_pass http://127.0.0.1:1;
+        }
+        location /sio/socket.io/ {
+            realtime_socketio rt;
+            realtime_forward submit /_rt/submit;
+            realtime_forward * /_rt/any;
+        }
+    """)
+
+
+def jwt_for(user, rooms=("*",)):
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(raw):
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    claims = {"sub": user, "exp": int(time.time()) + 600}
+    claims["rooms"] = list(rooms)
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    sig = hmac.new(b"forward-test-secret-forward-test",
+                   ("%s.%s" % (head, body)).encode(), hashlib.sha256).digest()
+    return "%s.%s.%s" % (head, body, b64(sig))
+
+
+@pytest.fixture
+def env(rt, backend):
+    rt.start(forward_http(backend))
+    rt.backend = backend
+    return rt
+
+
+def client(env, user, rooms=("*",)):
+    # rt_http's realtime_user is $arg_user: the same name as the token's
+    return env.client(path="/ws?user=%s&token=%s" % (user,
+                                                     jwt_for(user, rooms)))
+
+
+def test_request_shape_and_reply_applied_in_order(env):
+    def join(body):
+        battle = body["data"]["battleId"]
+        return 200, {
+            "leave": ["lobby"],
+            "join": ["battle:%s" % battle],
+            "emit": [{"event": "battle:state", "data": {"id": battle}}],
+            "publish": [{"room": "battle:%s" % battle,
+                         "event": "player_joined",
+                         "data": {"user": body["user"]},
+                         "except_self": True}],
+            "ack": {"ok": True},
+        }
+    env.backend.replies["join_battle"] = (200, join)
+    other = client(env, "bob")
+    other.join("battle:42")
+    me = client(env, "alice")
+    me.join("lobby")
+
+    me.send({"event": "join_battle", "data": {"battleId": "42"}, "id": 7})
+    assert me.recv() == {"event": "battle:state", "data": {"id": "42"}}
+    assert me.recv() == {"event": "join_battle", "data": {"ok": True},
+                         "id": 7}
+    ev = other.recv()
+    assert ev["event"] == "player_joined" and ev["data"] == {"user": "alice"}
+
+    name, headers, body = env.backend.requests[-1]
+    assert name == "join_battle"
+    assert body["event"] == "join_battle"
+    assert body["data"] == {"battleId": "42"}
+    assert body["id"] == 7
+    assert body["user"] == "alice" and body["rooms"] == ["lobby"]
+    assert body["protocol"] == "native"
+    assert body["connection"] == headers["X-Conn"]
+    assert headers["X-User"] == "alice" and headers["X-Event"] == \
+        "join_battle"
+    assert "Upgrade" not in headers and "Sec-WebSocket-Key" not in headers
+
+    # the join took effect: a push to the room reaches the socket, the
+    # lobby's does not
+    env.push({"room": "battle:42", "topic": "tick", "payload": 1})
+    assert me.recv()["event"] == "tick"
+    r = env.push({"room": "lobby", "topic": "x", "payload": 1})
+    assert r.json()["delivered"] == 0
+
+
+def test_exactly_one_answer_whatever_the_backend_does(env):
+    env.backend.replies.update({
+        "any": (200, b""),                         # empty: ack null
+        "boom": (500, b"oops"),
+        "big": (200, {"ack": "x" * 8000}),          # over the 4k buffer
+    })
+    c = client(env, "carol")
+    c.send({"event": "whatever", "data": 1, "id": 1})
+    assert c.recv() == {"event": "whatever", "data": None, "id": 1}
+    c.send({"event": "plain", "id": 2})
+    assert c.recv() == {"event": "plain", "data": {"plain": True}, "id": 2}
+    c.send({"event": "boom", "id": 3})
+    assert c.recv()["data"]["code"] == "BACKEND_UNAVAILABLE"
+    c.send({"event": "refused", "id": 4})
+    assert c.recv()["data"]["code"] == "BACKEND_UNAVAILABLE"
+    c.send({"event": "big", "id": 5})
+    assert c.recv()["data"]["code"] == "BACKEND_BAD_REPLY"
+    env.backend.replies["any"] = (200, b"not json")
+    c.send({"event": "whatever", "id": 6})
+    assert c.recv()["data"]["code"] == "BACKEND_BAD_REPLY"
+    env.backend.replies["any"] = (403, {"error": {"code": "NOT_YOURS",
+                                                  "message": "no"}})
+    c.send({"event": "whatever", "id": 7})
+    assert c.recv()["data"] == {"code": "NOT_YOURS", "message": "no",
+                                "id": 7}
+    env.backend.replies["any"] = (404, b"")
+    c.send({"event": "whatever", "id": 8})
+    assert c.recv()["data"]["code"] == "NOT_FOUND"
+    # without an id, success is silent and a failure is an error event
+    env.backend.replies["any"] = (200, {"ack": 1})
+    c.send({"event": "whatever"})
+    c.assert_silent(0.3)
+    c.send({"event": "boom"})
+    got = c.recv()
+    assert got["event"] == "error", got
+    assert got["data"]["code"] == "BACKEND_UNAVAILABLE"
+    # the socket is still good
+    assert c.join("still", id=9) == {"event": "joined", "id": 9, "data": {
+        "room": "still", "members": 1}}
+
+
+def test_timeout_then_late_reply_dropped(env):
+    def slow(body):
+        time.sleep(1.2)
+        return 200, {"ack": "late", "emit": [{"event": "late"}]}
+    env.backend.replies["slow"] = (200, slow)
+    c = client(env, "dan")
+    c.send({"event": "slow", "id": 1})
+    assert c.recv(timeout=3)["data"]["code"] == "BACKEND_TIMEOUT"
+    c.assert_silent(1.2)
+
+
+def test_replies_in_the_order_sent(env):
+    def any_(body):
+        time.sleep(0.3 if body["data"] == 1 else 0)
+        return 200, {"ack": body["data"]}
+    env.backend.replies["any"] = (200, any_)
+    env.backend.replies["submit"] = (200, {"ack": "fast"})
+    c = client(env, "eve")
+    for i in (1, 2, 3):
+        c.send({"event": "step", "data": i, "id": i})
+    # an unordered route is not held behind the slow first one
+    c.send({"event": "submit", "id": 9})
+    got = [c.recv(timeout=3) for _ in range(4)]
+    assert got[0]["id"] == 9
+    assert [g["data"] for g in got[1:]] == [1, 2, 3]
+
+
+def test_busy_beyond_max_inflight(env):
+    def slow(body):
+        time.sleep(0.5)
+        return 200, {"ack": body["id"]}
+    env.backend.replies["any"] = (200, slow)
+    c = client(env, "fay")
+    for i in range(6):
+        c.send({"event": "q", "id": i})
+    got = sorted((m["id"], m["event"]) for m in
+                 [c.recv(timeout=5) for _ in range(6)])
+    assert [e for _, e in got].count("error") == 2, got
+    assert [e for _, e in got].count("q") == 4, got
+
+
+def test_reply_cannot_join_a_room_the_token_forbids(env):
+    env.backend.replies["join_battle"] = (200, {"join": ["secret:1",
+                                                         "game:1"]})
+    c = client(env, "gus", rooms=["game:*"])
+    c.send({"event": "join_battle", "data": {"battleId": "1"}, "id": 1})
+    assert c.recv()["id"] == 1
+    r = env.push({"room": "secret:1", "topic": "t", "payload": 1})
+    assert r.json()["delivered"] == 0
+    r = env.push({"room": "game:1", "topic": "t", "payload": 1})
+    assert r.json()["delivered"] == 1
+
+
+def test_client_leaves_with_forwards_in_flight(env):
+    def slow(body):
+        time.sleep(0.4)
+        return 200, {"ack": 1, "join": ["x"]}
+    env.backend.replies["any"] = (200, slow)
+    for i in range(5):
+        c = client(env, "h%d" % i)
+        c.send({"event": "q", "id": 1})
+        c.send({"event": "q", "id": 2})
+        c.close()
+    time.sleep(1.0)
+    # nothing crashed, nothing joined, others fine
+    r = env.push({"room": "x", "topic": "t", "payload": 1})
+    assert r.json()["delivered"] == 0
+    c = client(env, "ok")
+    env.backend.replies["any"] = (200, {"ack": 2})
+    c.send({"event": "q", "id": 3})
+    assert c.recv()["data"] == 2
+
+
+def test_keepalive_upstream_and_reply_to_users(env):
+    env.backend.replies["any"] = (200, lambda b: (200, {
+        "to_user": [{"user": "ivy", "event": "dm", "data": b["data"]}]}))
+    ivy = client(env, "ivy")
+    sender = client(env, "joe")
+    for i in range(20):
+        sender.send({"event": "msg", "data": i, "id": i})
+        assert sender.recv()["id"] == i
+        assert ivy.recv()["data"] == i
+    # keepalive 4 per worker: far fewer TCP connections than requests
+    assert len(env.backend.ports) <= 8, env.backend.ports
+
+
+@pytest.mark.skipif(not node_available(), reason="node missing")
+def test_socketio_events_forwarded_with_acks(env):
+    env.backend.replies["submit"] = (200, lambda b: (200, {
+        "ack": {"got": b["data"], "protocol": b["protocol"]}}))
+    with SioDriver() as drv:
+        drv.connect("s", "http://127.0.0.1:%d" % env.port,
+                    path="/sio/socket.io/", transports=["websocket"])
+        assert drv.emit("s", "submit", {"code": "x"}) == \
+            [{"got": {"code": "x"}, "protocol": "socket.io"}]
+        env.backend.replies["any"] = (500, b"")
+        assert drv.emit("s", "other", 1)[0]["error"]["code"] == \
+            "BACKEND_UNAVAILABLE"
