@@ -180,7 +180,11 @@ ngx_http_realtime_command(ngx_http_realtime_session_t *s,
         break;
 
     default:
-        rc = ngx_http_realtime_forward(s, cmd);
+        rc = ngx_http_realtime_route(s, cmd);
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_realtime_forward(s, cmd);
+        }
 
         if (rc == NGX_DECLINED) {
             rc = ngx_http_realtime_error(s, "INVALID_EVENT",
@@ -346,7 +350,7 @@ ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
     ngx_uint_t                recipients;
     ngx_http_realtime_msg_t  *msg;
 
-    if (!s->conf->client_publish) {
+    if (!s->conf->client_publish && !cmd->routed) {
         return ngx_http_realtime_error(s, "FORBIDDEN",
                                        "clients may not publish here",
                                        cmd->has_id ? cmd->id : -1);

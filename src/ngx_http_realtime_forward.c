@@ -53,6 +53,7 @@ struct ngx_http_realtime_forward_s {
     ngx_http_request_t                *subrequest;
     ngx_uint_t                         waits;
     ngx_http_realtime_forward_line_t  *line;      /* NULL: detached */
+    ngx_http_realtime_zone_t          *zone;      /* for the metrics */
     ngx_http_realtime_route_forward_t *route;
     ngx_str_t                          event;
     json_int_t                         id;
@@ -88,7 +89,7 @@ static void ngx_http_realtime_forward_wake(ngx_http_request_t *r);
 static void ngx_http_realtime_forward_finish(ngx_event_t *ev);
 static void ngx_http_realtime_forward_timeout(ngx_event_t *ev);
 static void ngx_http_realtime_forward_answer(ngx_http_realtime_forward_t *f,
-    const char *code, const char *message);
+    ngx_uint_t outcome, const char *code, const char *message);
 static void ngx_http_realtime_forward_apply(ngx_http_realtime_forward_t *f);
 static void ngx_http_realtime_forward_apply_reply(
     ngx_http_realtime_forward_t *f, ngx_http_realtime_session_t *s,
@@ -102,6 +103,17 @@ static ngx_http_realtime_forward_line_t *ngx_http_realtime_forward_detach(
 static void ngx_http_realtime_forward_free(ngx_http_realtime_forward_t *f);
 static ngx_int_t ngx_http_realtime_forward_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
+static void ngx_http_realtime_forward_count(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t outcome, ngx_msec_t start);
+
+
+static ngx_msec_t  ngx_http_realtime_forward_buckets[] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+};
+
+static const char  *ngx_http_realtime_forward_outcomes[] = {
+    "ok", "refused", "timeout", "unavailable", "bad_reply", "busy"
+};
 
 
 static ngx_rbtree_t       ngx_http_realtime_forward_lines;
@@ -164,6 +176,9 @@ ngx_http_realtime_forward(ngx_http_realtime_session_t *s,
         ngx_log_error(NGX_LOG_INFO, s->log, 0,
                       "realtime: too many forwards in flight, \"%*s\" "
                       "refused", cmd->event_len, cmd->event);
+        ngx_http_realtime_forward_count(s->zone,
+                                        NGX_HTTP_REALTIME_FORWARD_BUSY, 0);
+
         return s->handler->error(s, "BUSY", "too many requests in flight",
                                  id);
     }
@@ -206,6 +221,10 @@ ngx_http_realtime_forward(ngx_http_realtime_session_t *s,
     ngx_queue_insert_tail(&line->forwards, &f->link);
     line->n++;
     ngx_http_realtime_forward_inflight++;
+
+    f->zone = s->zone;
+    f->start = ngx_current_msec;
+    (void) ngx_atomic_fetch_add(&f->zone->sh->forward_inflight, 1);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, s->log, 0,
                    "realtime forward \"%V\" to \"%V\", %ui in line",
@@ -749,7 +768,8 @@ ngx_http_realtime_forward_timeout(ngx_event_t *ev)
                   "realtime: forward of \"%V\" to \"%V\" timed out after "
                   "%M ms", &f->event, &f->route->uri, f->route->timeout);
 
-    ngx_http_realtime_forward_answer(f, "BACKEND_TIMEOUT",
+    ngx_http_realtime_forward_answer(f, NGX_HTTP_REALTIME_FORWARD_TIMEOUT,
+                                     "BACKEND_TIMEOUT",
                                      "the backend did not answer in time");
 
     if (f->line) {
@@ -766,13 +786,15 @@ ngx_http_realtime_forward_timeout(ngx_event_t *ev)
 
 static void
 ngx_http_realtime_forward_answer(ngx_http_realtime_forward_t *f,
-    const char *code, const char *message)
+    ngx_uint_t outcome, const char *code, const char *message)
 {
     ngx_http_realtime_session_t  *s;
 
     if (f->answered || f->line == NULL) {
         return;
     }
+
+    ngx_http_realtime_forward_count(f->zone, outcome, f->start);
 
     f->answered = 1;
     s = f->line->session;
@@ -796,7 +818,9 @@ ngx_http_realtime_forward_apply(ngx_http_realtime_forward_t *f)
                       "realtime: forward of \"%V\" to \"%V\": the reply "
                       "is cut or over subrequest_output_buffer_size",
                       &f->event, &f->route->uri);
-        ngx_http_realtime_forward_answer(f, "BACKEND_BAD_REPLY",
+        ngx_http_realtime_forward_answer(f,
+                                         NGX_HTTP_REALTIME_FORWARD_BAD_REPLY,
+                                         "BACKEND_BAD_REPLY",
                                          "the reply is too large");
         return;
     }
@@ -805,7 +829,9 @@ ngx_http_realtime_forward_apply(ngx_http_realtime_forward_t *f)
         ngx_log_error(NGX_LOG_WARN, s->log, 0,
                       "realtime: forward of \"%V\" to \"%V\" failed: "
                       "status %ui", &f->event, &f->route->uri, f->status);
-        ngx_http_realtime_forward_answer(f, "BACKEND_UNAVAILABLE",
+        ngx_http_realtime_forward_answer(f,
+                                         NGX_HTTP_REALTIME_FORWARD_UNAVAILABLE,
+                                         "BACKEND_UNAVAILABLE",
                                          "the backend is unavailable");
         return;
     }
@@ -819,11 +845,15 @@ ngx_http_realtime_forward_apply(ngx_http_realtime_forward_t *f)
                       "%s", &f->event, &f->route->uri, err.message);
 
         if (f->status >= 400) {
-            ngx_http_realtime_forward_answer(f, "BACKEND_ERROR",
-                                             "the backend refused");
+            ngx_http_realtime_forward_answer(f,
+                                         NGX_HTTP_REALTIME_FORWARD_REFUSED,
+                                         "BACKEND_ERROR",
+                                         "the backend refused");
 
         } else {
-            ngx_http_realtime_forward_answer(f, err.code, err.message);
+            ngx_http_realtime_forward_answer(f,
+                                         NGX_HTTP_REALTIME_FORWARD_BAD_REPLY,
+                                         err.code, err.message);
         }
 
         return;
@@ -833,11 +863,14 @@ ngx_http_realtime_forward_apply(ngx_http_realtime_forward_t *f)
         /* a refusal keeps the socket: its error, or one by status */
 
         if (reply.error_code) {
-            ngx_http_realtime_forward_answer(f, reply.error_code,
-                                             reply.error_message);
+            ngx_http_realtime_forward_answer(f,
+                                         NGX_HTTP_REALTIME_FORWARD_REFUSED,
+                                         reply.error_code,
+                                         reply.error_message);
 
         } else {
             ngx_http_realtime_forward_answer(f,
+                NGX_HTTP_REALTIME_FORWARD_REFUSED,
                 f->status == NGX_HTTP_UNAUTHORIZED ? "UNAUTHORIZED"
                 : f->status == NGX_HTTP_FORBIDDEN ? "FORBIDDEN"
                 : f->status == NGX_HTTP_NOT_FOUND ? "NOT_FOUND"
@@ -886,6 +919,11 @@ ngx_http_realtime_forward_apply_reply(ngx_http_realtime_forward_t *f,
     }
 
     f->answered = 1;
+
+    ngx_http_realtime_forward_count(f->zone,
+                                    reply->error_code
+                                    ? NGX_HTTP_REALTIME_FORWARD_REFUSED
+                                    : NGX_HTTP_REALTIME_FORWARD_OK, f->start);
 
     if (reply->error_code) {
         (void) s->handler->error(s, reply->error_code, reply->error_message,
@@ -1110,8 +1148,97 @@ ngx_http_realtime_forward_free(ngx_http_realtime_forward_t *f)
     }
 
     ngx_http_realtime_forward_inflight--;
+    (void) ngx_atomic_fetch_add(&f->zone->sh->forward_inflight, -1);
 
     ngx_destroy_pool(f->pool);
+}
+
+
+/* by outcome; the latency of answered ones, in the zone for /metrics */
+
+static void
+ngx_http_realtime_forward_count(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t outcome, ngx_msec_t start)
+{
+    ngx_uint_t  i;
+    ngx_msec_t  ms;
+
+    (void) ngx_atomic_fetch_add(&zone->sh->forward_total[outcome], 1);
+
+    if (outcome == NGX_HTTP_REALTIME_FORWARD_BUSY) {
+        return;
+    }
+
+    ms = ngx_current_msec - start;
+
+    for (i = 0; i < NGX_HTTP_REALTIME_FORWARD_BUCKETS; i++) {
+        if (ms <= ngx_http_realtime_forward_buckets[i]) {
+            break;
+        }
+    }
+
+    (void) ngx_atomic_fetch_add(&zone->sh->forward_latency[i], 1);
+    (void) ngx_atomic_fetch_add(&zone->sh->forward_latency_ms, ms);
+}
+
+
+/* the forward lines of realtime_metrics */
+
+u_char *
+ngx_http_realtime_forward_metrics(u_char *p, ngx_http_realtime_zone_t *zone)
+{
+    ngx_str_t                   *zn;
+    ngx_uint_t                   i;
+    ngx_atomic_uint_t            n, count;
+    ngx_http_realtime_shctx_t   *sh;
+
+    sh = zone->sh;
+    zn = &zone->name;
+
+    p = ngx_sprintf(p,
+        "# HELP realtime_forwards_total Client events forwarded, by "
+        "outcome.\n"
+        "# TYPE realtime_forwards_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_REALTIME_FORWARD_OUTCOMES; i++) {
+        p = ngx_sprintf(p,
+                "realtime_forwards_total{zone=\"%V\",outcome=\"%s\"} %uA\n",
+                zn, ngx_http_realtime_forward_outcomes[i],
+                sh->forward_total[i]);
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP realtime_forwards_in_flight Forwards waiting or running.\n"
+        "# TYPE realtime_forwards_in_flight gauge\n"
+        "realtime_forwards_in_flight{zone=\"%V\"} %uA\n"
+        "# HELP realtime_forward_latency_seconds From the event to the "
+        "answer.\n"
+        "# TYPE realtime_forward_latency_seconds histogram\n",
+        zn, sh->forward_inflight);
+
+    count = 0;
+
+    for (i = 0; i <= NGX_HTTP_REALTIME_FORWARD_BUCKETS; i++) {
+        n = sh->forward_latency[i];
+        count += n;
+
+        if (i < NGX_HTTP_REALTIME_FORWARD_BUCKETS) {
+            p = ngx_sprintf(p,
+                    "realtime_forward_latency_seconds_bucket{zone=\"%V\","
+                    "le=\"%ui.%03ui\"} %uA\n", zn,
+                    ngx_http_realtime_forward_buckets[i] / 1000,
+                    ngx_http_realtime_forward_buckets[i] % 1000, count);
+        }
+    }
+
+    return ngx_sprintf(p,
+               "realtime_forward_latency_seconds_bucket{zone=\"%V\","
+               "le=\"+Inf\"} %uA\n"
+               "realtime_forward_latency_seconds_sum{zone=\"%V\"} "
+               "%uA.%03uA\n"
+               "realtime_forward_latency_seconds_count{zone=\"%V\"} %uA\n",
+               zn, count, zn, sh->forward_latency_ms / 1000,
+               sh->forward_latency_ms % 1000, zn, count);
 }
 
 

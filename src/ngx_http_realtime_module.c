@@ -127,6 +127,21 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       0,
       NULL },
 
+    { ngx_string("realtime_route"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE3
+                        |NGX_CONF_TAKE4,
+      ngx_http_realtime_route_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_join_on_connect"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_join_on_connect_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("realtime_forward"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_2MORE,
       ngx_http_realtime_forward_conf,
@@ -639,6 +654,8 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf)
     conf->sio_max_payload = NGX_CONF_UNSET_SIZE;
     conf->sio_namespaces = NGX_CONF_UNSET_PTR;
     conf->forwards = NGX_CONF_UNSET_PTR;
+    conf->routes = NGX_CONF_UNSET_PTR;
+    conf->join_on_connect = NGX_CONF_UNSET_PTR;
     conf->forward_max = NGX_CONF_UNSET_UINT;
 
     return conf;
@@ -683,6 +700,10 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->sio_max_payload, prev->sio_max_payload,
                               1000000);
     ngx_conf_merge_ptr_value(conf->sio_namespaces, prev->sio_namespaces,
+                             NULL);
+
+    ngx_conf_merge_ptr_value(conf->routes, prev->routes, NULL);
+    ngx_conf_merge_ptr_value(conf->join_on_connect, prev->join_on_connect,
                              NULL);
 
     if (conf->forwards == NGX_CONF_UNSET_PTR) {

@@ -101,6 +101,10 @@ typedef struct {
     size_t                             sio_max_payload;
     ngx_array_t                       *sio_namespaces;  /* ngx_str_t */
 
+    /* realtime_route, realtime_join_on_connect */
+    ngx_array_t                       *routes;
+    ngx_array_t                       *join_on_connect;   /* ngx_str_t */
+
     /* realtime_forward: routes, and the location they are sent from */
     ngx_array_t                       *forwards;
     void                              *forward_ctx;  /* http_conf_ctx_t */
@@ -476,6 +480,22 @@ char *ngx_http_realtime_sio_namespaces(ngx_conf_t *cf, ngx_command_t *cmd,
 
 extern const ngx_http_realtime_adapter_t  ngx_http_realtime_sio_adapter;
 
+/* ngx_http_realtime_route.c */
+typedef struct {
+    ngx_str_t                          event;
+    ngx_uint_t                         type;     /* CMD_JOIN, _LEAVE ... */
+    ngx_str_t                          room;     /* a template */
+    ngx_str_t                          as;       /* publish: the event */
+} ngx_http_realtime_route_t;
+
+ngx_int_t ngx_http_realtime_route(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_cmd_t *cmd);
+void ngx_http_realtime_route_connect(ngx_http_realtime_session_t *s);
+char *ngx_http_realtime_route_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_realtime_join_on_connect_conf(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+
 /* ngx_http_realtime_forward.c */
 typedef struct {
     ngx_str_t                          event;    /* "*": any unknown */
@@ -491,6 +511,8 @@ ngx_int_t ngx_http_realtime_forward(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd);
 void ngx_http_realtime_forward_cancel(ngx_http_realtime_session_t *s);
 ngx_int_t ngx_http_realtime_forward_init_process(ngx_cycle_t *cycle);
+u_char *ngx_http_realtime_forward_metrics(u_char *p,
+    ngx_http_realtime_zone_t *zone);
 
 /* ngx_http_realtime_module.c */
 ngx_int_t ngx_http_realtime_send_error(ngx_http_request_t *r,

@@ -51,6 +51,9 @@ typedef struct {
     /* refresh */
     const char   *token;
     size_t        token_len;
+
+    /* made by realtime_route: allowed without realtime_client_publish */
+    int           routed;
 } ngx_http_realtime_cmd_t;
 
 

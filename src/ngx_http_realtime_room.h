@@ -24,6 +24,16 @@
 #define NGX_HTTP_REALTIME_TO_ALL       3
 
 
+/* realtime_forward outcomes, and latency buckets in ms (then +Inf) */
+#define NGX_HTTP_REALTIME_FORWARD_OK           0
+#define NGX_HTTP_REALTIME_FORWARD_REFUSED      1   /* the backend's 4xx */
+#define NGX_HTTP_REALTIME_FORWARD_TIMEOUT      2
+#define NGX_HTTP_REALTIME_FORWARD_UNAVAILABLE  3
+#define NGX_HTTP_REALTIME_FORWARD_BAD_REPLY    4
+#define NGX_HTTP_REALTIME_FORWARD_BUSY         5
+#define NGX_HTTP_REALTIME_FORWARD_OUTCOMES     6
+#define NGX_HTTP_REALTIME_FORWARD_BUCKETS      11
+
 /* an instance id: 16 hex digits, new with every new zone */
 #define NGX_HTTP_REALTIME_INSTANCE_LEN 16
 
@@ -90,6 +100,14 @@ typedef struct {
     ngx_atomic_t                       redis_errors;
     u_char                             instance[
                                            NGX_HTTP_REALTIME_INSTANCE_LEN + 1];
+
+    /* realtime_forward */
+    ngx_atomic_t                       forward_total[
+                                           NGX_HTTP_REALTIME_FORWARD_OUTCOMES];
+    ngx_atomic_t                       forward_inflight;
+    ngx_atomic_t                       forward_latency[
+                                       NGX_HTTP_REALTIME_FORWARD_BUCKETS + 1];
+    ngx_atomic_t                       forward_latency_ms;
 
     /* the counters of workers that have exited */
     ngx_uint_t                         retired_in;

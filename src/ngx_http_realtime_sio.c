@@ -453,6 +453,8 @@ ngx_http_realtime_sio_connect(ngx_http_realtime_eio_t *eio,
 
     ngx_queue_insert_tail(&eio->sockets, &sock->link);
 
+    ngx_http_realtime_route_connect(s);
+
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, eio->log, 0,
                    "realtime sio connect nsp:\"%V\" user:\"%V\" id:%V",
                    name, &s->user, &s->id);

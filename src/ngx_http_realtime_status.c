@@ -361,7 +361,8 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
     ngx_http_realtime_totals(zone, &t);
 
     len = 4096 + 16 * zn->len
-          + NGX_HTTP_REALTIME_SLOTS * 4 * (128 + zn->len);
+          + NGX_HTTP_REALTIME_SLOTS * 4 * (128 + zn->len)
+          + 24 * (128 + zn->len);
 
     start = ngx_pnalloc(r->pool, len);
     if (start == NULL) {
@@ -447,6 +448,8 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
             zn, s->pid, s->connections, zn, s->pid, s->messages_in,
             zn, s->pid, s->messages_out, zn, s->pid, s->dropped);
     }
+
+    p = ngx_http_realtime_forward_metrics(p, zone);
 
     ngx_str_set(&type, "text/plain; version=0.0.4");
 

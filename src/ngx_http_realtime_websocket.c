@@ -681,6 +681,8 @@ ngx_http_realtime_register(ngx_http_request_t *r,
         cln->handler = ngx_http_realtime_handshake_cleanup;
         cln->data = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
 
+        ngx_http_realtime_route_connect(s);
+
         /* the welcome goes first, right behind the 101 */
         return (ngx_http_realtime_client_open(s) == NGX_OK)
                ? NGX_OK : NGX_HTTP_INTERNAL_SERVER_ERROR;

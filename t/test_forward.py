@@ -233,6 +233,25 @@ def test_exactly_one_answer_whatever_the_backend_does(env):
     assert c.join("still", id=9) == {"event": "joined", "id": 9, "data": {
         "room": "still", "members": 1}}
 
+    # every outcome counted once, for both workers, with its latency
+    r = env.http("GET", "/metrics")
+    m = {}
+    for line in r.body.decode().splitlines():
+        if line.startswith("realtime_forward"):
+            name, value = line.rsplit(" ", 1)
+            m[name] = float(value)
+    out = 'realtime_forwards_total{zone="rt",outcome="%s"}'
+    assert m[out % "ok"] == 3                  # any, plain, the silent one
+    assert m[out % "unavailable"] == 3         # boom twice, refused
+    assert m[out % "bad_reply"] == 2
+    assert m[out % "refused"] == 2
+    assert m[out % "timeout"] == 0 and m[out % "busy"] == 0
+    assert m['realtime_forwards_in_flight{zone="rt"}'] == 0
+    count = m['realtime_forward_latency_seconds_count{zone="rt"}']
+    assert count == 10
+    assert m['realtime_forward_latency_seconds_bucket{zone="rt",'
+             'le="+Inf"}'] == count
+
 
 def test_timeout_then_late_reply_dropped(env):
     def slow(body):

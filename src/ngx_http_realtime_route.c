@@ -1,0 +1,284 @@
+
+/*
+ * Copyright (C) ngx-realtime developers
+ *
+ * Server logic without a backend: a client event mapped to a room
+ * operation (realtime_route), with the room built from the event's data
+ * and the user, and rooms joined on connect (realtime_join_on_connect).
+ * A routed event becomes the built-in command it names, with the same
+ * checks and answers: membership, the token's rooms claim, limits.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_realtime_module.h"
+#include "ngx_http_realtime_forward_codec.h"
+
+
+static ngx_http_realtime_route_t *ngx_http_realtime_route_find(
+    ngx_http_realtime_loc_conf_t *conf, const char *event, size_t len);
+
+
+/* NGX_DECLINED: no route takes the event */
+
+ngx_int_t
+ngx_http_realtime_route(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_cmd_t *cmd)
+{
+    int                         n;
+    char                        room[NGX_HTTP_REALTIME_ROOM_MAX];
+    size_t                      missing_len;
+    ngx_int_t                   rc;
+    json_int_t                  id;
+    const char                 *missing;
+    ngx_http_realtime_route_t  *route;
+    ngx_http_realtime_cmd_t     routed;
+    u_char                      message[NGX_HTTP_REALTIME_ROOM_MAX + 64];
+
+    route = ngx_http_realtime_route_find(s->conf, cmd->event, cmd->event_len);
+    if (route == NULL) {
+        return NGX_DECLINED;
+    }
+
+    id = cmd->has_id ? cmd->id : -1;
+
+    n = ngx_http_realtime_route_expand((char *) route->room.data,
+                                       route->room.len,
+                                       json_is_object(cmd->data)
+                                       ? cmd->data : NULL,
+                                       (char *) s->user.data, s->user.len,
+                                       room, sizeof(room), &missing,
+                                       &missing_len);
+
+    if (n == -1) {
+        ngx_snprintf(message, sizeof(message) - 1,
+                     "\"data.%*s\" must be a string or an integer%Z",
+                     ngx_min(missing_len, 64), missing);
+
+        return s->handler->error(s, "BAD_REQUEST", (char *) message, id);
+    }
+
+    if (n < 0 || !ngx_http_realtime_room_valid(room, n)) {
+        return s->handler->error(s, "BAD_REQUEST",
+                                 "the room is not a valid room name", id);
+    }
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, s->log, 0,
+                   "realtime route \"%*s\" to room \"%*s\"",
+                   cmd->event_len, cmd->event, (size_t) n, room);
+
+    /* the built-in command, on the room the route made */
+
+    routed = *cmd;
+    routed.root = NULL;
+    routed.type = route->type;
+    routed.room = room;
+    routed.room_len = n;
+    routed.routed = 1;
+
+    if (route->type == NGX_HTTP_REALTIME_CMD_PUBLISH) {
+        routed.publish_event = route->as.len ? (char *) route->as.data
+                                             : cmd->event;
+        routed.publish_event_len = route->as.len ? route->as.len
+                                                 : cmd->event_len;
+        routed.publish_data = cmd->data;
+        routed.echo = 0;
+    }
+
+    rc = ngx_http_realtime_command(s, &routed);
+
+    return rc;
+}
+
+
+static ngx_http_realtime_route_t *
+ngx_http_realtime_route_find(ngx_http_realtime_loc_conf_t *conf,
+    const char *event, size_t len)
+{
+    ngx_uint_t                  i;
+    ngx_http_realtime_route_t  *route;
+
+    if (conf->routes == NULL) {
+        return NULL;
+    }
+
+    route = conf->routes->elts;
+
+    for (i = 0; i < conf->routes->nelts; i++) {
+        if (route[i].event.len == len
+            && ngx_strncmp(route[i].event.data, event, len) == 0)
+        {
+            return &route[i];
+        }
+    }
+
+    return NULL;
+}
+
+
+/* realtime_join_on_connect: right after the session is registered */
+
+void
+ngx_http_realtime_route_connect(ngx_http_realtime_session_t *s)
+{
+    int         n;
+    char        room[NGX_HTTP_REALTIME_ROOM_MAX];
+    size_t      missing_len;
+    ngx_str_t  *tpl, name;
+    ngx_uint_t  i, members, first;
+    const char *missing;
+
+    if (s->conf->join_on_connect == NULL || s->sh_conn == NULL) {
+        return;
+    }
+
+    tpl = s->conf->join_on_connect->elts;
+
+    for (i = 0; i < s->conf->join_on_connect->nelts; i++) {
+        n = ngx_http_realtime_route_expand((char *) tpl[i].data, tpl[i].len,
+                                           NULL, (char *) s->user.data,
+                                           s->user.len, room, sizeof(room),
+                                           &missing, &missing_len);
+
+        if (n < 0 || !ngx_http_realtime_room_valid(room, n)) {
+            ngx_log_error(NGX_LOG_WARN, s->log, 0,
+                          "realtime: \"%V\" of realtime_join_on_connect "
+                          "is not a room for user \"%V\"", &tpl[i], &s->user);
+            continue;
+        }
+
+        name.data = (u_char *) room;
+        name.len = n;
+
+        if (ngx_http_realtime_room_join(s, &name, &members, &first)
+            != NGX_OK)
+        {
+            ngx_log_error(NGX_LOG_WARN, s->log, 0,
+                          "realtime: realtime_join_on_connect could not "
+                          "join \"%V\"", &name);
+            continue;
+        }
+
+        if (first && s->conf->presence) {
+            ngx_http_realtime_presence_event(s, "presence:join", &name);
+        }
+    }
+}
+
+
+/* realtime_route event join|leave|publish room [as=event]; */
+
+char *
+ngx_http_realtime_route_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_realtime_loc_conf_t *rlcf = conf;
+
+    ngx_str_t                  *value;
+    ngx_http_realtime_route_t  *route;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].len > NGX_HTTP_REALTIME_EVENT_MAX) {
+        return "has an invalid event name";
+    }
+
+    if (ngx_http_realtime_route_check((char *) value[3].data, value[3].len)
+        != 0)
+    {
+        return "has an invalid room template";
+    }
+
+    if (rlcf->routes == NGX_CONF_UNSET_PTR || rlcf->routes == NULL) {
+        rlcf->routes = ngx_array_create(cf->pool, 4,
+                                        sizeof(ngx_http_realtime_route_t));
+        if (rlcf->routes == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    route = ngx_array_push(rlcf->routes);
+    if (route == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(route, sizeof(ngx_http_realtime_route_t));
+    route->event = value[1];
+    route->room = value[3];
+
+    if (ngx_strcmp(value[2].data, "join") == 0) {
+        route->type = NGX_HTTP_REALTIME_CMD_JOIN;
+
+    } else if (ngx_strcmp(value[2].data, "leave") == 0) {
+        route->type = NGX_HTTP_REALTIME_CMD_LEAVE;
+
+    } else if (ngx_strcmp(value[2].data, "publish") == 0) {
+        route->type = NGX_HTTP_REALTIME_CMD_PUBLISH;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid action \"%V\": join, leave or publish",
+                           &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 5) {
+        if (value[4].len < 4 || ngx_strncmp(value[4].data, "as=", 3) != 0
+            || route->type != NGX_HTTP_REALTIME_CMD_PUBLISH)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[4]);
+            return NGX_CONF_ERROR;
+        }
+
+        route->as.data = value[4].data + 3;
+        route->as.len = value[4].len - 3;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+char *
+ngx_http_realtime_join_on_connect_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_realtime_loc_conf_t *rlcf = conf;
+
+    ngx_str_t   *value, *tpl;
+    ngx_uint_t   i;
+
+    if (rlcf->join_on_connect != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    rlcf->join_on_connect = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                             sizeof(ngx_str_t));
+    if (rlcf->join_on_connect == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (ngx_http_realtime_route_check((char *) value[i].data,
+                                          value[i].len)
+            != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid room template \"%V\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        tpl = ngx_array_push(rlcf->join_on_connect);
+        if (tpl == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *tpl = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
