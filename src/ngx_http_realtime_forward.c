@@ -67,9 +67,14 @@ struct ngx_http_realtime_forward_s {
     unsigned                           started:1;
     unsigned                           finished:1;
     unsigned                           answered:1;
+    unsigned                           hook:1;     /* connect, disconnect */
 };
 
 
+static ngx_http_realtime_forward_t *ngx_http_realtime_forward_new(
+    ngx_http_realtime_session_t *s, ngx_http_realtime_cmd_t *cmd,
+    ngx_http_realtime_route_forward_t *route,
+    ngx_http_realtime_forward_line_t *line);
 static ngx_http_realtime_route_forward_t *ngx_http_realtime_forward_route(
     ngx_http_realtime_loc_conf_t *conf, const char *event, size_t len);
 static ngx_http_realtime_forward_line_t *ngx_http_realtime_forward_line(
@@ -145,7 +150,6 @@ ngx_int_t
 ngx_http_realtime_forward(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd)
 {
-    ngx_pool_t                         *pool;
     json_int_t                          id;
     ngx_http_realtime_forward_t        *f;
     ngx_http_realtime_forward_line_t   *line;
@@ -188,25 +192,60 @@ ngx_http_realtime_forward(ngx_http_realtime_session_t *s,
      * socket's log, which goes with the socket's pool.
      */
 
+    f = ngx_http_realtime_forward_new(s, cmd, route, line);
+    if (f == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, s->log, 0,
+                   "realtime forward \"%V\" to \"%V\", %ui in line",
+                   &f->event, &route->uri, line->n);
+
+    ngx_http_realtime_forward_next(line);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A forward of the session's event (or of a hook: cmd->event is then
+ * the hook's name), in its own pool, queued in line (NULL: detached).
+ */
+
+static ngx_http_realtime_forward_t *
+ngx_http_realtime_forward_new(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_cmd_t *cmd, ngx_http_realtime_route_forward_t *route,
+    ngx_http_realtime_forward_line_t *line)
+{
+    ngx_pool_t                   *pool;
+    ngx_http_realtime_forward_t  *f;
+
+    /*
+     * A forward may outlive its socket: nothing of it logs to the
+     * socket's log, which goes with the socket's pool.
+     */
+
     pool = ngx_create_pool(2048, ngx_cycle->log);
     if (pool == NULL) {
-        return NGX_ERROR;
+        return NULL;
     }
 
     f = ngx_pcalloc(pool, sizeof(ngx_http_realtime_forward_t));
     if (f == NULL) {
         ngx_destroy_pool(pool);
-        return NGX_ERROR;
+        return NULL;
     }
 
     f->pool = pool;
     f->route = route;
-    f->id = id;
+    f->id = cmd->has_id ? cmd->id : -1;
     f->line = line;
+    f->hook = (route == s->conf->connect_hook
+               || route == s->conf->disconnect_hook);
 
     if (ngx_http_realtime_forward_body(s, cmd, f) != NGX_OK) {
         ngx_destroy_pool(pool);
-        return NGX_ERROR;
+        return NULL;
     }
 
     f->timer.handler = ngx_http_realtime_forward_timeout;
@@ -218,21 +257,77 @@ ngx_http_realtime_forward(ngx_http_realtime_session_t *s,
     f->done.log = ngx_cycle->log;
     f->done.cancelable = 1;
 
-    ngx_queue_insert_tail(&line->forwards, &f->link);
-    line->n++;
+    if (line) {
+        ngx_queue_insert_tail(&line->forwards, &f->link);
+        line->n++;
+    }
+
     ngx_http_realtime_forward_inflight++;
 
     f->zone = s->zone;
     f->start = ngx_current_msec;
     (void) ngx_atomic_fetch_add(&f->zone->sh->forward_inflight, 1);
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, s->log, 0,
-                   "realtime forward \"%V\" to \"%V\", %ui in line",
-                   &f->event, &route->uri, line->n);
+    return f;
+}
 
-    ngx_http_realtime_forward_next(line);
 
-    return NGX_OK;
+/*
+ * realtime_connect_request: the reply applies to the new socket (joins,
+ * an emit of a welcome, a disconnect); 401 and 403 close it with 4001
+ * and 4003.  realtime_disconnect_request: one background POST with the
+ * user and the rooms, best effort.
+ */
+
+void
+ngx_http_realtime_forward_hook(ngx_http_realtime_session_t *s,
+    ngx_uint_t connect)
+{
+    ngx_http_realtime_cmd_t             cmd;
+    ngx_http_realtime_forward_t        *f;
+    ngx_http_realtime_forward_line_t   *line;
+    ngx_http_realtime_route_forward_t  *route;
+
+    route = connect ? s->conf->connect_hook : s->conf->disconnect_hook;
+
+    if (route == NULL || s->sh_conn == NULL) {
+        return;
+    }
+
+    ngx_memzero(&cmd, sizeof(ngx_http_realtime_cmd_t));
+    cmd.event = connect ? "connect" : "disconnect";
+    cmd.event_len = ngx_strlen(cmd.event);
+
+    line = NULL;
+
+    if (connect) {
+        line = ngx_http_realtime_forward_line(s, 1);
+        if (line == NULL) {
+            return;
+        }
+    }
+
+    f = ngx_http_realtime_forward_new(s, &cmd, route, line);
+    if (f == NULL) {
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, s->log, 0,
+                   "realtime forward hook \"%V\" to \"%V\"",
+                   &f->event, &route->uri);
+
+    if (line) {
+        ngx_http_realtime_forward_next(line);
+        return;
+    }
+
+    f->started = 1;
+
+    if (ngx_http_realtime_forward_start(f, s) != NGX_OK) {
+        f->rc = NGX_ERROR;
+        f->finished = 1;
+        ngx_post_event(&f->done, &ngx_posted_events);
+    }
 }
 
 
@@ -331,7 +426,10 @@ ngx_http_realtime_forward_body(ngx_http_realtime_session_t *s,
                                            lm->room->sn.str.len));
     }
 
-    body = ngx_http_realtime_forward_request(cmd->event, cmd->event_len,
+    /* a hook's body has no event: the URI says which hook it is */
+
+    body = ngx_http_realtime_forward_request(f->hook ? NULL : cmd->event,
+                                             cmd->event_len,
                                              cmd->data, f->id,
                                              (char *) s->id.data, s->id.len,
                                              (char *) s->user.data,
@@ -812,6 +910,28 @@ ngx_http_realtime_forward_apply(ngx_http_realtime_forward_t *f)
 
     s = f->line->session;
 
+    if (f->hook && f->status / 100 != 2) {
+        /* a connect hook that refuses: the codes the contest clients know */
+
+        f->answered = 1;
+
+        ngx_log_error(NGX_LOG_INFO, s->log, 0,
+                      "realtime: connect hook \"%V\" answered %ui",
+                      &f->route->uri, f->status);
+
+        if (f->status == NGX_HTTP_UNAUTHORIZED
+            || f->status == NGX_HTTP_FORBIDDEN)
+        {
+            s->handler->close(s, f->status == NGX_HTTP_UNAUTHORIZED
+                                 ? NGX_HTTP_REALTIME_CLOSE_UNAUTHORIZED
+                                 : NGX_HTTP_REALTIME_CLOSE_FORBIDDEN,
+                              f->status == NGX_HTTP_UNAUTHORIZED
+                              ? "unauthorized" : "forbidden");
+        }
+
+        return;
+    }
+
     if (f->rc == NGX_ERROR && f->status / 100 == 2) {
         /* a 2xx that broke off: over subrequest_output_buffer_size */
         ngx_log_error(NGX_LOG_WARN, s->log, 0,
@@ -1239,6 +1359,65 @@ ngx_http_realtime_forward_metrics(u_char *p, ngx_http_realtime_zone_t *zone)
                "realtime_forward_latency_seconds_count{zone=\"%V\"} %uA\n",
                zn, count, zn, sh->forward_latency_ms / 1000,
                sh->forward_latency_ms % 1000, zn, count);
+}
+
+
+/* realtime_connect_request uri [timeout=time]; realtime_disconnect_... */
+
+char *
+ngx_http_realtime_forward_hook_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_realtime_loc_conf_t *rlcf = conf;
+
+    ngx_str_t                          *value, s;
+    ngx_int_t                           ms;
+    ngx_http_realtime_route_forward_t  *route, **hook;
+
+    hook = (cmd->name.data[sizeof("realtime_") - 1] == 'c')
+           ? &rlcf->connect_hook : &rlcf->disconnect_hook;
+
+    if (*hook != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].data[0] != '/') {
+        return "needs a URI that starts with \"/\"";
+    }
+
+    route = ngx_pcalloc(cf->pool, sizeof(ngx_http_realtime_route_forward_t));
+    if (route == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_str_set(&route->event, "-");
+    route->uri = value[1];
+    route->timeout = 10000;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "timeout=", 8) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        s.data = value[2].data + 8;
+        s.len = value[2].len - 8;
+
+        ms = ngx_parse_time(&s, 0);
+        if (ms == NGX_ERROR) {
+            return "has an invalid timeout";
+        }
+
+        route->timeout = (ngx_msec_t) ms;
+    }
+
+    *hook = route;
+    rlcf->forward_ctx = cf->ctx;
+
+    return NGX_CONF_OK;
 }
 
 

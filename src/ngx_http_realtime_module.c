@@ -149,6 +149,20 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       0,
       NULL },
 
+    { ngx_string("realtime_connect_request"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_realtime_forward_hook_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_disconnect_request"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_realtime_forward_hook_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("realtime_forward_max_inflight"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_num_slot,
@@ -654,6 +668,8 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf)
     conf->sio_max_payload = NGX_CONF_UNSET_SIZE;
     conf->sio_namespaces = NGX_CONF_UNSET_PTR;
     conf->forwards = NGX_CONF_UNSET_PTR;
+    conf->connect_hook = NGX_CONF_UNSET_PTR;
+    conf->disconnect_hook = NGX_CONF_UNSET_PTR;
     conf->routes = NGX_CONF_UNSET_PTR;
     conf->join_on_connect = NGX_CONF_UNSET_PTR;
     conf->forward_max = NGX_CONF_UNSET_UINT;
@@ -706,10 +722,20 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->join_on_connect, prev->join_on_connect,
                              NULL);
 
-    if (conf->forwards == NGX_CONF_UNSET_PTR) {
-        conf->forwards = prev->forwards;
+    if (conf->forwards == NGX_CONF_UNSET_PTR
+        && conf->connect_hook == NGX_CONF_UNSET_PTR
+        && conf->disconnect_hook == NGX_CONF_UNSET_PTR)
+    {
         conf->forward_ctx = prev->forward_ctx;
     }
+
+    if (conf->forwards == NGX_CONF_UNSET_PTR) {
+        conf->forwards = prev->forwards;
+    }
+
+    ngx_conf_merge_ptr_value(conf->connect_hook, prev->connect_hook, NULL);
+    ngx_conf_merge_ptr_value(conf->disconnect_hook, prev->disconnect_hook,
+                             NULL);
 
     if (conf->forwards == NGX_CONF_UNSET_PTR) {
         conf->forwards = NULL;

@@ -74,6 +74,15 @@ typedef struct {
 } ngx_http_realtime_origin_t;
 
 
+/* a realtime_forward route, or a connect/disconnect hook */
+typedef struct {
+    ngx_str_t                          event;    /* "*": any unknown */
+    ngx_str_t                          uri;
+    ngx_msec_t                         timeout;
+    unsigned                           unordered:1;
+} ngx_http_realtime_route_forward_t;
+
+
 typedef struct {
     ngx_uint_t                         mode;
     ngx_http_realtime_zone_t          *zone;
@@ -107,6 +116,8 @@ typedef struct {
 
     /* realtime_forward: routes, and the location they are sent from */
     ngx_array_t                       *forwards;
+    ngx_http_realtime_route_forward_t *connect_hook;
+    ngx_http_realtime_route_forward_t *disconnect_hook;
     void                              *forward_ctx;  /* http_conf_ctx_t */
     ngx_uint_t                         forward_max;
 } ngx_http_realtime_loc_conf_t;
@@ -497,19 +508,16 @@ char *ngx_http_realtime_join_on_connect_conf(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 
 /* ngx_http_realtime_forward.c */
-typedef struct {
-    ngx_str_t                          event;    /* "*": any unknown */
-    ngx_str_t                          uri;
-    ngx_msec_t                         timeout;
-    unsigned                           unordered:1;
-} ngx_http_realtime_route_forward_t;
-
 char *ngx_http_realtime_forward_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_realtime_forward_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_realtime_forward(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd);
 void ngx_http_realtime_forward_cancel(ngx_http_realtime_session_t *s);
+void ngx_http_realtime_forward_hook(ngx_http_realtime_session_t *s,
+    ngx_uint_t connect);
+char *ngx_http_realtime_forward_hook_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_http_realtime_forward_init_process(ngx_cycle_t *cycle);
 u_char *ngx_http_realtime_forward_metrics(u_char *p,
     ngx_http_realtime_zone_t *zone);

@@ -131,6 +131,9 @@ ngx_http_realtime_route_connect(ngx_http_realtime_session_t *s)
     ngx_uint_t  i, members, first;
     const char *missing;
 
+    /* the connect hook's reply comes after, from the backend */
+    ngx_http_realtime_forward_hook(s, 1);
+
     if (s->conf->join_on_connect == NULL || s->sh_conn == NULL) {
         return;
     }

@@ -800,6 +800,7 @@ ngx_http_realtime_sio_end(ngx_http_realtime_sio_socket_t *sock,
     if (s->zone) {
         ngx_http_realtime_redis_presence_cancel(s);
         ngx_http_realtime_forward_cancel(s);
+        ngx_http_realtime_forward_hook(s, 0);
         ngx_http_realtime_client_close(s);
     }
 

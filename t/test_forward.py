@@ -113,6 +113,13 @@ def forward_http(backend):
             realtime_socketio rt;
             realtime_forward submit /_rt/submit;
             realtime_forward * /_rt/any;
+            realtime_disconnect_request /_rt/gone;
+        }
+        location /hooks {
+            realtime rt;
+            realtime_user $arg_user;
+            realtime_connect_request /_rt/hello timeout=2s;
+            realtime_disconnect_request /_rt/gone;
         }
     """)
 
@@ -351,3 +358,60 @@ def test_socketio_events_forwarded_with_acks(env):
         env.backend.replies["any"] = (500, b"")
         assert drv.emit("s", "other", 1)[0]["error"]["code"] == \
             "BACKEND_UNAVAILABLE"
+
+
+def test_connect_and_disconnect_hooks(env):
+    def hello(body):
+        if body["user"] == "mallory":
+            return 403, b""
+        return 200, {"join": ["lobby"],
+                     "emit": [{"event": "welcome:data",
+                               "data": {"hello": body["user"]}}]}
+    env.backend.replies["hello"] = (200, hello)
+    env.backend.replies["gone"] = (204, b"")
+
+    c = env.client(path="/hooks?user=kim")     # read the module's welcome
+    assert c.recv() == {"event": "welcome:data", "data": {"hello": "kim"}}
+    r = env.push({"room": "lobby", "topic": "t", "payload": 1})
+    assert r.json()["delivered"] == 1
+    assert c.recv()["event"] == "t"
+    name, _, body = [q for q in env.backend.requests if q[0] == "hello"][0]
+    assert "event" not in body and body["user"] == "kim"
+
+    # refused by the hook: closed with 4003
+    bad = env.client(path="/hooks?user=mallory")
+    deadline = time.monotonic() + 5
+    code = None
+    while time.monotonic() < deadline and code is None:
+        f = bad.raw.recv_frame(timeout=5)
+        if f.opcode == 8:
+            code = f.close_code
+    assert code == 4003
+
+    # one POST when a socket goes, with its user and rooms
+    c.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        gone = [q for q in env.backend.requests if q[0] == "gone"
+                and q[2]["user"] == "kim"]
+        if gone:
+            break
+        time.sleep(0.05)
+    assert len(gone) == 1 and gone[0][2]["rooms"] == ["lobby"]
+
+
+@pytest.mark.skipif(not node_available(), reason="node missing")
+def test_disconnect_hook_of_a_socketio_namespace(env):
+    env.backend.replies["gone"] = (204, b"")
+    with SioDriver() as drv:
+        drv.connect("s", "http://127.0.0.1:%d" % env.port,
+                    path="/sio/socket.io/", transports=["websocket"])
+        sid = drv.state("s")["id"]
+        drv.disconnect("s")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        gone = [q for q in env.backend.requests if q[0] == "gone"]
+        if gone:
+            break
+        time.sleep(0.05)
+    assert len(gone) == 1 and gone[0][2]["protocol"] == "socket.io", sid
