@@ -135,6 +135,13 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       0,
       NULL },
 
+    { ngx_string("realtime_user_list"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_realtime_user_list_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("realtime_join_on_connect"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_realtime_join_on_connect_conf,
@@ -508,6 +515,10 @@ ngx_http_realtime_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_realtime_user_list_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_realtime_sio_init_process(cycle);
 }
 
@@ -717,6 +728,10 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               1000000);
     ngx_conf_merge_ptr_value(conf->sio_namespaces, prev->sio_namespaces,
                              NULL);
+
+    if (ngx_http_realtime_user_list_merge(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     ngx_conf_merge_ptr_value(conf->routes, prev->routes, NULL);
     ngx_conf_merge_ptr_value(conf->join_on_connect, prev->join_on_connect,

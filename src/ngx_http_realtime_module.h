@@ -110,6 +110,10 @@ typedef struct {
     size_t                             sio_max_payload;
     ngx_array_t                       *sio_namespaces;  /* ngx_str_t */
 
+    /* realtime_user_list */
+    ngx_str_t                          user_list_event;
+    ngx_msec_t                         user_list_interval;
+
     /* realtime_route, realtime_join_on_connect */
     ngx_array_t                       *routes;
     ngx_array_t                       *join_on_connect;   /* ngx_str_t */
@@ -506,6 +510,11 @@ char *ngx_http_realtime_route_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_realtime_join_on_connect_conf(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+char *ngx_http_realtime_user_list_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_realtime_user_list_merge(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *conf);
+ngx_int_t ngx_http_realtime_user_list_init_process(ngx_cycle_t *cycle);
 
 /* ngx_http_realtime_forward.c */
 char *ngx_http_realtime_forward_conf(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -455,6 +455,7 @@ ngx_http_realtime_room_connect(ngx_http_realtime_session_t *s)
     if (created) {
         ngx_queue_init(&user->conns);
         zone->sh->nusers++;
+        zone->sh->users_version++;
 
     } else if (s->conf->max_user_connections
                && user->nconns >= s->conf->max_user_connections)
@@ -590,6 +591,7 @@ ngx_http_realtime_sh_disconnect(ngx_http_realtime_zone_t *zone,
     if (user->nconns == 0) {
         ngx_http_realtime_sh_node_free(zone, &zone->sh->users, &user->sn);
         zone->sh->nusers--;
+        zone->sh->users_version++;
     }
 
     ngx_slab_free_locked(zone->shpool, conn);

@@ -101,6 +101,10 @@ typedef struct {
     u_char                             instance[
                                            NGX_HTTP_REALTIME_INSTANCE_LEN + 1];
 
+    /* realtime_user_list: bumped when the set of users changes */
+    ngx_atomic_t                       users_version;
+    ngx_atomic_t                       users_listed;
+
     /* realtime_forward */
     ngx_atomic_t                       forward_total[
                                            NGX_HTTP_REALTIME_FORWARD_OUTCOMES];
@@ -202,6 +206,11 @@ struct ngx_http_realtime_zone_s {
 
     ngx_http_realtime_redis_conf_t    *redis_conf;
     ngx_http_realtime_redis_t         *redis;        /* this worker's */
+
+    /* realtime_user_list: the event, how often at most, the timer */
+    ngx_str_t                          user_list_event;
+    ngx_msec_t                         user_list_interval;
+    ngx_event_t                        user_list_timer;
 
     /* a wakeup for the Redis worker, sent after the zone is unlocked */
     ngx_pid_t                          wake_pid;

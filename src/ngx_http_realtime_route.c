@@ -20,6 +20,13 @@
 
 static ngx_http_realtime_route_t *ngx_http_realtime_route_find(
     ngx_http_realtime_loc_conf_t *conf, const char *event, size_t len);
+static void ngx_http_realtime_user_list_tick(ngx_event_t *ev);
+static json_t *ngx_http_realtime_user_list_build(
+    ngx_http_realtime_zone_t *zone);
+
+
+/* the room of the sockets that get the online users */
+static ngx_str_t  ngx_http_realtime_user_list_room = ngx_string("#users");
 
 
 /* NGX_DECLINED: no route takes the event */
@@ -133,6 +140,16 @@ ngx_http_realtime_route_connect(ngx_http_realtime_session_t *s)
 
     /* the connect hook's reply comes after, from the backend */
     ngx_http_realtime_forward_hook(s, 1);
+
+    if (s->conf->user_list_event.len && s->sh_conn) {
+        if (ngx_http_realtime_room_join(s, &ngx_http_realtime_user_list_room,
+                                        &members, &first)
+            == NGX_OK)
+        {
+            /* the next tick sends the list, to this socket too */
+            (void) ngx_atomic_fetch_add(&s->zone->sh->users_version, 1);
+        }
+    }
 
     if (s->conf->join_on_connect == NULL || s->sh_conn == NULL) {
         return;
@@ -282,6 +299,210 @@ ngx_http_realtime_join_on_connect_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 
         *tpl = value[i];
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * realtime_user_list event [interval]: every socket of the location is
+ * in the room "#users", and gets the full list of the zone's online users
+ * as that event when it changes, at most once an interval: a connect
+ * storm costs one list per interval, built by one worker.
+ */
+
+static void
+ngx_http_realtime_user_list_tick(ngx_event_t *ev)
+{
+    json_t                     *users, *json;
+    ngx_atomic_uint_t           version, listed;
+    ngx_http_realtime_msg_t    *msg;
+    ngx_http_realtime_zone_t   *zone;
+
+    zone = ev->data;
+    version = zone->sh->users_version;
+    listed = zone->sh->users_listed;
+
+    if (version != listed
+        && ngx_atomic_cmp_set(&zone->sh->users_listed, listed, version))
+    {
+        users = ngx_http_realtime_user_list_build(zone);
+
+        json = users ? ngx_http_realtime_event(
+                           (char *) zone->user_list_event.data, users, -1)
+                     : NULL;
+        json_decref(users);
+
+        msg = json ? ngx_http_realtime_msg_json(json) : NULL;
+        json_decref(json);
+
+        if (msg) {
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                           "realtime user list v%uA", version);
+
+            (void) ngx_http_realtime_publish_zone(zone,
+                                             NGX_HTTP_REALTIME_TO_ROOM,
+                                             &ngx_http_realtime_user_list_room,
+                                             NULL, NULL, msg, NULL);
+            ngx_http_realtime_msg_release(msg);
+        }
+    }
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, zone->user_list_interval);
+    }
+}
+
+
+static json_t *
+ngx_http_realtime_user_list_build(ngx_http_realtime_zone_t *zone)
+{
+    json_t             *users;
+    ngx_str_node_t     *sn;
+    ngx_rbtree_t       *tree;
+    ngx_rbtree_node_t  *node;
+
+    /* jansson allocates: the names are copied out of the lock first */
+
+    users = json_array();
+    if (users == NULL) {
+        return NULL;
+    }
+
+    tree = &zone->sh->users;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (tree->root != tree->sentinel) {
+        for (node = ngx_rbtree_min(tree->root, tree->sentinel);
+             node;
+             node = ngx_rbtree_next(tree, node))
+        {
+            sn = (ngx_str_node_t *) node;
+
+            if (json_array_append_new(users,
+                                      json_stringn((char *) sn->str.data,
+                                                   sn->str.len))
+                != 0)
+            {
+                break;
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return users;
+}
+
+
+ngx_int_t
+ngx_http_realtime_user_list_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                      i;
+    ngx_http_realtime_zone_t      **zones, *zone;
+    ngx_http_realtime_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_realtime_module);
+    if (rmcf == NULL) {
+        return NGX_OK;
+    }
+
+    zones = rmcf->zones.elts;
+
+    for (i = 0; i < rmcf->zones.nelts; i++) {
+        zone = zones[i];
+
+        if (zone->user_list_event.len == 0
+            || zone->slot == NGX_HTTP_REALTIME_SLOTS)
+        {
+            continue;
+        }
+
+        zone->user_list_timer.handler = ngx_http_realtime_user_list_tick;
+        zone->user_list_timer.data = zone;
+        zone->user_list_timer.log = cycle->log;
+        zone->user_list_timer.cancelable = 1;
+
+        ngx_add_timer(&zone->user_list_timer, zone->user_list_interval);
+    }
+
+    return NGX_OK;
+}
+
+
+char *
+ngx_http_realtime_user_list_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_realtime_loc_conf_t *rlcf = conf;
+
+    ngx_str_t  *value;
+    ngx_int_t   ms;
+
+    if (rlcf->user_list_event.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].len > NGX_HTTP_REALTIME_EVENT_MAX) {
+        return "has an invalid event name";
+    }
+
+    rlcf->user_list_event = value[1];
+    rlcf->user_list_interval = 500;
+
+    if (cf->args->nelts == 3) {
+        ms = ngx_parse_time(&value[2], 0);
+        if (ms == NGX_ERROR || ms == 0) {
+            return "has an invalid interval";
+        }
+
+        rlcf->user_list_interval = (ngx_msec_t) ms;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* the zone sends the list: one event name and interval per zone */
+
+char *
+ngx_http_realtime_user_list_merge(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *conf)
+{
+    ngx_http_realtime_zone_t  *zone;
+
+    zone = conf->zone;
+
+    if (conf->user_list_event.len == 0) {
+        return NGX_CONF_OK;
+    }
+
+    if (zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "realtime_user_list needs a zone");
+        return NGX_CONF_ERROR;
+    }
+
+    if (zone->user_list_event.len
+        && (zone->user_list_event.len != conf->user_list_event.len
+            || ngx_strncmp(zone->user_list_event.data,
+                           conf->user_list_event.data,
+                           conf->user_list_event.len) != 0))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "realtime_user_list \"%V\" differs from \"%V\" "
+                           "of another location of zone \"%V\"",
+                           &conf->user_list_event, &zone->user_list_event,
+                           &zone->name);
+        return NGX_CONF_ERROR;
+    }
+
+    zone->user_list_event = conf->user_list_event;
+    zone->user_list_interval = conf->user_list_interval;
 
     return NGX_CONF_OK;
 }

@@ -176,3 +176,75 @@ def test_leaderboard(rt, backend):
         backend.replies["subscribe"] = (500, b"")
         assert drv.emit("cat", "leaderboard:subscribe")[0]["error"][
             "code"] == "BACKEND_UNAVAILABLE"
+
+
+def presence_token(user):
+    secret = "replace-me-with-the-vault-jwt-secret-0001"
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"sub": user, "userId": user,
+                           "exp": int(time.time()) + 600}).encode())
+    sig = hmac.new(secret.encode(), ("%s.%s" % (head, body)).encode(),
+                   hashlib.sha256).digest()
+    return "%s.%s.%s" % (head, body, b64(sig))
+
+
+def lists_of(client, timeout=3.0):
+    """The user:list events a native client got within timeout."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ev = client.recv(timeout=max(0.05, deadline - time.monotonic()))
+        except Exception:
+            break
+        if ev.get("event") == "user:list":
+            got.append(sorted(ev["data"]))
+    return got
+
+
+def until_list(client, users, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ev = client.recv(timeout=max(0.05, deadline - time.monotonic()))
+        if ev.get("event") == "user:list" and sorted(ev["data"]) == users:
+            return True
+    return False
+
+
+def test_presence_game(rt, backend):
+    rt.start(seed_http("presence-game.conf", 0, backend.port))
+
+    def client(user):
+        return rt.client(path="/ws?token=" + presence_token(user))
+
+    a = client("amy")
+    assert until_list(a, ["amy"])
+    b = client("bo")
+    assert until_list(a, ["amy", "bo"]) and until_list(b, ["amy", "bo"])
+
+    # a second tab of a user changes nothing but gets the list too
+    b2 = client("bo")
+    assert until_list(b2, ["amy", "bo"])
+
+    # game signaling through a room
+    for c in (a, b):
+        c.send({"event": "join_game", "data": {"gameId": "g1"}, "id": 1})
+        while c.recv()["event"] != "joined":
+            pass
+    a.send({"event": "game_event", "data": {"gameId": "g1", "move": "e4"}})
+    ev = b.recv()
+    while ev["event"] != "game_event":
+        ev = b.recv()
+    assert ev["data"]["move"] == "e4" and ev["from"] == "amy"
+
+    # a connect storm: the list is coalesced, the last one is whole
+    storm = [client("u%02d" % i) for i in range(30)]
+    got = lists_of(a, timeout=2.0)
+    assert 1 <= len(got) <= 6, len(got)
+    assert got[-1] == sorted(["amy", "bo"] + ["u%02d" % i
+                                              for i in range(30)])
+    for c in storm:
+        c.close()
+    b.close()
+    b2.close()
+    assert until_list(a, ["amy"])
