@@ -135,6 +135,20 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       0,
       NULL },
 
+    { ngx_string("realtime_identify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_realtime_identify_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_connection_id"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_realtime_identify_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("realtime_user_list"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_realtime_user_list_conf,
@@ -732,6 +746,10 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     if (ngx_http_realtime_user_list_merge(cf, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
+
+    ngx_conf_merge_str_value(conf->identify_event, prev->identify_event, "");
+    ngx_conf_merge_str_value(conf->conn_id_event, prev->conn_id_event, "");
+    ngx_conf_merge_str_value(conf->conn_id_answer, prev->conn_id_answer, "");
 
     ngx_conf_merge_ptr_value(conf->routes, prev->routes, NULL);
     ngx_conf_merge_ptr_value(conf->join_on_connect, prev->join_on_connect,

@@ -110,6 +110,11 @@ typedef struct {
     size_t                             sio_max_payload;
     ngx_array_t                       *sio_namespaces;  /* ngx_str_t */
 
+    /* realtime_identify, realtime_connection_id */
+    ngx_str_t                          identify_event;
+    ngx_str_t                          conn_id_event;
+    ngx_str_t                          conn_id_answer;
+
     /* realtime_user_list */
     ngx_str_t                          user_list_event;
     ngx_msec_t                         user_list_interval;
@@ -301,6 +306,10 @@ ngx_int_t ngx_http_realtime_zone_init_process(ngx_cycle_t *cycle);
 void ngx_http_realtime_zone_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_realtime_room_connect(ngx_http_realtime_session_t *s);
 void ngx_http_realtime_room_disconnect(ngx_http_realtime_session_t *s);
+ngx_int_t ngx_http_realtime_room_identify(ngx_http_realtime_session_t *s,
+    ngx_str_t *name);
+uint64_t ngx_http_realtime_room_user_conn(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *name);
 ngx_int_t ngx_http_realtime_room_join(ngx_http_realtime_session_t *s,
     ngx_str_t *room, ngx_uint_t *members, ngx_uint_t *first);
 ngx_http_realtime_local_member_t *ngx_http_realtime_local_find(
@@ -511,6 +520,8 @@ char *ngx_http_realtime_route_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_realtime_join_on_connect_conf(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 char *ngx_http_realtime_user_list_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_realtime_identify_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_realtime_user_list_merge(ngx_conf_t *cf,
     ngx_http_realtime_loc_conf_t *conf);

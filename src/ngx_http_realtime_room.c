@@ -527,6 +527,155 @@ full:
 }
 
 
+/*
+ * Gives a session without rooms another user (the judge's setUserId):
+ * its connection moves to the user's list in the zone and here.  The
+ * name is the zone's copy, which lives as long as the user has sockets.
+ * NGX_DECLINED: the session is in rooms.
+ */
+
+ngx_int_t
+ngx_http_realtime_room_identify(ngx_http_realtime_session_t *s,
+    ngx_str_t *name)
+{
+    ngx_uint_t                       created;
+    ngx_slab_pool_t                 *shpool;
+    ngx_http_realtime_zone_t        *zone;
+    ngx_http_realtime_sh_conn_t     *conn;
+    ngx_http_realtime_sh_user_t     *user, *old;
+    ngx_http_realtime_local_user_t  *lu, *olu;
+
+    if (s->nrooms) {
+        return NGX_DECLINED;
+    }
+
+    zone = s->zone;
+    shpool = zone->shpool;
+    conn = s->sh_conn;
+
+    lu = ngx_http_realtime_local_node(&zone->users, name,
+                                      sizeof(ngx_http_realtime_local_user_t));
+    if (lu == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (lu->conns.next == NULL) {
+        ngx_queue_init(&lu->conns);
+    }
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    user = ngx_http_realtime_sh_node(zone, &zone->sh->users, name,
+                                     sizeof(ngx_http_realtime_sh_user_t), 1,
+                                     &created);
+    if (user == NULL) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        goto failed;
+    }
+
+    if (created) {
+        ngx_queue_init(&user->conns);
+        zone->sh->nusers++;
+
+    } else if (user == conn->user) {
+        ngx_shmtx_unlock(&shpool->mutex);
+        return NGX_OK;
+
+    } else if (s->conf->max_user_connections
+               && user->nconns >= s->conf->max_user_connections)
+    {
+        ngx_shmtx_unlock(&shpool->mutex);
+        if (ngx_queue_empty(&lu->conns)) {
+            ngx_rbtree_delete(&zone->users, &lu->sn.node);
+            ngx_free(lu);
+        }
+        return NGX_HTTP_REALTIME_LIMIT;
+    }
+
+    old = conn->user;
+
+    ngx_queue_remove(&conn->user_link);
+    old->nconns--;
+
+    ngx_http_realtime_redis_notify_locked(zone, NGX_HTTP_REALTIME_IPC_USER,
+                                          &old->sn.str, NULL);
+
+    if (old->nconns == 0) {
+        ngx_http_realtime_sh_node_free(zone, &zone->sh->users, &old->sn);
+        zone->sh->nusers--;
+    }
+
+    ngx_queue_insert_tail(&user->conns, &conn->user_link);
+    user->nconns++;
+    conn->user = user;
+    zone->sh->users_version++;
+
+    ngx_http_realtime_redis_notify_locked(zone, NGX_HTTP_REALTIME_IPC_USER,
+                                          &user->sn.str, NULL);
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    ngx_http_realtime_redis_wake(zone);
+
+    /* and the worker's index of users */
+
+    olu = s->local_user;
+    ngx_queue_remove(&s->user_link);
+
+    if (ngx_queue_empty(&olu->conns)) {
+        ngx_rbtree_delete(&zone->users, &olu->sn.node);
+        ngx_free(olu);
+    }
+
+    s->local_user = lu;
+    ngx_queue_insert_tail(&lu->conns, &s->user_link);
+    s->user = user->sn.str;
+
+    return NGX_OK;
+
+failed:
+
+    if (ngx_queue_empty(&lu->conns)) {
+        ngx_rbtree_delete(&zone->users, &lu->sn.node);
+        ngx_free(lu);
+    }
+
+    (void) ngx_atomic_fetch_add(&zone->sh->zone_full, 1);
+
+    return NGX_HTTP_REALTIME_ZONE_FULL;
+}
+
+
+/* the connection id of one socket of the user, 0: none */
+
+uint64_t
+ngx_http_realtime_room_user_conn(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *name)
+{
+    uint64_t                      id;
+    ngx_http_realtime_sh_conn_t  *conn;
+    ngx_http_realtime_sh_user_t  *user;
+
+    id = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    user = (ngx_http_realtime_sh_user_t *)
+               ngx_str_rbtree_lookup(&zone->sh->users, name,
+                                     ngx_crc32_short(name->data, name->len));
+
+    if (user && !ngx_queue_empty(&user->conns)) {
+        conn = ngx_queue_data(ngx_queue_head(&user->conns),
+                              ngx_http_realtime_sh_conn_t, user_link);
+        id = conn->id;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return id;
+}
+
+
 /* removes a socket; its rooms must have been left already */
 
 void

@@ -20,6 +20,8 @@
 
 static ngx_http_realtime_route_t *ngx_http_realtime_route_find(
     ngx_http_realtime_loc_conf_t *conf, const char *event, size_t len);
+static ngx_int_t ngx_http_realtime_route_user(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_cmd_t *cmd);
 static void ngx_http_realtime_user_list_tick(ngx_event_t *ev);
 static json_t *ngx_http_realtime_user_list_build(
     ngx_http_realtime_zone_t *zone);
@@ -44,6 +46,10 @@ ngx_http_realtime_route(ngx_http_realtime_session_t *s,
     ngx_http_realtime_route_t  *route;
     ngx_http_realtime_cmd_t     routed;
     u_char                      message[NGX_HTTP_REALTIME_ROOM_MAX + 64];
+
+    if (ngx_http_realtime_route_user(s, cmd) == NGX_OK) {
+        return NGX_OK;
+    }
 
     route = ngx_http_realtime_route_find(s->conf, cmd->event, cmd->event_len);
     if (route == NULL) {
@@ -503,6 +509,149 @@ ngx_http_realtime_user_list_merge(ngx_conf_t *cf,
 
     zone->user_list_event = conf->user_list_event;
     zone->user_list_interval = conf->user_list_interval;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The judge's two events: realtime_identify makes the data (a user id)
+ * the session's user, for sockets that came without one; and
+ * realtime_connection_id answers with the connection id of one socket
+ * of the user named.  NGX_DECLINED: not one of them.
+ */
+
+static ngx_int_t
+ngx_http_realtime_route_user(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_cmd_t *cmd)
+{
+    u_char                        *p, buf[NGX_INT64_LEN];
+    json_t                        *data;
+    uint64_t                       conn;
+    ngx_int_t                      rc;
+    ngx_str_t                      name, *event;
+    json_int_t                     id;
+    ngx_http_realtime_loc_conf_t  *conf;
+
+    conf = s->conf;
+    event = NULL;
+
+    if (conf->identify_event.len == cmd->event_len
+        && ngx_strncmp(conf->identify_event.data, cmd->event,
+                       cmd->event_len) == 0)
+    {
+        event = &conf->identify_event;
+
+    } else if (conf->conn_id_event.len == cmd->event_len
+               && ngx_strncmp(conf->conn_id_event.data, cmd->event,
+                              cmd->event_len) == 0)
+    {
+        event = &conf->conn_id_event;
+    }
+
+    if (event == NULL || event->len == 0) {
+        return NGX_DECLINED;
+    }
+
+    id = cmd->has_id ? cmd->id : -1;
+
+    /* "user_123", or {"userId": "user_123"} */
+
+    data = json_is_object(cmd->data) ? json_object_get(cmd->data, "userId")
+                                     : cmd->data;
+
+    if (!json_is_string(data) || json_string_length(data) == 0
+        || json_string_length(data) > NGX_HTTP_REALTIME_USER_MAX)
+    {
+        (void) s->handler->error(s, "BAD_REQUEST",
+                                 "the data must be a user id of 1-256 bytes",
+                                 id);
+        return NGX_OK;
+    }
+
+    name.data = (u_char *) json_string_value(data);
+    name.len = json_string_length(data);
+
+    if (event == &conf->conn_id_event) {
+        conn = ngx_http_realtime_room_user_conn(s->zone, &name);
+        p = ngx_sprintf(buf, "%uL", conn);
+
+        data = conn ? json_stringn((char *) buf, p - buf) : json_null();
+
+        (void) s->handler->reply(s, (char *) conf->conn_id_answer.data,
+                                 data, id);
+        json_decref(data);
+        return NGX_OK;
+    }
+
+    if (s->jwt) {
+        (void) s->handler->error(s, "FORBIDDEN",
+                                 "the token names the user", id);
+        return NGX_OK;
+    }
+
+    rc = ngx_http_realtime_room_identify(s, &name);
+
+    switch (rc) {
+
+    case NGX_OK:
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
+                       "realtime identify as \"%V\"", &name);
+
+        data = json_pack("{s:s%}", "userId", s->user.data, s->user.len);
+        if (data == NULL) {
+            return NGX_ERROR;
+        }
+
+        rc = s->handler->reply(s, (char *) event->data, data, id);
+        json_decref(data);
+        return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+
+    case NGX_DECLINED:
+        (void) s->handler->error(s, "BAD_REQUEST",
+                                 "a socket in rooms keeps its user", id);
+        return NGX_OK;
+
+    case NGX_HTTP_REALTIME_LIMIT:
+        (void) s->handler->error(s, "TOO_MANY_CONNECTIONS",
+                                 "too many connections for this user", id);
+        return NGX_OK;
+
+    default:
+        (void) s->handler->error(s, "ZONE_FULL", "the realtime zone is full",
+                                 id);
+        return NGX_OK;
+    }
+}
+
+
+/* realtime_identify event;  realtime_connection_id event answer; */
+
+char *
+ngx_http_realtime_identify_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_realtime_loc_conf_t *rlcf = conf;
+
+    ngx_str_t  *value, *event;
+
+    value = cf->args->elts;
+    event = (cf->args->nelts == 2) ? &rlcf->identify_event
+                                   : &rlcf->conn_id_event;
+
+    if (event->data) {
+        return "is duplicate";
+    }
+
+    if (value[1].len == 0 || value[1].len > NGX_HTTP_REALTIME_EVENT_MAX) {
+        return "has an invalid event name";
+    }
+
+    *event = value[1];
+
+    if (cf->args->nelts == 3) {
+        rlcf->conn_id_answer = value[2];
+    }
 
     return NGX_CONF_OK;
 }

@@ -248,3 +248,40 @@ def test_presence_game(rt, backend):
     b.close()
     b2.close()
     assert until_list(a, ["amy"])
+
+
+def test_judge(rt, backend):
+    rt.start(seed_http("judge-sendpayload.conf", 0, backend.port))
+    url = "http://127.0.0.1:%d" % rt.port
+    with SioDriver() as drv:
+        drv.connect("j", url, transports=["websocket", "polling"])
+        drv.connect("k", url)
+        assert drv.emit("j", "setUserId", "user_123") == \
+            [{"userId": "user_123"}]
+        drv.emit("k", "setUserId", "user_456", ack=False)
+        assert drv.wait("k", "setUserId") == [[{"userId": "user_456"}]]
+
+        # the judge's backend: /sendPayload to a user
+        r = http_call(rt.port, "POST", "/sendPayload", body={
+            "userId": "user_123", "topic": "submissionUpdate",
+            "payload": {"submissionId": "sub_1", "status": "IN_PROGRESS",
+                        "testCase": 3, "totalTestCases": 10}})
+        assert r.status == 200 and r.json() == {
+            "message": "Payload sent successfully", "delivered": 1}, r
+        assert drv.wait("j", "submissionUpdate")[0][0]["testCase"] == 3
+        r = http_call(rt.port, "POST", "/sendPayload", body={
+            "userId": "nobody", "topic": "evaluationComplete",
+            "payload": {}})
+        assert r.status == 404, r
+
+        # getConnectionId answers connectionId
+        drv.emit("k", "getConnectionId", "user_123", ack=False)
+        [[conn]] = drv.wait("k", "connectionId")
+        assert conn and conn.isdigit()
+        drv.emit("k", "getConnectionId", "ghost", ack=False)
+        assert drv.wait("k", "connectionId") == [[None]]
+
+        # a bad user id: an error event, the socket stays
+        drv.emit("k", "setUserId", "", ack=False)
+        assert drv.wait("k", "error")[0][0]["code"] == "BAD_REQUEST"
+        assert drv.state("k")["connected"] is True
