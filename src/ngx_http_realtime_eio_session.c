@@ -40,8 +40,6 @@
 #define NGX_HTTP_REALTIME_EIO_NOOP_DELAY  50
 
 
-static ngx_int_t ngx_http_realtime_eio_error(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_uint_t code, char *message);
 static ngx_int_t ngx_http_realtime_eio_ws_open(ngx_http_request_t *r,
     ngx_http_realtime_conn_t *ws);
 static ngx_int_t ngx_http_realtime_eio_ws_upgrade(ngx_http_request_t *r,
@@ -81,13 +79,6 @@ static ngx_int_t ngx_http_realtime_eio_relay(ngx_http_realtime_eio_t *eio,
 static void ngx_http_realtime_eio_ipc(ngx_http_realtime_zone_t *zone,
     ngx_str_t *target, ngx_str_t *except, ngx_http_realtime_msg_t *msg);
 static ngx_http_realtime_eio_t *ngx_http_realtime_eio_lookup(ngx_str_t *sid);
-static ngx_int_t ngx_http_realtime_eio_echo_message(
-    ngx_http_realtime_eio_t *eio, u_char *data, size_t len);
-static ngx_int_t ngx_http_realtime_eio_echo_binary(
-    ngx_http_realtime_eio_t *eio, u_char *data, size_t len);
-static ngx_msec_t ngx_http_realtime_eio_echo_deadline(
-    ngx_http_realtime_eio_t *eio);
-static void ngx_http_realtime_eio_echo_closed(ngx_http_realtime_eio_t *eio);
 
 
 const ngx_http_realtime_adapter_t  ngx_http_realtime_sio_adapter = {
@@ -96,15 +87,6 @@ const ngx_http_realtime_adapter_t  ngx_http_realtime_sio_adapter = {
     ngx_http_realtime_eio_ws_message,
     ngx_http_realtime_eio_ws_liveness,
     ngx_http_realtime_eio_ws_release
-};
-
-
-/* realtime_engineio_echo: every message back, text or binary */
-static const ngx_http_realtime_eio_handler_t  ngx_http_realtime_eio_echo = {
-    ngx_http_realtime_eio_echo_message,
-    ngx_http_realtime_eio_echo_binary,
-    ngx_http_realtime_eio_echo_deadline,
-    ngx_http_realtime_eio_echo_closed
 };
 
 
@@ -133,83 +115,6 @@ ngx_http_realtime_sio_init_process(ngx_cycle_t *cycle)
         = ngx_http_realtime_eio_ipc;
 
     return ngx_http_realtime_poll_init_process(cycle);
-}
-
-
-/*
- * The HTTP entry of a realtime_socketio location: the query decides,
- * as in Node's engine.io, and its refusals are the same JSON.
- */
-
-ngx_int_t
-ngx_http_realtime_sio_handler(ngx_http_request_t *r,
-    ngx_http_realtime_loc_conf_t *rlcf)
-{
-    ngx_str_t  version, transport, sid;
-
-    if (ngx_http_arg(r, (u_char *) "EIO", 3, &version) != NGX_OK
-        || version.len != 1 || version.data[0] != '4')
-    {
-        return ngx_http_realtime_eio_error(r, NGX_HTTP_BAD_REQUEST, 5,
-                                           "Unsupported protocol version");
-    }
-
-    if (ngx_http_arg(r, (u_char *) "transport", 9, &transport) != NGX_OK) {
-        ngx_str_null(&transport);
-    }
-
-    if (ngx_http_arg(r, (u_char *) "sid", 3, &sid) != NGX_OK) {
-        ngx_str_null(&sid);
-    }
-
-    if (transport.len == 9
-        && ngx_strncmp(transport.data, "websocket", 9) == 0
-        && (rlcf->sio_transports & NGX_HTTP_REALTIME_SIO_WEBSOCKET))
-    {
-        return ngx_http_realtime_handshake(r, rlcf);
-    }
-
-    if (transport.len == 7
-        && ngx_strncmp(transport.data, "polling", 7) == 0
-        && (rlcf->sio_transports & NGX_HTTP_REALTIME_SIO_POLLING))
-    {
-        return ngx_http_realtime_poll_handler(r, rlcf, &sid);
-    }
-
-    return ngx_http_realtime_eio_error(r, NGX_HTTP_BAD_REQUEST, 0,
-                                       "Transport unknown");
-}
-
-
-static ngx_int_t
-ngx_http_realtime_eio_error(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_uint_t code, char *message)
-{
-    u_char     *p, *last;
-    ngx_str_t   type;
-
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "realtime: engine.io refused: %s", message);
-
-    if (ngx_http_discard_request_body(r) != NGX_OK) {
-        r->keepalive = 0;
-    }
-
-    (void) ngx_http_realtime_poll_cors(r, ngx_http_get_module_loc_conf(r,
-                                          ngx_http_realtime_module), 1);
-
-    p = ngx_pnalloc(r->pool, sizeof("{\"code\":,\"message\":\"\"}")
-                             + NGX_INT_T_LEN + ngx_strlen(message));
-    if (p == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    last = ngx_sprintf(p, "{\"code\":%ui,\"message\":\"%s\"}", code,
-                       message);
-
-    ngx_str_set(&type, "application/json");
-
-    return ngx_http_realtime_send_body(r, status, &type, p, last - p);
 }
 
 
@@ -308,7 +213,7 @@ ngx_http_realtime_eio_ws_upgrade(ngx_http_request_t *r,
 
 unknown:
 
-    return (ngx_http_realtime_eio_error(r, NGX_HTTP_BAD_REQUEST, 1,
+    return (ngx_http_realtime_eio_http_error(r, NGX_HTTP_BAD_REQUEST, 1,
                                         "Session ID unknown") == NGX_OK)
            ? NGX_DONE : NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
@@ -460,7 +365,7 @@ ngx_http_realtime_eio_create(ngx_http_request_t *r,
     }
 
     eio->handler = (rlcf->mode == NGX_HTTP_REALTIME_EIO_ECHO)
-                   ? &ngx_http_realtime_eio_echo
+                   ? &ngx_http_realtime_eio_echo_protocol
                    : &ngx_http_realtime_sio_protocol;
     eio->conf = rlcf;
     eio->zone = rlcf->zone;
@@ -1552,67 +1457,4 @@ ngx_http_realtime_random_id(u_char *id, size_t len)
     dst.data = id;
 
     ngx_encode_base64url(&dst, &src);
-}
-
-
-static ngx_int_t
-ngx_http_realtime_eio_echo_message(ngx_http_realtime_eio_t *eio,
-    u_char *data, size_t len)
-{
-    ngx_int_t                 rc;
-    ngx_http_realtime_msg_t  *msg;
-
-    msg = ngx_http_realtime_msg_alloc(ngx_http_realtime_frame_header_size(
-                                          len + 1)
-                                      + len + 1);
-    if (msg == NULL) {
-        return NGX_ERROR;
-    }
-
-    msg->len = ngx_http_realtime_frame_header(msg->data,
-                                              NGX_HTTP_REALTIME_OP_TEXT,
-                                              len + 1);
-    msg->data[msg->len++] = '4';
-    msg->len = ngx_cpymem(msg->data + msg->len, data, len) - msg->data;
-
-    rc = ngx_http_realtime_eio_send(eio, msg);
-    ngx_http_realtime_msg_release(msg);
-
-    return rc;
-}
-
-
-static ngx_int_t
-ngx_http_realtime_eio_echo_binary(ngx_http_realtime_eio_t *eio, u_char *data,
-    size_t len)
-{
-    ngx_int_t                 rc;
-    ngx_http_realtime_msg_t  *msg;
-
-    msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_BINARY, data, len);
-    if (msg == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_realtime_eio_send(eio, msg);
-    ngx_http_realtime_msg_release(msg);
-
-    return rc;
-}
-
-
-static ngx_msec_t
-ngx_http_realtime_eio_echo_deadline(ngx_http_realtime_eio_t *eio)
-{
-    return NGX_TIMER_INFINITE;
-}
-
-
-static void
-ngx_http_realtime_eio_echo_closed(ngx_http_realtime_eio_t *eio)
-{
-    if (eio->jwt) {
-        ngx_http_realtime_jwt_free(eio->jwt);
-        eio->jwt = NULL;
-    }
 }

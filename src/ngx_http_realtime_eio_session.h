@@ -117,6 +117,8 @@ void ngx_http_realtime_eio_deadline(ngx_http_realtime_eio_t *eio);
 void ngx_http_realtime_random_id(u_char *id, size_t len);
 
 extern const ngx_http_realtime_eio_handler_t  ngx_http_realtime_sio_protocol;
+extern const ngx_http_realtime_eio_handler_t
+    ngx_http_realtime_eio_echo_protocol;
 
 
 #endif /* _NGX_HTTP_REALTIME_EIO_SESSION_H_INCLUDED_ */

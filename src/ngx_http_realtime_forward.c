@@ -113,11 +113,7 @@ static void ngx_http_realtime_forward_count(ngx_http_realtime_zone_t *zone,
 
 
 static ngx_msec_t  ngx_http_realtime_forward_buckets[] = {
-    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
-};
-
-static const char  *ngx_http_realtime_forward_outcomes[] = {
-    "ok", "refused", "timeout", "unavailable", "bad_reply", "busy"
+    NGX_HTTP_REALTIME_FORWARD_BUCKET_MS
 };
 
 
@@ -1299,66 +1295,6 @@ ngx_http_realtime_forward_count(ngx_http_realtime_zone_t *zone,
 
     (void) ngx_atomic_fetch_add(&zone->sh->forward_latency[i], 1);
     (void) ngx_atomic_fetch_add(&zone->sh->forward_latency_ms, ms);
-}
-
-
-/* the forward lines of realtime_metrics */
-
-u_char *
-ngx_http_realtime_forward_metrics(u_char *p, ngx_http_realtime_zone_t *zone)
-{
-    ngx_str_t                   *zn;
-    ngx_uint_t                   i;
-    ngx_atomic_uint_t            n, count;
-    ngx_http_realtime_shctx_t   *sh;
-
-    sh = zone->sh;
-    zn = &zone->name;
-
-    p = ngx_sprintf(p,
-        "# HELP realtime_forwards_total Client events forwarded, by "
-        "outcome.\n"
-        "# TYPE realtime_forwards_total counter\n");
-
-    for (i = 0; i < NGX_HTTP_REALTIME_FORWARD_OUTCOMES; i++) {
-        p = ngx_sprintf(p,
-                "realtime_forwards_total{zone=\"%V\",outcome=\"%s\"} %uA\n",
-                zn, ngx_http_realtime_forward_outcomes[i],
-                sh->forward_total[i]);
-    }
-
-    p = ngx_sprintf(p,
-        "# HELP realtime_forwards_in_flight Forwards waiting or running.\n"
-        "# TYPE realtime_forwards_in_flight gauge\n"
-        "realtime_forwards_in_flight{zone=\"%V\"} %uA\n"
-        "# HELP realtime_forward_latency_seconds From the event to the "
-        "answer.\n"
-        "# TYPE realtime_forward_latency_seconds histogram\n",
-        zn, sh->forward_inflight);
-
-    count = 0;
-
-    for (i = 0; i <= NGX_HTTP_REALTIME_FORWARD_BUCKETS; i++) {
-        n = sh->forward_latency[i];
-        count += n;
-
-        if (i < NGX_HTTP_REALTIME_FORWARD_BUCKETS) {
-            p = ngx_sprintf(p,
-                    "realtime_forward_latency_seconds_bucket{zone=\"%V\","
-                    "le=\"%ui.%03ui\"} %uA\n", zn,
-                    ngx_http_realtime_forward_buckets[i] / 1000,
-                    ngx_http_realtime_forward_buckets[i] % 1000, count);
-        }
-    }
-
-    return ngx_sprintf(p,
-               "realtime_forward_latency_seconds_bucket{zone=\"%V\","
-               "le=\"+Inf\"} %uA\n"
-               "realtime_forward_latency_seconds_sum{zone=\"%V\"} "
-               "%uA.%03uA\n"
-               "realtime_forward_latency_seconds_count{zone=\"%V\"} %uA\n",
-               zn, count, zn, sh->forward_latency_ms / 1000,
-               sh->forward_latency_ms % 1000, zn, count);
 }
 
 

@@ -486,6 +486,8 @@ ngx_int_t ngx_http_realtime_eio_request(ngx_http_realtime_zone_t *zone,
 ngx_int_t ngx_http_realtime_poll_handler(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *sid);
 ngx_int_t ngx_http_realtime_poll_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_realtime_eio_http_error(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_uint_t code, char *message);
 ngx_int_t ngx_http_realtime_poll_cors(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, ngx_uint_t add);
 ngx_int_t ngx_http_realtime_poll_relay_open(ngx_http_realtime_conn_t *ws,
@@ -539,8 +541,6 @@ void ngx_http_realtime_forward_hook(ngx_http_realtime_session_t *s,
 char *ngx_http_realtime_forward_hook_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_realtime_forward_init_process(ngx_cycle_t *cycle);
-u_char *ngx_http_realtime_forward_metrics(u_char *p,
-    ngx_http_realtime_zone_t *zone);
 
 /* ngx_http_realtime_module.c */
 ngx_int_t ngx_http_realtime_send_error(ngx_http_request_t *r,

@@ -68,8 +68,6 @@ static ngx_int_t ngx_http_realtime_poll_send(ngx_http_request_t *r,
     ngx_http_realtime_poll_wait_t *w);
 static ngx_int_t ngx_http_realtime_poll_text(ngx_http_request_t *r,
     ngx_uint_t status, char *type, u_char *body, size_t len);
-static ngx_int_t ngx_http_realtime_poll_error(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_uint_t code, char *message);
 static ngx_int_t ngx_http_realtime_poll_preflight(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf);
 static ngx_table_elt_t *ngx_http_realtime_poll_header(ngx_http_request_t *r,
@@ -117,6 +115,51 @@ ngx_http_realtime_poll_init_process(ngx_cycle_t *cycle)
 }
 
 
+/*
+ * The HTTP entry of a realtime_socketio location: the query decides,
+ * as in Node's engine.io, and its refusals are the same JSON.
+ */
+
+ngx_int_t
+ngx_http_realtime_sio_handler(ngx_http_request_t *r,
+    ngx_http_realtime_loc_conf_t *rlcf)
+{
+    ngx_str_t  version, transport, sid;
+
+    if (ngx_http_arg(r, (u_char *) "EIO", 3, &version) != NGX_OK
+        || version.len != 1 || version.data[0] != '4')
+    {
+        return ngx_http_realtime_eio_http_error(r, NGX_HTTP_BAD_REQUEST, 5,
+                                           "Unsupported protocol version");
+    }
+
+    if (ngx_http_arg(r, (u_char *) "transport", 9, &transport) != NGX_OK) {
+        ngx_str_null(&transport);
+    }
+
+    if (ngx_http_arg(r, (u_char *) "sid", 3, &sid) != NGX_OK) {
+        ngx_str_null(&sid);
+    }
+
+    if (transport.len == 9
+        && ngx_strncmp(transport.data, "websocket", 9) == 0
+        && (rlcf->sio_transports & NGX_HTTP_REALTIME_SIO_WEBSOCKET))
+    {
+        return ngx_http_realtime_handshake(r, rlcf);
+    }
+
+    if (transport.len == 7
+        && ngx_strncmp(transport.data, "polling", 7) == 0
+        && (rlcf->sio_transports & NGX_HTTP_REALTIME_SIO_POLLING))
+    {
+        return ngx_http_realtime_poll_handler(r, rlcf, &sid);
+    }
+
+    return ngx_http_realtime_eio_http_error(r, NGX_HTTP_BAD_REQUEST, 0,
+                                       "Transport unknown");
+}
+
+
 /* transport=polling: the handshake, a GET or a POST of a session */
 
 ngx_int_t
@@ -131,13 +174,13 @@ ngx_http_realtime_poll_handler(ngx_http_request_t *r,
     }
 
     if (ngx_http_realtime_poll_cors(r, rlcf, 0) != NGX_OK) {
-        return ngx_http_realtime_poll_error(r, NGX_HTTP_FORBIDDEN, 4,
+        return ngx_http_realtime_eio_http_error(r, NGX_HTTP_FORBIDDEN, 4,
                                             "Forbidden");
     }
 
     if (sid->len == 0) {
         if (r->method != NGX_HTTP_GET) {
-            return ngx_http_realtime_poll_error(r, NGX_HTTP_BAD_REQUEST, 2,
+            return ngx_http_realtime_eio_http_error(r, NGX_HTTP_BAD_REQUEST, 2,
                                                 "Bad handshake method");
         }
 
@@ -163,7 +206,7 @@ ngx_http_realtime_poll_handler(ngx_http_request_t *r,
     }
 
     if (r->method != NGX_HTTP_POST) {
-        return ngx_http_realtime_poll_error(r, NGX_HTTP_BAD_REQUEST, 3,
+        return ngx_http_realtime_eio_http_error(r, NGX_HTTP_BAD_REQUEST, 3,
                                             "Bad request");
     }
 
@@ -299,7 +342,7 @@ ngx_http_realtime_poll_request(ngx_http_request_t *r,
     ngx_http_realtime_poll_wait_t  *w;
 
     if (ngx_http_realtime_eio_owner(sid, &owner) != NGX_OK) {
-        return ngx_http_realtime_poll_error(r, NGX_HTTP_BAD_REQUEST, 1,
+        return ngx_http_realtime_eio_http_error(r, NGX_HTTP_BAD_REQUEST, 1,
                                             "Session ID unknown");
     }
 
@@ -438,11 +481,11 @@ ngx_http_realtime_poll_send(ngx_http_request_t *r,
         }
 
         if (w->status == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE) {
-            return ngx_http_realtime_poll_error(r, w->status, 3,
+            return ngx_http_realtime_eio_http_error(r, w->status, 3,
                                                 "Payload Too Large");
         }
 
-        return ngx_http_realtime_poll_error(r, w->status,
+        return ngx_http_realtime_eio_http_error(r, w->status,
                    w->code,
                    (char *) ngx_http_realtime_poll_messages[
                        ngx_min(w->code, 5)].data);
@@ -482,15 +525,17 @@ ngx_http_realtime_poll_text(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-static ngx_int_t
-ngx_http_realtime_poll_error(ngx_http_request_t *r, ngx_uint_t status,
+/* a refusal as Node's engine.io says it: {"code", "message"} */
+
+ngx_int_t
+ngx_http_realtime_eio_http_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_uint_t code, char *message)
 {
     u_char     *p, *last;
     ngx_str_t   type;
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "realtime: engine.io polling refused: %s", message);
+                  "realtime: engine.io refused: %s", message);
 
     (void) ngx_http_realtime_poll_cors(r, ngx_http_get_module_loc_conf(r,
                                           ngx_http_realtime_module), 1);
@@ -574,7 +619,7 @@ ngx_http_realtime_poll_preflight(ngx_http_request_t *r,
     ngx_str_t  *headers, value;
 
     if (ngx_http_realtime_poll_cors(r, rlcf, 0) != NGX_OK) {
-        return ngx_http_realtime_poll_error(r, NGX_HTTP_FORBIDDEN, 4,
+        return ngx_http_realtime_eio_http_error(r, NGX_HTTP_FORBIDDEN, 4,
                                             "Forbidden");
     }
 

@@ -33,6 +33,8 @@
 #define NGX_HTTP_REALTIME_FORWARD_BUSY         5
 #define NGX_HTTP_REALTIME_FORWARD_OUTCOMES     6
 #define NGX_HTTP_REALTIME_FORWARD_BUCKETS      11
+#define NGX_HTTP_REALTIME_FORWARD_BUCKET_MS                                  \
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
 
 /* an instance id: 16 hex digits, new with every new zone */
 #define NGX_HTTP_REALTIME_INSTANCE_LEN 16

@@ -45,6 +45,13 @@ static ngx_int_t ngx_http_realtime_eio_attachment(
     ngx_http_realtime_eio_t *eio, u_char *data, size_t len);
 static ngx_msec_t ngx_http_realtime_sio_expire(ngx_http_realtime_eio_t *eio);
 static void ngx_http_realtime_sio_closed(ngx_http_realtime_eio_t *eio);
+static ngx_int_t ngx_http_realtime_eio_echo_message(
+    ngx_http_realtime_eio_t *eio, u_char *data, size_t len);
+static ngx_int_t ngx_http_realtime_eio_echo_binary(
+    ngx_http_realtime_eio_t *eio, u_char *data, size_t len);
+static ngx_msec_t ngx_http_realtime_eio_echo_deadline(
+    ngx_http_realtime_eio_t *eio);
+static void ngx_http_realtime_eio_echo_closed(ngx_http_realtime_eio_t *eio);
 static void ngx_http_realtime_eio_collect(ngx_http_realtime_eio_t *eio);
 static void ngx_http_realtime_eio_drop_binary(ngx_http_realtime_eio_t *eio);
 
@@ -1110,4 +1117,76 @@ ngx_http_realtime_sio_namespaces(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* realtime_engineio_echo: every message back, text or binary */
+const ngx_http_realtime_eio_handler_t  ngx_http_realtime_eio_echo_protocol = {
+    ngx_http_realtime_eio_echo_message,
+    ngx_http_realtime_eio_echo_binary,
+    ngx_http_realtime_eio_echo_deadline,
+    ngx_http_realtime_eio_echo_closed
+};
+
+
+static ngx_int_t
+ngx_http_realtime_eio_echo_message(ngx_http_realtime_eio_t *eio,
+    u_char *data, size_t len)
+{
+    ngx_int_t                 rc;
+    ngx_http_realtime_msg_t  *msg;
+
+    msg = ngx_http_realtime_msg_alloc(ngx_http_realtime_frame_header_size(
+                                          len + 1)
+                                      + len + 1);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    msg->len = ngx_http_realtime_frame_header(msg->data,
+                                              NGX_HTTP_REALTIME_OP_TEXT,
+                                              len + 1);
+    msg->data[msg->len++] = '4';
+    msg->len = ngx_cpymem(msg->data + msg->len, data, len) - msg->data;
+
+    rc = ngx_http_realtime_eio_send(eio, msg);
+    ngx_http_realtime_msg_release(msg);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_eio_echo_binary(ngx_http_realtime_eio_t *eio, u_char *data,
+    size_t len)
+{
+    ngx_int_t                 rc;
+    ngx_http_realtime_msg_t  *msg;
+
+    msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_BINARY, data, len);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_realtime_eio_send(eio, msg);
+    ngx_http_realtime_msg_release(msg);
+
+    return rc;
+}
+
+
+static ngx_msec_t
+ngx_http_realtime_eio_echo_deadline(ngx_http_realtime_eio_t *eio)
+{
+    return NGX_TIMER_INFINITE;
+}
+
+
+static void
+ngx_http_realtime_eio_echo_closed(ngx_http_realtime_eio_t *eio)
+{
+    if (eio->jwt) {
+        ngx_http_realtime_jwt_free(eio->jwt);
+        eio->jwt = NULL;
+    }
 }

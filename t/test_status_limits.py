@@ -44,7 +44,8 @@ def metrics(rt):
             continue
         name, value = line.rsplit(" ", 1)
         assert name not in out, "duplicate metric %s" % name
-        out[name] = int(value)
+        # counters and gauges are integers; a histogram's sum is not
+        out[name] = float(value) if "_sum{" in name else int(value)
     return out
 
 
