@@ -31,6 +31,7 @@
 #include <openssl/rand.h>
 
 #include "ngx_http_realtime_eio_session.h"
+#include "ngx_http_realtime_utf8.h"
 
 
 #define NGX_HTTP_REALTIME_EIO_VIA_ACTIVE  0
@@ -65,6 +66,8 @@ static void ngx_http_realtime_eio_upgrade(ngx_http_realtime_eio_t *eio);
 static ngx_int_t ngx_http_realtime_eio_queue(ngx_http_realtime_eio_t *eio,
     ngx_http_realtime_msg_t *msg);
 static void ngx_http_realtime_eio_drop_out(ngx_http_realtime_eio_poll_t *p);
+static void ngx_http_realtime_eio_shift_out(ngx_http_realtime_eio_poll_t *p,
+    ngx_uint_t n);
 static ngx_msec_t ngx_http_realtime_eio_heartbeat(
     ngx_http_realtime_eio_t *eio);
 static void ngx_http_realtime_eio_timer(ngx_event_t *ev);
@@ -76,6 +79,9 @@ static ngx_int_t ngx_http_realtime_eio_reply(ngx_http_realtime_zone_t *zone,
 static ngx_int_t ngx_http_realtime_eio_relay(ngx_http_realtime_eio_t *eio,
     ngx_http_realtime_eio_addr_t *to, u_char kind,
     ngx_http_realtime_msg_t *msg);
+static ngx_int_t ngx_http_realtime_eio_relay_to(
+    ngx_http_realtime_zone_t *zone, ngx_http_realtime_eio_addr_t *to,
+    u_char kind);
 static void ngx_http_realtime_eio_ipc(ngx_http_realtime_zone_t *zone,
     ngx_str_t *target, ngx_str_t *except, ngx_http_realtime_msg_t *msg);
 static ngx_http_realtime_eio_t *ngx_http_realtime_eio_lookup(ngx_str_t *sid);
@@ -317,8 +323,13 @@ ngx_http_realtime_eio_ws_release(ngx_http_realtime_conn_t *ws)
     }
 
     if (eio->poll && eio->poll->probe == ws) {
-        /* a failed upgrade: polling goes on */
+        /* a failed upgrade: polling goes on, without noops */
         eio->poll->probe = NULL;
+        eio->poll->probed = 0;
+
+        if (eio->poll->noop.timer_set) {
+            ngx_del_timer(&eio->poll->noop);
+        }
     }
 }
 
@@ -354,7 +365,12 @@ ngx_http_realtime_eio_create(ngx_http_request_t *r,
         goto failed;
     }
 
-    if (user.len > NGX_HTTP_REALTIME_USER_MAX) {
+    if (user.len > NGX_HTTP_REALTIME_USER_MAX
+        || ngx_http_realtime_utf8_validate(NGX_HTTP_REALTIME_UTF8_ACCEPT,
+                                           user.data, user.len)
+           != NGX_HTTP_REALTIME_UTF8_ACCEPT)
+    {
+        /* the id goes into JSON: a bad one makes the socket anonymous */
         user.len = 0;
     }
 
@@ -1002,9 +1018,9 @@ static ngx_int_t
 ngx_http_realtime_eio_answer(ngx_http_realtime_eio_t *eio)
 {
     u_char                        *buf, *d, *data;
-    size_t                         size, header, len;
+    size_t                         size, header, len, max;
     ngx_int_t                      rc;
-    ngx_uint_t                     i;
+    ngx_uint_t                     i, n;
     ngx_http_realtime_msg_t       *msg;
     ngx_http_realtime_eio_poll_t  *p;
 
@@ -1019,18 +1035,47 @@ ngx_http_realtime_eio_answer(ngx_http_realtime_eio_t *eio)
                                            (u_char *) "6", 1);
     }
 
+    /*
+     * An answer goes to another worker through its queue in the zone: at
+     * most half of it, the rest waits for the next poll.  A packet that
+     * could never pass is dropped, and said.
+     */
+
+    max = (size_t) -1;
+
+    if (eio->zone && p->get.id != ngx_http_realtime_ipc_worker_id()
+        && p->get.slot < NGX_HTTP_REALTIME_SLOTS)
+    {
+        max = eio->zone->sh->slots[p->get.slot].queue_size / 2;
+    }
+
     size = 0;
 
-    for (i = 0; i < p->nout; i++) {
-        msg = p->out[i];
+    for (n = 0; n < p->nout; n++) {
+        msg = p->out[n];
         header = ((msg->data[1] & 0x7f) < 126) ? 2
                  : ((msg->data[1] & 0x7f) == 126) ? 4 : 10;
         len = msg->len - header;
 
-        size += (i ? 1 : 0)
-                + (((msg->data[0] & 0x0f) == NGX_HTTP_REALTIME_OP_BINARY)
-                   ? 1 + ngx_http_realtime_eio_base64_encoded_len(len)
-                   : len);
+        len = (n ? 1 : 0)
+              + (((msg->data[0] & 0x0f) == NGX_HTTP_REALTIME_OP_BINARY)
+                 ? 1 + ngx_http_realtime_eio_base64_encoded_len(len)
+                 : len);
+
+        if (size + len > max) {
+            break;
+        }
+
+        size += len;
+    }
+
+    if (n == 0) {
+        ngx_log_error(NGX_LOG_WARN, eio->log, 0,
+                      "realtime: a packet of %uz bytes is too large for "
+                      "a worker's queue, dropped", p->out[0]->len);
+        (void) ngx_atomic_fetch_add(&eio->zone->sh->queue_full, 1);
+        ngx_http_realtime_eio_shift_out(p, 1);
+        return NGX_OK;
     }
 
     buf = ngx_alloc(size, eio->log);
@@ -1040,7 +1085,7 @@ ngx_http_realtime_eio_answer(ngx_http_realtime_eio_t *eio)
 
     d = buf;
 
-    for (i = 0; i < p->nout; i++) {
+    for (i = 0; i < n; i++) {
         msg = p->out[i];
         header = ((msg->data[1] & 0x7f) < 126) ? 2
                  : ((msg->data[1] & 0x7f) == 126) ? 4 : 10;
@@ -1060,20 +1105,53 @@ ngx_http_realtime_eio_answer(ngx_http_realtime_eio_t *eio)
         }
     }
 
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, eio->log, 0,
-                   "realtime eio poll answer: %ui packets, %uz bytes",
-                   p->nout, (size_t) (d - buf));
-
-    p->get_held = 0;
-    p->last_get = ngx_current_msec;
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, eio->log, 0,
+                   "realtime eio poll answer: %ui of %ui packets, %uz bytes",
+                   n, p->nout, (size_t) (d - buf));
 
     rc = ngx_http_realtime_eio_reply(eio->zone, &p->get, NGX_HTTP_OK, 0, buf,
                                      d - buf);
     ngx_free(buf);
 
-    ngx_http_realtime_eio_drop_out(p);
+    if (rc == NGX_AGAIN) {
+        /* that worker's queue is full now: the packets wait, and retry */
+        if (!p->noop.timer_set) {
+            ngx_add_timer(&p->noop, 10);
+        }
+
+        return NGX_OK;
+    }
+
+    p->get_held = 0;
+    p->last_get = ngx_current_msec;
+
+    ngx_http_realtime_eio_shift_out(p, n);
 
     return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
+}
+
+
+/* the first n packets of the outbox are gone: the rest moves up */
+
+static void
+ngx_http_realtime_eio_shift_out(ngx_http_realtime_eio_poll_t *p,
+    ngx_uint_t n)
+{
+    ngx_uint_t  i;
+
+    if (n >= p->nout) {
+        ngx_http_realtime_eio_drop_out(p);
+        return;
+    }
+
+    for (i = 0; i < n; i++) {
+        p->out_bytes -= p->out[i]->len;
+        ngx_http_realtime_msg_release(p->out[i]);
+    }
+
+    ngx_memmove(p->out, p->out + n,
+                (p->nout - n) * sizeof(ngx_http_realtime_msg_t *));
+    p->nout -= n;
 }
 
 
@@ -1116,6 +1194,23 @@ ngx_http_realtime_eio_relay(ngx_http_realtime_eio_t *eio,
                                       &except,
                                       msg ? msg->data : NULL,
                                       msg ? msg->len : 0);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_eio_relay_to(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_eio_addr_t *to, u_char kind)
+{
+    u_char     tbuf[NGX_INT32_LEN];
+    ngx_str_t  target, except;
+
+    target.data = tbuf;
+    target.len = ngx_sprintf(tbuf, "%uD", to->token) - tbuf;
+    except.data = &kind;
+    except.len = 1;
+
+    return ngx_http_realtime_eio_post(zone, to, NGX_HTTP_REALTIME_IPC_EIO_WS,
+                                      &target, &except, NULL, 0);
 }
 
 
@@ -1274,6 +1369,10 @@ ngx_http_realtime_eio_request(ngx_http_realtime_zone_t *zone,
                                                NGX_HTTP_BAD_REQUEST, 1,
                                                NULL, 0);
 
+        case NGX_HTTP_REALTIME_EIO_WS_OPEN:
+            /* the relayed WebSocket is told to go */
+            return ngx_http_realtime_eio_relay_to(zone, from, 'C');
+
         default:
             return NGX_OK;
         }
@@ -1412,6 +1511,11 @@ ngx_http_realtime_eio_request(ngx_http_realtime_zone_t *zone,
 
         } else {
             p->remote_probe = 0;
+            p->probed = 0;
+
+            if (p->noop.timer_set) {
+                ngx_del_timer(&p->noop);
+            }
         }
 
         return NGX_OK;

@@ -598,9 +598,8 @@ ngx_http_realtime_forward_start(ngx_http_realtime_forward_t *f,
 
 /*
  * A connection without a socket and a request on the WebSocket
- * location's configuration, all in the forward's pool.  The client's
- * addresses are copied: $remote_addr and the like work in the route's
- * location, and nothing points into the socket's memory.
+ * location's configuration, all in the forward's pool: nothing points
+ * into the socket's memory.
  */
 
 static ngx_http_request_t *
@@ -612,6 +611,8 @@ ngx_http_realtime_forward_fake(ngx_http_realtime_forward_t *f,
     ngx_http_request_t         *r;
     ngx_http_log_ctx_t         *lctx;
     ngx_http_conf_ctx_t        *ctx;
+    struct sockaddr_in         *sin;
+    ngx_http_connection_t      *hc;
     ngx_http_core_main_conf_t  *cmcf;
 
     log = ngx_palloc(f->pool, sizeof(ngx_log_t));
@@ -654,6 +655,28 @@ ngx_http_realtime_forward_fake(ngx_http_realtime_forward_t *f,
 
     c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
 
+    /*
+     * No address of the client: a session need not have a connection
+     * (polling), and none is kept.  Variables such as $remote_addr read
+     * an empty one here rather than a NULL (nchan#498).
+     */
+
+    sin = ngx_pcalloc(f->pool, 2 * sizeof(struct sockaddr_in));
+    if (sin == NULL) {
+        return NULL;
+    }
+
+    sin[0].sin_family = AF_INET;
+    c->sockaddr = (struct sockaddr *) &sin[0];
+    c->socklen = sizeof(struct sockaddr_in);
+    ngx_str_set(&c->addr_text, "");
+
+    /* $server_addr would ask getsockname() about 0.0.0.0: loopback */
+    sin[1].sin_family = AF_INET;
+    sin[1].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    c->local_sockaddr = (struct sockaddr *) &sin[1];
+    c->local_socklen = sizeof(struct sockaddr_in);
+
     ctx = s->conf->forward_ctx;
 
     r = ngx_pcalloc(f->pool, sizeof(ngx_http_request_t));
@@ -683,8 +706,20 @@ ngx_http_realtime_forward_fake(ngx_http_realtime_forward_t *f,
         return NULL;
     }
 
+    hc = ngx_pcalloc(f->pool, sizeof(ngx_http_connection_t));
+    if (hc == NULL) {
+        return NULL;
+    }
+
+    hc->conf_ctx = ctx;
+
     r->signature = NGX_HTTP_MODULE;
     r->connection = c;
+    r->http_connection = hc;
+
+    /* limit_req and limit_conn judged the handshake, not each event */
+    r->limit_req_status = 1;
+    r->limit_conn_status = 1;
     r->pool = f->pool;
     r->main = r;
     r->count = 1;

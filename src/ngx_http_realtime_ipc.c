@@ -463,8 +463,11 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
     for (i = 0; i < ngx_http_realtime_ipc_items.nelts; i++) {
 
         if (items[i].type >= NGX_HTTP_REALTIME_IPC_HANDLED) {
-            h = ngx_http_realtime_ipc_handlers[items[i].type
-                                               - NGX_HTTP_REALTIME_IPC_HANDLED];
+            h = (items[i].type < NGX_HTTP_REALTIME_IPC_HANDLED
+                                 + NGX_HTTP_REALTIME_IPC_NHANDLERS)
+                ? ngx_http_realtime_ipc_handlers[items[i].type
+                                               - NGX_HTTP_REALTIME_IPC_HANDLED]
+                : NULL;
             if (h) {
                 h(zone, &items[i].target, &items[i].except, items[i].msg);
             }

@@ -388,9 +388,11 @@ ngx_http_realtime_poll_request(ngx_http_request_t *r,
     w->sync = 0;
 
     if (rc != NGX_OK && !w->answered) {
+        /* the owner is gone (400), or its queue cannot take this (503) */
         w->answered = 1;
-        w->status = NGX_HTTP_BAD_REQUEST;
-        w->code = 1;
+        w->status = (rc == NGX_AGAIN) ? NGX_HTTP_SERVICE_UNAVAILABLE
+                                      : NGX_HTTP_BAD_REQUEST;
+        w->code = (rc == NGX_AGAIN) ? 3 : 1;
     }
 
     if (w->answered) {

@@ -360,22 +360,36 @@ ngx_http_realtime_user_list_tick(ngx_event_t *ev)
 }
 
 
+/*
+ * Nothing allocates under the zone's lock: the size is taken, the
+ * buffer made outside, the names copied in (as many as still fit), and
+ * the JSON built after.
+ */
+
 static json_t *
 ngx_http_realtime_user_list_build(ngx_http_realtime_zone_t *zone)
 {
+    u_char             *buf, *p, *last;
+    size_t              size;
     json_t             *users;
+    uint16_t            len;
     ngx_str_node_t     *sn;
     ngx_rbtree_t       *tree;
     ngx_rbtree_node_t  *node;
 
-    /* jansson allocates: the names are copied out of the lock first */
+    tree = &zone->sh->users;
 
-    users = json_array();
-    if (users == NULL) {
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    size = zone->sh->nusers * (sizeof(uint16_t) + NGX_HTTP_REALTIME_USER_MAX);
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    buf = ngx_alloc(size + 1, ngx_cycle->log);
+    if (buf == NULL) {
         return NULL;
     }
 
-    tree = &zone->sh->users;
+    p = buf;
+    last = buf + size;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -386,17 +400,33 @@ ngx_http_realtime_user_list_build(ngx_http_realtime_zone_t *zone)
         {
             sn = (ngx_str_node_t *) node;
 
-            if (json_array_append_new(users,
-                                      json_stringn((char *) sn->str.data,
-                                                   sn->str.len))
-                != 0)
-            {
+            if ((size_t) (last - p) < sizeof(uint16_t) + sn->str.len) {
                 break;
             }
+
+            len = (uint16_t) sn->str.len;
+            p = ngx_cpymem(p, &len, sizeof(uint16_t));
+            p = ngx_cpymem(p, sn->str.data, sn->str.len);
         }
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    users = json_array();
+
+    last = p;
+    p = buf;
+
+    while (users && p < last) {
+        ngx_memcpy(&len, p, sizeof(uint16_t));
+        p += sizeof(uint16_t);
+
+        /* a name that is not UTF-8 is left out, not the whole list */
+        (void) json_array_append_new(users, json_stringn((char *) p, len));
+        p += len;
+    }
+
+    ngx_free(buf);
 
     return users;
 }
@@ -554,6 +584,12 @@ ngx_http_realtime_route_user(ngx_http_realtime_session_t *s,
     }
 
     id = cmd->has_id ? cmd->id : -1;
+
+    if (s->sh_conn == NULL) {
+        (void) s->handler->error(s, "BAD_REQUEST",
+                                 "users need \"realtime <zone>\"", id);
+        return NGX_OK;
+    }
 
     /* "user_123", or {"userId": "user_123"} */
 

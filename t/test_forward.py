@@ -73,9 +73,15 @@ def backend():
 
 
 def forward_http(backend):
+    # limit_req at server level: subrequests run its phase too, on a
+    # connection that has no client address (it must not crash)
     return rt_http(presence="off", http_extra="""
         upstream app { server 127.0.0.1:%d; keepalive 4; }
-    """ % backend.port, ws_extra="""
+        limit_req_zone $binary_remote_addr zone=perip:1m rate=1000r/s;
+        geo $from_here { default 0; 127.0.0.1 1; }
+    """ % backend.port, server_extra="""
+        limit_req zone=perip burst=1000 nodelay;
+    """, ws_extra="""
             realtime_forward join_battle /_rt/join_battle;
             realtime_forward submit      /_rt/submit timeout=1s unordered;
             realtime_forward slow        /_rt/slow timeout=600ms;
@@ -97,6 +103,10 @@ def forward_http(backend):
             proxy_set_header X-User $realtime_user;
             proxy_set_header X-Conn $realtime_connection_id;
             proxy_set_header X-Event $realtime_event;
+            # no address of the client: empty, and no crash (nchan#498)
+            proxy_set_header X-Remote "$remote_addr:$remote_port";
+            proxy_set_header X-Server "$server_addr:$server_port";
+            proxy_set_header X-Geo $from_here;
             proxy_read_timeout 5s;
             subrequest_output_buffer_size 4k;
         }
@@ -191,6 +201,7 @@ def test_request_shape_and_reply_applied_in_order(env):
     assert headers["X-User"] == "alice" and headers["X-Event"] == \
         "join_battle"
     assert "Upgrade" not in headers and "Sec-WebSocket-Key" not in headers
+    assert headers["X-Remote"] == ":", headers
 
     # the join took effect: a push to the room reaches the socket, the
     # lobby's does not

@@ -128,3 +128,21 @@ def test_routes_for_socketio(env):
         r = env.push({"room": "user:s1", "topic": "dm", "payload": 1})
         assert r.json()["delivered"] == 1
         assert drv.wait("s1", "dm") == [[1]]
+
+
+def test_identify_without_a_zone_is_bad_request(rt):
+    rt.start(rt_http(locations="""
+        location = /nozone {
+            realtime;
+            realtime_identify setUserId;
+            realtime_connection_id getConnectionId connectionId;
+        }
+    """))
+    import json
+    from wsraw import RawWS
+    raw = RawWS.connect(rt.port, path="/nozone")   # no zone: no welcome
+    for i, event in enumerate(("getConnectionId", "setUserId")):
+        raw.send_text(json.dumps({"event": event, "data": "u", "id": i}))
+        op, payload = raw.recv_message(timeout=3)
+        assert json.loads(payload)["data"]["code"] == "BAD_REQUEST"
+    raw.close()

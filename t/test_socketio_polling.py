@@ -386,3 +386,43 @@ def test_polling_without_zone_is_a_config_error(tmp_path):
     ngx.write_conf(NO_ZONE)
     rc, out = ngx.test_conf()
     assert rc != 0 and "needs a zone" in out, out
+
+
+def test_failed_probe_leaves_polling_as_it_was(env):
+    """A WebSocket that answered 3probe and went away: polls are held for
+    the ping again, not answered with noops in a loop."""
+    from wsraw import RawWS
+    fast = "/fast/socket.io/"
+    info, _ = open_session(env, fast)
+    sid = info["sid"]
+    raw = RawWS.connect(env.port, path=fast + "?EIO=4&transport=websocket"
+                        "&sid=" + sid)
+    raw.send_text("2probe")
+    assert raw.recv_frame(timeout=3).payload == b"3probe"
+    raw.close()
+    time.sleep(0.3)
+    # the ping (due every 300 ms), never a noop
+    for _ in range(3):
+        r = http_call(env.port, "GET", poll_path(fast, sid=sid))
+        assert r.status == 200 and r.body == b"2", r
+        r = http_call(env.port, "POST", poll_path(fast, sid=sid), body="3")
+        assert r.status == 200
+
+
+def test_upgrade_for_a_gone_session_is_refused_or_closed(env):
+    from wsraw import RawWS, Closed
+    info, _ = open_session(env)
+    sid = info["sid"]
+    r = http_call(env.port, "POST", poll_path(sid=sid), body="1")
+    assert r.status == 200
+    time.sleep(0.1)
+    for _ in range(6):       # both workers: 400 here, or closed by relay
+        try:
+            raw = RawWS.connect(env.port, path="/socket.io/?EIO=4"
+                                "&transport=websocket&sid=" + sid)
+        except Exception as e:
+            assert "400" in str(e), e
+            continue
+        f = raw.recv_frame(timeout=3)
+        assert f.opcode == 8, f
+        raw.close()
