@@ -170,7 +170,9 @@ ngx_http_realtime_eio_ws_open(ngx_http_request_t *r,
 
     len = ngx_http_realtime_eio_open_packet(eio, buf, sizeof(buf));
 
-    return (ngx_http_realtime_eio_send_text(eio, buf, len) == NGX_OK)
+    return (ngx_http_realtime_eio_send_frame(eio, NGX_HTTP_REALTIME_OP_TEXT,
+                                             buf, len)
+            == NGX_OK)
            ? NGX_OK : NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
 
@@ -631,7 +633,9 @@ ngx_http_realtime_eio_receive(ngx_http_realtime_eio_t *eio, ngx_uint_t via,
     case NGX_HTTP_REALTIME_EIO_PING:
         /* a v4 client pings only in a probe; answer it all the same */
         data[0] = '3';
-        (void) ngx_http_realtime_eio_send_text(eio, data, len);
+        (void) ngx_http_realtime_eio_send_frame(eio,
+                                                NGX_HTTP_REALTIME_OP_TEXT,
+                                                data, len);
         data[0] = '2';
         return NGX_OK;
 
@@ -767,14 +771,16 @@ ngx_http_realtime_eio_send(ngx_http_realtime_eio_t *eio,
 }
 
 
+/* a frame of its own: a text packet, or a binary attachment */
+
 ngx_int_t
-ngx_http_realtime_eio_send_text(ngx_http_realtime_eio_t *eio, u_char *data,
-    size_t len)
+ngx_http_realtime_eio_send_frame(ngx_http_realtime_eio_t *eio,
+    ngx_uint_t opcode, u_char *data, size_t len)
 {
     ngx_int_t                 rc;
     ngx_http_realtime_msg_t  *msg;
 
-    msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_TEXT, data, len);
+    msg = ngx_http_realtime_msg_frame(opcode, data, len);
     if (msg == NULL) {
         return NGX_ERROR;
     }

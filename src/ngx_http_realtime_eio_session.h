@@ -110,8 +110,8 @@ struct ngx_http_realtime_eio_s {
 
 ngx_int_t ngx_http_realtime_eio_send(ngx_http_realtime_eio_t *eio,
     ngx_http_realtime_msg_t *msg);
-ngx_int_t ngx_http_realtime_eio_send_text(ngx_http_realtime_eio_t *eio,
-    u_char *data, size_t len);
+ngx_int_t ngx_http_realtime_eio_send_frame(ngx_http_realtime_eio_t *eio,
+    ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_realtime_eio_close(ngx_http_realtime_eio_t *eio, char *reason);
 void ngx_http_realtime_eio_deadline(ngx_http_realtime_eio_t *eio);
 void ngx_http_realtime_random_id(u_char *id, size_t len);

@@ -404,6 +404,7 @@ ngx_http_realtime_forward_body(ngx_http_realtime_session_t *s,
 {
     char                              *text;
     json_t                            *rooms, *body;
+    const char                        *protocol;
     ngx_queue_t                       *q;
     ngx_http_realtime_local_member_t  *lm;
 
@@ -424,15 +425,15 @@ ngx_http_realtime_forward_body(ngx_http_realtime_session_t *s,
 
     /* a hook's body has no event: the URI says which hook it is */
 
+    protocol = (s->handler == &ngx_http_realtime_native_handler)
+               ? "native" : "socket.io";
+
     body = ngx_http_realtime_forward_request(f->hook ? NULL : cmd->event,
                                              cmd->event_len,
                                              cmd->data, f->id,
                                              (char *) s->id.data, s->id.len,
                                              (char *) s->user.data,
-                                             s->user.len, rooms,
-                                             s->handler
-                                             == &ngx_http_realtime_native_handler
-                                             ? "native" : "socket.io",
+                                             s->user.len, rooms, protocol,
                                              NULL, 0, NULL);
     json_decref(rooms);
 

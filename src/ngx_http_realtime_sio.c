@@ -1160,18 +1160,8 @@ static ngx_int_t
 ngx_http_realtime_eio_echo_binary(ngx_http_realtime_eio_t *eio, u_char *data,
     size_t len)
 {
-    ngx_int_t                 rc;
-    ngx_http_realtime_msg_t  *msg;
-
-    msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_BINARY, data, len);
-    if (msg == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_realtime_eio_send(eio, msg);
-    ngx_http_realtime_msg_release(msg);
-
-    return rc;
+    return ngx_http_realtime_eio_send_frame(eio, NGX_HTTP_REALTIME_OP_BINARY,
+                                            data, len);
 }
 
 
