@@ -28,7 +28,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SECRET = "seed-test-secret-seed-test-secret"
 
 
-def seed_http(name, port, backend_port, key=None):
+def seed_http(name, port, backend_port, key=None, subs=()):
     """The http{} body of conf-examples/<name>, on the test's ports."""
     text = (ROOT / "conf-examples" / name).read_text()
     body = text[text.index("http {") + len("http {"):text.rindex("}")]
@@ -41,6 +41,8 @@ def seed_http(name, port, backend_port, key=None):
                   "server 127.0.0.1:%d;" % backend_port, body)
     if key:
         body = re.sub(r"realtime_jwt_key [^;]+;", key, body)
+    for old, new in subs:
+        body = body.replace(old, new)
     return body
 
 
@@ -285,3 +287,97 @@ def test_judge(rt, backend):
         drv.emit("k", "setUserId", "", ack=False)
         assert drv.wait("k", "error")[0][0]["code"] == "BAD_REQUEST"
         assert drv.state("k")["connected"] is True
+
+
+def contest_token(sub, exp_in=600):
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps({"sub": sub,
+                           "exp": int(time.time()) + exp_in}).encode())
+    sig = hmac.new(SECRET.encode(), ("%s.%s" % (head, body)).encode(),
+                   hashlib.sha256).digest()
+    return "%s.%s.%s" % (head, body, b64(sig))
+
+
+def test_contest(rt, backend):
+    contests = {"c1": {"title": "Weekly Contest #42", "question": 3}}
+
+    def join(body):
+        cid = (body["data"] or {}).get("contestId")
+        if cid not in contests:
+            return 404, {"error": {"code": "CONTEST_NOT_FOUND",
+                                   "message": "no contest %s" % cid}}
+        return 200, {"join": ["contest:%s" % cid],
+                     "emit": [{"event": "contest_joined",
+                               "data": dict(contests[cid], contestId=cid)}]}
+
+    backend.replies["join"] = (200, join)
+    backend.replies["submit"] = (200, lambda b: (200, {"emit": [{
+        "event": "submission_result",
+        "data": {"questionId": b["data"]["questionId"], "correct": True,
+                 "user": b["user"]}}]}))
+    backend.replies["resync"] = (200, lambda b: (200, {"emit": [{
+        "event": "state_snapshot",
+        "data": {"contests": b["rooms"], "question": 3}}]}))
+    rt.start(seed_http("contest.conf", 0, backend.port,
+                       key="realtime_jwt_key secret=%s;" % SECRET,
+                       subs=[("realtime_jwt_alg RS256;",
+                              "realtime_jwt_alg HS256;")]))
+
+    def client(token):
+        from wsraw import RawWS
+        return RawWS.connect(rt.port, path="/ws/contest?token=" + token)
+
+    def next_event(raw, name, timeout=5):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            op, payload = raw.recv_message(
+                timeout=max(0.05, deadline - time.monotonic()))
+            ev = json.loads(payload)
+            if ev["event"] == name:
+                return ev
+        raise AssertionError("no %s" % name)
+
+    # a bad token: 4001; an expired one: 4002 (the contest clients' codes)
+    for token, code in (("junk", 4001),
+                        (contest_token("late", exp_in=-300), 4002)):
+        raw = client(token)
+        f = raw.recv_frame(timeout=3)
+        assert f.opcode == 8 and f.close_code == code, f
+        raw.close()
+
+    a = client(contest_token("alice"))
+    b = client(contest_token("bob"))
+    for raw in (a, b):
+        raw.send_text(json.dumps({"event": "join_contest",
+                                  "data": {"contestId": "c1"}}))
+        ev = next_event(raw, "contest_joined")
+        assert ev["data"]["title"] == "Weekly Contest #42"
+
+    a.send_text(json.dumps({"event": "join_contest",
+                            "data": {"contestId": "nope"}}))
+    ev = next_event(a, "error")
+    assert ev["data"]["code"] == "CONTEST_NOT_FOUND"
+
+    # the backend broadcasts to the contest's room
+    r = http_call(rt.port, "POST", "/internal/broadcast", body={
+        "room": "contest:c1", "topic": "question_broadcast",
+        "payload": {"questionId": "q3", "text": "2+2?"}})
+    assert r.json()["delivered"] == 2, r
+    for raw in (a, b):
+        assert next_event(raw, "question_broadcast")["data"]["text"] == \
+            "2+2?"
+
+    a.send_text(json.dumps({"event": "submit_answer",
+                            "data": {"questionId": "q3", "answer": "4"}}))
+    ev = next_event(a, "submission_result")
+    assert ev["data"] == {"questionId": "q3", "correct": True,
+                          "user": "alice"}
+
+    b.send_text(json.dumps({"event": "resync", "data": {}}))
+    ev = next_event(b, "state_snapshot")
+    assert ev["data"] == {"contests": ["contest:c1"], "question": 3}
+
+    a.send_text(json.dumps({"event": "ping", "data": {"t": 1}}))
+    assert next_event(a, "pong")["data"] == {"t": 1}
+    a.close()
+    b.close()
