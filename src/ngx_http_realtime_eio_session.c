@@ -586,6 +586,25 @@ ngx_http_realtime_eio_receive(ngx_http_realtime_eio_t *eio, ngx_uint_t via,
     }
 
     if (ngx_http_realtime_eio_parse(data, len, binary, &pkt) != 0) {
+
+        if (via == NGX_HTTP_REALTIME_EIO_VIA_PROBE) {
+            /* as Node's server: the upgrade fails, the session goes on */
+            ngx_log_error(NGX_LOG_INFO, eio->log, 0,
+                          "realtime: invalid packet in an upgrade probe");
+
+            if (eio->poll->probe) {
+                ngx_http_realtime_close(eio->poll->probe,
+                                        NGX_HTTP_REALTIME_CLOSE_PROTOCOL_ERROR,
+                                        NULL);
+
+            } else if (eio->poll->remote_probe) {
+                (void) ngx_http_realtime_eio_relay(eio, &eio->poll->remote,
+                                                   'C', NULL);
+            }
+
+            return NGX_OK;
+        }
+
         ngx_http_realtime_eio_close(eio, "invalid engine.io packet");
         return NGX_DECLINED;
     }

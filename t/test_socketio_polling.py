@@ -426,3 +426,20 @@ def test_upgrade_for_a_gone_session_is_refused_or_closed(env):
         f = raw.recv_frame(timeout=3)
         assert f.opcode == 8, f
         raw.close()
+
+
+def test_invalid_probe_packet_fails_only_the_upgrade(env):
+    from wsraw import RawWS
+    info, _ = open_session(env)
+    sid = info["sid"]
+    raw = RawWS.connect(env.port, path="/socket.io/?EIO=4"
+                        "&transport=websocket&sid=" + sid)
+    raw.send_text("zzz")
+    f = raw.recv_frame(timeout=3)
+    assert f.opcode == 8, f
+    raw.close()
+    # the polling session is alive
+    r = http_call(env.port, "POST", poll_path(sid=sid), body="40")
+    assert r.status == 200 and r.body == b"ok", r
+    r = http_call(env.port, "GET", poll_path(sid=sid))
+    assert r.status == 200 and r.body.startswith(b"40{"), r
