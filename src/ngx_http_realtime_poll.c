@@ -8,7 +8,9 @@
  * is held as a "waiter" under a token and relayed to the owner, which
  * answers the token with the payload or the status.  An upgrade whose
  * WebSocket lands here is relayed the same way, frame by frame.  When
- * the owner is this worker the same calls are made without IPC.
+ * the owner is this worker the same calls are made without IPC.  The
+ * addressing (ngx_http_realtime_eio_post(), the owner in a sid) lives
+ * here too.
  *
  *   GET  -> owner 'G'             owner -> reply(token, payload)
  *   POST -> owner 'P' + body      owner -> reply(token, "ok")
@@ -21,7 +23,10 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <openssl/rand.h>
+
 #include "ngx_http_realtime_module.h"
+#include "ngx_http_realtime_eio_session.h"
 
 
 /* how long a held request waits for an owner that may have died */
@@ -982,4 +987,106 @@ ngx_http_realtime_poll_ws_handler(ngx_http_realtime_zone_t *zone,
     }
 
     (void) ngx_http_realtime_send(relay->ws, msg);
+}
+
+
+/*
+ * A record to a worker: to this one by a direct call of the handler,
+ * else by IPC.  NGX_DECLINED: the worker is gone.
+ */
+
+ngx_int_t
+ngx_http_realtime_eio_post(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_eio_addr_t *to, ngx_uint_t type, ngx_str_t *target,
+    ngx_str_t *except, u_char *data, size_t len)
+{
+    ngx_http_realtime_msg_t  *msg;
+
+    if (to->id == ngx_http_realtime_ipc_worker_id()) {
+        msg = ngx_http_realtime_msg_alloc(len);
+        if (msg == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (len) {
+            ngx_memcpy(msg->data, data, len);
+        }
+
+        msg->len = len;
+
+        ngx_http_realtime_ipc_handlers[type - NGX_HTTP_REALTIME_IPC_HANDLED](
+            zone, target, except, msg);
+
+        ngx_http_realtime_msg_release(msg);
+
+        return NGX_OK;
+    }
+
+    if (zone == NULL) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_realtime_ipc_send(zone, to->slot, to->id, type, target,
+                                      except, data, len);
+}
+
+
+void
+ngx_http_realtime_eio_addr_here(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_eio_addr_t *addr, uint32_t token)
+{
+    addr->slot = zone ? zone->slot : NGX_HTTP_REALTIME_SLOTS;
+    addr->id = ngx_http_realtime_ipc_worker_id();
+    addr->token = token;
+}
+
+
+/* the owner named by a sid: slot and worker id in hex */
+
+ngx_int_t
+ngx_http_realtime_eio_owner(ngx_str_t *sid,
+    ngx_http_realtime_eio_addr_t *owner)
+{
+    ngx_int_t  slot, id;
+
+    if (sid->len != NGX_HTTP_REALTIME_EIO_SID_LEN) {
+        return NGX_DECLINED;
+    }
+
+    slot = ngx_hextoi(sid->data, 2);
+    id = ngx_hextoi(sid->data + 2, 8);
+
+    if (slot == NGX_ERROR || id == NGX_ERROR
+        || slot > NGX_HTTP_REALTIME_SLOTS)
+    {
+        return NGX_DECLINED;
+    }
+
+    owner->slot = slot;
+    owner->id = (uint32_t) id;
+    owner->token = 0;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_realtime_random_id(u_char *id, size_t len)
+{
+    u_char     bytes[48];
+    ngx_str_t  src, dst;
+
+    /* len is a multiple of 4, at most 64 */
+
+    src.len = len / 4 * 3;
+
+    if (RAND_bytes(bytes, src.len) != 1) {
+        /* RAND_bytes fails only without entropy: never seen */
+        ngx_memzero(bytes, src.len);
+    }
+
+    src.data = bytes;
+    dst.data = id;
+
+    ngx_encode_base64url(&dst, &src);
 }
