@@ -1049,8 +1049,25 @@ static void
 ngx_http_realtime_forward_apply_reply(ngx_http_realtime_forward_t *f,
     ngx_http_realtime_session_t *s, ngx_http_realtime_forward_reply_t *reply)
 {
-    size_t   i;
-    json_t  *item;
+    size_t     i;
+    json_t    *item;
+    ngx_str_t  user;
+
+    /*
+     * The connect hook names the user of a socket that came without one
+     * (no token), before it joins anything: as realtime_identify does.
+     */
+
+    if (f->hook && reply->user && s->jwt == NULL) {
+        user.data = (u_char *) reply->user;
+        user.len = reply->user_len;
+
+        if (ngx_http_realtime_room_identify(s, &user) != NGX_OK) {
+            ngx_log_error(NGX_LOG_WARN, s->log, 0,
+                          "realtime: the connect hook's user \"%V\" was "
+                          "not taken", &user);
+        }
+    }
 
     ngx_http_realtime_forward_rooms(s, reply->leave, 0);
     ngx_http_realtime_forward_rooms(s, reply->join, 1);

@@ -375,9 +375,13 @@ def test_connect_and_disconnect_hooks(env):
     def hello(body):
         if body["user"] == "mallory":
             return 403, b""
-        return 200, {"join": ["lobby"],
-                     "emit": [{"event": "welcome:data",
-                               "data": {"hello": body["user"]}}]}
+        reply = {"join": ["lobby"],
+                 "emit": [{"event": "welcome:data",
+                           "data": {"hello": body["user"]}}]}
+        if body["user"].isdigit():
+            # an anonymous socket (its connection id): the hook names it
+            reply["user"] = "named-" + body["user"]
+        return 200, reply
     env.backend.replies["hello"] = (200, hello)
     env.backend.replies["gone"] = (204, b"")
 
@@ -388,6 +392,15 @@ def test_connect_and_disconnect_hooks(env):
     assert c.recv()["event"] == "t"
     name, _, body = [q for q in env.backend.requests if q[0] == "hello"][0]
     assert "event" not in body and body["user"] == "kim"
+
+    # an anonymous socket gets its user from the hook
+    anon = env.client(path="/hooks")
+    ev = anon.recv()
+    assert ev["event"] == "welcome:data"
+    name = "named-" + ev["data"]["hello"]
+    r = env.push({"userId": name, "topic": "dm", "payload": 1})
+    assert r.json()["delivered"] == 1, r
+    assert anon.recv()["event"] == "dm"
 
     # refused by the hook: closed with 4003
     bad = env.client(path="/hooks?user=mallory")
