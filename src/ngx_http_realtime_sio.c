@@ -955,21 +955,13 @@ ngx_http_realtime_sio_deliver(ngx_http_realtime_session_t *s,
 }
 
 
-/* an answer: the client's ack when it asked for one, else an event */
+/* the ack of packet "id" if it asked for one, else an event; takes "args" */
 
 static ngx_int_t
-ngx_http_realtime_sio_reply(ngx_http_realtime_session_t *s,
-    const char *event, json_t *data, json_int_t id)
+ngx_http_realtime_sio_answer(ngx_http_realtime_session_t *s, json_int_t id,
+    json_t *args)
 {
-    json_t     *args;
-    ngx_int_t   rc;
-
-    if (id >= 0) {
-        args = json_pack("[O]", data ? data : json_null());
-
-    } else {
-        args = json_pack("[s, O]", event, data ? data : json_null());
-    }
+    ngx_int_t  rc;
 
     if (args == NULL) {
         return NGX_ERROR;
@@ -985,14 +977,32 @@ ngx_http_realtime_sio_reply(ngx_http_realtime_session_t *s,
 }
 
 
+/* an answer: the client's ack when it asked for one, else an event */
+
+static ngx_int_t
+ngx_http_realtime_sio_reply(ngx_http_realtime_session_t *s,
+    const char *event, json_t *data, json_int_t id)
+{
+    json_t  *args;
+
+    if (id >= 0) {
+        args = json_pack("[O]", data ? data : json_null());
+
+    } else {
+        args = json_pack("[s, O]", event, data ? data : json_null());
+    }
+
+    return ngx_http_realtime_sio_answer(s, id, args);
+}
+
+
 /* an error: {"error": {code, message}} in the ack, else an "error" event */
 
 static ngx_int_t
 ngx_http_realtime_sio_error(ngx_http_realtime_session_t *s, const char *code,
     const char *message, json_int_t id)
 {
-    json_t     *args;
-    ngx_int_t   rc;
+    json_t  *args;
 
     if (id >= 0) {
         args = json_pack("[{s:{s:s, s:s}}]", "error", "code", code,
@@ -1003,17 +1013,7 @@ ngx_http_realtime_sio_error(ngx_http_realtime_session_t *s, const char *code,
                          "message", message);
     }
 
-    if (args == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = ngx_http_realtime_sio_send((ngx_http_realtime_sio_socket_t *) s,
-                                    (id >= 0) ? NGX_HTTP_REALTIME_SIO_ACK
-                                              : NGX_HTTP_REALTIME_SIO_EVENT,
-                                    id, args);
-    json_decref(args);
-
-    return rc;
+    return ngx_http_realtime_sio_answer(s, id, args);
 }
 
 
