@@ -405,6 +405,15 @@ ngx_http_realtime_eio_create(ngx_http_request_t *r,
     ngx_queue_init(&eio->sockets);
     ngx_queue_init(&eio->closed);
 
+    if (ngx_http_realtime_forwarding(rlcf)) {
+        /* the session's first request is its handshake, as in Node */
+        eio->handshake = ngx_http_realtime_handshake_keep(r, NULL);
+        if (eio->handshake == NULL) {
+            ngx_free(eio);
+            goto failed;
+        }
+    }
+
     ngx_http_realtime_eio_addr_here(eio->zone, &here, 0);
 
     p = ngx_sprintf(eio->sid, "%02xi%08xD", here.slot, here.id);
@@ -540,6 +549,10 @@ ngx_http_realtime_eio_destroy(ngx_http_realtime_eio_t *eio)
         }
 
         ngx_free(p);
+    }
+
+    if (eio->handshake) {
+        ngx_http_realtime_handshake_free(eio->handshake);
     }
 
     ngx_free(eio);

@@ -92,6 +92,9 @@ struct ngx_http_realtime_eio_s {
     ngx_http_realtime_jwt_conf_t      *jwt_conf;
     ngx_str_t                          user;      /* realtime_user's value */
 
+    /* realtime_forward: the handshake, for the namespaces' sessions */
+    ngx_http_realtime_handshake_copy_t *handshake;
+
     /* a BINARY_EVENT or BINARY_ACK waiting for its attachments */
     u_char                            *binary;
     size_t                             binary_len;

@@ -727,8 +727,7 @@ static void
 ngx_http_realtime_native_release(ngx_http_realtime_conn_t *ws)
 {
     ngx_http_realtime_redis_presence_cancel(&ws->session);
-    ngx_http_realtime_forward_cancel(&ws->session);
-    ngx_http_realtime_forward_hook(&ws->session, 0);
+    ngx_http_realtime_forward_end(&ws->session);
     ngx_http_realtime_client_close(&ws->session);
 }
 

@@ -27,10 +27,14 @@
 
 #include "ngx_http_realtime_module.h"
 #include "ngx_http_realtime_forward_codec.h"
+#include "ngx_http_realtime_jwt.h"
 
 
 /* forwards in flight in one worker, at most */
 #define NGX_HTTP_REALTIME_FORWARD_WORKER_MAX  4096
+
+/* a session's metadata, encoded, at most */
+#define NGX_HTTP_REALTIME_FORWARD_META_MAX    4096
 
 
 typedef struct ngx_http_realtime_forward_s  ngx_http_realtime_forward_t;
@@ -57,8 +61,10 @@ struct ngx_http_realtime_forward_s {
     ngx_http_realtime_route_forward_t *route;
     ngx_str_t                          event;
     json_int_t                         id;
+    json_t                            *data;      /* the event's, unsent */
     ngx_str_t                          body;
     ngx_str_t                          reply;
+    json_t                            *claims;    /* $realtime_jwt_* */
     ngx_uint_t                         status;
     ngx_int_t                          rc;
     ngx_msec_t                         start;
@@ -79,14 +85,13 @@ static ngx_http_realtime_route_forward_t *ngx_http_realtime_forward_route(
     ngx_http_realtime_loc_conf_t *conf, const char *event, size_t len);
 static ngx_http_realtime_forward_line_t *ngx_http_realtime_forward_line(
     ngx_http_realtime_session_t *s, ngx_uint_t create);
+static ngx_int_t ngx_http_realtime_forward_event(
+    ngx_http_realtime_cmd_t *cmd, ngx_http_realtime_forward_t *f);
 static ngx_int_t ngx_http_realtime_forward_body(
-    ngx_http_realtime_session_t *s, ngx_http_realtime_cmd_t *cmd,
-    ngx_http_realtime_forward_t *f);
+    ngx_http_realtime_session_t *s, ngx_http_realtime_forward_t *f);
 static void ngx_http_realtime_forward_next(
     ngx_http_realtime_forward_line_t *line);
 static ngx_int_t ngx_http_realtime_forward_start(
-    ngx_http_realtime_forward_t *f, ngx_http_realtime_session_t *s);
-static ngx_http_request_t *ngx_http_realtime_forward_fake(
     ngx_http_realtime_forward_t *f, ngx_http_realtime_session_t *s);
 static ngx_int_t ngx_http_realtime_forward_done(ngx_http_request_t *r,
     void *data, ngx_int_t rc);
@@ -106,6 +111,13 @@ static void ngx_http_realtime_forward_publish(ngx_http_realtime_session_t *s,
 static ngx_http_realtime_forward_line_t *ngx_http_realtime_forward_detach(
     ngx_http_realtime_forward_t *f);
 static void ngx_http_realtime_forward_free(ngx_http_realtime_forward_t *f);
+static void ngx_http_realtime_forward_cancel(ngx_http_realtime_session_t *s);
+static void ngx_http_realtime_forward_meta(ngx_http_realtime_session_t *s,
+    json_t *meta);
+static void ngx_http_realtime_forward_from(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *rlcf);
+static ngx_http_realtime_forward_t *ngx_http_realtime_forward_of(
+    ngx_http_request_t *r);
 static ngx_int_t ngx_http_realtime_forward_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static void ngx_http_realtime_forward_count(ngx_http_realtime_zone_t *zone,
@@ -122,8 +134,6 @@ static ngx_rbtree_node_t  ngx_http_realtime_forward_sentinel;
 static ngx_uint_t         ngx_http_realtime_forward_inflight;
 
 static ngx_str_t  ngx_http_realtime_forward_post = ngx_string("POST");
-static ngx_str_t  ngx_http_realtime_forward_json =
-    ngx_string("application/json");
 
 
 ngx_int_t
@@ -239,10 +249,13 @@ ngx_http_realtime_forward_new(ngx_http_realtime_session_t *s,
     f->hook = (route == s->conf->connect_hook
                || route == s->conf->disconnect_hook);
 
-    if (ngx_http_realtime_forward_body(s, cmd, f) != NGX_OK) {
+    if (ngx_http_realtime_forward_event(cmd, f) != NGX_OK) {
         ngx_destroy_pool(pool);
         return NULL;
     }
+
+    /* the token's claims as they were when the event came */
+    f->claims = s->jwt ? json_incref(s->jwt->claims) : NULL;
 
     f->timer.handler = ngx_http_realtime_forward_timeout;
     f->timer.data = f;
@@ -396,11 +409,38 @@ ngx_http_realtime_forward_line(ngx_http_realtime_session_t *s,
 }
 
 
-/* the JSON body, and the event's name, both in the forward's pool */
+/* the event's name, in the forward's pool, and its data until sent */
+
+static ngx_int_t
+ngx_http_realtime_forward_event(ngx_http_realtime_cmd_t *cmd,
+    ngx_http_realtime_forward_t *f)
+{
+    /* NUL-terminated: the ack's event name is a C string */
+    f->event.len = cmd->event_len;
+    f->event.data = ngx_pnalloc(f->pool, cmd->event_len + 1);
+
+    if (f->event.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(f->event.data, cmd->event, cmd->event_len);
+    f->event.data[f->event.len] = '\0';
+
+    f->data = json_incref(cmd->data);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The JSON body, in the forward's pool, made when the forward starts:
+ * the rooms and the metadata are the session's after the replies to
+ * the events sent before it.
+ */
 
 static ngx_int_t
 ngx_http_realtime_forward_body(ngx_http_realtime_session_t *s,
-    ngx_http_realtime_cmd_t *cmd, ngx_http_realtime_forward_t *f)
+    ngx_http_realtime_forward_t *f)
 {
     char                              *text;
     json_t                            *rooms, *body;
@@ -428,13 +468,13 @@ ngx_http_realtime_forward_body(ngx_http_realtime_session_t *s,
     protocol = (s->handler == &ngx_http_realtime_native_handler)
                ? "native" : "socket.io";
 
-    body = ngx_http_realtime_forward_request(f->hook ? NULL : cmd->event,
-                                             cmd->event_len,
-                                             cmd->data, f->id,
+    body = ngx_http_realtime_forward_request(f->hook ? NULL
+                                             : (char *) f->event.data,
+                                             f->event.len, f->data, f->id,
                                              (char *) s->id.data, s->id.len,
                                              (char *) s->user.data,
                                              s->user.len, rooms, protocol,
-                                             NULL, 0, NULL);
+                                             NULL, 0, s->meta);
     json_decref(rooms);
 
     if (body == NULL) {
@@ -450,18 +490,13 @@ ngx_http_realtime_forward_body(ngx_http_realtime_session_t *s,
 
     f->body.len = ngx_strlen(text);
     f->body.data = ngx_pnalloc(f->pool, f->body.len);
-    /* NUL-terminated: the ack's event name is a C string */
-    f->event.len = cmd->event_len;
-    f->event.data = ngx_pnalloc(f->pool, cmd->event_len + 1);
 
-    if (f->body.data == NULL || f->event.data == NULL) {
+    if (f->body.data == NULL) {
         free(text);
         return NGX_ERROR;
     }
 
     ngx_memcpy(f->body.data, text, f->body.len);
-    ngx_memcpy(f->event.data, cmd->event, cmd->event_len);
-    f->event.data[f->event.len] = '\0';
     free(text);
 
     return NGX_OK;
@@ -515,14 +550,21 @@ ngx_http_realtime_forward_start(ngx_http_realtime_forward_t *f,
     ngx_str_t                     uri;
     ngx_buf_t                    *b;
     ngx_chain_t                  *cl;
-    ngx_table_elt_t              *h;
     ngx_http_request_t           *r, *sr;
     ngx_http_post_subrequest_t   *ps;
 
-    r = ngx_http_realtime_forward_fake(f, s);
+    if (ngx_http_realtime_forward_body(s, f) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    r = ngx_http_realtime_forward_fake(f->pool, s, f,
+                                       ngx_http_realtime_forward_wake);
     if (r == NULL) {
         return NGX_ERROR;
     }
+
+    f->connection = r->connection;
+    f->request = r;
 
     ps = ngx_palloc(f->pool, sizeof(ngx_http_post_subrequest_t));
     b = ngx_calloc_buf(f->pool);
@@ -537,7 +579,7 @@ ngx_http_realtime_forward_start(ngx_http_realtime_forward_t *f,
 
     uri = f->route->uri;
 
-    if (ngx_http_subrequest(r, &uri, NULL, &sr, ps,
+    if (ngx_http_subrequest(r, &uri, &r->args, &sr, ps,
                             NGX_HTTP_SUBREQUEST_IN_MEMORY)
         != NGX_OK)
     {
@@ -564,25 +606,9 @@ ngx_http_realtime_forward_start(ngx_http_realtime_forward_t *f,
     }
 
     sr->request_body->bufs = cl;
+
+    /* the headers are the handshake's and the body's type, from r */
     sr->headers_in.content_length_n = f->body.len;
-
-    if (ngx_list_init(&sr->headers_in.headers, f->pool, 4,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    h = ngx_list_push(&sr->headers_in.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_str_set(&h->key, "Content-Type");
-    h->value = ngx_http_realtime_forward_json;
-    h->lowcase_key = (u_char *) "content-type";
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-    sr->headers_in.content_type = h;
 
     f->start = ngx_current_msec;
 
@@ -594,173 +620,6 @@ ngx_http_realtime_forward_start(ngx_http_realtime_forward_t *f,
     ngx_http_run_posted_requests(f->connection);
 
     return NGX_OK;
-}
-
-
-/*
- * A connection without a socket and a request on the WebSocket
- * location's configuration, all in the forward's pool: nothing points
- * into the socket's memory.
- */
-
-static ngx_http_request_t *
-ngx_http_realtime_forward_fake(ngx_http_realtime_forward_t *f,
-    ngx_http_realtime_session_t *s)
-{
-    ngx_log_t                  *log;
-    ngx_connection_t           *c, *saved;
-    ngx_http_request_t         *r;
-    ngx_http_log_ctx_t         *lctx;
-    ngx_http_conf_ctx_t        *ctx;
-    struct sockaddr_in         *sin;
-    ngx_http_connection_t      *hc;
-    ngx_http_core_main_conf_t  *cmcf;
-
-    log = ngx_palloc(f->pool, sizeof(ngx_log_t));
-    lctx = ngx_pcalloc(f->pool, sizeof(ngx_http_log_ctx_t));
-
-    if (log == NULL || lctx == NULL) {
-        return NULL;
-    }
-
-    /* nginx sets the current request in the log's http context */
-    *log = *ngx_cycle->log;
-    log->handler = NULL;
-    log->data = lctx;
-
-    /* ngx_get_connection() wants a descriptor: 0 stands in for none */
-
-    saved = ngx_cycle->files ? ngx_cycle->files[0] : NULL;
-
-    c = ngx_get_connection(0, log);
-
-    if (ngx_cycle->files) {
-        ngx_cycle->files[0] = saved;
-    }
-
-    if (c == NULL) {
-        return NULL;
-    }
-
-    f->connection = c;
-
-    c->fd = (ngx_socket_t) -1;
-    c->pool = f->pool;
-    c->log = log;
-    c->read->log = log;
-    c->write->log = log;
-
-    /* upstream init must not add events for a descriptor of -1 */
-    c->read->active = 1;
-    c->write->active = 1;
-
-    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
-
-    /*
-     * No address of the client: a session need not have a connection
-     * (polling), and none is kept.  Variables such as $remote_addr read
-     * an empty one here rather than a NULL (nchan#498).
-     */
-
-    sin = ngx_pcalloc(f->pool, 2 * sizeof(struct sockaddr_in));
-    if (sin == NULL) {
-        return NULL;
-    }
-
-    sin[0].sin_family = AF_INET;
-    c->sockaddr = (struct sockaddr *) &sin[0];
-    c->socklen = sizeof(struct sockaddr_in);
-    ngx_str_set(&c->addr_text, "");
-
-    /* $server_addr would ask getsockname() about 0.0.0.0: loopback */
-    sin[1].sin_family = AF_INET;
-    sin[1].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    c->local_sockaddr = (struct sockaddr *) &sin[1];
-    c->local_socklen = sizeof(struct sockaddr_in);
-
-    ctx = s->conf->forward_ctx;
-
-    r = ngx_pcalloc(f->pool, sizeof(ngx_http_request_t));
-    if (r == NULL) {
-        return NULL;
-    }
-
-    cmcf = ctx->main_conf[ngx_http_core_module.ctx_index];
-
-    r->ctx = ngx_pcalloc(f->pool, sizeof(void *) * ngx_http_max_module);
-    r->variables = ngx_pcalloc(f->pool, cmcf->variables.nelts
-                                        * sizeof(ngx_http_variable_value_t));
-    if (r->ctx == NULL || r->variables == NULL) {
-        return NULL;
-    }
-
-    if (ngx_list_init(&r->headers_in.headers, f->pool, 2,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK
-        || ngx_list_init(&r->headers_out.headers, f->pool, 2,
-                         sizeof(ngx_table_elt_t))
-           != NGX_OK
-        || ngx_list_init(&r->headers_out.trailers, f->pool, 2,
-                         sizeof(ngx_table_elt_t))
-           != NGX_OK)
-    {
-        return NULL;
-    }
-
-    hc = ngx_pcalloc(f->pool, sizeof(ngx_http_connection_t));
-    if (hc == NULL) {
-        return NULL;
-    }
-
-    hc->conf_ctx = ctx;
-
-    r->signature = NGX_HTTP_MODULE;
-    r->connection = c;
-    r->http_connection = hc;
-
-    /* limit_req and limit_conn judged the handshake, not each event */
-    r->limit_req_status = 1;
-    r->limit_conn_status = 1;
-    r->pool = f->pool;
-    r->main = r;
-    r->count = 1;
-    r->main_conf = ctx->main_conf;
-    r->srv_conf = ctx->srv_conf;
-    r->loc_conf = ctx->loc_conf;
-    r->method = NGX_HTTP_POST;
-    r->method_name = ngx_http_realtime_forward_post;
-    r->http_version = NGX_HTTP_VERSION_11;
-    ngx_str_set(&r->http_protocol, "HTTP/1.1");
-    ngx_str_set(&r->request_line, "POST / HTTP/1.1");
-    ngx_str_set(&r->uri, "/");
-    ngx_str_set(&r->unparsed_uri, "/");
-    r->headers_in.content_length_n = -1;
-    r->headers_out.content_length_n = -1;
-    r->headers_out.last_modified_time = -1;
-    r->subrequests = NGX_HTTP_MAX_SUBREQUESTS + 1;
-    r->uri_changes = NGX_HTTP_MAX_URI_CHANGES + 1;
-    r->start_sec = ngx_time();
-    r->start_msec = ngx_current_msec;
-    r->read_event_handler = ngx_http_block_reading;
-    r->write_event_handler = ngx_http_realtime_forward_wake;
-
-    /*
-     * nginx must never free this request or close its connection, not
-     * even when a failed subrequest terminates its main request: this
-     * module does, in ngx_http_realtime_forward_free().
-     */
-    r->blocked = 1;
-
-    /* $realtime_event and friends find the forward */
-    ngx_http_set_ctx(r, f, ngx_http_realtime_module);
-
-    c->data = r;
-    f->request = r;
-    lctx->connection = c;
-    lctx->request = r;
-    lctx->current_request = r;
-
-    return r;
 }
 
 
@@ -1069,6 +928,10 @@ ngx_http_realtime_forward_apply_reply(ngx_http_realtime_forward_t *f,
         }
     }
 
+    if (reply->meta) {
+        ngx_http_realtime_forward_meta(s, reply->meta);
+    }
+
     ngx_http_realtime_forward_rooms(s, reply->leave, 0);
     ngx_http_realtime_forward_rooms(s, reply->join, 1);
 
@@ -1108,6 +971,58 @@ ngx_http_realtime_forward_apply_reply(ngx_http_realtime_forward_t *f,
         s->handler->close(s, reply->disconnect_code,
                           (char *) reply->disconnect_reason);
     }
+}
+
+
+/*
+ * A reply's "meta" sets those keys of the session's metadata, sent in
+ * every later forward's body; a null deletes its key.  Past
+ * NGX_HTTP_REALTIME_FORWARD_META_MAX bytes the change is refused.
+ */
+
+static void
+ngx_http_realtime_forward_meta(ngx_http_realtime_session_t *s, json_t *meta)
+{
+    json_t      *next, *value;
+    const char  *key;
+
+    next = s->meta ? json_deep_copy(s->meta) : json_object();
+    if (next == NULL) {
+        return;
+    }
+
+    json_object_foreach(meta, key, value) {
+        if (json_is_null(value)) {
+            (void) json_object_del(next, key);
+
+        } else {
+            (void) json_object_set(next, key, value);
+        }
+    }
+
+    if (json_dumpb(next, NULL, 0, JSON_COMPACT)
+        > NGX_HTTP_REALTIME_FORWARD_META_MAX)
+    {
+        ngx_log_error(NGX_LOG_WARN, s->log, 0,
+                      "realtime: a backend's \"meta\" would be over %d "
+                      "bytes, not taken", NGX_HTTP_REALTIME_FORWARD_META_MAX);
+        json_decref(next);
+        return;
+    }
+
+    if (s->meta) {
+        json_decref(s->meta);
+    }
+
+    s->meta = json_object_size(next) ? next : NULL;
+
+    if (s->meta == NULL) {
+        json_decref(next);
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
+                   "realtime forward meta: %uz keys",
+                   s->meta ? json_object_size(s->meta) : 0);
 }
 
 
@@ -1201,9 +1116,25 @@ ngx_http_realtime_forward_publish(ngx_http_realtime_session_t *s,
 }
 
 
-/* the session goes: its forwards finish on their own, unanswered */
+/*
+ * The session goes: its forwards finish on their own, unanswered; the
+ * disconnect hook is sent with the rooms and the metadata it had.
+ */
 
 void
+ngx_http_realtime_forward_end(ngx_http_realtime_session_t *s)
+{
+    ngx_http_realtime_forward_cancel(s);
+    ngx_http_realtime_forward_hook(s, 0);
+
+    if (s->meta) {
+        json_decref(s->meta);
+        s->meta = NULL;
+    }
+}
+
+
+static void
 ngx_http_realtime_forward_cancel(ngx_http_realtime_session_t *s)
 {
     ngx_uint_t                         n;
@@ -1258,7 +1189,6 @@ ngx_http_realtime_forward_detach(ngx_http_realtime_forward_t *f)
 static void
 ngx_http_realtime_forward_free(ngx_http_realtime_forward_t *f)
 {
-    ngx_connection_t     *c, *saved;
     ngx_http_cleanup_t   *cln;
     ngx_http_request_t   *r;
 
@@ -1284,36 +1214,16 @@ ngx_http_realtime_forward_free(ngx_http_realtime_forward_t *f)
         }
     }
 
-    c = f->connection;
+    if (f->connection) {
+        ngx_http_realtime_fake_close(f->connection);
+    }
 
-    if (c) {
-        if (c->read->timer_set) {
-            ngx_del_timer(c->read);
-        }
+    if (f->claims) {
+        json_decref(f->claims);
+    }
 
-        if (c->write->timer_set) {
-            ngx_del_timer(c->write);
-        }
-
-        if (c->read->posted) {
-            ngx_delete_posted_event(c->read);
-        }
-
-        if (c->write->posted) {
-            ngx_delete_posted_event(c->write);
-        }
-
-        /* the stand-in descriptor again, for ngx_free_connection() */
-        saved = ngx_cycle->files ? ngx_cycle->files[0] : NULL;
-        c->fd = 0;
-
-        ngx_free_connection(c);
-
-        c->fd = (ngx_socket_t) -1;
-
-        if (ngx_cycle->files) {
-            ngx_cycle->files[0] = saved;
-        }
+    if (f->data) {
+        json_decref(f->data);
     }
 
     ngx_http_realtime_forward_inflight--;
@@ -1404,7 +1314,7 @@ ngx_http_realtime_forward_hook_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     *hook = route;
-    rlcf->forward_ctx = cf->ctx;
+    ngx_http_realtime_forward_from(cf, rlcf);
 
     return NGX_CONF_OK;
 }
@@ -1479,10 +1389,27 @@ ngx_http_realtime_forward_conf(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    /* the configuration forwards are sent from */
-    rlcf->forward_ctx = cf->ctx;
+    ngx_http_realtime_forward_from(cf, rlcf);
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The configuration forwards are sent from; the claims of tokens are
+ * kept for $realtime_jwt_* there.
+ */
+
+static void
+ngx_http_realtime_forward_from(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *rlcf)
+{
+    ngx_http_realtime_jwt_conf_t  *jcf;
+
+    rlcf->forward_ctx = cf->ctx;
+
+    jcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_realtime_jwt_module);
+    jcf->keep_claims = 1;
 }
 
 
@@ -1515,6 +1442,34 @@ ngx_http_realtime_forward_add_variables(ngx_conf_t *cf)
 }
 
 
+/* the forward a request of a forward's location was made for, or NULL */
+
+static ngx_http_realtime_forward_t *
+ngx_http_realtime_forward_of(ngx_http_request_t *r)
+{
+    /* only a forward's request has a connection without a socket */
+
+    if (r->main->connection->fd != (ngx_socket_t) -1) {
+        return NULL;
+    }
+
+    return ngx_http_get_module_ctx(r->main, ngx_http_realtime_module);
+}
+
+
+/* in a forward's location: the token's claims, for $realtime_jwt_* */
+
+json_t *
+ngx_http_realtime_forward_claims(ngx_http_request_t *r)
+{
+    ngx_http_realtime_forward_t  *f;
+
+    f = ngx_http_realtime_forward_of(r);
+
+    return f ? f->claims : NULL;
+}
+
+
 /* in a forward's location: the event, and the session's id and user */
 
 static ngx_int_t
@@ -1525,13 +1480,9 @@ ngx_http_realtime_forward_variable(ngx_http_request_t *r,
     ngx_http_realtime_forward_t   *f;
     ngx_http_realtime_session_t   *s;
 
-    /* only a forward's request has a connection without a socket */
+    f = ngx_http_realtime_forward_of(r);
 
-    f = ngx_http_get_module_ctx(r->main, ngx_http_realtime_module);
-
-    if (f == NULL || r->main->connection->fd != (ngx_socket_t) -1
-        || f->line == NULL)
-    {
+    if (f == NULL || f->line == NULL) {
         v->not_found = 1;
         return NGX_OK;
     }

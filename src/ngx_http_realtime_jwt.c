@@ -921,6 +921,7 @@ ngx_http_realtime_jwt_copy(ngx_http_realtime_jwt_conn_t *jwt, ngx_log_t *log)
     ngx_memcpy(copy->user.data, jwt->user.data, jwt->user.len);
     copy->user.len = jwt->user.len;
     copy->deadline = jwt->deadline;
+    copy->claims = json_incref(jwt->claims);
 
     if (jwt->nrooms) {
         /* one block: the names follow the array, as accept() made it */
@@ -967,6 +968,10 @@ ngx_http_realtime_jwt_conn_cleanup(void *data)
         ngx_free(jwt->rooms);
     }
 
+    if (jwt->claims) {
+        json_decref(jwt->claims);
+    }
+
     ngx_free(jwt);
 }
 
@@ -987,6 +992,16 @@ ngx_http_realtime_jwt_accept(ngx_http_realtime_jwt_conn_t *jwt,
     ngx_http_realtime_jwt_conf_t  *jcf;
 
     jcf = jwt->conf;
+
+    /* for $realtime_jwt_* in the forwards' locations: a refresh's */
+
+    if (jcf->keep_claims) {
+        if (jwt->claims) {
+            json_decref(jwt->claims);
+        }
+
+        jwt->claims = json_incref(v->claims);
+    }
 
     /* a refresh keeps the user: it is the same */
 
@@ -1158,15 +1173,20 @@ ngx_http_realtime_jwt_value(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, u_char *name, size_t len)
 {
     size_t                    n;
-    json_t                   *claim;
+    json_t                   *claim, *claims;
     ngx_http_realtime_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
+    /* a forward's location: the claims of the socket's token */
 
-    claim = (ctx && ctx->jwt_claims)
-            ? ngx_http_realtime_jwt_claim(ctx->jwt_claims, (char *) name,
-                                          len)
-            : NULL;
+    claims = ngx_http_realtime_forward_claims(r);
+
+    if (claims == NULL) {
+        ctx = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
+        claims = ctx ? ctx->jwt_claims : NULL;
+    }
+
+    claim = claims ? ngx_http_realtime_jwt_claim(claims, (char *) name, len)
+                   : NULL;
 
     if (claim == NULL) {
         v->not_found = 1;
@@ -1219,6 +1239,7 @@ ngx_http_realtime_jwt_create_loc_conf(ngx_conf_t *cf)
     conf->tokens = NGX_CONF_UNSET_PTR;
     conf->leeway = NGX_CONF_UNSET;
     conf->failure = NGX_CONF_UNSET_UINT;
+    conf->keep_claims = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -1245,6 +1266,7 @@ ngx_http_realtime_jwt_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_str_value(conf->user_claim, prev->user_claim, "sub");
     ngx_conf_merge_uint_value(conf->failure, prev->failure,
                               NGX_HTTP_REALTIME_JWT_FAIL_STATUS);
+    ngx_conf_merge_value(conf->keep_claims, prev->keep_claims, 0);
 
     if (conf->keys == NULL) {
         return NGX_CONF_OK;

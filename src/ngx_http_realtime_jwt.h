@@ -50,6 +50,7 @@ typedef struct {
     ngx_str_t                      rooms_claim;
     ngx_str_t                      user_claim;   /* NUL-terminated */
     ngx_uint_t                     failure;
+    ngx_flag_t                     keep_claims;  /* the location forwards */
 } ngx_http_realtime_jwt_conf_t;
 
 
@@ -63,6 +64,9 @@ struct ngx_http_realtime_jwt_conn_s {
      * refresh */
     ngx_str_t                     *rooms;
     ngx_uint_t                     nrooms;
+
+    /* the token's claims, kept when the location forwards; or NULL */
+    json_t                        *claims;
 
     /* realtime_auth_failure close: the code to close with at once */
     ngx_uint_t                     close_code;

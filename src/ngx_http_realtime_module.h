@@ -74,6 +74,22 @@ typedef struct {
 } ngx_http_realtime_origin_t;
 
 
+/*
+ * What a forward's location sees of the handshake request, in one block
+ * (ngx_http_realtime_forward_fake.c).
+ */
+typedef struct {
+    size_t                             size;     /* of the block */
+    ngx_table_elt_t                   *headers;
+    ngx_uint_t                         nheaders;
+    struct sockaddr                   *sockaddr;
+    socklen_t                          socklen;
+    ngx_str_t                          args;
+    ngx_str_t                          server;
+    ngx_str_t                          addr_text;
+} ngx_http_realtime_handshake_copy_t;
+
+
 /* a realtime_forward route, or a connect/disconnect hook */
 typedef struct {
     ngx_str_t                          event;    /* "*": any unknown */
@@ -204,6 +220,11 @@ struct ngx_http_realtime_session_s {
 
     /* realtime_jwt_key: the token's user, exp and rooms; NULL: no JWT */
     ngx_http_realtime_jwt_conn_t      *jwt;
+
+    /* realtime_forward: the handshake as the backends see it, and the
+     * metadata their replies set */
+    ngx_http_realtime_handshake_copy_t *handshake;
+    json_t                            *meta;
 
     /* realtime_rate_limit: a leaky bucket as in limit_req */
     ngx_msec_t                         rate_last;
@@ -535,7 +556,21 @@ char *ngx_http_realtime_forward_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_realtime_forward_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_realtime_forward(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd);
-void ngx_http_realtime_forward_cancel(ngx_http_realtime_session_t *s);
+void ngx_http_realtime_forward_end(ngx_http_realtime_session_t *s);
+json_t *ngx_http_realtime_forward_claims(ngx_http_request_t *r);
+
+/* the location sends events or hooks to backends */
+#define ngx_http_realtime_forwarding(conf)                                   \
+    ((conf)->forwards || (conf)->connect_hook || (conf)->disconnect_hook)
+
+/* ngx_http_realtime_forward_fake.c */
+ngx_http_realtime_handshake_copy_t *ngx_http_realtime_handshake_keep(
+    ngx_http_request_t *r, ngx_pool_t *pool);
+void ngx_http_realtime_handshake_free(ngx_http_realtime_handshake_copy_t *hc);
+ngx_http_request_t *ngx_http_realtime_forward_fake(ngx_pool_t *pool,
+    ngx_http_realtime_session_t *s, void *data,
+    ngx_http_event_handler_pt wake);
+void ngx_http_realtime_fake_close(ngx_connection_t *c);
 void ngx_http_realtime_forward_hook(ngx_http_realtime_session_t *s,
     ngx_uint_t connect);
 char *ngx_http_realtime_forward_hook_conf(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -426,6 +426,7 @@ ngx_http_realtime_sio_connect(ngx_http_realtime_eio_t *eio,
     s->conf = eio->conf;
     s->jwt = jwt;
     s->user = jwt ? jwt->user : eio->user;
+    s->handshake = eio->handshake;
     ngx_queue_init(&s->rooms);
 
     if (eio->conf->zone && eio->conf->mode == NGX_HTTP_REALTIME_SIO) {
@@ -806,8 +807,7 @@ ngx_http_realtime_sio_end(ngx_http_realtime_sio_socket_t *sock,
 
     if (s->zone) {
         ngx_http_realtime_redis_presence_cancel(s);
-        ngx_http_realtime_forward_cancel(s);
-        ngx_http_realtime_forward_hook(s, 0);
+        ngx_http_realtime_forward_end(s);
         ngx_http_realtime_client_close(s);
     }
 

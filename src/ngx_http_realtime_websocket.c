@@ -181,6 +181,16 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
 
     ngx_http_set_ctx(r, ctx, ngx_http_realtime_module);
 
+    if (rlcf->mode == NGX_HTTP_REALTIME_ROOMS
+        && ngx_http_realtime_forwarding(rlcf))
+    {
+        ws->session.handshake = ngx_http_realtime_handshake_keep(r,
+                                                        r->connection->pool);
+        if (ws->session.handshake == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
     /* NGX_DECLINED: upgraded to be closed at once, never registered */
 
     if (adapter->open) {

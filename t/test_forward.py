@@ -103,8 +103,12 @@ def forward_http(backend):
             proxy_set_header X-User $realtime_user;
             proxy_set_header X-Conn $realtime_connection_id;
             proxy_set_header X-Event $realtime_event;
-            # no address of the client: empty, and no crash (nchan#498)
+            # the handshake's client address (nchan#498: never a NULL)
             proxy_set_header X-Remote "$remote_addr:$remote_port";
+            proxy_set_header X-Cookie $cookie_session;
+            proxy_set_header X-Arg $arg_room;
+            proxy_set_header X-Sub $realtime_jwt_sub;
+            proxy_set_header X-Claim $realtime_jwt_claim_tenant;
             proxy_set_header X-Server "$server_addr:$server_port";
             proxy_set_header X-Geo $from_here;
             proxy_read_timeout 5s;
@@ -130,11 +134,12 @@ def forward_http(backend):
             realtime_user $arg_user;
             realtime_connect_request /_rt/hello timeout=2s;
             realtime_disconnect_request /_rt/gone;
+            realtime_forward * /_rt/any;
         }
     """)
 
 
-def jwt_for(user, rooms=("*",)):
+def jwt_for(user, rooms=("*",), **extra):
     import base64
     import hashlib
     import hmac
@@ -144,6 +149,7 @@ def jwt_for(user, rooms=("*",)):
 
     claims = {"sub": user, "exp": int(time.time()) + 600}
     claims["rooms"] = list(rooms)
+    claims.update(extra)
     head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
     body = b64(json.dumps(claims).encode())
     sig = hmac.new(b"forward-test-secret-forward-test",
@@ -200,8 +206,9 @@ def test_request_shape_and_reply_applied_in_order(env):
     assert body["connection"] == headers["X-Conn"]
     assert headers["X-User"] == "alice" and headers["X-Event"] == \
         "join_battle"
-    assert "Upgrade" not in headers and "Sec-WebSocket-Key" not in headers
-    assert headers["X-Remote"] == ":", headers
+    # proxy_pass clears Upgrade by default; the handshake's address
+    assert "Upgrade" not in headers, headers
+    assert headers["X-Remote"].startswith("127.0.0.1:"), headers
 
     # the join took effect: a push to the room reaches the socket, the
     # lobby's does not
@@ -209,6 +216,62 @@ def test_request_shape_and_reply_applied_in_order(env):
     assert me.recv()["event"] == "tick"
     r = env.push({"room": "lobby", "topic": "x", "payload": 1})
     assert r.json()["delivered"] == 0
+
+
+def test_handshake_seen_by_the_forward_location(env):
+    """Headers, cookies, args, the client's address and the token's
+    claims of the handshake, in every forward's location; headers that
+    would change the backend's answer are not passed."""
+    env.backend.replies["any"] = (200, {"ack": 1})
+    token = jwt_for("alice", tenant="acme")
+    path = "/ws?user=alice&room=r9&token=" + token
+    from wsraw import RawWS
+    from conftest import RtClient
+    raw = RawWS.connect(env.port, path=path, extra_headers=[
+        ("Cookie", "theme=dark; session=s3cr3t"),
+        ("X-Tenant", "t1"),
+        ("User-Agent", "probe/1.0"),
+        ("Accept-Encoding", "gzip"),
+        ("If-None-Match", "\"x\""),
+    ])
+    c = RtClient(raw)
+    env.clients.append(c)
+    local_port = raw.sock.getsockname()[1]
+
+    for i in range(2):
+        c.send({"event": "anything", "data": {"i": i}, "id": i})
+        assert c.recv() == {"event": "anything", "data": 1, "id": i}
+
+    reqs = [q for q in env.backend.requests if q[0] == "any"]
+    assert len(reqs) == 2
+    for name, headers, body in reqs:
+        assert headers["X-Cookie"] == "s3cr3t", headers
+        assert headers["X-Arg"] == "r9", headers
+        assert headers["X-Sub"] == "alice", headers
+        assert headers["X-Claim"] == "acme", headers
+        assert headers["X-Remote"] == "127.0.0.1:%d" % local_port, headers
+        # the handshake's own headers, passed on by proxy_pass
+        assert headers["X-Tenant"] == "t1", headers
+        assert headers["User-Agent"] == "probe/1.0", headers
+        assert headers["Cookie"] == "theme=dark; session=s3cr3t", headers
+        assert "Accept-Encoding" not in headers, headers
+        assert "If-None-Match" not in headers, headers
+        assert headers["Content-Type"] == "application/json", headers
+        assert int(headers["Content-Length"]) == len(json.dumps(
+            body, separators=(",", ":")).encode()), headers
+    c.close()
+
+
+def test_socket_without_handshake_extras_still_forwards(env):
+    """No cookie, no claims asked for: the variables are empty."""
+    env.backend.replies["any"] = (200, {"ack": 2})
+    c = client(env, "bob")
+    c.send({"event": "other", "id": 1})
+    assert c.recv() == {"event": "other", "data": 2, "id": 1}
+    _, headers, _ = [q for q in env.backend.requests if q[0] == "any"][-1]
+    assert headers.get("X-Cookie", "") == "" and \
+        headers.get("X-Claim", "") == "", headers
+    assert headers["X-Sub"] == "bob", headers
 
 
 def test_exactly_one_answer_whatever_the_backend_does(env):
@@ -371,6 +434,32 @@ def test_socketio_events_forwarded_with_acks(env):
             "BACKEND_UNAVAILABLE"
 
 
+@pytest.mark.skipif(not node_available(), reason="node missing")
+@pytest.mark.parametrize("transports", [["polling"], ["websocket"],
+                                        ["polling", "websocket"]])
+def test_socketio_handshake_seen_by_the_forward_location(env, transports):
+    """The Engine.IO session's first request is its handshake: its
+    headers and query, whatever transport the events come by later."""
+    env.backend.replies["submit"] = (200, {"ack": "ok"})
+    before = len(env.backend.requests)
+    with SioDriver() as drv:
+        drv.connect("s", "http://127.0.0.1:%d" % env.port,
+                    path="/sio/socket.io/", transports=transports,
+                    extraHeaders={"X-Tenant": "t9",
+                                  "Cookie": "session=sio-cookie"},
+                    query={"room": "q7"})
+        for i in range(3):
+            assert drv.emit("s", "submit", i) == ["ok"]
+    reqs = [q for q in env.backend.requests[before:] if q[0] == "submit"]
+    assert len(reqs) == 3
+    for _, headers, body in reqs:
+        assert headers["X-Tenant"] == "t9", headers
+        assert headers["X-Cookie"] == "sio-cookie", headers
+        assert headers["X-Arg"] == "q7", headers
+        assert headers["X-Remote"].startswith("127.0.0.1:"), headers
+        assert body["protocol"] == "socket.io"
+
+
 def test_connect_and_disconnect_hooks(env):
     def hello(body):
         if body["user"] == "mallory":
@@ -422,6 +511,52 @@ def test_connect_and_disconnect_hooks(env):
             break
         time.sleep(0.05)
     assert len(gone) == 1 and gone[0][2]["rooms"] == ["lobby"]
+
+
+def test_metadata_set_by_replies_and_sent_with_forwards(env):
+    """The connect hook's "meta" goes with every later forward and the
+    disconnect hook; a reply changes keys (null deletes one); metadata
+    over 4 KB is refused and the old one kept."""
+    def hello(body):
+        return 200, {"meta": {"tenant": "t1", "tier": 2}}
+
+    def any_(body):
+        meta = body.get("meta")
+        if meta and "a" in meta:
+            meta = dict(meta, a=len(meta["a"]))     # the reply stays small
+        return 200, {"ack": meta, "meta": body["data"]}
+    env.backend.replies.update({"hello": (200, hello), "any": (200, any_),
+                                "gone": (204, b"")})
+
+    c = env.client(path="/hooks?user=meta-user")
+    c.send({"event": "x", "data": {"tier": None, "seen": True}, "id": 1})
+    assert c.recv() == {"event": "x", "data": {"tenant": "t1", "tier": 2},
+                        "id": 1}
+    c.send({"event": "x", "data": {"a": "a" * 2500}, "id": 2})
+    assert c.recv() == {"event": "x", "data": {"tenant": "t1",
+                                               "seen": True}, "id": 2}
+    # 2500 + 2500 bytes: over 4096, refused, the metadata as it was
+    c.send({"event": "x", "data": {"b": "b" * 2500}, "id": 3})
+    assert c.recv()["data"] == {"tenant": "t1", "seen": True, "a": 2500}
+    c.send({"event": "x", "data": {"a": None}, "id": 4})
+    assert c.recv()["data"] == {"tenant": "t1", "seen": True, "a": 2500}
+    c.send({"event": "x", "data": "not an object", "id": 5})
+    err = c.recv()
+    assert err["event"] == "error" and err["id"] == 5
+    assert err["data"]["code"] == "BACKEND_BAD_REPLY", err
+    c.send({"event": "x", "data": {}, "id": 6})
+    assert c.recv()["data"] == {"tenant": "t1", "seen": True}
+    c.close()
+
+    deadline = time.monotonic() + 5
+    gone = []
+    while time.monotonic() < deadline and not gone:
+        gone = [q for q in env.backend.requests if q[0] == "gone"
+                and q[2]["user"] == "meta-user"]
+        time.sleep(0.05)
+    assert len(gone) == 1 and gone[0][2]["meta"] == {"tenant": "t1",
+                                                     "seen": True}
+    assert "would be over 4096 bytes" in env.ngx.error_log()
 
 
 @pytest.mark.skipif(not node_available(), reason="node missing")
