@@ -30,9 +30,6 @@
 #include "ngx_http_realtime_jwt.h"
 
 
-/* forwards in flight in one worker, at most */
-#define NGX_HTTP_REALTIME_FORWARD_WORKER_MAX  4096
-
 /* a session's metadata, encoded, at most */
 #define NGX_HTTP_REALTIME_FORWARD_META_MAX    4096
 
@@ -132,6 +129,7 @@ static ngx_msec_t  ngx_http_realtime_forward_buckets[] = {
 static ngx_rbtree_t       ngx_http_realtime_forward_lines;
 static ngx_rbtree_node_t  ngx_http_realtime_forward_sentinel;
 static ngx_uint_t         ngx_http_realtime_forward_inflight;
+static ngx_uint_t         ngx_http_realtime_forward_worker_max;
 
 static ngx_str_t  ngx_http_realtime_forward_post = ngx_string("POST");
 
@@ -139,6 +137,15 @@ static ngx_str_t  ngx_http_realtime_forward_post = ngx_string("POST");
 ngx_int_t
 ngx_http_realtime_forward_init_process(ngx_cycle_t *cycle)
 {
+    ngx_http_realtime_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_realtime_module);
+
+    /* realtime_forward_worker_max_inflight; no http block: none run */
+    ngx_http_realtime_forward_worker_max = rmcf ? rmcf->forward_worker_max
+                                                : 0;
+
     ngx_rbtree_init(&ngx_http_realtime_forward_lines,
                     &ngx_http_realtime_forward_sentinel,
                     ngx_rbtree_insert_value);
@@ -181,7 +188,7 @@ ngx_http_realtime_forward(ngx_http_realtime_session_t *s,
 
     if (line->n >= s->conf->forward_max
         || ngx_http_realtime_forward_inflight
-           >= NGX_HTTP_REALTIME_FORWARD_WORKER_MAX)
+           >= ngx_http_realtime_forward_worker_max)
     {
         ngx_log_error(NGX_LOG_INFO, s->log, 0,
                       "realtime: too many forwards in flight, \"%*s\" "

@@ -26,6 +26,7 @@ static ngx_int_t ngx_http_realtime_error_body_filter(ngx_http_request_t *r,
 static ngx_int_t ngx_http_realtime_init_process(ngx_cycle_t *cycle);
 static void ngx_http_realtime_exit_process(ngx_cycle_t *cycle);
 static void *ngx_http_realtime_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_realtime_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_realtime_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -191,6 +192,13 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       offsetof(ngx_http_realtime_loc_conf_t, forward_max),
       NULL },
 
+    { ngx_string("realtime_forward_worker_max_inflight"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_realtime_main_conf_t, forward_worker_max),
+      NULL },
+
     { ngx_string("realtime_push"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_realtime_endpoint,
@@ -312,7 +320,7 @@ static ngx_http_module_t  ngx_http_realtime_module_ctx = {
     ngx_http_realtime_postconfiguration,   /* postconfiguration */
 
     ngx_http_realtime_create_main_conf,    /* create main configuration */
-    NULL,                                  /* init main configuration */
+    ngx_http_realtime_init_main_conf,      /* init main configuration */
 
     NULL,                                  /* create server configuration */
     NULL,                                  /* merge server configuration */
@@ -647,7 +655,24 @@ ngx_http_realtime_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    rmcf->forward_worker_max = NGX_CONF_UNSET_UINT;
+
     return rmcf;
+}
+
+
+static char *
+ngx_http_realtime_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_realtime_main_conf_t *rmcf = conf;
+
+    ngx_conf_init_uint_value(rmcf->forward_worker_max, 4096);
+
+    if (rmcf->forward_worker_max == 0) {
+        return "realtime_forward_worker_max_inflight must not be 0";
+    }
+
+    return NGX_CONF_OK;
 }
 
 

@@ -62,6 +62,7 @@ typedef struct ngx_http_realtime_jwt_conn_s  ngx_http_realtime_jwt_conn_t;
 
 typedef struct {
     ngx_array_t                        zones;    /* realtime_zone_t * */
+    ngx_uint_t                         forward_worker_max;
 } ngx_http_realtime_main_conf_t;
 
 

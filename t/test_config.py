@@ -165,3 +165,19 @@ def test_invalid_directive_rejected(tmp_path, bad):
     }""" % bad)
     assert rc != 0, "nginx -t accepted %r:\n%s" % (bad, out)
     assert "[emerg]" in out, out
+
+
+@pytest.mark.parametrize("value, ok", [("0", False), ("many", False),
+                                       ("1", True), ("100000", True)])
+def test_forward_worker_limit_is_checked(tmp_path, value, ok):
+    rc, out = _t(tmp_path, r"""
+    realtime_forward_worker_max_inflight %s;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location = /a { realtime_echo; }
+    }""" % value)
+    if ok:
+        assert rc == 0, out
+    else:
+        assert rc != 0 and "[emerg]" in out, out
+        assert "realtime_forward_worker_max_inflight" in out, out

@@ -375,6 +375,37 @@ def test_busy_beyond_max_inflight(env):
     assert [e for _, e in got].count("q") == 4, got
 
 
+def test_busy_beyond_the_worker_limit(rt, backend):
+    """realtime_forward_worker_max_inflight bounds one worker's forwards,
+    whatever each socket may have."""
+    rt.start(rt_http(presence="off", http_extra="""
+        upstream app { server 127.0.0.1:%d; }
+        realtime_forward_worker_max_inflight 3;
+    """ % backend.port, ws_extra="""
+            realtime_forward * /_rt/any unordered;
+            realtime_forward_max_inflight 16;
+    """, locations="""
+        location /_rt/ { internal; proxy_pass http://app; }
+    """))
+
+    def slow(body):
+        time.sleep(0.5)
+        return 200, {"ack": body["id"]}
+    backend.replies["any"] = (200, slow)
+    c = rt.client(user="gil")
+    for i in range(5):
+        c.send({"event": "q", "id": i})
+    got = [c.recv(timeout=5) for _ in range(5)]
+    busy = [m for m in got if m["event"] == "error"]
+    assert len(busy) == 2 and all(m["data"]["code"] == "BUSY"
+                                  for m in busy), got
+    assert sorted(m["data"] for m in got if m["event"] == "q") == \
+        sorted(set(range(5)) - {m["id"] for m in busy}), got
+    # the worker takes more once those are answered
+    c.send({"event": "q", "id": 9})
+    assert c.recv(timeout=5) == {"event": "q", "data": 9, "id": 9}
+
+
 def test_reply_cannot_join_a_room_the_token_forbids(env):
     env.backend.replies["join_battle"] = (200, {"join": ["secret:1",
                                                          "game:1"]})
