@@ -118,7 +118,11 @@ static ngx_http_realtime_forward_t *ngx_http_realtime_forward_of(
 static ngx_int_t ngx_http_realtime_forward_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static void ngx_http_realtime_forward_count(ngx_http_realtime_zone_t *zone,
-    ngx_uint_t outcome, ngx_msec_t start);
+    ngx_http_realtime_route_forward_t *route, ngx_uint_t outcome,
+    ngx_msec_t start);
+static ngx_http_realtime_forward_route_sh_t *
+    ngx_http_realtime_forward_route_metric(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_route_forward_t *route);
 
 
 static ngx_msec_t  ngx_http_realtime_forward_buckets[] = {
@@ -193,7 +197,7 @@ ngx_http_realtime_forward(ngx_http_realtime_session_t *s,
         ngx_log_error(NGX_LOG_INFO, s->log, 0,
                       "realtime: too many forwards in flight, \"%*s\" "
                       "refused", cmd->event_len, cmd->event);
-        ngx_http_realtime_forward_count(s->zone,
+        ngx_http_realtime_forward_count(s->zone, route,
                                         NGX_HTTP_REALTIME_FORWARD_BUSY, 0);
 
         return s->handler->error(s, "BUSY", "too many requests in flight",
@@ -790,7 +794,7 @@ ngx_http_realtime_forward_answer(ngx_http_realtime_forward_t *f,
         return;
     }
 
-    ngx_http_realtime_forward_count(f->zone, outcome, f->start);
+    ngx_http_realtime_forward_count(f->zone, f->route, outcome, f->start);
 
     f->answered = 1;
     s = f->line->session;
@@ -959,7 +963,7 @@ ngx_http_realtime_forward_apply_reply(ngx_http_realtime_forward_t *f,
 
     f->answered = 1;
 
-    ngx_http_realtime_forward_count(f->zone,
+    ngx_http_realtime_forward_count(f->zone, f->route,
                                     reply->error_code
                                     ? NGX_HTTP_REALTIME_FORWARD_REFUSED
                                     : NGX_HTTP_REALTIME_FORWARD_OK, f->start);
@@ -1244,12 +1248,20 @@ ngx_http_realtime_forward_free(ngx_http_realtime_forward_t *f)
 
 static void
 ngx_http_realtime_forward_count(ngx_http_realtime_zone_t *zone,
-    ngx_uint_t outcome, ngx_msec_t start)
+    ngx_http_realtime_route_forward_t *route, ngx_uint_t outcome,
+    ngx_msec_t start)
 {
-    ngx_uint_t  i;
-    ngx_msec_t  ms;
+    ngx_uint_t                             i;
+    ngx_msec_t                             ms;
+    ngx_http_realtime_forward_route_sh_t  *m;
 
     (void) ngx_atomic_fetch_add(&zone->sh->forward_total[outcome], 1);
+
+    m = ngx_http_realtime_forward_route_metric(zone, route);
+
+    if (m) {
+        (void) ngx_atomic_fetch_add(&m->total[outcome], 1);
+    }
 
     if (outcome == NGX_HTTP_REALTIME_FORWARD_BUSY) {
         return;
@@ -1265,6 +1277,91 @@ ngx_http_realtime_forward_count(ngx_http_realtime_zone_t *zone,
 
     (void) ngx_atomic_fetch_add(&zone->sh->forward_latency[i], 1);
     (void) ngx_atomic_fetch_add(&zone->sh->forward_latency_ms, ms);
+
+    if (m) {
+        (void) ngx_atomic_fetch_add(&m->answered, 1);
+        (void) ngx_atomic_fetch_add(&m->latency_ms, ms);
+    }
+}
+
+
+/*
+ * The route's counters in the zone, by "event uri": found (or taken)
+ * under the zone's lock once per worker, then kept in the route.  NULL
+ * past NGX_HTTP_REALTIME_FORWARD_ROUTES routes, or for a name too long:
+ * those count in the zone's totals only.
+ */
+
+static ngx_http_realtime_forward_route_sh_t *
+ngx_http_realtime_forward_route_metric(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_route_forward_t *route)
+{
+    size_t                                 len, size;
+    ngx_uint_t                             i, n;
+    ngx_http_realtime_shctx_t             *sh;
+    ngx_http_realtime_forward_route_sh_t  *m;
+
+    if (route->metric_zone == zone) {
+        return route->metric;
+    }
+
+    route->metric_zone = zone;
+    route->metric = NULL;
+
+    len = route->event.len + route->uri.len;
+
+    if (len > NGX_HTTP_REALTIME_FORWARD_ROUTE_NAME) {
+        return NULL;
+    }
+
+    sh = zone->sh;
+    m = NULL;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (sh->forward_routes == NULL) {
+        size = NGX_HTTP_REALTIME_FORWARD_ROUTES
+               * sizeof(ngx_http_realtime_forward_route_sh_t);
+        sh->forward_routes = ngx_slab_calloc_locked(zone->shpool, size);
+    }
+
+    n = sh->nforward_routes;
+
+    for (i = 0; sh->forward_routes && i < n; i++) {
+        m = &sh->forward_routes[i];
+
+        if (m->event_len == route->event.len && m->len == len
+            && ngx_memcmp(m->name, route->event.data, m->event_len) == 0
+            && ngx_memcmp(m->name + m->event_len, route->uri.data,
+                          route->uri.len)
+               == 0)
+        {
+            break;
+        }
+
+        m = NULL;
+    }
+
+    if (m == NULL && sh->forward_routes
+        && n < NGX_HTTP_REALTIME_FORWARD_ROUTES)
+    {
+        m = &sh->forward_routes[n];
+        ngx_memcpy(m->name, route->event.data, route->event.len);
+        ngx_memcpy(m->name + route->event.len, route->uri.data,
+                   route->uri.len);
+        m->event_len = route->event.len;
+        m->len = len;
+
+        /* the metrics read entries below the count without the lock */
+        ngx_memory_barrier();
+        sh->nforward_routes = n + 1;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    route->metric = m;
+
+    return m;
 }
 
 
@@ -1298,7 +1395,14 @@ ngx_http_realtime_forward_hook_conf(ngx_conf_t *cf, ngx_command_t *cmd,
         return NGX_CONF_ERROR;
     }
 
-    ngx_str_set(&route->event, "-");
+    /* the hook's name, for the metrics by route */
+    if (hook == &rlcf->connect_hook) {
+        ngx_str_set(&route->event, "connect");
+
+    } else {
+        ngx_str_set(&route->event, "disconnect");
+    }
+
     route->uri = value[1];
     route->timeout = 10000;
 

@@ -97,6 +97,10 @@ typedef struct {
     ngx_str_t                          uri;
     ngx_msec_t                         timeout;
     unsigned                           unordered:1;
+
+    /* this worker's pointer to the route's counters in a zone */
+    ngx_http_realtime_zone_t          *metric_zone;
+    ngx_http_realtime_forward_route_sh_t  *metric;
 } ngx_http_realtime_route_forward_t;
 
 

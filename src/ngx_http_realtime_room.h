@@ -36,6 +36,29 @@
 #define NGX_HTTP_REALTIME_FORWARD_BUCKET_MS                                  \
     5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
 
+/* realtime_forward counters by route: how many, and "event uri" bytes */
+#define NGX_HTTP_REALTIME_FORWARD_ROUTES       32
+#define NGX_HTTP_REALTIME_FORWARD_ROUTE_NAME   160
+
+
+/*
+ * A route's counters in the zone, found by its event and URI: they go
+ * on across reloads while the route is the same.
+ */
+typedef struct ngx_http_realtime_forward_route_sh_s
+    ngx_http_realtime_forward_route_sh_t;
+
+struct ngx_http_realtime_forward_route_sh_s {
+    u_char                             name[
+                                         NGX_HTTP_REALTIME_FORWARD_ROUTE_NAME];
+    size_t                             event_len;   /* then the URI */
+    size_t                             len;
+    ngx_atomic_t                       total[
+                                           NGX_HTTP_REALTIME_FORWARD_OUTCOMES];
+    ngx_atomic_t                       answered;    /* all but busy */
+    ngx_atomic_t                       latency_ms;
+};
+
 /* an instance id: 16 hex digits, new with every new zone */
 #define NGX_HTTP_REALTIME_INSTANCE_LEN 16
 
@@ -114,6 +137,10 @@ typedef struct {
     ngx_atomic_t                       forward_latency[
                                        NGX_HTTP_REALTIME_FORWARD_BUCKETS + 1];
     ngx_atomic_t                       forward_latency_ms;
+
+    /* by route: entries are filled under the lock, then counted */
+    ngx_http_realtime_forward_route_sh_t  *forward_routes;
+    ngx_atomic_t                       nforward_routes;
 
     /* the counters of workers that have exited */
     ngx_uint_t                         retired_in;

@@ -14,6 +14,12 @@
 #include "ngx_http_realtime_module.h"
 
 
+static u_char *ngx_http_realtime_forward_route_metrics(u_char *p,
+    ngx_http_realtime_zone_t *zone);
+static u_char *ngx_http_realtime_route_labels(u_char *p,
+    ngx_http_realtime_forward_route_sh_t *m);
+static u_char *ngx_http_realtime_label_escape(u_char *p, u_char *s,
+    size_t len);
 static u_char *ngx_http_realtime_forward_metrics(u_char *p,
     ngx_http_realtime_zone_t *zone);
 
@@ -366,7 +372,10 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
 
     len = 4096 + 16 * zn->len
           + NGX_HTTP_REALTIME_SLOTS * 4 * (128 + zn->len)
-          + 24 * (128 + zn->len);
+          + 24 * (128 + zn->len)
+          + NGX_HTTP_REALTIME_FORWARD_ROUTES
+            * (NGX_HTTP_REALTIME_FORWARD_OUTCOMES + 2)
+            * (128 + zn->len + 2 * NGX_HTTP_REALTIME_FORWARD_ROUTE_NAME);
 
     start = ngx_pnalloc(r->pool, len);
     if (start == NULL) {
@@ -521,12 +530,114 @@ ngx_http_realtime_forward_metrics(u_char *p, ngx_http_realtime_zone_t *zone)
         }
     }
 
-    return ngx_sprintf(p,
-               "realtime_forward_latency_seconds_bucket{zone=\"%V\","
-               "le=\"+Inf\"} %uA\n"
-               "realtime_forward_latency_seconds_sum{zone=\"%V\"} "
-               "%uA.%03uA\n"
-               "realtime_forward_latency_seconds_count{zone=\"%V\"} %uA\n",
-               zn, count, zn, sh->forward_latency_ms / 1000,
-               sh->forward_latency_ms % 1000, zn, count);
+    p = ngx_sprintf(p,
+            "realtime_forward_latency_seconds_bucket{zone=\"%V\","
+            "le=\"+Inf\"} %uA\n"
+            "realtime_forward_latency_seconds_sum{zone=\"%V\"} "
+            "%uA.%03uA\n"
+            "realtime_forward_latency_seconds_count{zone=\"%V\"} %uA\n",
+            zn, count, zn, sh->forward_latency_ms / 1000,
+            sh->forward_latency_ms % 1000, zn, count);
+
+    return ngx_http_realtime_forward_route_metrics(p, zone);
+}
+
+
+/* by route: its event (the hook's name for hooks) and its URI */
+
+static u_char *
+ngx_http_realtime_forward_route_metrics(u_char *p,
+    ngx_http_realtime_zone_t *zone)
+{
+    ngx_str_t                              *zn;
+    ngx_uint_t                              i, j, n;
+    ngx_http_realtime_forward_route_sh_t   *m;
+
+    zn = &zone->name;
+    n = zone->sh->nforward_routes;
+    ngx_memory_barrier();
+
+    p = ngx_sprintf(p,
+        "# HELP realtime_forward_route_total Client events forwarded, by "
+        "route and outcome.\n"
+        "# TYPE realtime_forward_route_total counter\n");
+
+    for (i = 0; i < n; i++) {
+        m = &zone->sh->forward_routes[i];
+
+        for (j = 0; j < NGX_HTTP_REALTIME_FORWARD_OUTCOMES; j++) {
+            p = ngx_sprintf(p, "realtime_forward_route_total{zone=\"%V\",",
+                            zn);
+            p = ngx_http_realtime_route_labels(p, m);
+            p = ngx_sprintf(p, ",outcome=\"%s\"} %uA\n",
+                            ngx_http_realtime_forward_outcomes[j],
+                            m->total[j]);
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP realtime_forward_route_latency_seconds From the event to "
+        "the answer, by route.\n"
+        "# TYPE realtime_forward_route_latency_seconds summary\n");
+
+    for (i = 0; i < n; i++) {
+        m = &zone->sh->forward_routes[i];
+
+        p = ngx_sprintf(p, "realtime_forward_route_latency_seconds_sum"
+                        "{zone=\"%V\",", zn);
+        p = ngx_http_realtime_route_labels(p, m);
+        p = ngx_sprintf(p, "} %uA.%03uA\n"
+                        "realtime_forward_route_latency_seconds_count"
+                        "{zone=\"%V\",",
+                        m->latency_ms / 1000, m->latency_ms % 1000, zn);
+        p = ngx_http_realtime_route_labels(p, m);
+        p = ngx_sprintf(p, "} %uA\n", m->answered);
+    }
+
+    return p;
+}
+
+
+/* event="...",uri="...": escaped as Prometheus label values */
+
+static u_char *
+ngx_http_realtime_route_labels(u_char *p,
+    ngx_http_realtime_forward_route_sh_t *m)
+{
+    p = ngx_cpymem(p, "event=\"", sizeof("event=\"") - 1);
+    p = ngx_http_realtime_label_escape(p, m->name, m->event_len);
+    p = ngx_cpymem(p, "\",uri=\"", sizeof("\",uri=\"") - 1);
+    p = ngx_http_realtime_label_escape(p, m->name + m->event_len,
+                                       m->len - m->event_len);
+    *p++ = '"';
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_realtime_label_escape(u_char *p, u_char *s, size_t len)
+{
+    while (len--) {
+        switch (*s) {
+
+        case '\\':
+        case '"':
+            *p++ = '\\';
+            *p++ = *s;
+            break;
+
+        case '\n':
+            *p++ = '\\';
+            *p++ = 'n';
+            break;
+
+        default:
+            *p++ = *s;
+        }
+
+        s++;
+    }
+
+    return p;
 }

@@ -333,6 +333,24 @@ def test_exactly_one_answer_whatever_the_backend_does(env):
     assert m['realtime_forward_latency_seconds_bucket{zone="rt",'
              'le="+Inf"}'] == count
 
+    # by route: the same outcomes under each route's event and URI
+    route = ('realtime_forward_route_total{zone="rt",event="%s",'
+             'uri="%s",outcome="%s"}')
+    assert m[route % ("*", "/_rt/any", "ok")] == 2, m
+    assert m[route % ("*", "/_rt/any", "refused")] == 2, m
+    assert m[route % ("plain", "/_rt/plain", "ok")] == 1, m
+    assert m[route % ("boom", "/_rt/boom", "unavailable")] == 2, m
+    assert m[route % ("refused", "/_rt/refused", "unavailable")] == 1, m
+    by_route = {k: v for k, v in m.items()
+                if k.startswith("realtime_forward_route_total")}
+    for outcome in ("ok", "refused", "timeout", "unavailable", "bad_reply",
+                    "busy"):
+        assert sum(v for k, v in by_route.items()
+                   if k.endswith('outcome="%s"}' % outcome)) == \
+            m[out % outcome], (outcome, by_route)
+    assert sum(v for k, v in m.items() if k.startswith(
+        "realtime_forward_route_latency_seconds_count")) == count
+
 
 def test_timeout_then_late_reply_dropped(env):
     def slow(body):
