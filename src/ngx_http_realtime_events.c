@@ -376,6 +376,8 @@ ngx_http_realtime_client_publish(ngx_http_realtime_session_t *s,
         return NGX_ERROR;
     }
 
+    ngx_http_realtime_stamp(s->conf->timestamp, json);
+
     msg = ngx_http_realtime_msg_json(json);
     json_decref(json);
 
@@ -563,6 +565,8 @@ ngx_http_realtime_presence_event(ngx_http_realtime_session_t *s,
         return;
     }
 
+    ngx_http_realtime_stamp(s->conf->timestamp, json);
+
     msg = ngx_http_realtime_msg_json(json);
     json_decref(json);
 
@@ -655,6 +659,8 @@ ngx_http_realtime_native_reply(ngx_http_realtime_session_t *s,
         return NGX_ERROR;
     }
 
+    ngx_http_realtime_stamp(s->conf->timestamp, json);
+
     rc = ngx_http_realtime_native_send_json(s, json);
     json_decref(json);
 
@@ -673,6 +679,8 @@ ngx_http_realtime_native_error(ngx_http_realtime_session_t *s,
     if (json == NULL) {
         return NGX_ERROR;
     }
+
+    ngx_http_realtime_stamp(s->conf->timestamp, json);
 
     rc = ngx_http_realtime_native_send_json(s, json);
     json_decref(json);
@@ -729,6 +737,36 @@ ngx_http_realtime_native_release(ngx_http_realtime_conn_t *ws)
     ngx_http_realtime_redis_presence_cancel(&ws->session);
     ngx_http_realtime_forward_end(&ws->session);
     ngx_http_realtime_client_close(&ws->session);
+}
+
+
+/*
+ * realtime_timestamp: "timestamp" last in the envelope, the time it was
+ * made in ISO 8601 with milliseconds, as JavaScript's toISOString().
+ * A publication is stamped once, by the location it was made in.
+ */
+
+void
+ngx_http_realtime_stamp(ngx_uint_t on, json_t *json)
+{
+    u_char      *p, buf[sizeof("1970-01-01T00:00:00.000Z")];
+    ngx_tm_t     tm;
+    ngx_time_t  *tp;
+
+    if (!on) {
+        return;
+    }
+
+    tp = ngx_timeofday();
+    ngx_gmtime(tp->sec, &tm);
+
+    p = ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02d.%03MZ",
+                    tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                    tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                    (ngx_msec_t) tp->msec);
+
+    (void) json_object_set_new(json, "timestamp",
+                               json_stringn((char *) buf, p - buf));
 }
 
 

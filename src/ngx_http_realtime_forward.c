@@ -1105,6 +1105,10 @@ ngx_http_realtime_forward_publish(ngx_http_realtime_session_t *s,
                                        -1);
     }
 
+    if (json) {
+        ngx_http_realtime_stamp(s->conf->timestamp, json);
+    }
+
     if (json == NULL) {
         return;
     }

@@ -227,6 +227,13 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       offsetof(ngx_http_realtime_loc_conf_t, user),
       NULL },
 
+    { ngx_string("realtime_timestamp"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, timestamp),
+      NULL },
+
     { ngx_string("realtime_presence"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -701,6 +708,7 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf)
 
     conf->user = NGX_CONF_UNSET_PTR;
     conf->presence = NGX_CONF_UNSET;
+    conf->timestamp = NGX_CONF_UNSET;
     conf->client_publish = NGX_CONF_UNSET;
     conf->max_rooms = NGX_CONF_UNSET_UINT;
     conf->max_user_connections = NGX_CONF_UNSET_UINT;
@@ -738,6 +746,7 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_ptr_value(conf->user, prev->user, NULL);
     ngx_conf_merge_value(conf->presence, prev->presence, 0);
+    ngx_conf_merge_value(conf->timestamp, prev->timestamp, 0);
     ngx_conf_merge_value(conf->client_publish, prev->client_publish, 0);
     ngx_conf_merge_uint_value(conf->max_rooms, prev->max_rooms, 64);
     ngx_conf_merge_uint_value(conf->max_user_connections,

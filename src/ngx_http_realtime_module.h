@@ -109,6 +109,7 @@ typedef struct {
     ngx_http_realtime_zone_t          *zone;
     ngx_http_complex_value_t          *user;
     ngx_flag_t                         presence;
+    ngx_flag_t                         timestamp;
     ngx_flag_t                         client_publish;
     ngx_uint_t                         max_rooms;
     ngx_uint_t                         max_user_connections;
@@ -429,6 +430,7 @@ void ngx_http_realtime_client_close(ngx_http_realtime_session_t *s);
 void ngx_http_realtime_presence_event(ngx_http_realtime_session_t *s,
     const char *event, ngx_str_t *room);
 ngx_http_realtime_msg_t *ngx_http_realtime_msg_json(json_t *json);
+void ngx_http_realtime_stamp(ngx_uint_t on, json_t *json);
 
 extern const ngx_http_realtime_session_handler_t
     ngx_http_realtime_native_handler;

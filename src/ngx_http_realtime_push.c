@@ -38,8 +38,9 @@ typedef struct {
 } ngx_http_realtime_push_lookup_t;
 
 
-static json_t *ngx_http_realtime_push_item(ngx_http_realtime_zone_t *zone,
-    json_t *item, ngx_uint_t *status, ngx_str_t *user, ngx_uint_t *local);
+static json_t *ngx_http_realtime_push_item(
+    ngx_http_realtime_loc_conf_t *rlcf, json_t *item, ngx_uint_t *status,
+    ngx_str_t *user, ngx_uint_t *local);
 static void ngx_http_realtime_push_remote(ngx_http_realtime_push_ctx_t *ctx,
     json_t *answer, ngx_str_t *user, ngx_uint_t local);
 static void ngx_http_realtime_push_remote_handler(void *data, json_t *users,
@@ -235,8 +236,8 @@ ngx_http_realtime_push_body(ngx_http_request_t *r)
     }
 
     if (!json_is_array(root)) {
-        answer = ngx_http_realtime_push_item(rlcf->zone, root, &status,
-                                             &user, &local);
+        answer = ngx_http_realtime_push_item(rlcf, root, &status, &user,
+                                             &local);
         ctx->answer = answer;
 
         if (answer && user.len) {
@@ -251,8 +252,8 @@ ngx_http_realtime_push_body(ngx_http_request_t *r)
         ctx->batch = 1;
 
         json_array_foreach(root, i, item) {
-            answer = ngx_http_realtime_push_item(rlcf->zone, item,
-                                                 &item_status, &user, &local);
+            answer = ngx_http_realtime_push_item(rlcf, item, &item_status,
+                                                 &user, &local);
             if (answer == NULL
                 || json_object_set_new(answer, "status",
                                        json_integer(item_status)) != 0
@@ -434,15 +435,18 @@ ngx_http_realtime_push_read(ngx_http_request_t *r, size_t *len)
  */
 
 static json_t *
-ngx_http_realtime_push_item(ngx_http_realtime_zone_t *zone, json_t *item,
+ngx_http_realtime_push_item(ngx_http_realtime_loc_conf_t *rlcf, json_t *item,
     ngx_uint_t *status, ngx_str_t *user, ngx_uint_t *local)
 {
-    json_t                   *topic, *data, *event, *answer, *v;
-    ngx_int_t                 rc;
-    ngx_str_t                 target, except;
-    ngx_uint_t                type, n, i;
-    const char               *key;
-    ngx_http_realtime_msg_t  *msg;
+    json_t                    *topic, *data, *event, *answer, *v;
+    ngx_int_t                  rc;
+    ngx_str_t                  target, except;
+    ngx_uint_t                 type, n, i;
+    const char                *key;
+    ngx_http_realtime_msg_t   *msg;
+    ngx_http_realtime_zone_t  *zone;
+
+    zone = rlcf->zone;
 
     ngx_str_null(user);
     *local = 0;
@@ -550,6 +554,8 @@ ngx_http_realtime_push_item(ngx_http_realtime_zone_t *zone, json_t *item,
     if (event == NULL) {
         return NULL;
     }
+
+    ngx_http_realtime_stamp(rlcf->timestamp, event);
 
     msg = ngx_http_realtime_msg_json(event);
     json_decref(event);

@@ -239,6 +239,7 @@ struct ngx_http_realtime_zone_s {
     /* realtime_user_list: the event, how often at most, the timer */
     ngx_str_t                          user_list_event;
     ngx_msec_t                         user_list_interval;
+    ngx_uint_t                         user_list_timestamp;
     ngx_event_t                        user_list_timer;
 
     /* a wakeup for the Redis worker, sent after the zone is unlocked */

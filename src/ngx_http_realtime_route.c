@@ -339,6 +339,10 @@ ngx_http_realtime_user_list_tick(ngx_event_t *ev)
                      : NULL;
         json_decref(users);
 
+        if (json) {
+            ngx_http_realtime_stamp(zone->user_list_timestamp, json);
+        }
+
         msg = json ? ngx_http_realtime_msg_json(json) : NULL;
         json_decref(json);
 
@@ -538,6 +542,7 @@ ngx_http_realtime_user_list_merge(ngx_conf_t *cf,
     }
 
     zone->user_list_event = conf->user_list_event;
+    zone->user_list_timestamp |= conf->timestamp;
     zone->user_list_interval = conf->user_list_interval;
 
     return NGX_CONF_OK;

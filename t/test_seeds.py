@@ -6,6 +6,7 @@ services, and the npm socket.io-client.
 """
 
 import base64
+import datetime
 import hashlib
 import hmac
 import json
@@ -333,6 +334,15 @@ def test_contest(rt, backend):
             op, payload = raw.recv_message(
                 timeout=max(0.05, deadline - time.monotonic()))
             ev = json.loads(payload)
+            # the seed's envelope: {event, data, timestamp}, an ISO time
+            assert list(ev)[:2] == ["event", "data"] and \
+                list(ev)[-1] == "timestamp", ev
+            stamp = datetime.datetime.strptime(ev["timestamp"],
+                                               "%Y-%m-%dT%H:%M:%S.%fZ")
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z",
+                                ev["timestamp"]), ev
+            now = datetime.datetime.utcnow()
+            assert abs((now - stamp).total_seconds()) < 5, (ev, now)
             if ev["event"] == name:
                 return ev
         raise AssertionError("no %s" % name)
