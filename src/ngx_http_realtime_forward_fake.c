@@ -330,6 +330,10 @@ ngx_http_realtime_forward_fake(ngx_pool_t *pool,
     c->read->active = 1;
     c->write->active = 1;
 
+    /* nor set socket options on it (grpc_pass, unbuffered replies) */
+    c->tcp_nodelay = NGX_TCP_NODELAY_DISABLED;
+    c->tcp_nopush = NGX_TCP_NOPUSH_DISABLED;
+
     c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
 
     /*

@@ -43,15 +43,22 @@ class Backend:
                     backend.requests.append((name, dict(self.headers), body))
                     backend.ports.add(self.client_address[1])
                 status, reply = backend.replies.get(name, (404, b""))
+                extra = {}
                 if callable(reply):
-                    status, reply = reply(body)
+                    status, reply, *more = reply(body)
+                    extra = more[0] if more else {}
                 if isinstance(reply, (dict, list)):
                     reply = json.dumps(reply).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))
+                for k, v in extra.items():
+                    self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(reply)
+
+            # auth_request's subrequest keeps the handshake's GET
+            do_GET = do_POST
 
         self.port = free_port()
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
@@ -128,6 +135,31 @@ def forward_http(backend):
             realtime_forward submit /_rt/submit;
             realtime_forward * /_rt/any;
             realtime_disconnect_request /_rt/gone;
+        }
+        # refused before the 101 by auth_request, which also names the user
+        location /gated {
+            auth_request /_gate;
+            auth_request_set $gate_user $upstream_http_x_user;
+            error_page 401 = @unauthorized;
+            error_page 403 = @forbidden;
+            realtime rt;
+            realtime_user $gate_user;
+            realtime_connect_request /_rt/hello timeout=2s;
+        }
+        location = /_gate {
+            internal;
+            proxy_pass http://app/gate;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+        }
+        location @unauthorized {
+            default_type application/json;
+            return 401 '{"error":{"code":"UNAUTHORIZED","message":"no"}}';
+        }
+        location @forbidden {
+            default_type application/json;
+            return 403 '{"error":{"code":"FORBIDDEN","message":"no"}}';
         }
         location /hooks {
             realtime rt;
@@ -560,6 +592,45 @@ def test_connect_and_disconnect_hooks(env):
             break
         time.sleep(0.05)
     assert len(gone) == 1 and gone[0][2]["rooms"] == ["lobby"]
+
+
+def test_refused_before_the_upgrade_by_auth_request(env):
+    """A backend refuses a handshake with an HTTP 401/403 before the 101
+    (auth_request), and names the user the socket then has; the connect
+    hook still runs after the upgrade."""
+    def gate(body):
+        # the handshake's URI, as the auth service sees it
+        _, headers, _ = env.backend.requests[-1]
+        user = headers["X-Original-URI"].split("user=")[-1]
+        if user == "nobody":
+            return 401, b""
+        if user == "banned":
+            return 403, b""
+        return 200, b"", {"X-User": "gate-" + user}
+    env.backend.replies.update({"gate": (200, gate),
+                                "hello": (200, {"join": ["gated"]})})
+    from wsraw import open_socket, read_response, ws_request_bytes
+
+    for user, status, code in (("nobody", 401, "UNAUTHORIZED"),
+                               ("banned", 403, "FORBIDDEN")):
+        sock = open_socket(env.port)
+        sock.sendall(ws_request_bytes(path="/gated?user=" + user))
+        resp = read_response(sock)
+        sock.close()
+        assert resp.status == status, resp
+        assert resp.header("content-type") == "application/json", resp
+        assert json.loads(resp.body)["error"]["code"] == code, resp
+    assert not [q for q in env.backend.requests if q[0] == "hello"]
+
+    c = env.client(path="/gated?user=ann")
+    assert c.user == "gate-ann"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        r = env.push({"room": "gated", "topic": "t", "payload": 1})
+        if r.json()["delivered"] == 1:
+            break
+        time.sleep(0.05)
+    assert c.recv()["event"] == "t"
 
 
 def test_metadata_set_by_replies_and_sent_with_forwards(env):
