@@ -391,6 +391,9 @@ void ngx_http_realtime_redis_presence_changed(ngx_http_realtime_zone_t *zone,
 #define NGX_HTTP_REALTIME_IPC_USER         12  /* a user's sockets */
 #define NGX_HTTP_REALTIME_IPC_MEMBER       13  /* a user's in a room */
 
+/* ngx_http_realtime_redis_lookup() only: every online user of the zone */
+#define NGX_HTTP_REALTIME_LOOKUP_ONLINE    14
+
 /* from here on, through ngx_http_realtime_ipc_handlers[type - HANDLED] */
 #define NGX_HTTP_REALTIME_IPC_HANDLED      20
 #define NGX_HTTP_REALTIME_IPC_EIO          20  /* to a session's owner */

@@ -35,8 +35,13 @@
 
 #define NGX_HTTP_REALTIME_REDIS_MAGIC        "rt1"
 
+/* a message type besides the NGX_HTTP_REALTIME_TO_*: the users changed */
+#define NGX_HTTP_REALTIME_REDIS_USERS        4
+#define NGX_HTTP_REALTIME_REDIS_USERS_DELAY  50
+
 
 static void ngx_http_realtime_redis_tick(ngx_event_t *ev);
+static void ngx_http_realtime_redis_users_notify(ngx_event_t *ev);
 static void ngx_http_realtime_redis_elect(ngx_http_realtime_redis_t *rd);
 static redisAsyncContext *ngx_http_realtime_redis_connect(
     ngx_http_realtime_redis_t *rd, ngx_uint_t subscriber);
@@ -261,6 +266,11 @@ ngx_http_realtime_redis_init_process(ngx_http_realtime_zone_t *zone,
     /* the tick never keeps a worker that is shutting down alive */
     rd->tick.cancelable = 1;
 
+    rd->users_notify.handler = ngx_http_realtime_redis_users_notify;
+    rd->users_notify.data = rd;
+    rd->users_notify.log = cycle->log;
+    rd->users_notify.cancelable = 1;
+
     zone->redis = rd;
 
     ngx_add_timer(&rd->tick, 1);
@@ -296,6 +306,10 @@ ngx_http_realtime_redis_exit_process(ngx_http_realtime_zone_t *zone)
 
     if (rd->tick.timer_set) {
         ngx_del_timer(&rd->tick);
+    }
+
+    if (rd->users_notify.timer_set) {
+        ngx_del_timer(&rd->users_notify);
     }
 
     if (rd->buf) {
@@ -1047,6 +1061,14 @@ ngx_http_realtime_redis_on_message(redisAsyncContext *ac, void *r,
         elen = elen * 10 + (*p++ - '0');
     }
 
+    if (type == NGX_HTTP_REALTIME_REDIS_USERS) {
+        /* the next tick of the user list reads Redis again */
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                       "realtime redis: users of %V changed", &instance);
+        rd->zone->sh->users_remote = 1;
+        return;
+    }
+
     if (p >= last || *p++ != '\n' || type < NGX_HTTP_REALTIME_TO_ROOM
         || type > NGX_HTTP_REALTIME_TO_ALL
         || tlen > NGX_HTTP_REALTIME_USER_MAX
@@ -1081,6 +1103,53 @@ invalid:
                   "realtime redis: ignoring a message that is not ours "
                   "on \"%*s\"", (size_t) reply->element[1]->len,
                   reply->element[1]->str);
+}
+
+
+/*
+ * realtime_user_list: the leader wrote a change of this instance's
+ * users; the other instances hear of it on the broadcast channel, at
+ * most once in NGX_HTTP_REALTIME_REDIS_USERS_DELAY, after the writes
+ * (one connection keeps them in order).
+ */
+
+void
+ngx_http_realtime_redis_users_changed(ngx_http_realtime_redis_t *rd)
+{
+    if (!rd->users_notify.timer_set) {
+        ngx_add_timer(&rd->users_notify, NGX_HTTP_REALTIME_REDIS_USERS_DELAY);
+    }
+}
+
+
+static void
+ngx_http_realtime_redis_users_notify(ngx_event_t *ev)
+{
+    size_t                      len, clen;
+    ngx_http_realtime_redis_t  *rd;
+    u_char                      channel[64 + 16];
+    u_char                      payload[sizeof(NGX_HTTP_REALTIME_REDIS_MAGIC)
+                                        + NGX_HTTP_REALTIME_INSTANCE_LEN
+                                        + 16];
+
+    rd = ev->data;
+
+    if (!rd->pub_ready) {
+        /* the refresh after the reconnect writes and tells again */
+        return;
+    }
+
+    len = ngx_sprintf(payload, NGX_HTTP_REALTIME_REDIS_MAGIC " %s %d 0 0\n",
+                      rd->zone->sh->instance, NGX_HTTP_REALTIME_REDIS_USERS)
+          - payload;
+    clen = ngx_http_realtime_redis_channel(rd, channel,
+                                           NGX_HTTP_REALTIME_TO_ALL, NULL);
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "realtime redis: telling of a change of users");
+
+    (void) redisAsyncCommand(rd->pub, NULL, NULL, "PUBLISH %b %b",
+                             channel, clen, payload, len);
 }
 
 

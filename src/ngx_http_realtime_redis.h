@@ -47,11 +47,13 @@ struct ngx_http_realtime_redis_s {
     size_t                             buf_size;
 
     ngx_event_t                        tick;
+    ngx_event_t                        users_notify;   /* user list */
     ngx_log_t                         *log;
 };
 
 
 void ngx_http_realtime_redis_presence_refresh(ngx_http_realtime_redis_t *rd);
+void ngx_http_realtime_redis_users_changed(ngx_http_realtime_redis_t *rd);
 
 
 #endif /* _NGX_HTTP_REALTIME_REDIS_H_INCLUDED_ */

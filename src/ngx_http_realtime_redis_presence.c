@@ -23,6 +23,9 @@ typedef struct {
 static void ngx_http_realtime_redis_presence_write(
     ngx_http_realtime_redis_t *rd, ngx_uint_t type, ngx_str_t *target,
     ngx_str_t *user, ngx_uint_t n);
+static void ngx_http_realtime_redis_presence_set(
+    ngx_http_realtime_redis_t *rd, u_char *key, size_t klen, u_char *field,
+    size_t flen, u_char *value, size_t vlen);
 static void ngx_http_realtime_redis_on_lookup(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_realtime_presence_answer(void *data, json_t *users,
@@ -129,18 +132,58 @@ ngx_http_realtime_redis_presence_write(ngx_http_realtime_redis_t *rd,
 
     flen = p - field;
 
-    if (n == 0) {
-        redisAsyncCommand(rd->pub, NULL, NULL, "HDEL %b %b", key, klen,
-                          field, flen);
-        return;
-    }
-
     tp = ngx_timeofday();
 
     vlen = ngx_sprintf(value, "%ui %M", n,
                        (ngx_msec_t) (tp->sec * 1000 + tp->msec)
                        + rd->conf->presence_ttl)
            - value;
+
+    ngx_http_realtime_redis_presence_set(rd, key, klen, field, flen,
+                                         n ? value : NULL, vlen);
+
+    if (type != NGX_HTTP_REALTIME_IPC_USER
+        || rd->zone->user_list_event.len == 0)
+    {
+        return;
+    }
+
+    /*
+     * realtime_user_list: the zone's users also in one hash,
+     *
+     *     <prefix>online   <instance>|<user>   "<sockets> <expiry>"
+     *
+     * which the other instances read when told that it changed.
+     */
+
+    p = ngx_cpymem(key, rd->conf->prefix.data, rd->conf->prefix.len);
+    p = ngx_cpymem(p, "online", 6);
+    klen = p - key;
+
+    p = field + NGX_HTTP_REALTIME_INSTANCE_LEN;
+    *p++ = '|';
+    p = ngx_cpymem(p, target->data, target->len);
+    flen = p - field;
+
+    ngx_http_realtime_redis_presence_set(rd, key, klen, field, flen,
+                                         n ? value : NULL, vlen);
+
+    ngx_http_realtime_redis_users_changed(rd);
+}
+
+
+/* HSET and PEXPIRE, or HDEL when value is NULL */
+
+static void
+ngx_http_realtime_redis_presence_set(ngx_http_realtime_redis_t *rd,
+    u_char *key, size_t klen, u_char *field, size_t flen, u_char *value,
+    size_t vlen)
+{
+    if (value == NULL) {
+        redisAsyncCommand(rd->pub, NULL, NULL, "HDEL %b %b", key, klen,
+                          field, flen);
+        return;
+    }
 
     redisAsyncCommand(rd->pub, NULL, NULL, "HSET %b %b %b", key, klen,
                       field, flen, value, vlen);
@@ -307,8 +350,14 @@ ngx_http_realtime_redis_lookup(ngx_http_realtime_zone_t *zone,
     lk->data = data;
 
     p = ngx_cpymem(key, rd->conf->prefix.data, rd->conf->prefix.len);
-    p = ngx_sprintf(p, (type == NGX_HTTP_REALTIME_IPC_USER)
-                       ? "user:{%V}" : "members:{%V}", name);
+
+    if (type == NGX_HTTP_REALTIME_LOOKUP_ONLINE) {
+        p = ngx_cpymem(p, "online", 6);
+
+    } else {
+        p = ngx_sprintf(p, (type == NGX_HTTP_REALTIME_IPC_USER)
+                           ? "user:{%V}" : "members:{%V}", name);
+    }
 
     if (redisAsyncCommand(rd->pub, ngx_http_realtime_redis_on_lookup, lk,
                           "HGETALL %b", key, (size_t) (p - key))
@@ -358,7 +407,7 @@ ngx_http_realtime_redis_on_lookup(redisAsyncContext *ac, void *r,
     tp = ngx_timeofday();
     now = (ngx_msec_t) (tp->sec * 1000 + tp->msec);
 
-    users = (lk->type == NGX_HTTP_REALTIME_IPC_MEMBER) ? json_object() : NULL;
+    users = (lk->type != NGX_HTTP_REALTIME_IPC_USER) ? json_object() : NULL;
     sockets = 0;
 
     for (i = 0; i + 1 < reply->elements; i += 2) {

@@ -129,6 +129,9 @@ typedef struct {
     /* realtime_user_list: bumped when the set of users changes */
     ngx_atomic_t                       users_version;
     ngx_atomic_t                       users_listed;
+    ngx_atomic_t                       users_remote;   /* 1: look again */
+    ngx_atomic_t                       users_checked;  /* msec */
+    ngx_atomic_t                       users_list_crc; /* the last sent */
 
     /* realtime_forward */
     ngx_atomic_t                       forward_total[

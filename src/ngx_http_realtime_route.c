@@ -23,8 +23,22 @@ static ngx_http_realtime_route_t *ngx_http_realtime_route_find(
 static ngx_int_t ngx_http_realtime_route_user(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd);
 static void ngx_http_realtime_user_list_tick(ngx_event_t *ev);
+static void ngx_http_realtime_user_list_make(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t force);
+static void ngx_http_realtime_user_list_send(void *data, json_t *remote,
+    ngx_uint_t sockets, ngx_int_t rc);
 static json_t *ngx_http_realtime_user_list_build(
-    ngx_http_realtime_zone_t *zone);
+    ngx_http_realtime_zone_t *zone, json_t *remote);
+static json_t *ngx_http_realtime_user_list_sorted(json_t *set);
+static ngx_int_t ngx_http_realtime_user_list_cmp(const void *one,
+    const void *two);
+
+
+/* a list being made, while Redis answers */
+typedef struct {
+    ngx_http_realtime_zone_t          *zone;
+    ngx_uint_t                         force;
+} ngx_http_realtime_user_list_job_t;
 
 
 /* the room of the sockets that get the online users */
@@ -314,48 +328,48 @@ ngx_http_realtime_join_on_connect_conf(ngx_conf_t *cf, ngx_command_t *cmd,
  * realtime_user_list event [interval]: every socket of the location is
  * in the room "#users", and gets the full list of the zone's online users
  * as that event when it changes, at most once an interval: a connect
- * storm costs one list per interval, built by one worker.
+ * storm costs one list per interval, built by one worker.  With Redis the
+ * list is the cluster's: this instance's users from the zone, the other
+ * instances' from Redis, read again when one of them tells of a change
+ * and every third of presence_ttl (an instance that died drops out);
+ * a list read again is sent only if it differs from the last one sent.
  */
 
 static void
 ngx_http_realtime_user_list_tick(ngx_event_t *ev)
 {
-    json_t                     *users, *json;
-    ngx_atomic_uint_t           version, listed;
-    ngx_http_realtime_msg_t    *msg;
+    ngx_msec_t                  now;
+    ngx_atomic_uint_t           version, listed, checked;
     ngx_http_realtime_zone_t   *zone;
+    ngx_http_realtime_shctx_t  *sh;
 
     zone = ev->data;
-    version = zone->sh->users_version;
-    listed = zone->sh->users_listed;
+    sh = zone->sh;
+    version = sh->users_version;
+    listed = sh->users_listed;
+    now = ngx_current_msec;
+    checked = sh->users_checked;
 
     if (version != listed
-        && ngx_atomic_cmp_set(&zone->sh->users_listed, listed, version))
+        && ngx_atomic_cmp_set(&sh->users_listed, listed, version))
     {
-        users = ngx_http_realtime_user_list_build(zone);
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                       "realtime user list v%uA", version);
 
-        json = users ? ngx_http_realtime_event(
-                           (char *) zone->user_list_event.data, users, -1)
-                     : NULL;
-        json_decref(users);
+        ngx_http_realtime_user_list_make(zone, 1);
 
-        if (json) {
-            ngx_http_realtime_stamp(zone->user_list_timestamp, json);
-        }
+    } else if (zone->redis
+               && ((sh->users_remote
+                    && ngx_atomic_cmp_set(&sh->users_remote, 1, 0))
+                   || ((ngx_msec_t) (now - checked)
+                          >= zone->redis_conf->presence_ttl / 3
+                       && ngx_atomic_cmp_set(&sh->users_checked, checked,
+                                             now))))
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                       "realtime user list: reading the cluster's again");
 
-        msg = json ? ngx_http_realtime_msg_json(json) : NULL;
-        json_decref(json);
-
-        if (msg) {
-            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
-                           "realtime user list v%uA", version);
-
-            (void) ngx_http_realtime_publish_zone(zone,
-                                             NGX_HTTP_REALTIME_TO_ROOM,
-                                             &ngx_http_realtime_user_list_room,
-                                             NULL, NULL, msg, NULL);
-            ngx_http_realtime_msg_release(msg);
-        }
+        ngx_http_realtime_user_list_make(zone, 0);
     }
 
     if (!ngx_exiting) {
@@ -364,18 +378,119 @@ ngx_http_realtime_user_list_tick(ngx_event_t *ev)
 }
 
 
+/* force: send even if it is the list sent last (a new socket wants it) */
+
+static void
+ngx_http_realtime_user_list_make(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t force)
+{
+    ngx_int_t                           rc;
+    ngx_http_realtime_user_list_job_t  *job;
+
+    job = ngx_alloc(sizeof(ngx_http_realtime_user_list_job_t),
+                    ngx_cycle->log);
+    if (job == NULL) {
+        return;
+    }
+
+    job->zone = zone;
+    job->force = force;
+
+    rc = zone->redis
+         ? ngx_http_realtime_redis_lookup(zone,
+                                          NGX_HTTP_REALTIME_LOOKUP_ONLINE,
+                                          NULL,
+                                          ngx_http_realtime_user_list_send,
+                                          job)
+         : NGX_DECLINED;
+
+    if (rc == NGX_DECLINED) {
+        /* no Redis (or not now): this instance's users */
+        ngx_http_realtime_user_list_send(job, NULL, 0, NGX_DECLINED);
+    }
+}
+
+
 /*
- * Nothing allocates under the zone's lock: the size is taken, the
- * buffer made outside, the names copied in (as many as still fit), and
- * the JSON built after.
+ * The zone's users and remote's (the other instances', a JSON object of
+ * names, or NULL), sorted and without doubles, to "#users".
+ */
+
+static void
+ngx_http_realtime_user_list_send(void *data, json_t *remote,
+    ngx_uint_t sockets, ngx_int_t rc)
+{
+    ngx_http_realtime_user_list_job_t *job = data;
+
+    char                      *text;
+    json_t                    *users, *json;
+    uint32_t                   crc;
+    ngx_uint_t                 force;
+    ngx_http_realtime_msg_t   *msg;
+    ngx_http_realtime_zone_t  *zone;
+
+    zone = job->zone;
+    force = job->force;
+    ngx_free(job);
+
+    users = ngx_http_realtime_user_list_build(zone, remote);
+    if (users == NULL) {
+        return;
+    }
+
+    text = json_dumps(users, JSON_COMPACT);
+    if (text == NULL) {
+        json_decref(users);
+        return;
+    }
+
+    crc = ngx_crc32_long((u_char *) text, ngx_strlen(text));
+    free(text);
+
+    if (!force && crc == zone->sh->users_list_crc) {
+        json_decref(users);
+        return;
+    }
+
+    zone->sh->users_list_crc = crc;
+
+    json = ngx_http_realtime_event((char *) zone->user_list_event.data,
+                                   users, -1);
+    json_decref(users);
+
+    if (json == NULL) {
+        return;
+    }
+
+    ngx_http_realtime_stamp(zone->user_list_timestamp, json);
+
+    msg = ngx_http_realtime_msg_json(json);
+    json_decref(json);
+
+    if (msg == NULL) {
+        return;
+    }
+
+    (void) ngx_http_realtime_publish_zone(zone, NGX_HTTP_REALTIME_TO_ROOM,
+                                          &ngx_http_realtime_user_list_room,
+                                          NULL, NULL, msg, NULL);
+    ngx_http_realtime_msg_release(msg);
+}
+
+
+/*
+ * The zone's users and remote's, as a set.  Nothing allocates under the
+ * zone's lock: the size is taken, the buffer made outside, the names
+ * copied in (as many as still fit), and the JSON built after.
  */
 
 static json_t *
-ngx_http_realtime_user_list_build(ngx_http_realtime_zone_t *zone)
+ngx_http_realtime_user_list_build(ngx_http_realtime_zone_t *zone,
+    json_t *remote)
 {
     u_char             *buf, *p, *last;
     size_t              size;
-    json_t             *users;
+    json_t             *set, *users;
     uint16_t            len;
     ngx_str_node_t     *sn;
     ngx_rbtree_t       *tree;
@@ -416,23 +531,83 @@ ngx_http_realtime_user_list_build(ngx_http_realtime_zone_t *zone)
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    users = json_array();
+    set = remote ? json_deep_copy(remote) : json_object();
 
     last = p;
     p = buf;
 
-    while (users && p < last) {
+    while (set && p < last) {
         ngx_memcpy(&len, p, sizeof(uint16_t));
         p += sizeof(uint16_t);
 
         /* a name that is not UTF-8 is left out, not the whole list */
-        (void) json_array_append_new(users, json_stringn((char *) p, len));
+        (void) json_object_setn_new(set, (char *) p, len, json_true());
         p += len;
     }
 
     ngx_free(buf);
 
+    if (set == NULL) {
+        return NULL;
+    }
+
+    users = ngx_http_realtime_user_list_sorted(set);
+    json_decref(set);
+
     return users;
+}
+
+
+/* the names of set, sorted: every instance sends the same list */
+
+static json_t *
+ngx_http_realtime_user_list_sorted(json_t *set)
+{
+    void        *it;
+    json_t      *users;
+    ngx_str_t   *names;
+    ngx_uint_t   i, n;
+
+    n = json_object_size(set);
+
+    names = ngx_alloc((n + 1) * sizeof(ngx_str_t), ngx_cycle->log);
+    if (names == NULL) {
+        return NULL;
+    }
+
+    i = 0;
+
+    for (it = json_object_iter(set); it && i < n;
+         it = json_object_iter_next(set, it))
+    {
+        names[i].data = (u_char *) json_object_iter_key(it);
+        names[i].len = json_object_iter_key_len(it);
+        i++;
+    }
+
+    ngx_sort(names, i, sizeof(ngx_str_t), ngx_http_realtime_user_list_cmp);
+
+    users = json_array();
+    n = i;
+
+    for (i = 0; users && i < n; i++) {
+        (void) json_array_append_new(users,
+                                     json_stringn((char *) names[i].data,
+                                                  names[i].len));
+    }
+
+    ngx_free(names);
+
+    return users;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_user_list_cmp(const void *one, const void *two)
+{
+    const ngx_str_t  *a = one, *b = two;
+
+    return ngx_memn2cmp(a->data, b->data, a->len, b->len);
 }
 
 

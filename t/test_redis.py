@@ -370,3 +370,84 @@ def test_acl_user_and_database(rt, tmp_path):
     finally:
         rt.close_clients()
         r.stop()
+
+
+def user_lists(client, timeout):
+    """The user:list events client got within timeout, in order."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ev = client.recv(timeout=max(0.05, deadline - time.monotonic()))
+        except Exception:
+            break
+        if ev.get("event") == "user:list":
+            got.append(ev["data"])
+    return got
+
+
+def until_users(client, users, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for got in user_lists(client, 0.3):
+            if got == users:
+                return True
+    return False
+
+
+def start_two_listing(rt, redis, ttl="30s"):
+    url = "redis://127.0.0.1:%d/0" % redis.port
+    conf = rt_http(http_extra="realtime_redis rt %s prefix=t: "
+                              "connect_timeout=1s command_timeout=2s "
+                              "presence_ttl=%s;" % (url, ttl),
+                   ws_extra="realtime_user_list user:list 100ms;")
+    a, b = rt.start(conf), rt.start(conf)
+    for ngx in (a, b):
+        assert wait_until(lambda: redis_up(ngx.port), 10), health(ngx.port)
+    return a, b
+
+
+def test_user_list_is_the_clusters(rt, redis):
+    """realtime_user_list with Redis: every socket of both instances gets
+    the users of both, sorted; a change on one instance reaches the
+    other's sockets; an unchanged list read again is not sent again."""
+    a, b = start_two_listing(rt, redis)
+    amy = rt.client("amy", port=a.port)
+    assert until_users(amy, ["amy"])
+    bo = rt.client("bo", port=b.port)
+    assert until_users(bo, ["amy", "bo"])
+    assert until_users(amy, ["amy", "bo"])
+    cy = rt.client("cy", port=a.port)
+    for c in (amy, bo, cy):
+        assert until_users(c, ["amy", "bo", "cy"]), c
+
+    # bo leaves B: A's sockets hear of it
+    bo.close()
+    rt.clients.remove(bo)
+    for c in (amy, cy):
+        assert until_users(c, ["amy", "cy"]), c
+
+    # B tells of a change that leaves the set as it was (a second socket
+    # of a user): A reads Redis again and sends nothing
+    dana = rt.client("dana", port=b.port)
+    for c in (amy, cy):
+        assert until_users(c, ["amy", "cy", "dana"]), c
+    dana2 = rt.client("dana", port=b.port)
+    assert until_users(dana2, ["amy", "cy", "dana"])
+    for c in (amy, cy):
+        assert user_lists(c, 1.0) == [], c
+    assert dana2.user == "dana"
+
+
+def test_user_list_drops_a_dead_instance(rt, redis):
+    """An instance killed without a word: its users leave the others'
+    lists within the presence TTL (and a third of it)."""
+    a, b = start_two_listing(rt, redis, ttl="3s")
+    amy = rt.client("amy", port=a.port)
+    bo = rt.client("bo", port=b.port)
+    assert until_users(amy, ["amy", "bo"])
+    rt.clients.remove(bo)
+    bo.raw.close()
+    b.kill()
+    rt.instances.remove(b)
+    assert until_users(amy, ["amy"], timeout=6.0)
