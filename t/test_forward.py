@@ -149,6 +149,10 @@ def forward_http(backend):
         location = /_gate {
             internal;
             proxy_pass http://app/gate;
+            # the upstream keeps connections: HTTP/1.1, or the backend
+            # closes one that nginx keeps (a 502 for the next forward)
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URI $request_uri;
