@@ -349,6 +349,10 @@ ngx_int_t ngx_http_realtime_publish(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_session_t *skip, ngx_http_realtime_msg_t *msg,
     ngx_uint_t *recipients);
+ngx_int_t ngx_http_realtime_publish_synced(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_session_t *skip, ngx_http_realtime_msg_t *msg,
+    ngx_uint_t *recipients, ngx_int_t *synced);
 ngx_uint_t ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_session_t *skip, ngx_http_realtime_msg_t *msg);
@@ -375,7 +379,7 @@ ngx_int_t ngx_http_realtime_redis_init_process(ngx_http_realtime_zone_t *zone,
 void ngx_http_realtime_redis_exit_process(ngx_http_realtime_zone_t *zone);
 void ngx_http_realtime_redis_room(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room, ngx_uint_t subscribe);
-void ngx_http_realtime_redis_publish(ngx_http_realtime_zone_t *zone,
+ngx_int_t ngx_http_realtime_redis_publish(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_msg_t *msg);
 

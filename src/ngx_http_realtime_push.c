@@ -338,6 +338,7 @@ ngx_http_realtime_push_remote_handler(void *data, json_t *users,
 {
     ngx_http_realtime_push_lookup_t *pl = data;
 
+    json_t                        *answer;
     ngx_uint_t                     code;
     ngx_http_request_t            *r;
     ngx_http_realtime_push_ctx_t  *ctx;
@@ -346,7 +347,9 @@ ngx_http_realtime_push_remote_handler(void *data, json_t *users,
     r = ctx->request;
 
     if (rc == NGX_OK && sockets) {
-        json_object_clear(pl->answer);
+        /* the user is on another instance: the 404 becomes a 200 */
+        json_object_del(pl->answer, "error");
+        json_object_del(pl->answer, "code");
         json_object_set_new(pl->answer, "message",
                             json_string("Payload sent successfully"));
         json_object_set_new(pl->answer, "delivered",
@@ -365,9 +368,12 @@ ngx_http_realtime_push_remote_handler(void *data, json_t *users,
         return;
     }
 
+    /* ctx is in the request's pool, which the finalization frees */
+    answer = ctx->answer;
+
     ngx_http_finalize_request(r,
-        ngx_http_realtime_send_json_response(r, ctx->status, ctx->answer));
-    json_decref(ctx->answer);
+        ngx_http_realtime_send_json_response(r, ctx->status, answer));
+    json_decref(answer);
 }
 
 
@@ -439,7 +445,7 @@ ngx_http_realtime_push_item(ngx_http_realtime_loc_conf_t *rlcf, json_t *item,
     ngx_uint_t *status, ngx_str_t *user, ngx_uint_t *local)
 {
     json_t                    *topic, *data, *event, *answer, *v;
-    ngx_int_t                  rc;
+    ngx_int_t                  rc, sync;
     ngx_str_t                  target, except;
     ngx_uint_t                 type, n, i;
     const char                *key;
@@ -564,8 +570,8 @@ ngx_http_realtime_push_item(ngx_http_realtime_loc_conf_t *rlcf, json_t *item,
         return NULL;
     }
 
-    rc = ngx_http_realtime_publish(zone, type, &target, &except, NULL, msg,
-                                   &n);
+    rc = ngx_http_realtime_publish_synced(zone, type, &target, &except, NULL,
+                                          msg, &n, &sync);
     ngx_http_realtime_msg_release(msg);
 
     if (type == NGX_HTTP_REALTIME_TO_USER
@@ -579,12 +585,12 @@ ngx_http_realtime_push_item(ngx_http_realtime_loc_conf_t *rlcf, json_t *item,
     if (rc == NGX_HTTP_REALTIME_NOT_FOUND
         && type == NGX_HTTP_REALTIME_TO_USER)
     {
-        return ngx_http_realtime_push_answer(status, NGX_HTTP_NOT_FOUND,
-                                             "User not connected",
-                                             "USER_NOT_FOUND");
-    }
+        /* a 200 if Redis finds the user on another instance */
+        answer = ngx_http_realtime_push_answer(status, NGX_HTTP_NOT_FOUND,
+                                               "User not connected",
+                                               "USER_NOT_FOUND");
 
-    if (rc == NGX_HTTP_REALTIME_QUEUE_FULL) {
+    } else if (rc == NGX_HTTP_REALTIME_QUEUE_FULL) {
         answer = ngx_http_realtime_push_answer(status,
                                          NGX_HTTP_SERVICE_UNAVAILABLE,
                                          "a worker's queue is full, not "
@@ -596,8 +602,25 @@ ngx_http_realtime_push_item(ngx_http_realtime_loc_conf_t *rlcf, json_t *item,
         answer = json_pack("{s:s}", "message", "Payload sent successfully");
     }
 
-    if (answer
+    if (answer && *status != NGX_HTTP_NOT_FOUND
         && json_object_set_new(answer, "delivered", json_integer(n)) != 0)
+    {
+        json_decref(answer);
+        return NULL;
+    }
+
+    /*
+     * With Redis: whether the other instances get it.  "queued": it
+     * waits in this worker's outbox for Redis; "synced": false, it is
+     * lost to them.
+     */
+
+    if (answer && sync != NGX_DONE
+        && (json_object_set_new(answer, "synced",
+                                json_boolean(sync != NGX_DECLINED))
+            != 0
+            || (sync == NGX_AGAIN
+                && json_object_set_new(answer, "queued", json_true()) != 0)))
     {
         json_decref(answer);
         return NULL;

@@ -26,6 +26,7 @@
 
 
 #define NGX_HTTP_REALTIME_REDIS_TICK         1000
+#define NGX_HTTP_REALTIME_REDIS_OUTBOX_TICK  50
 #define NGX_HTTP_REALTIME_REDIS_BACKOFF_MIN  250
 #define NGX_HTTP_REALTIME_REDIS_BACKOFF_MAX  30000
 
@@ -33,15 +34,16 @@
 /* rooms per SUBSCRIBE command on a resubscription */
 #define NGX_HTTP_REALTIME_REDIS_BATCH        512
 
-#define NGX_HTTP_REALTIME_REDIS_MAGIC        "rt1"
-
-/* a message type besides the NGX_HTTP_REALTIME_TO_*: the users changed */
-#define NGX_HTTP_REALTIME_REDIS_USERS        4
 #define NGX_HTTP_REALTIME_REDIS_USERS_DELAY  50
 
 
 static void ngx_http_realtime_redis_tick(ngx_event_t *ev);
 static void ngx_http_realtime_redis_users_notify(ngx_event_t *ev);
+static void ngx_http_realtime_redis_pub_state(ngx_http_realtime_redis_t *rd,
+    ngx_uint_t up);
+static void ngx_http_realtime_redis_subscribed(ngx_http_realtime_redis_t *rd);
+static ngx_int_t ngx_http_realtime_redis_resolve(ngx_conf_t *cf,
+    ngx_http_realtime_redis_conf_t *rc);
 static void ngx_http_realtime_redis_elect(ngx_http_realtime_redis_t *rd);
 static redisAsyncContext *ngx_http_realtime_redis_connect(
     ngx_http_realtime_redis_t *rd, ngx_uint_t subscriber);
@@ -59,10 +61,6 @@ static ngx_int_t ngx_http_realtime_redis_resubscribe(
     ngx_http_realtime_redis_t *rd);
 static void ngx_http_realtime_redis_on_message(redisAsyncContext *ac,
     void *r, void *privdata);
-static void ngx_http_realtime_redis_on_published(redisAsyncContext *ac,
-    void *r, void *privdata);
-static size_t ngx_http_realtime_redis_channel(ngx_http_realtime_redis_t *rd,
-    u_char *buf, ngx_uint_t type, ngx_str_t *target);
 static void ngx_http_realtime_redis_set_up(ngx_http_realtime_redis_t *rd,
     ngx_uint_t up);
 
@@ -111,6 +109,8 @@ ngx_http_realtime_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     rc->connect_timeout = 2000;
     rc->command_timeout = 2000;
     rc->presence_ttl = 30000;
+    rc->outbox = 1024;
+    rc->outbox_time = 10000;
     ngx_str_set(&rc->prefix, "rt:");
 
     p = value[2].data;
@@ -213,6 +213,30 @@ ngx_http_realtime_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "outbox=", 7) == 0) {
+            n = ngx_atoi(value[i].data + 7, value[i].len - 7);
+            if (n == NGX_ERROR || n > 1000000) {
+                return "has an invalid outbox (0-1000000 publications)";
+            }
+
+            rc->outbox = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "outbox_time=", 12) == 0) {
+            s.data = value[i].data + 12;
+            s.len = value[i].len - 12;
+
+            rc->outbox_time = ngx_parse_time(&s, 0);
+            if (rc->outbox_time == (ngx_msec_t) NGX_ERROR
+                || rc->outbox_time == 0)
+            {
+                return "has an invalid outbox_time";
+            }
+
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "command_timeout=", 16) == 0) {
             s.data = value[i].data + 16;
             s.len = value[i].len - 16;
@@ -232,6 +256,10 @@ ngx_http_realtime_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (rc->prefix.len > 64) {
         return "has a prefix longer than 64 bytes";
+    }
+
+    if (ngx_http_realtime_redis_resolve(cf, rc) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     zone->redis_conf = rc;
@@ -265,6 +293,10 @@ ngx_http_realtime_redis_init_process(ngx_http_realtime_zone_t *zone,
 
     /* the tick never keeps a worker that is shutting down alive */
     rd->tick.cancelable = 1;
+
+    if (ngx_http_realtime_redis_outbox_init(rd, cycle->pool) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     rd->users_notify.handler = ngx_http_realtime_redis_users_notify;
     rd->users_notify.data = rd;
@@ -303,6 +335,7 @@ ngx_http_realtime_redis_exit_process(ngx_http_realtime_zone_t *zone)
 
     ngx_http_realtime_redis_drop(rd, rd->sub);
     ngx_http_realtime_redis_drop(rd, rd->pub);
+    ngx_http_realtime_redis_outbox_free(rd);
 
     if (rd->tick.timer_set) {
         ngx_del_timer(&rd->tick);
@@ -379,6 +412,12 @@ ngx_http_realtime_redis_tick(ngx_event_t *ev)
         ngx_http_realtime_redis_failed(rd, 0);
     }
 
+    if (rd->outbox_n && rd->pub_ready) {
+        /* the instance may have been subscribed again meanwhile */
+        ngx_http_realtime_redis_outbox_flush(rd);
+    }
+
+
     if (rd->leader && rd->pub_ready
         && now - rd->presence_written >= rd->conf->presence_ttl / 3)
     {
@@ -387,6 +426,11 @@ ngx_http_realtime_redis_tick(ngx_event_t *ev)
     }
 
     next = NGX_HTTP_REALTIME_REDIS_TICK;
+
+    if (rd->outbox_n) {
+        /* soon after the instance is subscribed again */
+        next = NGX_HTTP_REALTIME_REDIS_OUTBOX_TICK;
+    }
 
     if (rd->pub == NULL) {
         next = ngx_min(next, (ngx_msec_t) ngx_max(
@@ -467,7 +511,8 @@ ngx_http_realtime_redis_connect(ngx_http_realtime_redis_t *rd,
 
     conf = rd->conf;
 
-    ac = redisAsyncConnect((char *) conf->host, (int) conf->port);
+    /* an address: hiredis would resolve a name, blocking the worker */
+    ac = redisAsyncConnect((char *) conf->addr, (int) conf->port);
 
     if (ac == NULL || ac->err) {
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
@@ -579,6 +624,7 @@ ngx_http_realtime_redis_on_disconnect(const redisAsyncContext *ac,
     if (ac == rd->pub) {
         rd->pub = NULL;
         rd->pub_ready = 0;
+        ngx_http_realtime_redis_pub_state(rd, 0);
 
         if (status != REDIS_OK) {
             ngx_log_error(NGX_LOG_ERR, rd->log, 0,
@@ -590,6 +636,8 @@ ngx_http_realtime_redis_on_disconnect(const redisAsyncContext *ac,
     } else if (ac == rd->sub) {
         rd->sub = NULL;
         rd->sub_ready = 0;
+        rd->sub_confirmed = 0;
+        rd->sub_expect = 0;
         ngx_http_realtime_redis_set_up(rd, 0);
 
         if (status != REDIS_OK) {
@@ -642,10 +690,16 @@ ngx_http_realtime_redis_on_ready(redisAsyncContext *ac, void *r,
     if (ac == rd->pub) {
         rd->pub_ready = 1;
         rd->last_reply = ngx_current_msec;
+        ngx_http_realtime_redis_pub_state(rd, 1);
+
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                       "realtime redis: this worker can publish");
 
         /* a leader that just (re)connected writes its presence now */
         rd->presence_written = ngx_current_msec
                                - rd->conf->presence_ttl;
+
+        ngx_http_realtime_redis_outbox_flush(rd);
         return;
     }
 
@@ -656,12 +710,12 @@ ngx_http_realtime_redis_on_ready(redisAsyncContext *ac, void *r,
             return;
         }
 
+        /* up only once Redis has confirmed every channel */
         rd->sub_ready = 1;
-        ngx_http_realtime_redis_set_up(rd, 1);
 
-        ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
-                      "realtime redis %s:%ui: subscribed",
-                      rd->conf->host, rd->conf->port);
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                       "realtime redis: subscribing to %ui channels",
+                       rd->sub_expect);
     }
 }
 
@@ -680,10 +734,13 @@ ngx_http_realtime_redis_drop(ngx_http_realtime_redis_t *rd,
         rd->pub = NULL;
         rd->pub_ready = 0;
         rd->pending = 0;
+        ngx_http_realtime_redis_pub_state(rd, 0);
 
     } else if (ac == rd->sub) {
         rd->sub = NULL;
         rd->sub_ready = 0;
+        rd->sub_confirmed = 0;
+        rd->sub_expect = 0;
         ngx_http_realtime_redis_set_up(rd, 0);
     }
 
@@ -741,6 +798,94 @@ ngx_http_realtime_redis_set_up(ngx_http_realtime_redis_t *rd, ngx_uint_t up)
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/* this worker's connection for publishing, in its slot */
+
+static void
+ngx_http_realtime_redis_pub_state(ngx_http_realtime_redis_t *rd,
+    ngx_uint_t up)
+{
+    ngx_http_realtime_zone_t  *zone;
+
+    zone = rd->zone;
+
+    if (zone->slot < NGX_HTTP_REALTIME_SLOTS) {
+        zone->sh->slots[zone->slot].redis_pub = up;
+    }
+}
+
+
+/*
+ * A SUBSCRIBE confirmed.  The instance is up when every channel of the
+ * resubscription (and of the rooms joined meanwhile) is: before that, a
+ * publication of another instance could miss a room.
+ */
+
+static void
+ngx_http_realtime_redis_subscribed(ngx_http_realtime_redis_t *rd)
+{
+    if (rd->sub_confirmed || rd->sub_expect == 0 || --rd->sub_expect) {
+        return;
+    }
+
+    rd->sub_confirmed = 1;
+
+    ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                  "realtime redis %s:%ui: subscribed",
+                  rd->conf->host, rd->conf->port);
+
+    ngx_http_realtime_redis_set_up(rd, 1);
+
+    if (rd->pub_ready) {
+        ngx_http_realtime_redis_outbox_flush(rd);
+    }
+}
+
+
+/*
+ * The host of realtime_redis, resolved when the configuration is read:
+ * hiredis would call a blocking getaddrinfo() in the worker.  The first
+ * address is taken; a reload resolves it again.
+ */
+
+static ngx_int_t
+ngx_http_realtime_redis_resolve(ngx_conf_t *cf,
+    ngx_http_realtime_redis_conf_t *rc)
+{
+    size_t     len;
+    ngx_url_t  u;
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url.data = ngx_pnalloc(cf->pool, ngx_strlen(rc->host) + NGX_INT_T_LEN
+                                       + 2);
+    if (u.url.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    u.url.len = ngx_sprintf(u.url.data, "%s:%ui", rc->host, rc->port)
+                - u.url.data;
+
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "realtime_redis: %s in \"%s\"",
+                           u.err ? u.err : "host not found", rc->host);
+        return NGX_ERROR;
+    }
+
+    rc->addr = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (rc->addr == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* without the port: an IPv6 address comes without brackets */
+    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, rc->addr,
+                        NGX_SOCKADDR_STRLEN, 0);
+    rc->addr[len] = '\0';
+
+    return NGX_OK;
 }
 
 
@@ -818,6 +963,9 @@ ngx_http_realtime_redis_resubscribe(ngx_http_realtime_redis_t *rd)
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
+    rd->sub_confirmed = 0;
+    rd->sub_expect = n - 1;
+
     /* in batches, one callback for every message on every channel */
 
     for (i = 1; i < n; i += NGX_HTTP_REALTIME_REDIS_BATCH) {
@@ -862,9 +1010,15 @@ ngx_http_realtime_redis_room(ngx_http_realtime_zone_t *zone,
     len = ngx_http_realtime_redis_channel(rd, channel,
                                           NGX_HTTP_REALTIME_TO_ROOM, room);
 
-    redisAsyncCommand(rd->sub, ngx_http_realtime_redis_on_message, NULL,
-                      subscribe ? "SUBSCRIBE %b" : "UNSUBSCRIBE %b",
-                      channel, len);
+    if (redisAsyncCommand(rd->sub, ngx_http_realtime_redis_on_message, NULL,
+                          subscribe ? "SUBSCRIBE %b" : "UNSUBSCRIBE %b",
+                          channel, len)
+        == REDIS_OK
+        && subscribe && !rd->sub_confirmed)
+    {
+        /* its confirmation comes after the resubscription's */
+        rd->sub_expect++;
+    }
 }
 
 
@@ -873,110 +1027,29 @@ ngx_http_realtime_redis_room(ngx_http_realtime_zone_t *zone,
  * except json
  */
 
-void
+ngx_int_t
 ngx_http_realtime_redis_publish(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_msg_t *msg)
 {
-    u_char                     *p, *payload, *json;
-    size_t                      len, json_len, header;
     ngx_http_realtime_redis_t  *rd;
-    u_char                      channel[64 + 16 + NGX_HTTP_REALTIME_USER_MAX];
 
     rd = zone->redis;
 
     if (rd == NULL) {
-        return;
+        return NGX_DONE;
     }
 
-    if (!rd->pub_ready || rd->pending >= NGX_HTTP_REALTIME_REDIS_PENDING_MAX)
+    /* behind what waits already, or while Redis is away or stuck */
+
+    if (rd->outbox_n || !rd->pub_ready
+        || rd->pending >= NGX_HTTP_REALTIME_REDIS_PENDING_MAX)
     {
-        /* not buffered: memory stays bounded while Redis is away */
-        (void) ngx_atomic_fetch_add(&zone->sh->redis_unsynced, 1);
-        return;
+        return ngx_http_realtime_redis_outbox_add(rd, type, target, except,
+                                                  msg);
     }
 
-    /* the JSON is the payload of the text frame */
-
-    header = (msg->data[1] & 0x7f) < 126 ? 2
-             : (msg->data[1] & 0x7f) == 126 ? 4 : 10;
-
-    json = msg->data + header;
-    json_len = msg->len - header;
-
-    len = sizeof(NGX_HTTP_REALTIME_REDIS_MAGIC " ") - 1
-          + NGX_HTTP_REALTIME_INSTANCE_LEN + 3 * (NGX_INT_T_LEN + 1)
-          + target->len + (except ? except->len : 0) + json_len;
-
-    if (len > rd->buf_size) {
-        payload = ngx_alloc(ngx_max(len, 4096), rd->log);
-        if (payload == NULL) {
-            (void) ngx_atomic_fetch_add(&zone->sh->redis_unsynced, 1);
-            return;
-        }
-
-        if (rd->buf) {
-            ngx_free(rd->buf);
-        }
-
-        rd->buf = payload;
-        rd->buf_size = ngx_max(len, 4096);
-    }
-
-    payload = rd->buf;
-
-    p = ngx_sprintf(payload, NGX_HTTP_REALTIME_REDIS_MAGIC " %s %ui %uz %uz\n",
-                    zone->sh->instance, type, target->len,
-                    except ? except->len : 0);
-    if (target->len) {
-        p = ngx_cpymem(p, target->data, target->len);
-    }
-
-    if (except && except->len) {
-        p = ngx_cpymem(p, except->data, except->len);
-    }
-
-    p = ngx_cpymem(p, json, json_len);
-
-    len = ngx_http_realtime_redis_channel(rd, channel, type, target);
-
-    if (redisAsyncCommand(rd->pub, ngx_http_realtime_redis_on_published, NULL,
-                          "PUBLISH %b %b", channel, len, payload,
-                          (size_t) (p - payload))
-        == REDIS_OK)
-    {
-        if (rd->pending++ == 0) {
-            rd->last_reply = ngx_current_msec;
-        }
-
-    } else {
-        (void) ngx_atomic_fetch_add(&zone->sh->redis_unsynced, 1);
-    }
-}
-
-
-static void
-ngx_http_realtime_redis_on_published(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    redisReply                 *reply;
-    ngx_http_realtime_redis_t  *rd;
-
-    rd = ac->data;
-    reply = r;
-
-    if (rd->pending) {
-        rd->pending--;
-    }
-
-    rd->last_reply = ngx_current_msec;
-
-    if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
-        (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_unsynced, 1);
-        return;
-    }
-
-    (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_published, 1);
+    return ngx_http_realtime_redis_send(rd, type, target, except, msg);
 }
 
 
@@ -984,12 +1057,7 @@ static void
 ngx_http_realtime_redis_on_message(redisAsyncContext *ac, void *r,
     void *privdata)
 {
-    u_char                     *p, *last;
-    size_t                      tlen, elen;
-    ngx_int_t                   type;
-    ngx_str_t                   target, except, instance;
     redisReply                 *reply, *data;
-    ngx_http_realtime_msg_t    *msg;
     ngx_http_realtime_redis_t  *rd;
 
     rd = ac->data;
@@ -997,11 +1065,22 @@ ngx_http_realtime_redis_on_message(redisAsyncContext *ac, void *r,
 
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
         || reply->elements != 3
-        || reply->element[0]->type != REDIS_REPLY_STRING
-        || reply->element[0]->len != 7
+        || reply->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return;
+    }
+
+    if (reply->element[0]->len == 9
+        && ngx_strncmp(reply->element[0]->str, "subscribe", 9) == 0)
+    {
+        ngx_http_realtime_redis_subscribed(rd);
+        return;
+    }
+
+    if (reply->element[0]->len != 7
         || ngx_strncmp(reply->element[0]->str, "message", 7) != 0)
     {
-        /* (un)subscribe confirmations */
+        /* unsubscribe confirmations */
         return;
     }
 
@@ -1011,98 +1090,7 @@ ngx_http_realtime_redis_on_message(redisAsyncContext *ac, void *r,
         return;
     }
 
-    p = (u_char *) data->str;
-    last = p + data->len;
-
-    /* rt1 <instance> <type> <target length> <except length>\n */
-
-    if (data->len < 4 || ngx_strncmp(p, NGX_HTTP_REALTIME_REDIS_MAGIC " ", 4)
-                         != 0)
-    {
-        goto invalid;
-    }
-
-    p += 4;
-
-    instance.data = p;
-    p = ngx_strlchr(p, last, ' ');
-    if (p == NULL) {
-        goto invalid;
-    }
-
-    instance.len = p - instance.data;
-
-    if (instance.len == ngx_strlen(rd->zone->sh->instance)
-        && ngx_strncmp(instance.data, rd->zone->sh->instance, instance.len)
-           == 0)
-    {
-        /* our own publication, delivered here already */
-        return;
-    }
-
-    if (last - p < 4 || p[2] != ' ') {
-        goto invalid;
-    }
-
-    type = ngx_atoi(p + 1, 1);
-    p += 3;
-
-    tlen = 0;
-    while (p < last && *p >= '0' && *p <= '9') {
-        tlen = tlen * 10 + (*p++ - '0');
-    }
-
-    if (p >= last || *p++ != ' ') {
-        goto invalid;
-    }
-
-    elen = 0;
-    while (p < last && *p >= '0' && *p <= '9') {
-        elen = elen * 10 + (*p++ - '0');
-    }
-
-    if (type == NGX_HTTP_REALTIME_REDIS_USERS) {
-        /* the next tick of the user list reads Redis again */
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
-                       "realtime redis: users of %V changed", &instance);
-        rd->zone->sh->users_remote = 1;
-        return;
-    }
-
-    if (p >= last || *p++ != '\n' || type < NGX_HTTP_REALTIME_TO_ROOM
-        || type > NGX_HTTP_REALTIME_TO_ALL
-        || tlen > NGX_HTTP_REALTIME_USER_MAX
-        || elen > NGX_HTTP_REALTIME_USER_MAX
-        || (size_t) (last - p) < tlen + elen)
-    {
-        goto invalid;
-    }
-
-    target.data = p;
-    target.len = tlen;
-    except.data = p + tlen;
-    except.len = elen;
-    p += tlen + elen;
-
-    msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_TEXT, p, last - p);
-    if (msg == NULL) {
-        return;
-    }
-
-    (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_received, 1);
-
-    (void) ngx_http_realtime_publish_zone(rd->zone, type, &target, &except,
-                                          NULL, msg, NULL);
-    ngx_http_realtime_msg_release(msg);
-
-    return;
-
-invalid:
-
-    ngx_log_error(NGX_LOG_WARN, rd->log, 0,
-                  "realtime redis: ignoring a message that is not ours "
-                  "on \"%*s\"", (size_t) reply->element[1]->len,
-                  reply->element[1]->str);
+    ngx_http_realtime_redis_sync_message(rd, (u_char *) data->str, data->len);
 }
 
 
@@ -1158,7 +1146,7 @@ ngx_http_realtime_redis_users_notify(ngx_event_t *ev)
  * Redis Cluster hash tags.
  */
 
-static size_t
+size_t
 ngx_http_realtime_redis_channel(ngx_http_realtime_redis_t *rd, u_char *buf,
     ngx_uint_t type, ngx_str_t *target)
 {

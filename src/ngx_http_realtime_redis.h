@@ -22,6 +22,17 @@
 #define NGX_HTTP_REALTIME_REDIS_PENDING_MAX  10000
 
 
+/* "rt1 <instance> <type> <target length> <except length>\n"... */
+#define NGX_HTTP_REALTIME_REDIS_MAGIC        "rt1"
+
+/* a message type besides the NGX_HTTP_REALTIME_TO_*: the users changed */
+#define NGX_HTTP_REALTIME_REDIS_USERS        4
+
+
+typedef struct ngx_http_realtime_redis_entry_s
+    ngx_http_realtime_redis_entry_t;
+
+
 struct ngx_http_realtime_redis_s {
     ngx_http_realtime_zone_t          *zone;
     ngx_http_realtime_redis_conf_t    *conf;
@@ -30,8 +41,17 @@ struct ngx_http_realtime_redis_s {
     redisAsyncContext                 *sub;
 
     unsigned                           pub_ready:1;
-    unsigned                           sub_ready:1;
+    unsigned                           sub_ready:1;    /* may subscribe */
+    unsigned                           sub_confirmed:1; /* every channel */
     unsigned                           leader:1;
+
+    /* confirmations of SUBSCRIBE still due before sub_confirmed */
+    ngx_uint_t                         sub_expect;
+
+    /* publications waiting for pub (ngx_http_realtime_redis_outbox.c) */
+    ngx_http_realtime_redis_entry_t   *outbox;
+    ngx_uint_t                         outbox_head;
+    ngx_uint_t                         outbox_n;
 
     ngx_uint_t                         pending;
     ngx_msec_t                         last_reply;
@@ -53,6 +73,25 @@ struct ngx_http_realtime_redis_s {
 
 
 void ngx_http_realtime_redis_presence_refresh(ngx_http_realtime_redis_t *rd);
+size_t ngx_http_realtime_redis_channel(ngx_http_realtime_redis_t *rd,
+    u_char *buf, ngx_uint_t type, ngx_str_t *target);
+
+ngx_int_t ngx_http_realtime_redis_send(ngx_http_realtime_redis_t *rd,
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_msg_t *msg);
+void ngx_http_realtime_redis_unsynced(ngx_http_realtime_redis_t *rd,
+    ngx_uint_t n);
+void ngx_http_realtime_redis_sync_message(ngx_http_realtime_redis_t *rd,
+    u_char *p, size_t len);
+
+
+ngx_int_t ngx_http_realtime_redis_outbox_init(ngx_http_realtime_redis_t *rd,
+    ngx_pool_t *pool);
+ngx_int_t ngx_http_realtime_redis_outbox_add(ngx_http_realtime_redis_t *rd,
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_msg_t *msg);
+void ngx_http_realtime_redis_outbox_flush(ngx_http_realtime_redis_t *rd);
+void ngx_http_realtime_redis_outbox_free(ngx_http_realtime_redis_t *rd);
 void ngx_http_realtime_redis_users_changed(ngx_http_realtime_redis_t *rd);
 
 

@@ -200,7 +200,7 @@ ngx_http_realtime_redis_presence_refresh(ngx_http_realtime_redis_t *rd)
     u_char                            *buf, *p, *end;
     size_t                             size;
     ngx_str_t                          a, b;
-    ngx_uint_t                         type, n;
+    ngx_uint_t                         type, n, head[4];
     ngx_rbtree_node_t                 *node, *rnode, *sentinel;
     ngx_http_realtime_zone_t          *zone;
     ngx_http_realtime_shctx_t         *sh;
@@ -297,11 +297,13 @@ ngx_http_realtime_redis_presence_refresh(ngx_http_realtime_redis_t *rd)
     end = p;
 
     for (p = buf; p < end; /* void */) {
-        type = ((ngx_uint_t *) p)[0];
-        n = ((ngx_uint_t *) p)[1];
-        a.len = ((ngx_uint_t *) p)[2];
-        b.len = ((ngx_uint_t *) p)[3];
-        p += 4 * sizeof(ngx_uint_t);
+        /* the records are packed: their heads need not be aligned */
+        ngx_memcpy(head, p, sizeof(head));
+        type = head[0];
+        n = head[1];
+        a.len = head[2];
+        b.len = head[3];
+        p += sizeof(head);
         a.data = p;
         b.data = p + a.len;
         p += a.len + b.len;

@@ -1026,14 +1026,36 @@ ngx_http_realtime_publish(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
     ngx_str_t *target, ngx_str_t *except, ngx_http_realtime_session_t *skip,
     ngx_http_realtime_msg_t *msg, ngx_uint_t *recipients)
 {
-    ngx_int_t  rc;
+    return ngx_http_realtime_publish_synced(zone, type, target, except, skip,
+                                            msg, recipients, NULL);
+}
+
+
+/*
+ * The same, and what became of it for the other instances (synced):
+ * NGX_OK sent to Redis, NGX_AGAIN waiting in this worker's outbox,
+ * NGX_DECLINED lost to them (no room in the outbox), NGX_DONE no Redis.
+ */
+
+ngx_int_t
+ngx_http_realtime_publish_synced(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_session_t *skip, ngx_http_realtime_msg_t *msg,
+    ngx_uint_t *recipients, ngx_int_t *synced)
+{
+    ngx_int_t  rc, sync;
 
     rc = ngx_http_realtime_publish_zone(zone, type, target, except, skip, msg,
                                         recipients);
 
-    if (zone->redis) {
-        /* other instances may have receivers whatever this one has */
-        ngx_http_realtime_redis_publish(zone, type, target, except, msg);
+    /* other instances may have receivers whatever this one has */
+
+    sync = zone->redis
+           ? ngx_http_realtime_redis_publish(zone, type, target, except, msg)
+           : NGX_DONE;
+
+    if (synced) {
+        *synced = sync;
     }
 
     return rc;

@@ -68,7 +68,8 @@ typedef struct ngx_http_realtime_redis_s  ngx_http_realtime_redis_t;
 
 
 typedef struct {
-    u_char                            *host;
+    u_char                            *host;     /* as written, for logs */
+    u_char                            *addr;     /* resolved at reading */
     ngx_uint_t                         port;
     ngx_str_t                          user;
     ngx_str_t                          password;
@@ -77,6 +78,8 @@ typedef struct {
     ngx_msec_t                         connect_timeout;
     ngx_msec_t                         command_timeout;
     ngx_msec_t                         presence_ttl;
+    ngx_uint_t                         outbox;       /* entries */
+    ngx_msec_t                         outbox_time;
 } ngx_http_realtime_redis_conf_t;
 
 
@@ -96,6 +99,10 @@ typedef struct {
     ngx_atomic_t                       messages_in;
     ngx_atomic_t                       messages_out;
     ngx_atomic_t                       dropped;
+
+    /* Redis: this worker can publish; its outbox */
+    ngx_uint_t                         redis_pub;
+    ngx_uint_t                         redis_outbox;
 } ngx_http_realtime_slot_t;
 
 
@@ -123,6 +130,7 @@ typedef struct {
     ngx_atomic_t                       redis_received;
     ngx_atomic_t                       redis_unsynced;
     ngx_atomic_t                       redis_errors;
+
     u_char                             instance[
                                            NGX_HTTP_REALTIME_INSTANCE_LEN + 1];
 

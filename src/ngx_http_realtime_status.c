@@ -35,6 +35,9 @@ typedef struct {
     size_t       size;
     size_t       used;
     ngx_uint_t   redis_up;
+    ngx_uint_t   redis_subscribed;
+    ngx_uint_t   redis_pub_down;     /* workers that cannot publish */
+    ngx_uint_t   redis_outbox;
     ngx_uint_t   redis_published;
     ngx_uint_t   redis_received;
     ngx_uint_t   redis_unsynced;
@@ -45,6 +48,9 @@ typedef struct {
 static ngx_int_t ngx_http_realtime_status_get(ngx_http_request_t *r);
 static ngx_int_t ngx_http_realtime_status_arg(ngx_http_request_t *r,
     ngx_str_t *arg, ngx_str_t *name);
+static json_t *ngx_http_realtime_redis_workers(ngx_http_realtime_zone_t *zone);
+static u_char *ngx_http_realtime_redis_metrics(u_char *p,
+    ngx_http_realtime_zone_t *zone, ngx_http_realtime_totals_t *t);
 static void ngx_http_realtime_totals(ngx_http_realtime_zone_t *zone,
     ngx_http_realtime_totals_t *t);
 static json_t *ngx_http_realtime_status_room(ngx_http_realtime_zone_t *zone,
@@ -118,13 +124,17 @@ ngx_http_realtime_status_handler(ngx_http_request_t *r)
 
         if (json && rlcf->zone->redis_conf
             && json_object_set_new(json, "redis",
-                   json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}",
+                   json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:o}",
                              "status", t.redis_up ? "up" : "down",
                              "instance", rlcf->zone->sh->instance,
+                             "subscribed", (int) t.redis_subscribed,
+                             "outbox", (json_int_t) t.redis_outbox,
                              "published", (json_int_t) t.redis_published,
                              "received", (json_int_t) t.redis_received,
                              "unsynced", (json_int_t) t.redis_unsynced,
-                             "errors", (json_int_t) t.redis_errors))
+                             "errors", (json_int_t) t.redis_errors,
+                             "workers",
+                             ngx_http_realtime_redis_workers(rlcf->zone)))
                != 0)
         {
             json_decref(json);
@@ -226,14 +236,70 @@ ngx_http_realtime_totals(ngx_http_realtime_zone_t *zone,
     t->size = zone->shm_zone->shm.size;
     t->used = t->size - shpool->pfree * ngx_pagesize;
 
-    t->redis_up = (sh->redis_up && sh->redis_leader
-                   && kill(sh->redis_leader, 0) == 0);
+    /* subscribed, every channel confirmed, and every worker publishes */
+
+    t->redis_subscribed = (sh->redis_up && sh->redis_leader
+                           && kill(sh->redis_leader, 0) == 0);
+
+    for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
+        s = &sh->slots[i];
+
+        if (s->pid) {
+            t->redis_pub_down += !s->redis_pub;
+            t->redis_outbox += s->redis_outbox;
+        }
+    }
+
+    t->redis_up = t->redis_subscribed && t->redis_pub_down == 0;
     t->redis_published = sh->redis_published;
     t->redis_received = sh->redis_received;
     t->redis_unsynced = sh->redis_unsynced;
     t->redis_errors = sh->redis_errors;
 
     ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/* each worker's connection for publishing and its outbox */
+
+static json_t *
+ngx_http_realtime_redis_workers(ngx_http_realtime_zone_t *zone)
+{
+    json_t                    *workers, *w;
+    ngx_uint_t                 i, n;
+    ngx_http_realtime_slot_t  *s, copy[NGX_HTTP_REALTIME_SLOTS];
+
+    /* copied under the lock, the JSON made after it */
+
+    n = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
+        s = &zone->sh->slots[i];
+
+        if (s->pid) {
+            copy[n++] = *s;
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    workers = json_array();
+
+    for (i = 0; workers && i < n; i++) {
+        w = json_pack("{s:I, s:s, s:I}",
+                      "pid", (json_int_t) copy[i].pid,
+                      "publish", copy[i].redis_pub ? "up" : "down",
+                      "outbox", (json_int_t) copy[i].redis_outbox);
+
+        if (w == NULL || json_array_append_new(workers, w) != 0) {
+            json_decref(workers);
+            return NULL;
+        }
+    }
+
+    return workers;
 }
 
 
@@ -371,7 +437,7 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
     ngx_http_realtime_totals(zone, &t);
 
     len = 4096 + 16 * zn->len
-          + NGX_HTTP_REALTIME_SLOTS * 4 * (128 + zn->len)
+          + NGX_HTTP_REALTIME_SLOTS * 6 * (128 + zn->len)
           + 24 * (128 + zn->len)
           + NGX_HTTP_REALTIME_FORWARD_ROUTES
             * (NGX_HTTP_REALTIME_FORWARD_OUTCOMES + 2)
@@ -462,12 +528,69 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
             zn, s->pid, s->messages_out, zn, s->pid, s->dropped);
     }
 
+    if (zone->redis_conf) {
+        p = ngx_http_realtime_redis_metrics(p, zone, &t);
+    }
+
     p = ngx_http_realtime_forward_metrics(p, zone);
 
     ngx_str_set(&type, "text/plain; version=0.0.4");
 
     return ngx_http_realtime_send_body(r, NGX_HTTP_OK, &type, start,
                                        p - start);
+}
+
+
+/* Redis: the subscription, and each worker's publishing and outbox */
+
+static u_char *
+ngx_http_realtime_redis_metrics(u_char *p, ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_totals_t *t)
+{
+    ngx_str_t                 *zn;
+    ngx_uint_t                 i;
+    ngx_http_realtime_slot_t  *s;
+
+    zn = &zone->name;
+
+    p = ngx_sprintf(p,
+        "# HELP realtime_redis_subscribed Whether every channel of the "
+        "instance is subscribed (1) or not.\n"
+        "# TYPE realtime_redis_subscribed gauge\n"
+        "realtime_redis_subscribed{zone=\"%V\"} %ui\n"
+        "# HELP realtime_redis_worker_up Whether a worker can publish to "
+        "Redis (1) or not.\n"
+        "# TYPE realtime_redis_worker_up gauge\n",
+        zn, t->redis_subscribed);
+
+    /* a snapshot without the lock, as the worker lines */
+
+    for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
+        s = &zone->sh->slots[i];
+
+        if (s->pid) {
+            p = ngx_sprintf(p,
+                    "realtime_redis_worker_up{zone=\"%V\",pid=\"%P\"} %ui\n",
+                    zn, s->pid, s->redis_pub ? 1 : 0);
+        }
+    }
+
+    p = ngx_sprintf(p,
+        "# HELP realtime_redis_outbox Publications waiting for a worker's "
+        "Redis connection.\n"
+        "# TYPE realtime_redis_outbox gauge\n");
+
+    for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
+        s = &zone->sh->slots[i];
+
+        if (s->pid) {
+            p = ngx_sprintf(p,
+                    "realtime_redis_outbox{zone=\"%V\",pid=\"%P\"} %ui\n",
+                    zn, s->pid, s->redis_outbox);
+        }
+    }
+
+    return p;
 }
 
 

@@ -14,8 +14,9 @@ from conftest import free_port, http_call, rt_http, wait_until
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 
-pytestmark = pytest.mark.skipif(not shutil.which("redis-server"),
-                                reason="redis-server is not installed")
+pytestmark = [pytest.mark.skipif(not shutil.which("redis-server"),
+                                 reason="redis-server is not installed"),
+              pytest.mark.asan]
 
 
 class Redis:
@@ -219,24 +220,36 @@ def test_redis_down_then_back(rt, redis):
     assert h["redis"]["status"] == "down"
     assert health(a.port, "/ready")[0] == 503
 
-    # local delivery goes on; the miss is counted
+    # local delivery goes on; for the other instance the publication
+    # waits in the publishing worker's outbox
     a1.publish("room", "m", "local")
     assert a2.recv() == {"event": "m", "room": "room", "from": "a1",
                          "data": "local"}
     b1.assert_silent(0.5)
-    assert wait_until(
-        lambda: health(a.port)[1]["redis"]["unsynced"] >= 1, 3)
+    h = health(a.port)[1]["redis"]
+    assert h["outbox"] == 1 and h["unsynced"] == 0, h
+    assert sorted(w["publish"] for w in h["workers"]) == ["down", "down"], h
+    assert [w["outbox"] for w in h["workers"]].count(1) == 1, h
 
-    # Redis is back: sync resumes, rooms resubscribed, no client action
+    # Redis is back: sync resumes, rooms resubscribed, no client action;
+    # what waited is published once A is subscribed again (B gets it if
+    # its own subscription is back by then: pub/sub keeps nothing)
     redis.start()
     for ngx in (a, b):
         assert wait_until(lambda: redis_up(ngx.port), 15), health(ngx.port)
     assert health(a.port, "/ready")[0] == 200
+    assert wait_until(lambda: health(a.port)[1]["redis"]["outbox"] == 0, 3)
 
     a1.publish("room", "m", "again")
-    for c in (a2, b1):
-        assert c.recv(timeout=3)["data"] == "again"
+    assert a2.recv(timeout=3)["data"] == "again"
+    got = b1.recv(timeout=3)["data"]
+    if got == "local":
+        got = b1.recv(timeout=3)["data"]
+    assert got == "again"
     drain_silent([a1, a2, b1])
+    h = health(a.port)[1]["redis"]
+    assert h["outbox"] == 0 and h["unsynced"] == 0, h
+    assert [w["publish"] for w in h["workers"]] == ["up", "up"], h
 
 
 def test_wrong_password_is_logged_and_degraded(rt, tmp_path):
@@ -295,7 +308,7 @@ def test_cluster_presence_and_user_not_found(rt, redis):
     status, body = push(a.port, {"userId": "u2", "topic": "t",
                                  "payload": 1})
     assert (status, body) == (200, {"message": "Payload sent successfully",
-                                    "delivered": 2})
+                                    "delivered": 2, "synced": True})
     for c in (u2, u2b):
         m = c.recv()
         while m["event"] != "t":
@@ -451,3 +464,173 @@ def test_user_list_drops_a_dead_instance(rt, redis):
     b.kill()
     rt.instances.remove(b)
     assert until_users(amy, ["amy"], timeout=6.0)
+
+
+def test_push_right_after_redis_is_back_reaches_every_member(rt, redis):
+    """The reported loss: Redis stopped and started, both instances'
+    status up, then one push on A. The status is up only when every
+    worker can publish and every channel is confirmed, so the push
+    reaches every member on B, in every run."""
+    a, b = start_two(rt, redis)
+    members = []
+    for i in range(20):
+        c = rt.client("m%d" % i, port=(a.port if i % 2 else b.port))
+        c.join("battle:1")
+        members.append(c)
+    on_b = {c.pid for c in members[0::2]}
+    on_a = {c.pid for c in members[1::2]}
+    assert len(on_a) == 2 and len(on_b) == 2, (on_a, on_b)
+    time.sleep(0.3)
+    for c in members:
+        while True:
+            try:
+                c.recv(timeout=0.1)
+            except Exception:
+                break
+
+    for run in range(3):
+        redis.stop()
+        for ngx in (a, b):
+            assert wait_until(lambda: not redis_up(ngx.port), 5)
+        redis.start()
+        for ngx in (a, b):
+            assert wait_until(lambda: redis_up(ngx.port), 15), \
+                health(ngx.port)
+        for ngx in (a, b):
+            h = health(ngx.port)[1]["redis"]
+            assert h["subscribed"] and all(
+                w["publish"] == "up" for w in h["workers"]), h
+        # on fresh connections: either worker of A publishes
+        for k in range(4):
+            status, body = push(a.port, {"room": "battle:1",
+                                         "topic": "tick",
+                                         "payload": [run, k]})
+            assert status == 200 and body["synced"] is True, body
+            assert "queued" not in body, body
+        # (two workers publish through two connections: order is per
+        # publisher only)
+        for c in members:
+            got = sorted(c.recv(timeout=3)["data"] for _ in range(4))
+            assert got == [[run, k] for k in range(4)], (run, c, got)
+    drain_silent(members)
+    assert health(a.port)[1]["redis"]["unsynced"] == 0
+
+
+def test_outbox_is_bounded_and_says_so(rt, redis):
+    """realtime_redis outbox=2: while a worker's connection is away, it
+    keeps two publications for the other instances ("queued") and
+    answers the third "synced": false; the two reach the other instance,
+    in order, once the worker is connected again."""
+    url = "redis://127.0.0.1:%d/0" % redis.port
+    conf = rt_http(http_extra="realtime_redis rt %s prefix=t: "
+                              "connect_timeout=1s command_timeout=2s "
+                              "outbox=2 outbox_time=30s;" % url)
+    a, b = rt.start(conf), rt.start(conf)
+    for ngx in (a, b):
+        assert wait_until(lambda: redis_up(ngx.port), 10), health(ngx.port)
+    far = rt.client("far", port=b.port)
+    far.join("r")
+    time.sleep(0.3)
+    while True:
+        try:
+            far.recv(timeout=0.1)
+        except Exception:
+            break
+
+    import http.client
+    for run in range(3):
+        # the publishing connections go, the subscriptions stay; the
+        # workers retry after 125 ms at least
+        assert redis_command(redis.port, "CLIENT", "KILL", "TYPE",
+                             "normal").startswith(b":")
+        time.sleep(0.05)
+        # one keep-alive connection: one worker, one outbox
+        conn = http.client.HTTPConnection("127.0.0.1", a.port, timeout=5)
+        answers = []
+        for i in range(3):
+            conn.request("POST", "/sendPayload",
+                         json.dumps({"room": "r", "topic": "t",
+                                     "payload": [run, i]}),
+                         {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            answers.append((resp.status, json.loads(resp.read())))
+        conn.close()
+        assert [s for s, _ in answers] == [200, 200, 200], answers
+        assert [(b.get("synced"), b.get("queued")) for _, b in answers] == \
+            [(True, True), (True, True), (False, None)], answers
+        assert [far.recv(timeout=3)["data"] for _ in range(2)] == \
+            [[run, 0], [run, 1]]
+        far.assert_silent(0.3)
+        assert wait_until(lambda: redis_up(a.port), 5), health(a.port)
+
+    assert wait_until(lambda: health(a.port)[1]["redis"]["outbox"] == 0, 3)
+    r = http_call(a.port, "GET", "/metrics")
+    text = r.body.decode()
+    assert 'realtime_redis_unsynced_total{zone="rt"} 3' in text, text
+    assert 'realtime_redis_subscribed{zone="rt"} 1' in text, text
+    ups = [l for l in text.splitlines()
+           if l.startswith("realtime_redis_worker_up{")]
+    assert len(ups) == 2 and all(l.endswith(" 1") for l in ups), ups
+    outboxes = [l for l in text.splitlines()
+                if l.startswith("realtime_redis_outbox{")]
+    assert len(outboxes) == 2 and all(l.endswith(" 0") for l in outboxes)
+
+
+def test_redis_host_resolved_when_the_configuration_is_read(rt, redis):
+    """A host name works (resolved by nginx at start, never by hiredis
+    in a worker); one that does not resolve fails the configuration."""
+    ngx = rt.start(rt_http(http_extra="realtime_redis rt "
+                                      "redis://localhost:%d/0;" % redis.port))
+    assert wait_until(lambda: redis_up(ngx.port), 10), health(ngx.port)
+
+    from conftest import Nginx
+    bad = Nginx(rt.tmp_path / "bad")
+    bad.write_conf(rt_http(http_extra="realtime_redis rt "
+                                      "redis://no-such-host.invalid:6379;"))
+    rc, out = bad.test_conf()
+    out += bad.error_log()
+    assert rc != 0 and "host not found" in out, out
+    assert "no-such-host.invalid" in out, out
+
+
+def redis_command(port, *args):
+    import socket
+    with socket.create_connection(("127.0.0.1", port), 2) as s:
+        s.sendall(("*%d\r\n" % len(args)).encode() + b"".join(
+            b"$%d\r\n%s\r\n" % (len(a), a.encode()) for a in args))
+        return s.recv(4096)
+
+
+def test_push_while_publishers_reconnect_is_not_lost(rt, redis):
+    """The cause of the loss, made certain: the publishing connections
+    drop (CLIENT KILL TYPE normal) while the subscriptions stay, so the
+    old status said "up"; a push then waits in the worker's outbox and
+    reaches the other instance once the worker has reconnected."""
+    a, b = start_two(rt, redis)
+    far = [rt.client("far%d" % i, port=b.port) for i in range(4)]
+    for c in far:
+        c.join("battle:1")
+    time.sleep(0.3)
+    for c in far:
+        while True:
+            try:
+                c.recv(timeout=0.1)
+            except Exception:
+                break
+
+    for run in range(4):
+        assert redis_command(redis.port, "CLIENT", "KILL", "TYPE",
+                             "normal").startswith(b":"), run
+        # the workers see the close; they retry after 125 ms at least
+        time.sleep(0.05)
+        answers = [push(a.port, {"room": "battle:1", "topic": "t",
+                                 "payload": [run, k]}) for k in range(3)]
+        assert all(st == 200 and body["synced"] is True
+                   for st, body in answers), answers
+        for c in far:
+            got = sorted(c.recv(timeout=5)["data"] for _ in range(3))
+            assert got == [[run, k] for k in range(3)], (run, c, got)
+        assert wait_until(lambda: redis_up(a.port), 5), health(a.port)
+    drain_silent(far)
+    h = health(a.port)[1]["redis"]
+    assert h["unsynced"] == 0 and h["outbox"] == 0, h
