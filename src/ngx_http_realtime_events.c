@@ -13,6 +13,9 @@
 #include "ngx_http_realtime_module.h"
 
 
+static ngx_int_t ngx_http_realtime_join_answer(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_cmd_t *cmd, ngx_str_t *room, ngx_uint_t members,
+    ngx_http_realtime_history_pos_t *pos);
 static ngx_int_t ngx_http_realtime_client_join(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd);
 static ngx_int_t ngx_http_realtime_client_leave(ngx_http_realtime_session_t *s,
@@ -271,9 +274,10 @@ static ngx_int_t
 ngx_http_realtime_client_join(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd)
 {
-    ngx_int_t    rc;
-    ngx_str_t    room;
-    ngx_uint_t   members, first;
+    ngx_int_t                         rc;
+    ngx_str_t                         room;
+    ngx_uint_t                        members, first;
+    ngx_http_realtime_history_pos_t   pos;
 
     room.data = (u_char *) cmd->room;
     room.len = cmd->room_len;
@@ -282,7 +286,7 @@ ngx_http_realtime_client_join(ngx_http_realtime_session_t *s,
         return ngx_http_realtime_room_forbidden(s, cmd);
     }
 
-    rc = ngx_http_realtime_room_join(s, &room, &members, &first);
+    rc = ngx_http_realtime_room_join_at(s, &room, &members, &first, &pos);
 
     switch (rc) {
 
@@ -303,10 +307,106 @@ ngx_http_realtime_client_join(ngx_http_realtime_session_t *s,
         return NGX_ERROR;
     }
 
-    rc = ngx_http_realtime_reply_room(s, "joined", cmd, "members", members);
+    rc = ngx_http_realtime_join_answer(s, cmd, &room, members, &pos);
 
     if (first && s->conf->presence) {
         ngx_http_realtime_presence_event(s, "presence:join", &room);
+    }
+
+    return rc;
+}
+
+
+/*
+ * "joined", with the room's place in its history; for a join "since" a
+ * place, whether it was recovered, and then what was missed, in order,
+ * before anything live.
+ */
+
+static ngx_int_t
+ngx_http_realtime_join_answer(ngx_http_realtime_session_t *s,
+    ngx_http_realtime_cmd_t *cmd, ngx_str_t *room, ngx_uint_t members,
+    ngx_http_realtime_history_pos_t *pos)
+{
+    u_char                   *buf, *p, *last;
+    size_t                    len, flen;
+    json_t                   *data;
+    ngx_int_t                 rc, recovered;
+    ngx_str_t                 epoch;
+    ngx_http_realtime_msg_t  *msg;
+
+    buf = NULL;
+    len = 0;
+    recovered = NGX_DECLINED;
+
+    if (cmd->has_since && pos->on) {
+        epoch.data = (u_char *) cmd->since_epoch;
+        epoch.len = cmd->since_epoch_len;
+
+        recovered = ngx_http_realtime_history_replay(s->zone, room, &epoch,
+                                                   (uint64_t) cmd->since_offset,
+                                                   pos, &buf, &len);
+        if (recovered == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    data = json_pack("{s:s%, s:I}", "room", cmd->room, cmd->room_len,
+                     "members", (json_int_t) members);
+
+    if (data && pos->on
+        && (json_object_set_new(data, "offset",
+                                json_integer((json_int_t) pos->offset))
+            != 0
+            || json_object_set_new(data, "epoch",
+                                   json_stringn((char *) pos->epoch,
+                                                NGX_HTTP_REALTIME_EPOCH_LEN))
+               != 0))
+    {
+        json_decref(data);
+        data = NULL;
+    }
+
+    if (data && cmd->has_since
+        && json_object_set_new(data, "recovered",
+                               json_boolean(recovered == NGX_OK))
+           != 0)
+    {
+        json_decref(data);
+        data = NULL;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, s->log, 0,
+                   "realtime join \"%V\" at %uL, replay of %uz bytes",
+                   room, pos->offset, len);
+
+    rc = ngx_http_realtime_reply_new(s, "joined", data, cmd);
+
+    /* (length, frame) records, of ngx_http_realtime_history_replay() */
+
+    p = buf;
+    last = buf + len;
+
+    while (rc == NGX_OK && p < last) {
+        ngx_memcpy(&flen, p, sizeof(size_t));
+        p += sizeof(size_t);
+
+        msg = ngx_http_realtime_msg_alloc(flen);
+        if (msg == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        ngx_memcpy(msg->data, p, flen);
+        msg->len = flen;
+        p += flen;
+
+        rc = s->handler->deliver(s, msg);
+        ngx_http_realtime_msg_release(msg);
+    }
+
+    if (buf) {
+        ngx_free(buf);
     }
 
     return rc;

@@ -33,6 +33,8 @@ typedef struct {
     uint16_t                    except_len;
     uint16_t                    reserved;
     uint32_t                    frame_len;
+    uint64_t                    offset;    /* realtime_history */
+    uint64_t                    skip;      /* a connection id, or 0 */
     /* target, except and the frame follow */
 } ngx_http_realtime_ipc_rec_t;
 
@@ -221,6 +223,8 @@ ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
     rec->target_len = (uint16_t) target->len;
     rec->except_len = (uint16_t) (except ? except->len : 0);
     rec->frame_len = (uint32_t) msg->len;
+    rec->offset = msg->offset;
+    rec->skip = msg->skip;
 
     /* memcpy() must not see the NULL of an empty string */
 
@@ -441,6 +445,8 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
         ngx_memcpy(msg->data, p + rec->target_len + rec->except_len,
                    rec->frame_len);
         msg->len = rec->frame_len;
+        msg->offset = rec->offset;
+        msg->skip = rec->skip;
 
         item->type = rec->type;
         item->target.data = ngx_cpymem(msg->data + msg->len, p,

@@ -227,6 +227,13 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       offsetof(ngx_http_realtime_loc_conf_t, user),
       NULL },
 
+    { ngx_string("realtime_history"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_realtime_history_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("realtime_timestamp"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -731,6 +738,8 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf)
     conf->routes = NGX_CONF_UNSET_PTR;
     conf->join_on_connect = NGX_CONF_UNSET_PTR;
     conf->forward_max = NGX_CONF_UNSET_UINT;
+    conf->history_max = NGX_CONF_UNSET_UINT;
+    conf->history_ttl = NGX_CONF_UNSET_MSEC;
 
     return conf;
 }
@@ -778,6 +787,13 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              NULL);
 
     if (ngx_http_realtime_user_list_merge(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_merge_uint_value(conf->history_max, prev->history_max, 0);
+    ngx_conf_merge_msec_value(conf->history_ttl, prev->history_ttl, 0);
+
+    if (ngx_http_realtime_history_merge(cf, conf) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 

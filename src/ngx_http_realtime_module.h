@@ -145,6 +145,10 @@ typedef struct {
     ngx_array_t                       *routes;
     ngx_array_t                       *join_on_connect;   /* ngx_str_t */
 
+    /* realtime_history */
+    ngx_uint_t                         history_max;
+    ngx_msec_t                         history_ttl;
+
     /* realtime_forward: routes, and the location they are sent from */
     ngx_array_t                       *forwards;
     ngx_http_realtime_route_forward_t *connect_hook;
@@ -175,6 +179,15 @@ struct ngx_http_realtime_msg_s {
      */
     ngx_http_realtime_msg_t           *derived;
     ngx_str_t                          key;
+
+    /*
+     * realtime_history: the room publication's offset (0: none), where
+     * the frame leaves room for it, and the connection id of a socket
+     * that is not to get it (0: none)
+     */
+    uint64_t                           offset;
+    u_char                            *mark;
+    uint64_t                           skip;
 };
 
 
@@ -337,6 +350,9 @@ ngx_int_t ngx_http_realtime_room_identify(ngx_http_realtime_session_t *s,
     ngx_str_t *name);
 uint64_t ngx_http_realtime_room_user_conn(ngx_http_realtime_zone_t *zone,
     ngx_str_t *name);
+ngx_int_t ngx_http_realtime_room_join_at(ngx_http_realtime_session_t *s,
+    ngx_str_t *room, ngx_uint_t *members, ngx_uint_t *first,
+    ngx_http_realtime_history_pos_t *pos);
 ngx_int_t ngx_http_realtime_room_join(ngx_http_realtime_session_t *s,
     ngx_str_t *room, ngx_uint_t *members, ngx_uint_t *first);
 ngx_http_realtime_local_member_t *ngx_http_realtime_local_find(
@@ -576,6 +592,23 @@ json_t *ngx_http_realtime_forward_claims(ngx_http_request_t *r);
 /* the location sends events or hooks to backends */
 #define ngx_http_realtime_forwarding(conf)                                   \
     ((conf)->forwards || (conf)->connect_hook || (conf)->disconnect_hook)
+
+/* ngx_http_realtime_history.c */
+ngx_http_realtime_msg_t *ngx_http_realtime_history_frame(
+    ngx_http_realtime_msg_t *msg);
+void ngx_http_realtime_history_append_locked(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room, ngx_http_realtime_msg_t *msg);
+void ngx_http_realtime_history_position_locked(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room, ngx_http_realtime_history_pos_t *pos);
+ngx_int_t ngx_http_realtime_history_replay(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room, ngx_str_t *epoch, uint64_t since,
+    ngx_http_realtime_history_pos_t *pos, u_char **buf, size_t *len);
+ngx_int_t ngx_http_realtime_history_init_process(
+    ngx_http_realtime_zone_t *zone, ngx_cycle_t *cycle);
+char *ngx_http_realtime_history_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_realtime_history_merge(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *conf);
 
 /* ngx_http_realtime_forward_fake.c */
 ngx_http_realtime_handshake_copy_t *ngx_http_realtime_handshake_keep(

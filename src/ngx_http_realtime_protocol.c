@@ -22,6 +22,8 @@ static int ngx_http_realtime_cmd_fail(ngx_http_realtime_cmd_t *cmd,
     const char *message);
 static int ngx_http_realtime_cmd_room(ngx_http_realtime_cmd_t *cmd,
     ngx_http_realtime_cmd_error_t *err);
+static int ngx_http_realtime_cmd_since(ngx_http_realtime_cmd_t *cmd,
+    ngx_http_realtime_cmd_error_t *err);
 static int ngx_http_realtime_cmd_publish(ngx_http_realtime_cmd_t *cmd,
     ngx_http_realtime_cmd_error_t *err);
 static int ngx_http_realtime_cmd_refresh(ngx_http_realtime_cmd_t *cmd,
@@ -131,6 +133,12 @@ ngx_http_realtime_cmd_read(ngx_http_realtime_cmd_t *cmd, json_t *root,
     switch (cmd->type) {
 
     case NGX_HTTP_REALTIME_CMD_JOIN:
+        if (ngx_http_realtime_cmd_room(cmd, err) != 0) {
+            return -1;
+        }
+
+        return ngx_http_realtime_cmd_since(cmd, err);
+
     case NGX_HTTP_REALTIME_CMD_LEAVE:
     case NGX_HTTP_REALTIME_CMD_PRESENCE:
         return ngx_http_realtime_cmd_room(cmd, err);
@@ -194,6 +202,43 @@ ngx_http_realtime_cmd_room(ngx_http_realtime_cmd_t *cmd,
                            "a room name is 1-128 bytes of letters, digits "
                            "and _-:.@/#");
     }
+
+    return 0;
+}
+
+
+/* join {"room", "since": {"epoch": string, "offset": integer >= 0}} */
+
+static int
+ngx_http_realtime_cmd_since(ngx_http_realtime_cmd_t *cmd,
+    ngx_http_realtime_cmd_error_t *err)
+{
+    json_t  *since, *epoch, *offset;
+
+    since = json_is_object(cmd->data) ? json_object_get(cmd->data, "since")
+                                      : NULL;
+
+    if (since == NULL || json_is_null(since)) {
+        return 0;
+    }
+
+    epoch = json_object_get(since, "epoch");
+    offset = json_object_get(since, "offset");
+
+    if (!json_is_object(since) || !json_is_string(epoch)
+        || json_string_length(epoch) == 0
+        || json_string_length(epoch) > 64
+        || !json_is_integer(offset) || json_integer_value(offset) < 0)
+    {
+        return ngx_http_realtime_cmd_fail(cmd, err, "BAD_REQUEST",
+                           "\"data.since\" must be {\"epoch\": a string, "
+                           "\"offset\": a non-negative integer}");
+    }
+
+    cmd->has_since = 1;
+    cmd->since_epoch = json_string_value(epoch);
+    cmd->since_epoch_len = json_string_length(epoch);
+    cmd->since_offset = json_integer_value(offset);
 
     return 0;
 }

@@ -42,6 +42,12 @@ typedef struct {
     const char   *room;
     size_t        room_len;
 
+    /* join: "since": {"epoch": "...", "offset": n}, to recover from */
+    int           has_since;
+    const char   *since_epoch;
+    size_t        since_epoch_len;
+    json_int_t    since_offset;
+
     /* publish */
     const char   *publish_event;
     size_t        publish_event_len;

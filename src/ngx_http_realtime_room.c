@@ -25,11 +25,6 @@ static void ngx_http_realtime_sh_disconnect(ngx_http_realtime_zone_t *zone,
     ngx_http_realtime_sh_conn_t *conn);
 static void ngx_http_realtime_sh_leave(ngx_http_realtime_zone_t *zone,
     ngx_http_realtime_sh_member_t *m, ngx_uint_t slot);
-static void *ngx_http_realtime_sh_node(ngx_http_realtime_zone_t *zone,
-    ngx_rbtree_t *tree, ngx_str_t *name, size_t size, ngx_uint_t copy,
-    ngx_uint_t *created);
-static void ngx_http_realtime_sh_node_free(ngx_http_realtime_zone_t *zone,
-    ngx_rbtree_t *tree, ngx_str_node_t *sn);
 static void *ngx_http_realtime_local_node(ngx_rbtree_t *tree,
     ngx_str_t *name, size_t size);
 static void ngx_http_realtime_local_leave(ngx_http_realtime_zone_t *zone,
@@ -144,6 +139,8 @@ ngx_http_realtime_zone_init(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_str_rbtree_insert_value);
     ngx_rbtree_init(&sh->users, &sh->users_sentinel,
                     ngx_str_rbtree_insert_value);
+    ngx_rbtree_init(&sh->histories, &sh->histories_sentinel,
+                    ngx_str_rbtree_insert_value);
 
     /* the instance's name on Redis: it lives as long as the zone */
     ngx_sprintf(sh->instance, "%08xD%08xD%Z",
@@ -196,6 +193,10 @@ ngx_http_realtime_zone_init_process(ngx_cycle_t *cycle)
         }
 
         if (ngx_http_realtime_redis_init_process(zone, cycle) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_realtime_history_init_process(zone, cycle) != NGX_OK) {
             return NGX_ERROR;
         }
     }
@@ -751,6 +752,22 @@ ngx_int_t
 ngx_http_realtime_room_join(ngx_http_realtime_session_t *s, ngx_str_t *room,
     ngx_uint_t *members, ngx_uint_t *first)
 {
+    ngx_http_realtime_history_pos_t  pos;
+
+    return ngx_http_realtime_room_join_at(s, room, members, first, &pos);
+}
+
+
+/*
+ * The same, and the room's place in its history at the join (pos->on 0
+ * without history): the new member takes it as the last it got.
+ */
+
+ngx_int_t
+ngx_http_realtime_room_join_at(ngx_http_realtime_session_t *s,
+    ngx_str_t *room, ngx_uint_t *members, ngx_uint_t *first,
+    ngx_http_realtime_history_pos_t *pos)
+{
     ngx_uint_t                         room_created, user_created;
     ngx_slab_pool_t                   *shpool;
     ngx_http_realtime_zone_t          *zone;
@@ -763,15 +780,23 @@ ngx_http_realtime_room_join(ngx_http_realtime_session_t *s, ngx_str_t *room,
     zone = s->zone;
     shpool = zone->shpool;
     *first = 0;
+    pos->on = 0;
 
-    if (ngx_http_realtime_local_find(s, room)) {
+    lm = ngx_http_realtime_local_find(s, room);
+
+    if (lm) {
         /* joining twice is harmless: answer with the room as it is */
         ngx_shmtx_lock(&shpool->mutex);
         r = (ngx_http_realtime_sh_room_t *)
                 ngx_str_rbtree_lookup(&zone->sh->rooms, room,
                                       ngx_crc32_short(room->data, room->len));
         *members = r ? r->nsockets : 0;
+        ngx_http_realtime_history_position_locked(zone, room, pos);
         ngx_shmtx_unlock(&shpool->mutex);
+
+        /* the member's own place: what is after it comes live */
+        pos->offset = lm->offset;
+
         return NGX_OK;
     }
 
@@ -851,6 +876,9 @@ ngx_http_realtime_room_join(ngx_http_realtime_session_t *s, ngx_str_t *room,
     ngx_http_realtime_redis_notify_locked(zone, NGX_HTTP_REALTIME_IPC_MEMBER,
                                           room, &s->user);
 
+    /* with the member added: what is queued before is not for it */
+    ngx_http_realtime_history_position_locked(zone, room, pos);
+
     ngx_shmtx_unlock(&shpool->mutex);
 
     ngx_http_realtime_redis_wake(zone);
@@ -858,6 +886,7 @@ ngx_http_realtime_room_join(ngx_http_realtime_session_t *s, ngx_str_t *room,
     lm->session = s;
     lm->room = lr;
     lm->sh = m;
+    lm->offset = pos->on ? pos->offset : 0;
     ngx_queue_insert_tail(&lr->members, &lm->room_link);
     ngx_queue_insert_tail(&s->rooms, &lm->conn_link);
     s->nrooms++;
@@ -1077,6 +1106,7 @@ ngx_http_realtime_publish_zone(ngx_http_realtime_zone_t *zone,
     ngx_queue_t                  *q;
     ngx_http_realtime_slot_t     *s;
     ngx_http_realtime_shctx_t    *sh;
+    ngx_http_realtime_msg_t      *hmsg;
     ngx_http_realtime_sh_room_t  *room;
     ngx_http_realtime_sh_user_t  *user;
     ngx_http_realtime_sh_conn_t  *conn;
@@ -1086,10 +1116,25 @@ ngx_http_realtime_publish_zone(ngx_http_realtime_zone_t *zone,
     rc = NGX_OK;
     n = 0;
     nwake = 0;
+    hmsg = NULL;
 
     ngx_memzero(sockets, sizeof(sockets));
 
+    if (type == NGX_HTTP_REALTIME_TO_ROOM && zone->history_max) {
+        /* made before the lock; its offset is written under it */
+        hmsg = ngx_http_realtime_history_frame(msg);
+
+        if (hmsg) {
+            hmsg->skip = (skip && skip->sh_conn) ? skip->sh_conn->id : 0;
+            msg = hmsg;
+        }
+    }
+
     ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (hmsg) {
+        ngx_http_realtime_history_append_locked(zone, target, hmsg);
+    }
 
     switch (type) {
 
@@ -1148,7 +1193,12 @@ ngx_http_realtime_publish_zone(ngx_http_realtime_zone_t *zone,
     for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
         s = &sh->slots[i];
 
-        if (i == zone->slot || sockets[i] == 0 || s->pid == 0) {
+        /*
+         * A room with history goes through this worker's queue too: the
+         * queues take its publications in offset order.
+         */
+
+        if ((i == zone->slot && !hmsg) || sockets[i] == 0 || s->pid == 0) {
             continue;
         }
 
@@ -1177,8 +1227,12 @@ ngx_http_realtime_publish_zone(ngx_http_realtime_zone_t *zone,
         ngx_http_realtime_ipc_wake(wake[i], wake_id[i]);
     }
 
-    if (mine) {
+    if (mine && hmsg == NULL) {
         ngx_http_realtime_deliver(zone, type, target, except, skip, msg);
+    }
+
+    if (hmsg) {
+        ngx_http_realtime_msg_release(hmsg);
     }
 
     if (recipients) {
@@ -1269,6 +1323,16 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
             lm = ngx_queue_data(q, ngx_http_realtime_local_member_t,
                                 room_link);
             s = lm->session;
+
+            if (msg->offset) {
+                /* queued before it joined, or replayed to it already */
+                if (msg->offset <= lm->offset) {
+                    continue;
+                }
+
+                lm->offset = msg->offset;
+            }
+
             break;
 
         case NGX_HTTP_REALTIME_TO_USER:
@@ -1280,6 +1344,7 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
         }
 
         if (s == skip
+            || (msg->skip && s->sh_conn && s->sh_conn->id == msg->skip)
             || (except && except->len
                 && s->user.len == except->len
                 && ngx_memcmp(s->user.data, except->data, except->len) == 0))
@@ -1349,7 +1414,7 @@ ngx_http_realtime_local_leave(ngx_http_realtime_zone_t *zone,
  * name is stored right behind the node.
  */
 
-static void *
+void *
 ngx_http_realtime_sh_node(ngx_http_realtime_zone_t *zone, ngx_rbtree_t *tree,
     ngx_str_t *name, size_t size, ngx_uint_t copy, ngx_uint_t *created)
 {
@@ -1392,7 +1457,7 @@ ngx_http_realtime_sh_node(ngx_http_realtime_zone_t *zone, ngx_rbtree_t *tree,
 }
 
 
-static void
+void
 ngx_http_realtime_sh_node_free(ngx_http_realtime_zone_t *zone,
     ngx_rbtree_t *tree, ngx_str_node_t *sn)
 {

@@ -59,6 +59,17 @@ struct ngx_http_realtime_forward_route_sh_s {
     ngx_atomic_t                       latency_ms;
 };
 
+/* realtime_history: an epoch's characters */
+#define NGX_HTTP_REALTIME_EPOCH_LEN    16
+
+
+/* a room's place in its history, as a join saw it */
+typedef struct {
+    uint64_t                           offset;
+    u_char                             epoch[NGX_HTTP_REALTIME_EPOCH_LEN];
+    unsigned                           on:1;
+} ngx_http_realtime_history_pos_t;
+
 /* an instance id: 16 hex digits, new with every new zone */
 #define NGX_HTTP_REALTIME_INSTANCE_LEN 16
 
@@ -153,6 +164,14 @@ typedef struct {
     ngx_http_realtime_forward_route_sh_t  *forward_routes;
     ngx_atomic_t                       nforward_routes;
 
+    /* realtime_history (ngx_http_realtime_history.c) */
+    ngx_rbtree_t                       histories;
+    ngx_rbtree_node_t                  histories_sentinel;
+    ngx_uint_t                         history_rooms;
+    ngx_uint_t                         history_messages;
+    size_t                             history_bytes;
+    ngx_atomic_t                       history_swept;
+
     /* the counters of workers that have exited */
     ngx_uint_t                         retired_in;
     ngx_uint_t                         retired_out;
@@ -224,10 +243,17 @@ typedef struct {
     ngx_http_realtime_session_t       *session;
     ngx_http_realtime_local_room_t    *room;
     ngx_http_realtime_sh_member_t     *sh;
+    uint64_t                           offset;   /* the last delivered */
 } ngx_http_realtime_local_member_t;
 
 
 typedef struct ngx_http_realtime_zone_s  ngx_http_realtime_zone_t;
+
+void *ngx_http_realtime_sh_node(ngx_http_realtime_zone_t *zone,
+    ngx_rbtree_t *tree, ngx_str_t *name, size_t size, ngx_uint_t copy,
+    ngx_uint_t *created);
+void ngx_http_realtime_sh_node_free(ngx_http_realtime_zone_t *zone,
+    ngx_rbtree_t *tree, ngx_str_node_t *sn);
 
 struct ngx_http_realtime_zone_s {
     ngx_str_t                          name;
@@ -252,6 +278,11 @@ struct ngx_http_realtime_zone_s {
     ngx_msec_t                         user_list_interval;
     ngx_uint_t                         user_list_timestamp;
     ngx_event_t                        user_list_timer;
+
+    /* realtime_history: one bound per zone */
+    ngx_uint_t                         history_max;
+    ngx_msec_t                         history_ttl;
+    ngx_event_t                        history_timer;
 
     /* a wakeup for the Redis worker, sent after the zone is unlocked */
     ngx_pid_t                          wake_pid;

@@ -34,6 +34,9 @@ typedef struct {
     ngx_uint_t   dropped;
     size_t       size;
     size_t       used;
+    ngx_uint_t   history_rooms;
+    ngx_uint_t   history_messages;
+    size_t       history_bytes;
     ngx_uint_t   redis_up;
     ngx_uint_t   redis_subscribed;
     ngx_uint_t   redis_pub_down;     /* workers that cannot publish */
@@ -121,6 +124,18 @@ ngx_http_realtime_status_handler(ngx_http_request_t *r)
                          "zone",
                            "size", (json_int_t) t.size,
                            "used", (json_int_t) t.used);
+
+        if (json && rlcf->zone->history_max
+            && json_object_set_new(json, "history",
+                   json_pack("{s:I, s:I, s:I}",
+                             "rooms", (json_int_t) t.history_rooms,
+                             "messages", (json_int_t) t.history_messages,
+                             "bytes", (json_int_t) t.history_bytes))
+               != 0)
+        {
+            json_decref(json);
+            json = NULL;
+        }
 
         if (json && rlcf->zone->redis_conf
             && json_object_set_new(json, "redis",
@@ -232,6 +247,10 @@ ngx_http_realtime_totals(ngx_http_realtime_zone_t *zone,
         t->messages_out += s->messages_out;
         t->dropped += s->dropped;
     }
+
+    t->history_rooms = sh->history_rooms;
+    t->history_messages = sh->history_messages;
+    t->history_bytes = sh->history_bytes;
 
     t->size = zone->shm_zone->shm.size;
     t->used = t->size - shpool->pfree * ngx_pagesize;
@@ -530,6 +549,21 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
 
     if (zone->redis_conf) {
         p = ngx_http_realtime_redis_metrics(p, zone, &t);
+    }
+
+    if (zone->history_max) {
+        p = ngx_sprintf(p,
+            "# HELP realtime_history_rooms Rooms with a history.\n"
+            "# TYPE realtime_history_rooms gauge\n"
+            "realtime_history_rooms{zone=\"%V\"} %ui\n"
+            "# HELP realtime_history_messages Publications kept.\n"
+            "# TYPE realtime_history_messages gauge\n"
+            "realtime_history_messages{zone=\"%V\"} %ui\n"
+            "# HELP realtime_history_bytes Bytes of the publications kept.\n"
+            "# TYPE realtime_history_bytes gauge\n"
+            "realtime_history_bytes{zone=\"%V\"} %uz\n",
+            zn, t.history_rooms, zn, t.history_messages, zn,
+            t.history_bytes);
     }
 
     p = ngx_http_realtime_forward_metrics(p, zone);

@@ -1475,9 +1475,99 @@ test_round_trip(void)
 }
 
 
+/* join {"room", "since": {"epoch", "offset"}}, for realtime_history */
+
+static void
+test_join_since(void)
+{
+    test_begin("join since");
+
+    if (PARSE_OK("{\"event\":\"join\",\"data\":{\"room\":\"g\","
+                 "\"since\":{\"epoch\":\"abcDEF0123456789\","
+                 "\"offset\":42}}}", NGX_HTTP_REALTIME_CMD_JOIN))
+    {
+        CHECK(cmd.has_since == 1);
+        CHECK(str_is(cmd.since_epoch, cmd.since_epoch_len,
+                     "abcDEF0123456789"));
+        CHECK(cmd.since_offset == 42);
+        CHECK(str_is(cmd.room, cmd.room_len, "g"));
+        ngx_http_realtime_cmd_free(&cmd);
+    }
+
+    /* offset 0 and a huge one are fine; null is no since */
+
+    if (PARSE_OK("{\"event\":\"join\",\"data\":{\"room\":\"g\","
+                 "\"since\":{\"epoch\":\"e\",\"offset\":0}}}",
+                 NGX_HTTP_REALTIME_CMD_JOIN))
+    {
+        CHECK(cmd.has_since == 1 && cmd.since_offset == 0);
+        ngx_http_realtime_cmd_free(&cmd);
+    }
+
+    if (PARSE_OK("{\"event\":\"join\",\"data\":{\"room\":\"g\","
+                 "\"since\":{\"epoch\":\"e\","
+                 "\"offset\":9007199254740993}}}",
+                 NGX_HTTP_REALTIME_CMD_JOIN))
+    {
+        CHECK(cmd.since_offset == 9007199254740993LL);
+        ngx_http_realtime_cmd_free(&cmd);
+    }
+
+    if (PARSE_OK("{\"event\":\"join\",\"data\":{\"room\":\"g\","
+                 "\"since\":null}}", NGX_HTTP_REALTIME_CMD_JOIN))
+    {
+        CHECK(cmd.has_since == 0);
+        ngx_http_realtime_cmd_free(&cmd);
+    }
+
+    /* the shorthand room name has no since */
+
+    if (PARSE_OK("{\"event\":\"join\",\"data\":\"g\"}",
+                 NGX_HTTP_REALTIME_CMD_JOIN))
+    {
+        CHECK(cmd.has_since == 0);
+        ngx_http_realtime_cmd_free(&cmd);
+    }
+
+    PARSE_ERR("{\"event\":\"join\",\"data\":{\"room\":\"g\","
+              "\"since\":3}}", "BAD_REQUEST");
+    CHECK(strstr(err.message, "data.since") != NULL);
+    PARSE_ERR("{\"event\":\"join\",\"data\":{\"room\":\"g\","
+              "\"since\":{\"epoch\":\"e\"}}}", "BAD_REQUEST");
+    PARSE_ERR("{\"event\":\"join\",\"data\":{\"room\":\"g\","
+              "\"since\":{\"offset\":1}}}", "BAD_REQUEST");
+    PARSE_ERR("{\"event\":\"join\",\"data\":{\"room\":\"g\","
+              "\"since\":{\"epoch\":\"\",\"offset\":1}}}", "BAD_REQUEST");
+    PARSE_ERR("{\"event\":\"join\",\"data\":{\"room\":\"g\","
+              "\"since\":{\"epoch\":\"e\",\"offset\":-1}}}",
+              "BAD_REQUEST");
+    PARSE_ERR("{\"event\":\"join\",\"data\":{\"room\":\"g\","
+              "\"since\":{\"epoch\":\"e\",\"offset\":1.5}}}",
+              "BAD_REQUEST");
+    PARSE_ERR("{\"event\":\"join\",\"data\":{\"room\":\"g\","
+              "\"since\":{\"epoch\":7,\"offset\":1}}}", "BAD_REQUEST");
+    /* the room is checked first */
+    PARSE_ERR("{\"event\":\"join\",\"data\":{\"room\":5,"
+              "\"since\":{\"epoch\":\"e\",\"offset\":1}}}",
+              "BAD_REQUEST");
+    CHECK(strcmp(err.message, "\"data.room\" must be a string") == 0);
+
+    /* leave ignores a since */
+    if (PARSE_OK("{\"event\":\"leave\",\"data\":{\"room\":\"g\","
+                 "\"since\":3}}", NGX_HTTP_REALTIME_CMD_LEAVE))
+    {
+        CHECK(cmd.has_since == 0);
+        ngx_http_realtime_cmd_free(&cmd);
+    }
+
+    test_end();
+}
+
+
 int
 main(void)
 {
+    test_join_since();
     test_room_commands();
     test_publish();
     test_ping();
