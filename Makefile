@@ -48,7 +48,7 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SRCS         := $(wildcard src/*.c src/*.h) config
 
 .PHONY: all build run test unit asan fuzz integration deps-build deps-test \
-        asan-module integration-asan clean bench
+        asan-module integration-asan clean bench chaos
 
 all: build
 
@@ -153,6 +153,19 @@ test: deps-test build
 # and then with Nchan (libnginx-mod-nchan); see bench/run.py
 APT_BENCH    := gcc make python3 nginx libnginx-mod-nchan redis-server \
                 procps valgrind linux-perf
+
+# The chaos scenarios of t/test_chaos.py in their long form (a minute of
+# publishing each); make test runs them for a few seconds. The counts go
+# to build/chaos.txt.
+CHAOS_SECONDS ?= 60
+
+chaos: build deps-test
+	@rm -f $(BUILD)/chaos.txt
+	NGX_REALTIME_CHAOS_SECONDS=$(CHAOS_SECONDS) \
+	NGX_REALTIME_CHAOS_REPORT=$(BUILD)/chaos.txt \
+	NGX_REALTIME_TEST_WATCHDOG=$$(( $(CHAOS_SECONDS) * 3 + 120 )) \
+	$(PYTHON) -m pytest -q -s -p no:cacheprovider t/test_chaos.py
+	@cat $(BUILD)/chaos.txt
 
 bench: build
 	$(call apt_install,$(APT_BENCH))

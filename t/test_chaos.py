@@ -1,0 +1,263 @@
+"""Chaos that counts every message (`make chaos` runs the long form;
+`make test` a short one). Publishers push numbered messages to one room
+at a steady rate through both workers; native subscribers with
+realtime_history reconnect whenever their socket goes (to whichever
+worker takes them) and join "since" the last place they saw. Each
+subscriber must end with every published message exactly once, in
+offset order, with no gap: what it missed while away it recovers.
+
+Scenarios: a worker SIGKILLed mid-run, `nginx -s reload` mid-run, and a
+subscriber too slow for its send buffer (closed 1008, then recovers).
+Counts per scenario (published, delivered live, recovered, lost) are
+printed, and `make chaos` appends them to build/chaos.txt.
+"""
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import TEST_WATCHDOG, http_call, rt_http, wait_until
+from wsraw import RawWS
+
+SECONDS = float(os.environ.get("NGX_REALTIME_CHAOS_SECONDS", "4"))
+RATE = 150                        # pushes per second
+ROOM = "chaos"
+REPORT = os.environ.get("NGX_REALTIME_CHAOS_REPORT")
+
+pytestmark = pytest.mark.skipif(SECONDS * 3 + 30 > TEST_WATCHDOG,
+                                reason="longer than the test watchdog")
+
+
+def chaos_http(extra="", zone="rt 16m"):
+    return rt_http(zone=zone, presence="off",
+                   http_extra="client_body_buffer_size 64k;",
+                   ws_extra="realtime_history 100000 10m;" + extra)
+
+
+class Publisher(threading.Thread):
+    """Pushes n = 1, 2, ... on fresh connections (either worker). An
+    answer that is lost (a worker killed under it) leaves n "unknown":
+    delivered at most once, not counted lost."""
+
+    def __init__(self, port, pad=0):
+        super().__init__(daemon=True)
+        self.port = port
+        self.pad = "x" * pad
+        self.ok = []
+        self.unknown = []
+        self.stop = threading.Event()
+
+    def run(self):
+        n = 0
+        start = time.monotonic()
+        while not self.stop.is_set():
+            n += 1
+            try:
+                r = http_call(self.port, "POST", "/sendPayload", json.dumps(
+                    {"room": ROOM, "topic": "c",
+                     "payload": [n, self.pad] if self.pad else n}),
+                    {"Content-Type": "application/json"}, timeout=3)
+                (self.ok if r.status == 200 else self.unknown).append(n)
+            except Exception:
+                self.unknown.append(n)
+            delay = start + n / RATE - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+
+class Subscriber(threading.Thread):
+    """A native client that comes back: join since its last place."""
+
+    def __init__(self, port, name, rcvbuf=None, slow=False):
+        super().__init__(daemon=True)
+        self.port = port
+        self.name = name
+        self.rcvbuf = rcvbuf
+        self.slow = slow
+        self.got = []               # (offset, n), in the order received
+        self.recovered = 0          # messages that came by a replay
+        self.reconnects = 0
+        self.closes = []
+        self.close_codes = []
+        self.stalled = False
+        self.failures = []
+        self.epoch = None
+        self.last = 0
+        self.stop = threading.Event()
+        self.joined = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                self.session()
+            except Exception as e:          # the socket went: come back
+                self.closes.append(repr(e)[:80])
+            if self.stop.is_set():
+                break
+            self.reconnects += 1
+            time.sleep(0.05)
+
+    def session(self):
+        raw = RawWS.connect(self.port, path="/ws?user=" + self.name,
+                            rcvbuf=self.rcvbuf, timeout=3)
+        try:
+            welcome = json.loads(raw.recv_message(timeout=3)[1])
+            assert welcome["event"] == "welcome", welcome
+            data = {"room": ROOM}
+            if self.epoch:
+                data["since"] = {"epoch": self.epoch, "offset": self.last}
+            raw.send_text(json.dumps({"event": "join", "data": data,
+                                      "id": 1}))
+            replay = None
+            while not self.stop.is_set():
+                if self.slow and not self.stalled and self.joined.is_set():
+                    # reads nothing for a while: its send buffer fills
+                    # and the server closes it (1008) behind what it sent
+                    time.sleep(SECONDS / 2 + 1)
+                    self.stalled = True
+                try:
+                    f = raw.recv_data_frame(timeout=0.5)
+                except socket.timeout:
+                    continue            # quiet: nothing published
+                if f.opcode == 8:
+                    self.close_codes.append(f.close_code)
+                    raise ConnectionError("close %r" % f.close_code)
+                # the server's frames here are whole text messages
+                payload = f.payload
+                ev = json.loads(payload)
+                if ev.get("event") == "joined":
+                    d = ev["data"]
+                    if self.epoch and not d.get("recovered"):
+                        self.failures.append(("not recovered", self.last, d))
+                    self.epoch = d["epoch"]
+                    # what comes up to this offset is the replay
+                    replay = d["offset"]
+                    self.joined.set()
+                    continue
+                if ev.get("event") != "c":
+                    continue
+                if ev["offset"] != self.last + 1:
+                    self.failures.append(("gap or duplicate", self.last,
+                                          ev["offset"]))
+                self.last = ev["offset"]
+                n = ev["data"][0] if isinstance(ev["data"], list) \
+                    else ev["data"]
+                self.got.append((ev["offset"], n))
+                if replay is not None and ev["offset"] <= replay:
+                    self.recovered += 1
+        finally:
+            raw.close()
+
+
+def run_chaos(rt, ngx, chaos, subscribers=6, slow=None, pad=0):
+    subs = [Subscriber(ngx.port, "s%d" % i) for i in range(subscribers)]
+    if slow:
+        subs.append(slow)
+    for s in subs:
+        s.start()
+    for s in subs:
+        assert s.joined.wait(5), s.name
+    pub = Publisher(ngx.port, pad)
+    pub.start()
+    time.sleep(SECONDS / 2)
+    chaos()
+    time.sleep(SECONDS / 2)
+    pub.stop.set()
+    pub.join(10)
+
+    # the room's last offset, as a join sees it
+    time.sleep(0.3)
+    probe = rt.client("probe")
+    probe.send({"event": "join", "data": ROOM, "id": 9})
+    ev = probe.recv()
+    assert ev["event"] == "joined", ev
+    total = ev["data"]["offset"]
+    probe.close()
+    rt.clients.remove(probe)
+
+    # every subscriber gets as far as the last publication
+    published = len(pub.ok) + len(pub.unknown)
+    assert total >= len(pub.ok), (total, len(pub.ok))
+    assert wait_until(lambda: all(s.last >= total for s in subs), 15), \
+        [(s.name, s.last, total, s.closes[-3:]) for s in subs]
+    for s in subs:
+        s.stop.set()
+    for s in subs:
+        s.join(5)
+    return pub, subs, published
+
+
+def check(name, pub, subs, published):
+    ok = set(pub.ok)
+    unknown = set(pub.unknown)
+    lines = []
+    for s in subs:
+        ns = [n for _, n in s.got]
+        offsets = [o for o, _ in s.got]
+        lost = ok - set(ns)
+        dups = len(ns) - len(set(ns))
+        lines.append("%-14s %-4s published %d (%d unknown) delivered %d "
+                     "recovered %d lost %d duplicates %d reconnects %d"
+                     % (name, s.name, len(ok), len(unknown),
+                        len(ns) - s.recovered, s.recovered, len(lost), dups,
+                        s.reconnects))
+        assert not s.failures, (s.name, s.failures[:5])
+        assert offsets == list(range(1, len(offsets) + 1)), s.name
+        assert not lost, (s.name, sorted(lost)[:10])
+        assert dups == 0, s.name
+        assert set(ns) <= ok | unknown, s.name
+    print("\n" + "\n".join(lines))
+    if REPORT:
+        with open(REPORT, "a") as f:
+            f.write("\n".join(lines) + "\n")
+    return lines
+
+
+def test_chaos_worker_killed(rt):
+    ngx = rt.start(chaos_http())
+
+    def chaos():
+        victim = ngx.worker_pids()[0]
+        rt.allowed_bad.append(r"worker process %d exited on signal 9$"
+                              % victim)
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: len(ngx.worker_pids()) == 2
+                          and victim not in ngx.worker_pids(), 5)
+
+    pub, subs, published = run_chaos(rt, ngx, chaos)
+    check("worker killed", pub, subs, published)
+    assert sum(s.reconnects for s in subs) >= 1
+    assert sum(s.recovered for s in subs) >= 1
+
+
+def test_chaos_reload(rt):
+    ngx = rt.start(chaos_http())
+
+    def chaos():
+        ngx.reload(wait_old_exit=True, timeout=15)
+
+    pub, subs, published = run_chaos(rt, ngx, chaos)
+    check("reload", pub, subs, published)
+    assert all(s.reconnects >= 1 for s in subs), \
+        [(s.name, s.reconnects) for s in subs]
+
+
+def test_chaos_slow_subscriber(rt):
+    """A subscriber that stops reading is closed (its send buffer is
+    full: 1008), comes back and recovers; the others see nothing of it."""
+    ngx = rt.start(chaos_http("realtime_send_buffer 16k;", zone="rt 64m"))
+    slow = Subscriber(ngx.port, "slow", rcvbuf=4096, slow=True)
+
+    # 16 KB messages: more than the kernel's buffers hold while it stalls
+    pub, subs, published = run_chaos(rt, ngx, lambda: None, subscribers=4,
+                                     slow=slow, pad=16384)
+    check("slow reader", pub, subs, published)
+    assert slow.close_codes[:1] == [1008], slow.close_codes
+    assert slow.reconnects >= 1 and slow.recovered >= 1, \
+        (slow.reconnects, slow.recovered, slow.closes)
+    assert all(s.reconnects == 0 for s in subs if s is not slow)
