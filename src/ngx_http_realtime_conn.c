@@ -74,13 +74,14 @@ const ngx_http_realtime_adapter_t  ngx_http_realtime_echo_adapter = {
 
 static ngx_http_realtime_msg_t   ngx_http_realtime_ping_msg = {
     1, sizeof(ngx_http_realtime_ping_bytes), 0, NULL,
-    ngx_http_realtime_ping_bytes, 1, NULL, ngx_null_string, 0, NULL, 0
+    ngx_http_realtime_ping_bytes, 1, NULL, ngx_null_string, 0, 0, NULL, 0,
+    0
 };
 
 /* for records between workers that carry no frame */
 ngx_http_realtime_msg_t          ngx_http_realtime_msg_empty = {
     1, 0, 0, NULL, ngx_http_realtime_ping_bytes, 1, NULL, ngx_null_string,
-    0, NULL, 0
+    0, 0, NULL, 0, 0
 };
 
 
@@ -1111,8 +1112,10 @@ ngx_http_realtime_msg_alloc(size_t size)
     msg->derived = NULL;
     ngx_str_null(&msg->key);
     msg->offset = 0;
+    msg->seq = 0;
     msg->mark = NULL;
     msg->skip = 0;
+    msg->offset_arg = 0;
 
     return msg;
 }

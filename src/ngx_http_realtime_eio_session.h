@@ -111,6 +111,36 @@ struct ngx_http_realtime_eio_s {
 };
 
 
+/* 15 random bytes, base64url: 120 bits */
+#define NGX_HTTP_REALTIME_SIO_ID_LEN   20
+/* realtime_socketio_recovery: the private session id, 96 bits */
+#define NGX_HTTP_REALTIME_SIO_PID_LEN  16
+
+
+/* a namespace of an Engine.IO session: a session of the hub */
+typedef struct {
+    ngx_http_realtime_session_t        session;
+    ngx_queue_t                        link;      /* in eio->sockets */
+    ngx_http_realtime_eio_t           *eio;
+    ngx_str_t                          nsp;       /* the configuration's */
+    u_char                             id[NGX_HTTP_REALTIME_SIO_ID_LEN];
+    u_char                             pid[NGX_HTTP_REALTIME_SIO_PID_LEN];
+    unsigned                           closed:1;
+    unsigned                           has_pid:1;
+} ngx_http_realtime_sio_socket_t;
+
+
+/* ngx_http_realtime_sio_recovery.c */
+void ngx_http_realtime_sio_recovery_save(ngx_http_realtime_sio_socket_t *sock);
+ngx_int_t ngx_http_realtime_sio_recovery_restore(
+    ngx_http_realtime_sio_socket_t *sock, json_t *auth, u_char **replay,
+    size_t *len);
+ngx_int_t ngx_http_realtime_sio_recovery_replay(
+    ngx_http_realtime_sio_socket_t *sock, u_char *replay, size_t len);
+void ngx_http_realtime_sio_recovery_sweep_locked(
+    ngx_http_realtime_zone_t *zone);
+
+
 ngx_int_t ngx_http_realtime_eio_send(ngx_http_realtime_eio_t *eio,
     ngx_http_realtime_msg_t *msg);
 ngx_int_t ngx_http_realtime_eio_send_frame(ngx_http_realtime_eio_t *eio,

@@ -382,7 +382,7 @@ ngx_http_realtime_join_answer(ngx_http_realtime_session_t *s,
 
     rc = ngx_http_realtime_reply_new(s, "joined", data, cmd);
 
-    /* (length, frame) records, of ngx_http_realtime_history_replay() */
+    /* (length, offset, frame), of ngx_http_realtime_history_replay() */
 
     p = buf;
     last = buf + len;
@@ -396,6 +396,10 @@ ngx_http_realtime_join_answer(ngx_http_realtime_session_t *s,
             rc = NGX_ERROR;
             break;
         }
+
+        ngx_memcpy(&msg->offset, p, sizeof(uint64_t));
+        ngx_memcpy(&msg->seq, p + sizeof(uint64_t), sizeof(uint64_t));
+        p += 2 * sizeof(uint64_t);
 
         ngx_memcpy(msg->data, p, flen);
         msg->len = flen;

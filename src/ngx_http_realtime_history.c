@@ -60,6 +60,7 @@ typedef struct {
 typedef struct {
     ngx_queue_t                        queue;
     uint64_t                           offset;
+    uint64_t                           seq;         /* the zone's */
     ngx_msec_t                         time;
     size_t                             len;
     u_char                             data[1];     /* the frame */
@@ -76,6 +77,11 @@ static ngx_uint_t ngx_http_realtime_history_covers(
     ngx_http_realtime_zone_t *zone, ngx_http_realtime_sh_history_t *h,
     uint64_t since, uint64_t last, size_t *size);
 static void ngx_http_realtime_history_sweep(ngx_event_t *ev);
+static u_char *ngx_http_realtime_history_record(u_char *p,
+    ngx_http_realtime_sh_entry_t *e);
+static ngx_uint_t ngx_http_realtime_history_after_seq(
+    ngx_http_realtime_zone_t *zone, ngx_http_realtime_sh_history_t *h,
+    uint64_t seq, uint64_t last, uint64_t *since, size_t *size);
 
 
 /*
@@ -154,6 +160,7 @@ ngx_http_realtime_history_append_locked(ngx_http_realtime_zone_t *zone,
     }
 
     msg->offset = ++h->offset;
+    msg->seq = ++zone->sh->history_seq;
     h->used = ngx_current_msec;
 
     p = ngx_sprintf(msg->mark, "%uL", msg->offset);
@@ -185,6 +192,7 @@ ngx_http_realtime_history_append_locked(ngx_http_realtime_zone_t *zone,
     }
 
     e->offset = msg->offset;
+    e->seq = msg->seq;
     e->time = ngx_current_msec;
     e->len = msg->len;
     ngx_memcpy(e->data, msg->data, msg->len);
@@ -229,7 +237,8 @@ ngx_http_realtime_history_position_locked(ngx_http_realtime_zone_t *zone,
 /*
  * A join since (epoch, since) that took the position pos: the frames
  * of the publications after since up to pos->offset, in order, in one
- * ngx_alloc()ed block of (size_t length, frame) records, or NULL.
+ * ngx_alloc()ed block of (size_t length, uint64_t offset, uint64_t seq,
+ * frame) records, or NULL.
  * NGX_OK: recovered (*buf may be NULL: nothing was missed); NGX_DECLINED:
  * the history does not hold all of it, or another epoch.
  */
@@ -315,8 +324,7 @@ ngx_http_realtime_history_replay(ngx_http_realtime_zone_t *zone,
             break;
         }
 
-        ngx_memcpy(p, &e->len, sizeof(size_t));
-        p = ngx_cpymem(p + sizeof(size_t), e->data, e->len);
+        p = ngx_http_realtime_history_record(p, e);
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -361,7 +369,7 @@ ngx_http_realtime_history_covers(ngx_http_realtime_zone_t *zone,
             return 0;
         }
 
-        *size += sizeof(size_t) + e->len;
+        *size += NGX_HTTP_REALTIME_HISTORY_RECORD + e->len;
         next++;
     }
 
@@ -397,6 +405,137 @@ ngx_http_realtime_history_node(ngx_http_realtime_zone_t *zone,
     zone->sh->history_rooms++;
 
     return h;
+}
+
+
+/*
+ * The same for a Socket.IO socket that comes back: what the client got
+ * last is given by the zone's sequence (each worker delivers in its
+ * order, so everything of the socket's rooms at or below it came): the
+ * room's publications after it, up to pos->offset.  NGX_DECLINED when
+ * the history may have lost one of them.
+ */
+
+ngx_int_t
+ngx_http_realtime_history_replay_seq(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room, ngx_str_t *epoch, uint64_t seq,
+    ngx_http_realtime_history_pos_t *pos, u_char **buf, size_t *len)
+{
+    uint64_t                         since;
+    size_t                           size;
+    ngx_http_realtime_sh_history_t  *h;
+
+    *buf = NULL;
+    *len = 0;
+
+    if (!pos->on || epoch->len != NGX_HTTP_REALTIME_EPOCH_LEN
+        || ngx_memcmp(epoch->data, pos->epoch, NGX_HTTP_REALTIME_EPOCH_LEN)
+           != 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    h = ngx_http_realtime_history_node(zone, room, 0);
+
+    if (h == NULL
+        || !ngx_http_realtime_history_after_seq(zone, h, seq, pos->offset,
+                                                &since, &size))
+    {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    /* the room's place the client had: the rest as for a join since */
+    return ngx_http_realtime_history_replay(zone, room, epoch, since, pos,
+                                            buf, len);
+}
+
+
+/*
+ * *since: the room's last offset whose entry is at or below seq (0 if
+ * none came yet, which needs a history that starts at offset 1).
+ */
+
+static ngx_uint_t
+ngx_http_realtime_history_after_seq(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_sh_history_t *h, uint64_t seq, uint64_t last,
+    uint64_t *since, size_t *size)
+{
+    ngx_queue_t                   *q;
+    ngx_http_realtime_sh_entry_t  *e;
+
+    *since = (uint64_t) -1;
+    *size = 0;
+
+    for (q = ngx_queue_head(&h->entries);
+         q != ngx_queue_sentinel(&h->entries);
+         q = ngx_queue_next(q))
+    {
+        e = ngx_queue_data(q, ngx_http_realtime_sh_entry_t, queue);
+
+        if (e->seq > seq || e->offset > last) {
+            break;
+        }
+
+        *since = e->offset;
+    }
+
+    if (*since == (uint64_t) -1) {
+        /* none at or below seq is held: only if none was ever dropped */
+
+        if (ngx_queue_empty(&h->entries)) {
+            if (h->offset != 0) {
+                return 0;
+            }
+
+        } else {
+            q = ngx_queue_head(&h->entries);
+            e = ngx_queue_data(q, ngx_http_realtime_sh_entry_t, queue);
+
+            if (e->offset != 1) {
+                return 0;
+            }
+        }
+
+        *since = 0;
+    }
+
+    return ngx_http_realtime_history_covers(zone, h, *since, last, size)
+           || *since == last;
+}
+
+
+static u_char *
+ngx_http_realtime_history_record(u_char *p, ngx_http_realtime_sh_entry_t *e)
+{
+    p = ngx_cpymem(p, &e->len, sizeof(size_t));
+    p = ngx_cpymem(p, &e->offset, sizeof(uint64_t));
+    p = ngx_cpymem(p, &e->seq, sizeof(uint64_t));
+
+    return ngx_cpymem(p, e->data, e->len);
+}
+
+
+/* under the zone's lock: the epoch of the room's history, if it has one */
+
+ngx_int_t
+ngx_http_realtime_history_epoch_locked(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room, u_char *epoch)
+{
+    ngx_http_realtime_sh_history_t  *h;
+
+    h = ngx_http_realtime_history_node(zone, room, 0);
+    if (h == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_memcpy(epoch, h->epoch, NGX_HTTP_REALTIME_EPOCH_LEN);
+
+    return NGX_OK;
 }
 
 
@@ -502,6 +641,8 @@ ngx_http_realtime_history_sweep(ngx_event_t *ev)
 
             node = next;
         }
+
+        ngx_http_realtime_sio_recovery_sweep_locked(zone);
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
 

@@ -34,6 +34,7 @@ typedef struct {
     uint16_t                    reserved;
     uint32_t                    frame_len;
     uint64_t                    offset;    /* realtime_history */
+    uint64_t                    seq;
     uint64_t                    skip;      /* a connection id, or 0 */
     /* target, except and the frame follow */
 } ngx_http_realtime_ipc_rec_t;
@@ -224,6 +225,7 @@ ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
     rec->except_len = (uint16_t) (except ? except->len : 0);
     rec->frame_len = (uint32_t) msg->len;
     rec->offset = msg->offset;
+    rec->seq = msg->seq;
     rec->skip = msg->skip;
 
     /* memcpy() must not see the NULL of an empty string */
@@ -446,6 +448,7 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
                    rec->frame_len);
         msg->len = rec->frame_len;
         msg->offset = rec->offset;
+        msg->seq = rec->seq;
         msg->skip = rec->skip;
 
         item->type = rec->type;

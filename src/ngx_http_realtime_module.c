@@ -100,6 +100,13 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       0,
       NULL },
 
+    { ngx_string("realtime_socketio_recovery"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, sio_recovery),
+      NULL },
+
     { ngx_string("realtime_socketio_ping_interval"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -729,6 +736,7 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf)
     conf->idle_timeout = NGX_CONF_UNSET_MSEC;
     conf->sio_transports = NGX_CONF_UNSET_UINT;
     conf->sio_ping_interval = NGX_CONF_UNSET_MSEC;
+    conf->sio_recovery = NGX_CONF_UNSET_MSEC;
     conf->sio_ping_timeout = NGX_CONF_UNSET_MSEC;
     conf->sio_max_payload = NGX_CONF_UNSET_SIZE;
     conf->sio_namespaces = NGX_CONF_UNSET_PTR;
@@ -794,6 +802,15 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->history_ttl, prev->history_ttl, 0);
 
     if (ngx_http_realtime_history_merge(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_conf_merge_msec_value(conf->sio_recovery, prev->sio_recovery, 0);
+
+    if (conf->sio_recovery && conf->history_max == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "realtime_socketio_recovery needs "
+                           "realtime_history");
         return NGX_CONF_ERROR;
     }
 

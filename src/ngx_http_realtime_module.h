@@ -131,6 +131,7 @@ typedef struct {
     ngx_msec_t                         sio_ping_timeout;
     size_t                             sio_max_payload;
     ngx_array_t                       *sio_namespaces;  /* ngx_str_t */
+    ngx_msec_t                         sio_recovery;    /* 0: off */
 
     /* realtime_identify, realtime_connection_id */
     ngx_str_t                          identify_event;
@@ -186,8 +187,12 @@ struct ngx_http_realtime_msg_s {
      * that is not to get it (0: none)
      */
     uint64_t                           offset;
+    uint64_t                           seq;       /* the zone's, too */
     u_char                            *mark;
     uint64_t                           skip;
+
+    /* a Socket.IO form with the offset as its last argument */
+    unsigned                           offset_arg:1;
 };
 
 
@@ -593,7 +598,10 @@ json_t *ngx_http_realtime_forward_claims(ngx_http_request_t *r);
 #define ngx_http_realtime_forwarding(conf)                                   \
     ((conf)->forwards || (conf)->connect_hook || (conf)->disconnect_hook)
 
-/* ngx_http_realtime_history.c */
+/* ngx_http_realtime_history.c; a replay record's head */
+#define NGX_HTTP_REALTIME_HISTORY_RECORD                                     \
+    (sizeof(size_t) + 2 * sizeof(uint64_t))
+
 ngx_http_realtime_msg_t *ngx_http_realtime_history_frame(
     ngx_http_realtime_msg_t *msg);
 void ngx_http_realtime_history_append_locked(ngx_http_realtime_zone_t *zone,
@@ -603,6 +611,12 @@ void ngx_http_realtime_history_position_locked(ngx_http_realtime_zone_t *zone,
 ngx_int_t ngx_http_realtime_history_replay(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room, ngx_str_t *epoch, uint64_t since,
     ngx_http_realtime_history_pos_t *pos, u_char **buf, size_t *len);
+ngx_int_t ngx_http_realtime_history_replay_seq(
+    ngx_http_realtime_zone_t *zone, ngx_str_t *room, ngx_str_t *epoch,
+    uint64_t seq, ngx_http_realtime_history_pos_t *pos, u_char **buf,
+    size_t *len);
+ngx_int_t ngx_http_realtime_history_epoch_locked(
+    ngx_http_realtime_zone_t *zone, ngx_str_t *room, u_char *epoch);
 ngx_int_t ngx_http_realtime_history_init_process(
     ngx_http_realtime_zone_t *zone, ngx_cycle_t *cycle);
 char *ngx_http_realtime_history_conf(ngx_conf_t *cf, ngx_command_t *cmd,

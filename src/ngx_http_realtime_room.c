@@ -141,6 +141,8 @@ ngx_http_realtime_zone_init(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_str_rbtree_insert_value);
     ngx_rbtree_init(&sh->histories, &sh->histories_sentinel,
                     ngx_str_rbtree_insert_value);
+    ngx_rbtree_init(&sh->sio_saved, &sh->sio_saved_sentinel,
+                    ngx_str_rbtree_insert_value);
 
     /* the instance's name on Redis: it lives as long as the zone */
     ngx_sprintf(sh->instance, "%08xD%08xD%Z",

@@ -167,10 +167,16 @@ typedef struct {
     /* realtime_history (ngx_http_realtime_history.c) */
     ngx_rbtree_t                       histories;
     ngx_rbtree_node_t                  histories_sentinel;
+    uint64_t                           history_seq;  /* zone-wide */
     ngx_uint_t                         history_rooms;
     ngx_uint_t                         history_messages;
     size_t                             history_bytes;
     ngx_atomic_t                       history_swept;
+
+    /* realtime_socketio_recovery: sockets that may come back, by pid */
+    ngx_rbtree_t                       sio_saved;
+    ngx_rbtree_node_t                  sio_saved_sentinel;
+    ngx_uint_t                         sio_saved_n;
 
     /* the counters of workers that have exited */
     ngx_uint_t                         retired_in;

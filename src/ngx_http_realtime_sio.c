@@ -25,19 +25,6 @@
 #include "ngx_http_realtime_eio_session.h"
 
 
-/* 15 random bytes, base64url: 120 bits */
-#define NGX_HTTP_REALTIME_SIO_ID_LEN  20
-
-
-/* a namespace of an Engine.IO session: a session of the hub */
-typedef struct {
-    ngx_http_realtime_session_t    session;
-    ngx_queue_t                    link;      /* in eio->sockets */
-    ngx_http_realtime_eio_t       *eio;
-    ngx_str_t                      nsp;       /* the configuration's */
-    u_char                         id[NGX_HTTP_REALTIME_SIO_ID_LEN];
-    unsigned                       closed:1;
-} ngx_http_realtime_sio_socket_t;
 
 
 
@@ -84,8 +71,8 @@ static ngx_http_realtime_msg_t *ngx_http_realtime_sio_msg(int type,
 static ngx_int_t ngx_http_realtime_sio_send(
     ngx_http_realtime_sio_socket_t *sock, int type, json_int_t id,
     json_t *data);
-static ngx_http_realtime_msg_t *ngx_http_realtime_sio_derive(
-    ngx_http_realtime_msg_t *msg, ngx_str_t *nsp);
+static ngx_http_realtime_msg_t *ngx_http_realtime_sio_derive_arg(
+    ngx_http_realtime_msg_t *msg, ngx_str_t *nsp, ngx_uint_t offset_arg);
 
 static ngx_int_t ngx_http_realtime_sio_deliver(ngx_http_realtime_session_t *s,
     ngx_http_realtime_msg_t *msg);
@@ -238,6 +225,12 @@ ngx_http_realtime_sio_closed(ngx_http_realtime_eio_t *eio)
     while (!ngx_queue_empty(&eio->sockets)) {
         q = ngx_queue_head(&eio->sockets);
         sock = ngx_queue_data(q, ngx_http_realtime_sio_socket_t, link);
+
+        /* the transport went, not the client: it may come back */
+        if (sock->has_pid && !sock->closed) {
+            ngx_http_realtime_sio_recovery_save(sock);
+        }
+
         ngx_http_realtime_sio_end(sock, 0);
     }
 
@@ -370,6 +363,8 @@ static ngx_int_t
 ngx_http_realtime_sio_connect(ngx_http_realtime_eio_t *eio,
     ngx_http_realtime_sio_packet_t *pkt)
 {
+    u_char                          *replay;
+    size_t                           replay_len;
     json_t                          *auth, *data;
     ngx_int_t                        rc;
     ngx_str_t                        nsp, *name;
@@ -461,18 +456,51 @@ ngx_http_realtime_sio_connect(ngx_http_realtime_eio_t *eio,
 
     ngx_queue_insert_tail(&eio->sockets, &sock->link);
 
+    /*
+     * realtime_socketio_recovery: the session that went, back (its id,
+     * rooms and what it missed), or a new private id to come back with
+     */
+
+    replay = NULL;
+    replay_len = 0;
+
+    if (s->zone && eio->conf->sio_recovery) {
+        rc = ngx_http_realtime_sio_recovery_restore(sock, auth, &replay,
+                                                    &replay_len);
+        if (rc == NGX_ERROR) {
+            json_decref(auth);
+            return NGX_ERROR;
+        }
+    }
+
     ngx_http_realtime_route_connect(s);
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, eio->log, 0,
                    "realtime sio connect nsp:\"%V\" user:\"%V\" id:%V",
                    name, &s->user, &s->id);
 
-    data = json_pack("{s:s%}", "sid", sock->id,
-                     (size_t) NGX_HTTP_REALTIME_SIO_ID_LEN);
+    data = sock->has_pid
+           ? json_pack("{s:s%, s:s%}", "sid", sock->id,
+                       (size_t) NGX_HTTP_REALTIME_SIO_ID_LEN,
+                       "pid", sock->pid,
+                       (size_t) NGX_HTTP_REALTIME_SIO_PID_LEN)
+           : json_pack("{s:s%}", "sid", sock->id,
+                       (size_t) NGX_HTTP_REALTIME_SIO_ID_LEN);
 
     rc = ngx_http_realtime_sio_send(sock, NGX_HTTP_REALTIME_SIO_CONNECT, -1,
                                     data);
     json_decref(data);
+
+    if (replay) {
+        /* what it missed, in order, before anything live */
+        if (rc == NGX_OK) {
+            rc = ngx_http_realtime_sio_recovery_replay(sock, replay,
+                                                       replay_len);
+
+        } else {
+            ngx_free(replay);
+        }
+    }
 
     if (rc == NGX_OK && eio->conf->mode == NGX_HTTP_REALTIME_SIO_ECHO) {
         /* Node's handshake.auth is {} when the CONNECT has none */
@@ -883,16 +911,26 @@ ngx_http_realtime_sio_send(ngx_http_realtime_sio_socket_t *sock, int type,
  * frame {"event": E, "data": D, ...}: 42<nsp,>[E, D].
  */
 
+/*
+ * offset_arg (realtime_socketio_recovery): a room publication with
+ * history ends its arguments with the zone's sequence of it, a string,
+ * which is what Socket.IO's connection state recovery sends back.
+ */
+
 static ngx_http_realtime_msg_t *
-ngx_http_realtime_sio_derive(ngx_http_realtime_msg_t *msg, ngx_str_t *nsp)
+ngx_http_realtime_sio_derive_arg(ngx_http_realtime_msg_t *msg,
+    ngx_str_t *nsp, ngx_uint_t offset_arg)
 {
     u_char                   *p;
     size_t                    header;
     json_t                   *root, *args;
     ngx_http_realtime_msg_t  *d;
+    u_char                    offset[NGX_INT64_LEN];
+
+    offset_arg = offset_arg && msg->seq;
 
     for (d = msg->derived; d; d = d->next) {
-        if (d->key.len == nsp->len
+        if (d->key.len == nsp->len && d->offset_arg == offset_arg
             && ngx_strncmp(d->key.data, nsp->data, nsp->len) == 0)
         {
             return d;
@@ -918,6 +956,16 @@ ngx_http_realtime_sio_derive(ngx_http_realtime_msg_t *msg, ngx_str_t *nsp)
         return NULL;
     }
 
+    if (offset_arg
+        && json_array_append_new(args,
+               json_stringn((char *) offset,
+                            ngx_sprintf(offset, "%uL", msg->seq) - offset))
+           != 0)
+    {
+        json_decref(args);
+        return NULL;
+    }
+
     d = ngx_http_realtime_sio_msg(NGX_HTTP_REALTIME_SIO_EVENT, nsp, -1, args,
                                   0);
     json_decref(args);
@@ -927,6 +975,7 @@ ngx_http_realtime_sio_derive(ngx_http_realtime_msg_t *msg, ngx_str_t *nsp)
     }
 
     d->key = *nsp;
+    d->offset_arg = offset_arg;
     d->next = msg->derived;
     msg->derived = d;
 
@@ -943,7 +992,8 @@ ngx_http_realtime_sio_deliver(ngx_http_realtime_session_t *s,
 
     sock = (ngx_http_realtime_sio_socket_t *) s;
 
-    d = ngx_http_realtime_sio_derive(msg, &sock->nsp);
+    d = ngx_http_realtime_sio_derive_arg(msg, &sock->nsp,
+                                         s->conf->sio_recovery != 0);
     if (d == NULL) {
         ngx_log_error(NGX_LOG_ERR, s->log, 0,
                       "realtime: a publication could not be encoded for "

@@ -269,6 +269,11 @@ class SioDriver:
         return {k: ans.get(k) for k in ("connected", "id", "transport",
                                         "recovered", "sid")}
 
+    def drop(self, name):
+        """Closes the socket's transport (not the socket): with
+        reconnection on, socket.io-client comes back on its own."""
+        return self._call("drop", SLACK, name=name)
+
     def disconnect(self, name):
         self._call("disconnect", SLACK, name=name)
 

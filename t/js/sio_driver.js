@@ -34,6 +34,7 @@
 //   events     name, peek (bool) -> {events: [[event, [arg, ...]], ...]}
 //   state      name -> {connected, id, transport, recovered, sid}
 //   disconnect name -> {}
+//   drop       name -> {}  (closes the transport; the socket reconnects)
 //   close_all  -> {}
 //   ping       -> {pid, node, client: socket.io-client version}
 //   exit       -> {} and the process exits
@@ -300,6 +301,14 @@ const ops = {
     disconnect: (cmd) => {
         const entry = getEntry(cmd);
         entry.socket.disconnect();
+        return { ok: true };
+    },
+    // the transport goes, not the socket: with reconnection on, the
+    // manager comes back (connection state recovery)
+    drop: (cmd) => {
+        const entry = getEntry(cmd);
+        const e = entry.socket.io && entry.socket.io.engine;
+        if (e) e.close();
         return { ok: true };
     },
     close_all: () => {
