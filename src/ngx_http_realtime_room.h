@@ -260,6 +260,8 @@ void *ngx_http_realtime_sh_node(ngx_http_realtime_zone_t *zone,
     ngx_uint_t *created);
 void ngx_http_realtime_sh_node_free(ngx_http_realtime_zone_t *zone,
     ngx_rbtree_t *tree, ngx_str_node_t *sn);
+void ngx_http_realtime_sh_disconnect(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_sh_conn_t *conn);
 
 struct ngx_http_realtime_zone_s {
     ngx_str_t                          name;

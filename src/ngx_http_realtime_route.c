@@ -6,7 +6,11 @@
  * operation (realtime_route), with the room built from the event's data
  * and the user, and rooms joined on connect (realtime_join_on_connect).
  * A routed event becomes the built-in command it names, with the same
- * checks and answers: membership, the token's rooms claim, limits.
+ * checks and answers: membership, the token's rooms claim, limits.  Also
+ * the online-user list (realtime_user_list), the judge's identify and
+ * connection-id events, and the directives of the routes to backends
+ * (realtime_forward and the hooks; ngx_http_realtime_forward.c sends
+ * them).
  */
 
 
@@ -16,12 +20,15 @@
 
 #include "ngx_http_realtime_module.h"
 #include "ngx_http_realtime_forward_codec.h"
+#include "ngx_http_realtime_jwt.h"
 
 
 static ngx_http_realtime_route_t *ngx_http_realtime_route_find(
     ngx_http_realtime_loc_conf_t *conf, const char *event, size_t len);
 static ngx_int_t ngx_http_realtime_route_user(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd);
+static void ngx_http_realtime_forward_from(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *rlcf);
 static void ngx_http_realtime_user_list_tick(ngx_event_t *ev);
 static void ngx_http_realtime_user_list_make(ngx_http_realtime_zone_t *zone,
     ngx_uint_t force);
@@ -870,4 +877,163 @@ ngx_http_realtime_identify_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* realtime_forward and the hooks: the routes to backends */
+
+char *
+ngx_http_realtime_forward_hook_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_realtime_loc_conf_t *rlcf = conf;
+
+    ngx_str_t                          *value, s;
+    ngx_int_t                           ms;
+    ngx_http_realtime_route_forward_t  *route, **hook;
+
+    hook = (cmd->name.data[sizeof("realtime_") - 1] == 'c')
+           ? &rlcf->connect_hook : &rlcf->disconnect_hook;
+
+    if (*hook != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].data[0] != '/') {
+        return "needs a URI that starts with \"/\"";
+    }
+
+    route = ngx_pcalloc(cf->pool, sizeof(ngx_http_realtime_route_forward_t));
+    if (route == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the hook's name, for the metrics by route */
+    if (hook == &rlcf->connect_hook) {
+        ngx_str_set(&route->event, "connect");
+
+    } else {
+        ngx_str_set(&route->event, "disconnect");
+    }
+
+    route->uri = value[1];
+    route->timeout = 10000;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "timeout=", 8) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        s.data = value[2].data + 8;
+        s.len = value[2].len - 8;
+
+        ms = ngx_parse_time(&s, 0);
+        if (ms == NGX_ERROR) {
+            return "has an invalid timeout";
+        }
+
+        route->timeout = (ngx_msec_t) ms;
+    }
+
+    *hook = route;
+    ngx_http_realtime_forward_from(cf, rlcf);
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * realtime_forward event|* uri [timeout=time] [unordered];
+ */
+
+char *
+ngx_http_realtime_forward_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_realtime_loc_conf_t *rlcf = conf;
+
+    ngx_str_t                          *value, s;
+    ngx_int_t                           ms;
+    ngx_uint_t                          i;
+    ngx_http_realtime_route_forward_t  *route;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].len > NGX_HTTP_REALTIME_EVENT_MAX) {
+        return "has an invalid event name";
+    }
+
+    if (value[2].len == 0 || value[2].data[0] != '/') {
+        return "needs a URI that starts with \"/\"";
+    }
+
+    if (rlcf->forwards == NGX_CONF_UNSET_PTR || rlcf->forwards == NULL) {
+        rlcf->forwards = ngx_array_create(cf->pool, 4,
+                                 sizeof(ngx_http_realtime_route_forward_t));
+        if (rlcf->forwards == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    route = ngx_array_push(rlcf->forwards);
+    if (route == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(route, sizeof(ngx_http_realtime_route_forward_t));
+    route->event = value[1];
+    route->uri = value[2];
+    route->timeout = 10000;
+
+    for (i = 3; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            ms = ngx_parse_time(&s, 0);
+            if (ms == NGX_ERROR) {
+                return "has an invalid timeout";
+            }
+
+            route->timeout = (ngx_msec_t) ms;
+            continue;
+        }
+
+        if (value[i].len == 9 && ngx_strcmp(value[i].data, "unordered") == 0)
+        {
+            route->unordered = 1;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_http_realtime_forward_from(cf, rlcf);
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The configuration forwards are sent from; the claims of tokens are
+ * kept for $realtime_jwt_* there.
+ */
+
+static void
+ngx_http_realtime_forward_from(ngx_conf_t *cf,
+    ngx_http_realtime_loc_conf_t *rlcf)
+{
+    ngx_http_realtime_jwt_conf_t  *jcf;
+
+    rlcf->forward_ctx = cf->ctx;
+
+    jcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_realtime_jwt_module);
+    jcf->keep_claims = 1;
 }
