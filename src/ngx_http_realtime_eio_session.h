@@ -135,8 +135,6 @@ void ngx_http_realtime_sio_recovery_save(ngx_http_realtime_sio_socket_t *sock);
 ngx_int_t ngx_http_realtime_sio_recovery_restore(
     ngx_http_realtime_sio_socket_t *sock, json_t *auth, u_char **replay,
     size_t *len);
-ngx_int_t ngx_http_realtime_sio_recovery_replay(
-    ngx_http_realtime_sio_socket_t *sock, u_char *replay, size_t len);
 void ngx_http_realtime_sio_recovery_sweep_locked(
     ngx_http_realtime_zone_t *zone);
 

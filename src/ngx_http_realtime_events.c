@@ -328,12 +328,11 @@ ngx_http_realtime_join_answer(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd, ngx_str_t *room, ngx_uint_t members,
     ngx_http_realtime_history_pos_t *pos)
 {
-    u_char                   *buf, *p, *last;
-    size_t                    len, flen;
+    u_char                   *buf;
+    size_t                    len;
     json_t                   *data;
     ngx_int_t                 rc, recovered;
     ngx_str_t                 epoch;
-    ngx_http_realtime_msg_t  *msg;
 
     buf = NULL;
     len = 0;
@@ -382,38 +381,15 @@ ngx_http_realtime_join_answer(ngx_http_realtime_session_t *s,
 
     rc = ngx_http_realtime_reply_new(s, "joined", data, cmd);
 
-    /* (length, offset, frame), of ngx_http_realtime_history_replay() */
-
-    p = buf;
-    last = buf + len;
-
-    while (rc == NGX_OK && p < last) {
-        ngx_memcpy(&flen, p, sizeof(size_t));
-        p += sizeof(size_t);
-
-        msg = ngx_http_realtime_msg_alloc(flen);
-        if (msg == NULL) {
-            rc = NGX_ERROR;
-            break;
+    if (rc != NGX_OK) {
+        if (buf) {
+            ngx_free(buf);
         }
 
-        ngx_memcpy(&msg->offset, p, sizeof(uint64_t));
-        ngx_memcpy(&msg->seq, p + sizeof(uint64_t), sizeof(uint64_t));
-        p += 2 * sizeof(uint64_t);
-
-        ngx_memcpy(msg->data, p, flen);
-        msg->len = flen;
-        p += flen;
-
-        rc = s->handler->deliver(s, msg);
-        ngx_http_realtime_msg_release(msg);
+        return rc;
     }
 
-    if (buf) {
-        ngx_free(buf);
-    }
-
-    return rc;
+    return ngx_http_realtime_history_send(s, buf, len);
 }
 
 

@@ -520,6 +520,55 @@ ngx_http_realtime_history_record(u_char *p, ngx_http_realtime_sh_entry_t *e)
 }
 
 
+/*
+ * Sends replay records (of ngx_http_realtime_history_replay()) to the
+ * session, in order, as frames of their own; frees buf.
+ */
+
+ngx_int_t
+ngx_http_realtime_history_send(ngx_http_realtime_session_t *s, u_char *buf,
+    size_t len)
+{
+    u_char                   *p, *last;
+    size_t                    flen;
+    ngx_int_t                 rc;
+    ngx_http_realtime_msg_t  *msg;
+
+    rc = NGX_OK;
+    p = buf;
+    last = buf + len;
+
+    while (rc == NGX_OK && p < last) {
+        ngx_memcpy(&flen, p, sizeof(size_t));
+        p += sizeof(size_t);
+
+        msg = ngx_http_realtime_msg_alloc(flen);
+        if (msg == NULL) {
+            rc = NGX_ERROR;
+            break;
+        }
+
+        /* the offset is in the frame; the Socket.IO form wants the seq */
+        ngx_memcpy(&msg->offset, p, sizeof(uint64_t));
+        ngx_memcpy(&msg->seq, p + sizeof(uint64_t), sizeof(uint64_t));
+        p += 2 * sizeof(uint64_t);
+
+        ngx_memcpy(msg->data, p, flen);
+        msg->len = flen;
+        p += flen;
+
+        rc = s->handler->deliver(s, msg);
+        ngx_http_realtime_msg_release(msg);
+    }
+
+    if (buf) {
+        ngx_free(buf);
+    }
+
+    return rc;
+}
+
+
 /* under the zone's lock: the epoch of the room's history, if it has one */
 
 ngx_int_t

@@ -618,6 +618,8 @@ ngx_int_t ngx_http_realtime_history_replay_seq(
     ngx_http_realtime_zone_t *zone, ngx_str_t *room, ngx_str_t *epoch,
     uint64_t seq, ngx_http_realtime_history_pos_t *pos, u_char **buf,
     size_t *len);
+ngx_int_t ngx_http_realtime_history_send(ngx_http_realtime_session_t *s,
+    u_char *buf, size_t len);
 ngx_int_t ngx_http_realtime_history_epoch_locked(
     ngx_http_realtime_zone_t *zone, ngx_str_t *room, u_char *epoch);
 ngx_int_t ngx_http_realtime_history_init_process(

@@ -494,8 +494,7 @@ ngx_http_realtime_sio_connect(ngx_http_realtime_eio_t *eio,
     if (replay) {
         /* what it missed, in order, before anything live */
         if (rc == NGX_OK) {
-            rc = ngx_http_realtime_sio_recovery_replay(sock, replay,
-                                                       replay_len);
+            rc = ngx_http_realtime_history_send(s, replay, replay_len);
 
         } else {
             ngx_free(replay);

@@ -478,50 +478,6 @@ ngx_http_realtime_sio_recovery_cmp(const void *one, const void *two)
 }
 
 
-/* the frames kept for a recovered socket, after its CONNECT answer */
-
-ngx_int_t
-ngx_http_realtime_sio_recovery_replay(ngx_http_realtime_sio_socket_t *sock,
-    u_char *replay, size_t len)
-{
-    u_char                   *p, *last;
-    size_t                    flen;
-    ngx_int_t                 rc;
-    ngx_http_realtime_msg_t  *msg;
-
-    rc = NGX_OK;
-    p = replay;
-    last = replay + len;
-
-    while (rc == NGX_OK && p < last) {
-        ngx_memcpy(&flen, p, sizeof(size_t));
-        p += sizeof(size_t);
-
-        msg = ngx_http_realtime_msg_alloc(flen);
-        if (msg == NULL) {
-            rc = NGX_ERROR;
-            break;
-        }
-
-        /* the offset is in the frame; the Socket.IO form wants it too */
-        ngx_memcpy(&msg->offset, p, sizeof(uint64_t));
-        ngx_memcpy(&msg->seq, p + sizeof(uint64_t), sizeof(uint64_t));
-        p += 2 * sizeof(uint64_t);
-
-        ngx_memcpy(msg->data, p, flen);
-        msg->len = flen;
-        p += flen;
-
-        rc = sock->session.handler->deliver(&sock->session, msg);
-        ngx_http_realtime_msg_release(msg);
-    }
-
-    ngx_free(replay);
-
-    return rc;
-}
-
-
 /* the client's "offset": the decimal string of a sequence, or -1 */
 
 static uint64_t
