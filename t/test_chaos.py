@@ -6,8 +6,10 @@ worker takes them) and join "since" the last place they saw. Each
 subscriber must end with every published message exactly once, in
 offset order, with no gap: what it missed while away it recovers.
 
-Scenarios: a worker SIGKILLed mid-run, `nginx -s reload` mid-run, and a
-subscriber too slow for its send buffer (closed 1008, then recovers).
+Scenarios: a worker SIGKILLed mid-run, `nginx -s reload` mid-run, a
+subscriber too slow for its send buffer (closed 1008, then recovers),
+and Redis stopped and started between two instances (what was published
+while Redis was up must all arrive; the outage's is counted).
 Counts per scenario (published, delivered live, recovered, lost) are
 printed, and `make chaos` appends them to build/chaos.txt.
 """
@@ -261,3 +263,84 @@ def test_chaos_slow_subscriber(rt):
     assert slow.reconnects >= 1 and slow.recovered >= 1, \
         (slow.reconnects, slow.recovered, slow.closes)
     assert all(s.reconnects == 0 for s in subs if s is not slow)
+
+
+@pytest.mark.skipif(not __import__("shutil").which("redis-server"),
+                    reason="redis-server is not installed")
+def test_chaos_redis_restarted(rt, tmp_path):
+    """Two instances and one Redis; subscribers on both; a publisher on
+    A. Redis is stopped and started mid-run. Every message published
+    while Redis was up (before, and once both instances say up again)
+    reaches every subscriber exactly once; those of the outage reach A's
+    subscribers, and B's when A's outbox goes after B's subscription is
+    back: counted, not promised (pub/sub keeps nothing; see the README)."""
+    from test_redis import Redis, redis_up
+    redis = Redis(tmp_path)
+    redis.start()
+    try:
+        url = "redis://127.0.0.1:%d/0" % redis.port
+        conf = rt_http(zone="rt 16m", presence="off",
+                       http_extra="realtime_redis rt %s prefix=c: "
+                                  "connect_timeout=1s command_timeout=2s;"
+                                  % url,
+                       ws_extra="realtime_history 100000 10m;")
+        a, b = rt.start(conf), rt.start(conf)
+        for ngx in (a, b):
+            assert wait_until(lambda: redis_up(ngx.port), 10)
+        subs = ([Subscriber(a.port, "a%d" % i) for i in range(2)]
+                + [Subscriber(b.port, "b%d" % i) for i in range(3)])
+        for s in subs:
+            s.start()
+        for s in subs:
+            assert s.joined.wait(5), s.name
+        time.sleep(0.5)         # B's room subscription reaches Redis
+
+        pub = Publisher(a.port)
+        pub.start()
+        time.sleep(SECONDS / 2)
+        stop_at = len(pub.ok) + len(pub.unknown)
+        redis.stop()
+        time.sleep(1.5)
+        redis.start()
+        for ngx in (a, b):
+            assert wait_until(lambda: redis_up(ngx.port), 20)
+        up_at = len(pub.ok) + len(pub.unknown)
+        time.sleep(SECONDS / 2)
+        pub.stop.set()
+        pub.join(10)
+        last = len(pub.ok) + len(pub.unknown)
+
+        # A's subscribers see A's own offsets: every message
+        assert wait_until(lambda: all(s.last >= last for s in subs
+                                      if s.name.startswith("a")), 15)
+        time.sleep(1.0)
+        for s in subs:
+            s.stop.set()
+        for s in subs:
+            s.join(5)
+
+        ok = set(pub.ok)
+        sure = {n for n in ok if n <= stop_at or n > up_at}
+        outage = ok - sure
+        lines = []
+        for s in subs:
+            ns = [n for _, n in s.got]
+            assert len(ns) == len(set(ns)), (s.name, "duplicates")
+            assert not s.failures, (s.name, s.failures[:3])
+            lost_sure = sure - set(ns)
+            got_outage = len(outage & set(ns))
+            lines.append("redis restart  %-4s published %d (outage %d) "
+                         "delivered %d lost while up %d outage delivered %d "
+                         "outage lost %d" % (s.name, len(ok), len(outage),
+                                             len(ns), len(lost_sure),
+                                             got_outage,
+                                             len(outage) - got_outage))
+            assert not lost_sure, (s.name, sorted(lost_sure)[:10])
+            if s.name.startswith("a"):
+                assert got_outage == len(outage), s.name
+        print("\n" + "\n".join(lines))
+        if REPORT:
+            with open(REPORT, "a") as f:
+                f.write("\n".join(lines) + "\n")
+    finally:
+        redis.stop()
