@@ -216,5 +216,7 @@ ngx_http_realtime_redis_outbox_pop(ngx_http_realtime_redis_t *rd,
 static void
 ngx_http_realtime_redis_outbox_count(ngx_http_realtime_redis_t *rd)
 {
-    rd->zone->sh->slots[rd->zone->slot].redis_outbox = rd->outbox_n;
+    if (rd->zone->slot < NGX_HTTP_REALTIME_SLOTS) {
+        rd->zone->sh->slots[rd->zone->slot].redis_outbox = rd->outbox_n;
+    }
 }
