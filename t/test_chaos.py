@@ -259,7 +259,10 @@ def test_chaos_slow_subscriber(rt):
     pub, subs, published = run_chaos(rt, ngx, lambda: None, subscribers=4,
                                      slow=slow, pad=16384)
     check("slow reader", pub, subs, published)
-    assert slow.close_codes[:1] == [1008], slow.close_codes
+    # the server closed it for not reading (1008; the close frame itself
+    # may be lost behind what the kernel could not send)
+    assert all(c == 1008 for c in slow.close_codes), slow.close_codes
+    assert "client does not read" in ngx.error_log()
     assert slow.reconnects >= 1 and slow.recovered >= 1, \
         (slow.reconnects, slow.recovered, slow.closes)
     assert all(s.reconnects == 0 for s in subs if s is not slow)
