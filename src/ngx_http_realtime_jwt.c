@@ -64,6 +64,8 @@ static char *ngx_http_realtime_jwt_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
 static char *ngx_http_realtime_jwt_alg_conf(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
+static char *ngx_http_realtime_jwt_require_conf(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_realtime_jwt_token_conf(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 
@@ -94,6 +96,13 @@ static ngx_command_t  ngx_http_realtime_jwt_commands[] = {
     { ngx_string("realtime_jwt_token"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_realtime_jwt_token_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_jwt_require"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_jwt_require_conf,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -591,13 +600,21 @@ ngx_http_realtime_jwt_verify(ngx_http_realtime_jwt_conf_t *jcf,
     policy.now = ngx_time();
     policy.leeway = jcf->leeway;
 
+    if (jcf->required) {
+        policy.required = jcf->required->elts;
+        policy.nrequired = jcf->required->nelts;
+    }
+
     rc = ngx_http_realtime_jwt_check(t.claims, &policy, &v->res);
 
     if (rc != NGX_HTTP_REALTIME_JWT_OK) {
         ngx_http_realtime_jwt_token_free(&t);
 
         ngx_log_error(NGX_LOG_INFO, log, 0,
-                      "realtime: token refused: %s", v->res.reason);
+                      "realtime: token refused: %s%s%s%s", v->res.reason,
+                      v->res.missing ? " \"" : "",
+                      v->res.missing ? v->res.missing : "",
+                      v->res.missing ? "\"" : "");
 
         return (rc == NGX_HTTP_REALTIME_JWT_EXPIRED)
                ? NGX_HTTP_REALTIME_EXPIRED : NGX_HTTP_REALTIME_UNAUTHORIZED;
@@ -1140,6 +1157,48 @@ ngx_http_realtime_jwt_add_variables(ngx_conf_t *cf)
 }
 
 
+/* realtime_jwt_require claim ...: like NGINX Plus's auth_jwt_require */
+
+static char *
+ngx_http_realtime_jwt_require_conf(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_realtime_jwt_conf_t *jcf = conf;
+
+    char       **name;
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (jcf->required != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    jcf->required = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                     sizeof(char *));
+    if (jcf->required == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        if (value[i].len == 0 || value[i].len > 128) {
+            return "needs claim names of 1-128 bytes";
+        }
+
+        name = ngx_array_push(jcf->required);
+        if (name == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        /* the directive's words end with NUL */
+        *name = (char *) value[i].data;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static ngx_int_t
 ngx_http_realtime_jwt_sub_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
@@ -1240,6 +1299,7 @@ ngx_http_realtime_jwt_create_loc_conf(ngx_conf_t *cf)
     conf->leeway = NGX_CONF_UNSET;
     conf->failure = NGX_CONF_UNSET_UINT;
     conf->keep_claims = NGX_CONF_UNSET;
+    conf->required = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -1267,6 +1327,7 @@ ngx_http_realtime_jwt_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_uint_value(conf->failure, prev->failure,
                               NGX_HTTP_REALTIME_JWT_FAIL_STATUS);
     ngx_conf_merge_value(conf->keep_claims, prev->keep_claims, 0);
+    ngx_conf_merge_ptr_value(conf->required, prev->required, NULL);
 
     if (conf->keys == NULL) {
         return NGX_CONF_OK;

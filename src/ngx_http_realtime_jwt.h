@@ -51,6 +51,7 @@ typedef struct {
     ngx_str_t                      user_claim;   /* NUL-terminated */
     ngx_uint_t                     failure;
     ngx_flag_t                     keep_claims;  /* the location forwards */
+    ngx_array_t                   *required;     /* char *, NUL-ended */
 } ngx_http_realtime_jwt_conf_t;
 
 

@@ -322,10 +322,19 @@ ngx_http_realtime_jwt_check(json_t *claims,
     const ngx_http_realtime_jwt_policy_t *policy,
     ngx_http_realtime_jwt_result_t *res)
 {
+    size_t   i;
     double   exp, nbf, iat, now, leeway;
     json_t  *user;
 
     memset(res, 0, sizeof(ngx_http_realtime_jwt_result_t));
+
+    for (i = 0; i < policy->nrequired; i++) {
+        if (json_object_get(claims, policy->required[i]) == NULL) {
+            res->reason = "token lacks a required claim";
+            res->missing = policy->required[i];
+            return NGX_HTTP_REALTIME_JWT_INVALID;
+        }
+    }
 
     now = (double) policy->now;
     leeway = (double) policy->leeway;

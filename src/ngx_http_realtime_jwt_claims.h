@@ -65,6 +65,8 @@ typedef struct {
     const char    *user_claim;   /* NUL-terminated, e.g. "sub" */
     long long      now;          /* seconds since the epoch */
     long long      leeway;       /* seconds */
+    char         **required;     /* claims that must be there, or NULL */
+    size_t         nrequired;
 } ngx_http_realtime_jwt_policy_t;
 
 
@@ -74,6 +76,7 @@ typedef struct {
     long long      exp;
     const char    *user;         /* borrowed from the claims */
     size_t         user_len;
+    const char    *missing;      /* a required claim it lacks */
 } ngx_http_realtime_jwt_result_t;
 
 
@@ -99,7 +102,8 @@ int ngx_http_realtime_jwt_parse(ngx_http_realtime_jwt_token_t *t,
 void ngx_http_realtime_jwt_token_free(ngx_http_realtime_jwt_token_t *t);
 
 /*
- * exp, nbf, iat (with the leeway), iss, aud and the user claim.
+ * The required claims (realtime_jwt_require: present, whatever their
+ * value), exp, nbf, iat (with the leeway), iss, aud and the user claim.
  * Returns NGX_HTTP_REALTIME_JWT_OK, _INVALID or _EXPIRED with
  * res->reason set.
  */

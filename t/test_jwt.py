@@ -181,6 +181,14 @@ def jwt_http(k):
             realtime_jwt_audience realtime;
         }
         location /leeway { realtime jz; %(sec)s realtime_jwt_leeway 30s; }
+        location /require {
+            realtime jz; %(sec)s
+            realtime_jwt_require exp tenant;
+        }
+        location = /push_require {
+            realtime_push jz; %(sec)s
+            realtime_jwt_require exp;
+        }
         location /sources {
             realtime jz; %(sec)s
             realtime_jwt_token $arg_token $http_authorization
@@ -531,6 +539,34 @@ def test_issuer_and_audience(srv):
             reason, extra
     # not configured: not checked
     client(srv.port, "/hs" + q(hs(claims(iss="x", aud="y")))).close()
+
+
+def test_required_claims(srv):
+    """realtime_jwt_require exp tenant: a token without one of them is
+    refused like an invalid one (401, the error log names the claim);
+    its value does not matter."""
+    c = client(srv.port, "/require" + q(hs(claims(tenant="acme"))))
+    c.close()
+    c = client(srv.port, "/require" + q(hs(claims(tenant=0))))
+    c.close()
+    for extra in ({"exp": None, "tenant": "acme"}, {}):
+        assert refused(srv.port, "/require" + q(hs(claims(**extra)))) == \
+            "token lacks a required claim", extra
+    log = srv.error_log()
+    assert 'token refused: token lacks a required claim "exp"' in log
+    assert 'token refused: token lacks a required claim "tenant"' in log
+    # not configured elsewhere: a token without exp is fine there
+    client(srv.port, "/hs" + q(hs(claims(exp=None)))).close()
+    # the push API too
+    body = json.dumps({"userId": "nobody", "topic": "t", "payload": 1})
+    r = http_call(srv.port, "POST", "/push_require", body,
+                  {"Content-Type": "application/json",
+                   "Authorization": "Bearer " + hs(claims(exp=None))})
+    assert r.status == 401, r
+    r = http_call(srv.port, "POST", "/push_require", body,
+                  {"Content-Type": "application/json",
+                   "Authorization": "Bearer " + hs(claims())})
+    assert r.status == 404, r        # authorized; the user is not here
 
 
 def test_user_claim(srv):

@@ -722,9 +722,54 @@ test_claim_lookup(void)
 }
 
 
+/* realtime_jwt_require: present, whatever the value; checked first */
+
+static void
+test_required(void)
+{
+    char                            *names[] = { "exp", "tenant" };
+    json_t                          *json;
+    ngx_http_realtime_jwt_result_t   res;
+
+    test_begin("required claims");
+
+    policy_reset();
+    policy.required = names;
+    policy.nrequired = 2;
+
+    CHECK(check("{\"sub\":\"a\",\"exp\":2000,\"tenant\":\"t\"}", OK,
+                NULL));
+    CHECK(check("{\"sub\":\"a\",\"exp\":2000,\"tenant\":null}", OK,
+                NULL));
+    CHECK(check("{\"sub\":\"a\",\"tenant\":\"t\"}", INVALID,
+                "token lacks a required claim"));
+    CHECK(check("{\"sub\":\"a\",\"exp\":2000}", INVALID,
+                "token lacks a required claim"));
+    /* before the times: a missing claim, not an expiry */
+    CHECK(check("{\"sub\":\"a\",\"exp\":10}", INVALID,
+                "token lacks a required claim"));
+
+    json = claims("{\"sub\":\"a\",\"exp\":2000}");
+    CHECK(ngx_http_realtime_jwt_check(json, &policy, &res) == INVALID);
+    CHECK(res.missing != NULL && strcmp(res.missing, "tenant") == 0);
+    json_decref(json);
+
+    json = claims("{\"sub\":\"a\",\"exp\":2000,\"tenant\":1}");
+    CHECK(ngx_http_realtime_jwt_check(json, &policy, &res) == OK);
+    CHECK(res.missing == NULL);
+    json_decref(json);
+
+    policy_reset();
+    CHECK(check("{\"sub\":\"a\"}", OK, NULL));
+
+    test_end();
+}
+
+
 int
 main(void)
 {
+    test_required();
     test_algs();
     test_base64url();
     test_parse_ok();
