@@ -592,9 +592,6 @@ ngx_int_t ngx_http_realtime_forward_add_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_realtime_forward(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd);
 void ngx_http_realtime_forward_end(ngx_http_realtime_session_t *s);
-void ngx_http_realtime_forward_count(ngx_http_realtime_zone_t *zone,
-    ngx_http_realtime_route_forward_t *route, ngx_uint_t outcome,
-    ngx_msec_t start);
 json_t *ngx_http_realtime_forward_claims(ngx_http_request_t *r);
 
 /* the location sends events or hooks to backends */
