@@ -135,8 +135,6 @@ void ngx_http_realtime_sio_recovery_save(ngx_http_realtime_sio_socket_t *sock);
 ngx_int_t ngx_http_realtime_sio_recovery_restore(
     ngx_http_realtime_sio_socket_t *sock, json_t *auth, u_char **replay,
     size_t *len);
-void ngx_http_realtime_sio_recovery_sweep_locked(
-    ngx_http_realtime_zone_t *zone);
 
 
 ngx_int_t ngx_http_realtime_eio_send(ngx_http_realtime_eio_t *eio,
@@ -145,7 +143,6 @@ ngx_int_t ngx_http_realtime_eio_send_frame(ngx_http_realtime_eio_t *eio,
     ngx_uint_t opcode, u_char *data, size_t len);
 void ngx_http_realtime_eio_close(ngx_http_realtime_eio_t *eio, char *reason);
 void ngx_http_realtime_eio_deadline(ngx_http_realtime_eio_t *eio);
-void ngx_http_realtime_random_id(u_char *id, size_t len);
 
 extern const ngx_http_realtime_eio_handler_t  ngx_http_realtime_sio_protocol;
 extern const ngx_http_realtime_eio_handler_t

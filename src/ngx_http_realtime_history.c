@@ -33,7 +33,6 @@
 #include <ngx_http.h>
 
 #include "ngx_http_realtime_module.h"
-#include "ngx_http_realtime_eio_session.h"
 
 
 /* ,"offset":<20 digits or spaces>,"epoch":"<16>"} */
@@ -504,8 +503,7 @@ ngx_http_realtime_history_after_seq(ngx_http_realtime_zone_t *zone,
         *since = 0;
     }
 
-    return ngx_http_realtime_history_covers(zone, h, *since, last, size)
-           || *since == last;
+    return ngx_http_realtime_history_covers(zone, h, *since, last, size);
 }
 
 
@@ -690,8 +688,6 @@ ngx_http_realtime_history_sweep(ngx_event_t *ev)
 
             node = next;
         }
-
-        ngx_http_realtime_sio_recovery_sweep_locked(zone);
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
 

@@ -562,6 +562,10 @@ ngx_http_realtime_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_realtime_sio_recovery_init_process(cycle) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     return ngx_http_realtime_sio_init_process(cycle);
 }
 

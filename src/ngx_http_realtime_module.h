@@ -525,6 +525,7 @@ typedef struct {
 
 /* ngx_http_realtime_sio.c */
 ngx_int_t ngx_http_realtime_sio_init_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_realtime_sio_recovery_init_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_realtime_eio_open_polling(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf, ngx_str_t *packet);
 ngx_int_t ngx_http_realtime_eio_owner(ngx_str_t *sid,

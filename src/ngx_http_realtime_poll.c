@@ -23,7 +23,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <openssl/rand.h>
 
 #include "ngx_http_realtime_module.h"
 #include "ngx_http_realtime_eio_session.h"
@@ -1067,26 +1066,4 @@ ngx_http_realtime_eio_owner(ngx_str_t *sid,
     owner->token = 0;
 
     return NGX_OK;
-}
-
-
-void
-ngx_http_realtime_random_id(u_char *id, size_t len)
-{
-    u_char     bytes[48];
-    ngx_str_t  src, dst;
-
-    /* len is a multiple of 4, at most 64 */
-
-    src.len = len / 4 * 3;
-
-    if (RAND_bytes(bytes, src.len) != 1) {
-        /* RAND_bytes fails only without entropy: never seen */
-        ngx_memzero(bytes, src.len);
-    }
-
-    src.data = bytes;
-    dst.data = id;
-
-    ngx_encode_base64url(&dst, &src);
 }

@@ -177,6 +177,7 @@ typedef struct {
     ngx_rbtree_t                       sio_saved;
     ngx_rbtree_node_t                  sio_saved_sentinel;
     ngx_uint_t                         sio_saved_n;
+    ngx_atomic_t                       sio_swept;
 
     /* the counters of workers that have exited */
     ngx_uint_t                         retired_in;
@@ -263,6 +264,9 @@ void ngx_http_realtime_sh_node_free(ngx_http_realtime_zone_t *zone,
 void ngx_http_realtime_sh_disconnect(ngx_http_realtime_zone_t *zone,
     ngx_http_realtime_sh_conn_t *conn);
 
+/* len base64url characters of RAND_bytes(); len a multiple of 4, <= 64 */
+void ngx_http_realtime_random_id(u_char *id, size_t len);
+
 struct ngx_http_realtime_zone_s {
     ngx_str_t                          name;
     ngx_shm_zone_t                    *shm_zone;
@@ -291,6 +295,7 @@ struct ngx_http_realtime_zone_s {
     ngx_uint_t                         history_max;
     ngx_msec_t                         history_ttl;
     ngx_event_t                        history_timer;
+    ngx_event_t                        sio_saved_timer;  /* recovery */
 
     /* a wakeup for the Redis worker, sent after the zone is unlocked */
     ngx_pid_t                          wake_pid;

@@ -37,7 +37,7 @@ static void ngx_http_realtime_user_list_send(void *data, json_t *remote,
 static json_t *ngx_http_realtime_user_list_build(
     ngx_http_realtime_zone_t *zone, json_t *remote);
 static json_t *ngx_http_realtime_user_list_sorted(json_t *set);
-static ngx_int_t ngx_http_realtime_user_list_cmp(const void *one,
+static int ngx_http_realtime_user_list_cmp(const void *one,
     const void *two);
 
 
@@ -592,7 +592,8 @@ ngx_http_realtime_user_list_sorted(json_t *set)
         i++;
     }
 
-    ngx_sort(names, i, sizeof(ngx_str_t), ngx_http_realtime_user_list_cmp);
+    /* qsort: ngx_sort() is an insertion sort, and lists are long */
+    ngx_qsort(names, i, sizeof(ngx_str_t), ngx_http_realtime_user_list_cmp);
 
     users = json_array();
     n = i;
@@ -609,12 +610,12 @@ ngx_http_realtime_user_list_sorted(json_t *set)
 }
 
 
-static ngx_int_t
+static int
 ngx_http_realtime_user_list_cmp(const void *one, const void *two)
 {
     const ngx_str_t  *a = one, *b = two;
 
-    return ngx_memn2cmp(a->data, b->data, a->len, b->len);
+    return (int) ngx_memn2cmp(a->data, b->data, a->len, b->len);
 }
 
 

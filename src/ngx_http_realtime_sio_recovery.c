@@ -45,6 +45,10 @@ typedef struct {
 } ngx_http_realtime_sio_saved_t;
 
 
+/* how often kept sessions past their time go */
+#define NGX_HTTP_REALTIME_SIO_SWEEP  1000
+
+
 #define NGX_HTTP_REALTIME_SIO_ROOM_HEAD                                      \
     (sizeof(uint64_t) + NGX_HTTP_REALTIME_EPOCH_LEN + sizeof(uint16_t))
 
@@ -55,10 +59,11 @@ static ngx_int_t ngx_http_realtime_sio_recovery_rejoin(
 static uint64_t ngx_http_realtime_sio_recovery_seq(json_t *offset);
 static ngx_int_t ngx_http_realtime_sio_recovery_sort(u_char **replay,
     size_t len);
-static ngx_int_t ngx_http_realtime_sio_recovery_cmp(const void *one,
+static int ngx_http_realtime_sio_recovery_cmp(const void *one,
     const void *two);
 static void ngx_http_realtime_sio_recovery_new(
     ngx_http_realtime_sio_socket_t *sock);
+static void ngx_http_realtime_sio_recovery_sweep(ngx_event_t *ev);
 
 
 /* the transport went: what the socket was, kept in the zone */
@@ -452,8 +457,8 @@ ngx_http_realtime_sio_recovery_sort(u_char **replay, size_t len)
         r[i].size = NGX_HTTP_REALTIME_HISTORY_RECORD + flen;
     }
 
-    ngx_sort(r, n, sizeof(ngx_http_realtime_sio_replayed_t),
-             ngx_http_realtime_sio_recovery_cmp);
+    ngx_qsort(r, n, sizeof(ngx_http_realtime_sio_replayed_t),
+              ngx_http_realtime_sio_recovery_cmp);
 
     q = sorted;
 
@@ -469,7 +474,7 @@ ngx_http_realtime_sio_recovery_sort(u_char **replay, size_t len)
 }
 
 
-static ngx_int_t
+static int
 ngx_http_realtime_sio_recovery_cmp(const void *one, const void *two)
 {
     const ngx_http_realtime_sio_replayed_t  *a = one, *b = two;
@@ -483,32 +488,16 @@ ngx_http_realtime_sio_recovery_cmp(const void *one, const void *two)
 static uint64_t
 ngx_http_realtime_sio_recovery_seq(json_t *offset)
 {
-    size_t       i, n;
-    uint64_t     seq;
-    const char  *p;
+    off_t  seq;
 
     if (!json_is_string(offset)) {
         return (uint64_t) -1;
     }
 
-    p = json_string_value(offset);
-    n = json_string_length(offset);
+    seq = ngx_atoof((u_char *) json_string_value(offset),
+                    json_string_length(offset));
 
-    if (n == 0 || n > 19) {
-        return (uint64_t) -1;
-    }
-
-    seq = 0;
-
-    for (i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9') {
-            return (uint64_t) -1;
-        }
-
-        seq = seq * 10 + (p[i] - '0');
-    }
-
-    return seq;
+    return (seq == NGX_ERROR) ? (uint64_t) -1 : (uint64_t) seq;
 }
 
 
@@ -522,29 +511,87 @@ ngx_http_realtime_sio_recovery_new(ngx_http_realtime_sio_socket_t *sock)
 }
 
 
-/* the sessions that did not come back in time go (history's sweep) */
+/*
+ * The sessions that did not come back in time go: once a second, by one
+ * worker, in every zone with a history (recovery needs one).
+ */
 
-void
-ngx_http_realtime_sio_recovery_sweep_locked(ngx_http_realtime_zone_t *zone)
+ngx_int_t
+ngx_http_realtime_sio_recovery_init_process(ngx_cycle_t *cycle)
 {
+    ngx_uint_t                      i;
+    ngx_http_realtime_zone_t      **zones, *zone;
+    ngx_http_realtime_main_conf_t  *rmcf;
+
+    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_realtime_module);
+    if (rmcf == NULL) {
+        return NGX_OK;
+    }
+
+    zones = rmcf->zones.elts;
+
+    for (i = 0; i < rmcf->zones.nelts; i++) {
+        zone = zones[i];
+
+        if (zone->history_max == 0 || zone->slot == NGX_HTTP_REALTIME_SLOTS) {
+            continue;
+        }
+
+        zone->sio_saved_timer.handler = ngx_http_realtime_sio_recovery_sweep;
+        zone->sio_saved_timer.data = zone;
+        zone->sio_saved_timer.log = cycle->log;
+        zone->sio_saved_timer.cancelable = 1;
+
+        ngx_add_timer(&zone->sio_saved_timer,
+                      NGX_HTTP_REALTIME_SIO_SWEEP);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_realtime_sio_recovery_sweep(ngx_event_t *ev)
+{
+    ngx_atomic_uint_t               swept;
     ngx_rbtree_node_t              *node, *next, *sentinel;
+    ngx_http_realtime_zone_t       *zone;
     ngx_http_realtime_shctx_t      *sh;
     ngx_http_realtime_sio_saved_t  *sv;
 
+    zone = ev->data;
     sh = zone->sh;
-    sentinel = sh->sio_saved.sentinel;
-    node = (sh->sio_saved.root == sentinel)
-           ? NULL : ngx_rbtree_min(sh->sio_saved.root, sentinel);
+    swept = sh->sio_swept;
 
-    while (node) {
-        next = ngx_rbtree_next(&sh->sio_saved, node);
-        sv = (ngx_http_realtime_sio_saved_t *) node;
+    if (sh->sio_saved_n
+        && (ngx_msec_t) (ngx_current_msec - swept)
+           >= NGX_HTTP_REALTIME_SIO_SWEEP
+        && ngx_atomic_cmp_set(&sh->sio_swept, swept, ngx_current_msec))
+    {
+        ngx_shmtx_lock(&zone->shpool->mutex);
 
-        if ((ngx_msec_int_t) (ngx_current_msec - sv->expiry) >= 0) {
-            sh->sio_saved_n--;
-            ngx_http_realtime_sh_node_free(zone, &sh->sio_saved, &sv->sn);
+        sentinel = sh->sio_saved.sentinel;
+        node = (sh->sio_saved.root == sentinel)
+               ? NULL : ngx_rbtree_min(sh->sio_saved.root, sentinel);
+
+        while (node) {
+            next = ngx_rbtree_next(&sh->sio_saved, node);
+            sv = (ngx_http_realtime_sio_saved_t *) node;
+
+            if ((ngx_msec_int_t) (ngx_current_msec - sv->expiry) >= 0) {
+                sh->sio_saved_n--;
+                ngx_http_realtime_sh_node_free(zone, &sh->sio_saved,
+                                               &sv->sn);
+            }
+
+            node = next;
         }
 
-        node = next;
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+    }
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, NGX_HTTP_REALTIME_SIO_SWEEP);
     }
 }

@@ -13,6 +13,8 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <openssl/rand.h>
+
 #include "ngx_http_realtime_module.h"
 
 
@@ -392,4 +394,28 @@ ngx_http_realtime_slot_purge(ngx_http_realtime_zone_t *zone, ngx_uint_t slot)
     s->queue_head = 0;
     s->queue_used = 0;
     s->notified = 0;
+}
+
+
+/* random ids (sids, pids, epochs): len base64url characters */
+
+void
+ngx_http_realtime_random_id(u_char *id, size_t len)
+{
+    u_char     bytes[48];
+    ngx_str_t  src, dst;
+
+    /* len is a multiple of 4, at most 64 */
+
+    src.len = len / 4 * 3;
+
+    if (RAND_bytes(bytes, src.len) != 1) {
+        /* RAND_bytes fails only without entropy: never seen */
+        ngx_memzero(bytes, src.len);
+    }
+
+    src.data = bytes;
+    dst.data = id;
+
+    ngx_encode_base64url(&dst, &src);
 }

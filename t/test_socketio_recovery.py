@@ -139,3 +139,29 @@ def test_recovery_needs_history(rt, tmp_path):
     rc, out = ngx.test_conf()
     out += ngx.error_log()
     assert rc != 0 and "needs realtime_history" in out, out
+
+
+def test_not_recovered_after_its_time(rt):
+    """realtime_socketio_recovery 1s: a client that comes back 2.5 s later
+    gets a new session (the kept one is swept, or refused as too late)."""
+    rt.start(rt_http(presence="off", locations="""
+        location /socket.io/ {
+            realtime_socketio rt;
+            realtime_history 100 5m;
+            realtime_socketio_recovery 1s;
+        }
+    """))
+    url = "http://127.0.0.1:%d" % rt.port
+    with SioDriver() as drv:
+        drv.connect("s", url, **opts(reconnectionDelay=2500,
+                                     reconnectionDelayMax=2500))
+        sid = drv.state("s")["id"]
+        drv.emit("s", "join", {"room": "r"})
+        push(rt, "r", 1)
+        drv.wait("s", "m")
+        drv.drop("s")
+        back = drv.wait("s", "$connect", timeout=10)
+        assert len(back) == 1 and back[0][0] != sid and back[0][1] is False
+    log = rt.ngx.error_log()
+    assert "not recovered: unknown or gone" in log \
+        or "not recovered: too late" in log, log[-2000:]
