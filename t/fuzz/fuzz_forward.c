@@ -287,6 +287,10 @@ typedef struct {
 static void
 fuzz_put(fuzz_out_t *out, const char *p, size_t len)
 {
+    if (len == 0) {
+        return;   /* out->buf may still be NULL: no offset on it */
+    }
+
     while (out->len + len > out->size) {
         out->size = out->size * 2 + 16;
         out->buf = realloc(out->buf, out->size);
