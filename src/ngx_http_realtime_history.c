@@ -53,6 +53,7 @@ typedef struct {
     ngx_uint_t                         n;
     ngx_msec_t                         used;
     u_char                             epoch[NGX_HTTP_REALTIME_EPOCH_LEN];
+    unsigned                           redis:1;     /* Redis's epoch */
 } ngx_http_realtime_sh_history_t;
 
 
@@ -141,11 +142,17 @@ ngx_http_realtime_history_frame(ngx_http_realtime_msg_t *msg)
  * (of ngx_http_realtime_history_frame()), and an entry with a copy of it.
  * Without room for the entry the oldest go; without any, the publication
  * has its offset and no entry (a later recovery over it fails).
+ *
+ * With realtime_redis the offset and epoch come from Redis (at): one
+ * already here (the live message after a gap fill, or the answer to the
+ * publisher after its subscription) is NGX_DECLINED, not delivered again;
+ * another epoch means Redis lost the room's history, and so is this one.
  */
 
-void
+ngx_int_t
 ngx_http_realtime_history_append_locked(ngx_http_realtime_zone_t *zone,
-    ngx_str_t *room, ngx_http_realtime_msg_t *msg)
+    ngx_str_t *room, ngx_http_realtime_msg_t *msg,
+    ngx_http_realtime_history_pos_t *at)
 {
     u_char                          *p;
     ngx_http_realtime_sh_entry_t    *e;
@@ -155,7 +162,37 @@ ngx_http_realtime_history_append_locked(ngx_http_realtime_zone_t *zone,
     if (h == NULL) {
         /* the zone is full: delivered without a position */
         msg->offset = 0;
-        return;
+        return NGX_OK;
+    }
+
+    if (at) {
+        if (ngx_memcmp(h->epoch, at->epoch, NGX_HTTP_REALTIME_EPOCH_LEN)
+            != 0)
+        {
+            ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                           "realtime history \"%V\": epoch %*s from Redis",
+                           room, (size_t) NGX_HTTP_REALTIME_EPOCH_LEN,
+                           at->epoch);
+
+            ngx_http_realtime_history_expire(zone, h, 0);
+            ngx_memcpy(h->epoch, at->epoch, NGX_HTTP_REALTIME_EPOCH_LEN);
+
+        } else if (at->offset <= h->offset
+                   || (at->next_only && h->redis
+                       && at->offset != h->offset + 1))
+        {
+            /* what is before it comes by the subscription first */
+            return NGX_DECLINED;
+        }
+
+        if (at->offset != h->offset + 1) {
+            ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                           "realtime history \"%V\": offset %uL after %uL",
+                           room, at->offset, h->offset);
+        }
+
+        h->offset = at->offset - 1;
+        h->redis = 1;
     }
 
     msg->offset = ++h->offset;
@@ -187,7 +224,7 @@ ngx_http_realtime_history_append_locked(ngx_http_realtime_zone_t *zone,
 
     if (e == NULL) {
         zone->sh->zone_full++;
-        return;
+        return NGX_OK;
     }
 
     e->offset = msg->offset;
@@ -200,6 +237,8 @@ ngx_http_realtime_history_append_locked(ngx_http_realtime_zone_t *zone,
     h->n++;
     zone->sh->history_messages++;
     zone->sh->history_bytes += msg->len;
+
+    return NGX_OK;
 }
 
 
@@ -228,6 +267,7 @@ ngx_http_realtime_history_position_locked(ngx_http_realtime_zone_t *zone,
 
     h->used = ngx_current_msec;
     pos->offset = h->offset;
+    pos->seq = zone->sh->history_seq;
     ngx_memcpy(pos->epoch, h->epoch, NGX_HTTP_REALTIME_EPOCH_LEN);
     pos->on = 1;
 }
@@ -564,6 +604,39 @@ ngx_http_realtime_history_send(ngx_http_realtime_session_t *s, u_char *buf,
     }
 
     return rc;
+}
+
+
+/*
+ * Under the zone's lock: the room has its first member here again, its
+ * subscription is new: the next offset from Redis is taken as it comes.
+ */
+
+void
+ngx_http_realtime_history_resume_locked(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room)
+{
+    ngx_http_realtime_sh_history_t  *h;
+
+    h = ngx_http_realtime_history_node(zone, room, 0);
+
+    if (h) {
+        h->redis = 0;
+    }
+}
+
+
+/* under the zone's lock: the room's offsets here are Redis's */
+
+ngx_uint_t
+ngx_http_realtime_history_from_redis_locked(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room)
+{
+    ngx_http_realtime_sh_history_t  *h;
+
+    h = ngx_http_realtime_history_node(zone, room, 0);
+
+    return h && h->redis;
 }
 
 

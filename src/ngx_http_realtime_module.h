@@ -165,6 +165,22 @@ typedef struct {
  */
 typedef struct ngx_http_realtime_msg_s  ngx_http_realtime_msg_t;
 
+
+/*
+ * Told when Redis has run a publication to a room with history (its
+ * offset given, kept, published): the push API answers then, so that
+ * pushes answered one after the other keep their order.  armed: it will
+ * be called (NGX_OK, or NGX_ERROR if the publication is lost).
+ */
+
+typedef void (*ngx_http_realtime_published_pt)(void *data, ngx_int_t rc);
+
+typedef struct {
+    ngx_http_realtime_published_pt     handler;
+    void                              *data;
+    unsigned                           armed:1;
+} ngx_http_realtime_published_t;
+
 struct ngx_http_realtime_msg_s {
     ngx_uint_t                         refs;
     size_t                             len;
@@ -373,7 +389,8 @@ ngx_int_t ngx_http_realtime_publish(ngx_http_realtime_zone_t *zone,
 ngx_int_t ngx_http_realtime_publish_synced(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_session_t *skip, ngx_http_realtime_msg_t *msg,
-    ngx_uint_t *recipients, ngx_int_t *synced);
+    ngx_uint_t *recipients, ngx_int_t *synced,
+    ngx_http_realtime_published_t *wait);
 ngx_uint_t ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_session_t *skip, ngx_http_realtime_msg_t *msg);
@@ -382,6 +399,9 @@ ngx_int_t ngx_http_realtime_publish_zone(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_session_t *skip, ngx_http_realtime_msg_t *msg,
     ngx_uint_t *recipients);
+ngx_int_t ngx_http_realtime_publish_zone_at(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *target, ngx_str_t *except, ngx_http_realtime_msg_t *msg,
+    ngx_http_realtime_history_pos_t *at);
 
 /* ngx_http_realtime_redis.c */
 typedef void (*ngx_http_realtime_redis_lookup_pt)(void *data, json_t *users,
@@ -402,7 +422,7 @@ void ngx_http_realtime_redis_room(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room, ngx_uint_t subscribe);
 ngx_int_t ngx_http_realtime_redis_publish(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
-    ngx_http_realtime_msg_t *msg);
+    ngx_http_realtime_msg_t *msg, ngx_http_realtime_published_t *wait);
 
 void ngx_http_realtime_redis_notify_locked(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except);
@@ -605,8 +625,9 @@ json_t *ngx_http_realtime_forward_claims(ngx_http_request_t *r);
 
 ngx_http_realtime_msg_t *ngx_http_realtime_history_frame(
     ngx_http_realtime_msg_t *msg);
-void ngx_http_realtime_history_append_locked(ngx_http_realtime_zone_t *zone,
-    ngx_str_t *room, ngx_http_realtime_msg_t *msg);
+ngx_int_t ngx_http_realtime_history_append_locked(
+    ngx_http_realtime_zone_t *zone, ngx_str_t *room,
+    ngx_http_realtime_msg_t *msg, ngx_http_realtime_history_pos_t *at);
 void ngx_http_realtime_history_position_locked(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room, ngx_http_realtime_history_pos_t *pos);
 ngx_int_t ngx_http_realtime_history_replay(ngx_http_realtime_zone_t *zone,
@@ -618,6 +639,10 @@ ngx_int_t ngx_http_realtime_history_replay_seq(
     size_t *len);
 ngx_int_t ngx_http_realtime_history_send(ngx_http_realtime_session_t *s,
     u_char *buf, size_t len);
+void ngx_http_realtime_history_resume_locked(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room);
+ngx_uint_t ngx_http_realtime_history_from_redis_locked(
+    ngx_http_realtime_zone_t *zone, ngx_str_t *room);
 ngx_int_t ngx_http_realtime_history_epoch_locked(
     ngx_http_realtime_zone_t *zone, ngx_str_t *room, u_char *epoch);
 ngx_int_t ngx_http_realtime_history_init_process(

@@ -38,9 +38,19 @@ typedef struct {
 } ngx_http_realtime_push_lookup_t;
 
 
+/* an item waiting for Redis to run its publication */
+typedef struct {
+    ngx_http_realtime_published_t  published;
+    ngx_http_realtime_push_ctx_t  *ctx;
+    json_t                        *answer;
+} ngx_http_realtime_push_wait_t;
+
+
 static json_t *ngx_http_realtime_push_item(
-    ngx_http_realtime_loc_conf_t *rlcf, json_t *item, ngx_uint_t *status,
-    ngx_str_t *user, ngx_uint_t *local);
+    ngx_http_realtime_push_ctx_t *ctx, ngx_http_realtime_loc_conf_t *rlcf,
+    json_t *item, ngx_uint_t *status, ngx_str_t *user, ngx_uint_t *local);
+static void ngx_http_realtime_push_published(void *data, ngx_int_t rc);
+static void ngx_http_realtime_push_done(ngx_http_realtime_push_ctx_t *ctx);
 static void ngx_http_realtime_push_remote(ngx_http_realtime_push_ctx_t *ctx,
     json_t *answer, ngx_str_t *user, ngx_uint_t local);
 static void ngx_http_realtime_push_remote_handler(void *data, json_t *users,
@@ -236,8 +246,8 @@ ngx_http_realtime_push_body(ngx_http_request_t *r)
     }
 
     if (!json_is_array(root)) {
-        answer = ngx_http_realtime_push_item(rlcf, root, &status, &user,
-                                             &local);
+        answer = ngx_http_realtime_push_item(ctx, rlcf, root, &status,
+                                             &user, &local);
         ctx->answer = answer;
 
         if (answer && user.len) {
@@ -252,8 +262,8 @@ ngx_http_realtime_push_body(ngx_http_request_t *r)
         ctx->batch = 1;
 
         json_array_foreach(root, i, item) {
-            answer = ngx_http_realtime_push_item(rlcf, item, &item_status,
-                                                 &user, &local);
+            answer = ngx_http_realtime_push_item(ctx, rlcf, item,
+                                                 &item_status, &user, &local);
             if (answer == NULL
                 || json_object_set_new(answer, "status",
                                        json_integer(item_status)) != 0
@@ -338,13 +348,10 @@ ngx_http_realtime_push_remote_handler(void *data, json_t *users,
 {
     ngx_http_realtime_push_lookup_t *pl = data;
 
-    json_t                        *answer;
     ngx_uint_t                     code;
-    ngx_http_request_t            *r;
     ngx_http_realtime_push_ctx_t  *ctx;
 
     ctx = pl->ctx;
-    r = ctx->request;
 
     if (rc == NGX_OK && sockets) {
         /* the user is on another instance: the 404 becomes a 200 */
@@ -364,9 +371,42 @@ ngx_http_realtime_push_remote_handler(void *data, json_t *users,
         }
     }
 
+    ngx_http_realtime_push_done(ctx);
+}
+
+
+/* Redis ran a publication to a room with history, or it was lost */
+
+static void
+ngx_http_realtime_push_published(void *data, ngx_int_t rc)
+{
+    ngx_http_realtime_push_wait_t *pw = data;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pw->ctx->request->connection->log, 0,
+                   "realtime push published by Redis: %i", rc);
+
+    if (rc != NGX_OK) {
+        /* in flight as the connection went: nobody can say it went out */
+        (void) json_object_set_new(pw->answer, "synced", json_false());
+    }
+
+    ngx_http_realtime_push_done(pw->ctx);
+}
+
+
+/* an answer from Redis: the last one finalizes the request */
+
+static void
+ngx_http_realtime_push_done(ngx_http_realtime_push_ctx_t *ctx)
+{
+    json_t              *answer;
+    ngx_http_request_t  *r;
+
     if (--ctx->pending) {
         return;
     }
+
+    r = ctx->request;
 
     /* ctx is in the request's pool, which the finalization frees */
     answer = ctx->answer;
@@ -441,9 +481,11 @@ ngx_http_realtime_push_read(ngx_http_request_t *r, size_t *len)
  */
 
 static json_t *
-ngx_http_realtime_push_item(ngx_http_realtime_loc_conf_t *rlcf, json_t *item,
-    ngx_uint_t *status, ngx_str_t *user, ngx_uint_t *local)
+ngx_http_realtime_push_item(ngx_http_realtime_push_ctx_t *ctx,
+    ngx_http_realtime_loc_conf_t *rlcf, json_t *item, ngx_uint_t *status,
+    ngx_str_t *user, ngx_uint_t *local)
 {
+    ngx_http_realtime_push_wait_t  *pw;
     json_t                    *topic, *data, *event, *answer, *v;
     ngx_int_t                  rc, sync;
     ngx_str_t                  target, except;
@@ -570,8 +612,26 @@ ngx_http_realtime_push_item(ngx_http_realtime_loc_conf_t *rlcf, json_t *item,
         return NULL;
     }
 
+    pw = NULL;
+
+    if (zone->redis && type == NGX_HTTP_REALTIME_TO_ROOM
+        && zone->history_max)
+    {
+        pw = ngx_pcalloc(ctx->request->pool,
+                         sizeof(ngx_http_realtime_push_wait_t));
+        if (pw == NULL) {
+            ngx_http_realtime_msg_release(msg);
+            return NULL;
+        }
+
+        pw->published.handler = ngx_http_realtime_push_published;
+        pw->published.data = pw;
+        pw->ctx = ctx;
+    }
+
     rc = ngx_http_realtime_publish_synced(zone, type, &target, &except, NULL,
-                                          msg, &n, &sync);
+                                          msg, &n, &sync,
+                                          pw ? &pw->published : NULL);
     ngx_http_realtime_msg_release(msg);
 
     if (type == NGX_HTTP_REALTIME_TO_USER
@@ -624,6 +684,12 @@ ngx_http_realtime_push_item(ngx_http_realtime_loc_conf_t *rlcf, json_t *item,
     {
         json_decref(answer);
         return NULL;
+    }
+
+    if (answer && pw && pw->published.armed) {
+        /* answered once Redis has given it its place */
+        pw->answer = answer;
+        ctx->pending++;
     }
 
     return answer;

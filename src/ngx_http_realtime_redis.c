@@ -298,6 +298,8 @@ ngx_http_realtime_redis_init_process(ngx_http_realtime_zone_t *zone,
         return NGX_ERROR;
     }
 
+    ngx_http_realtime_redis_history_init(rd, cycle->log);
+
     rd->users_notify.handler = ngx_http_realtime_redis_users_notify;
     rd->users_notify.data = rd;
     rd->users_notify.log = cycle->log;
@@ -333,6 +335,7 @@ ngx_http_realtime_redis_exit_process(ngx_http_realtime_zone_t *zone)
         rd->leader = 0;
     }
 
+    ngx_http_realtime_redis_history_free(rd);
     ngx_http_realtime_redis_drop(rd, rd->sub);
     ngx_http_realtime_redis_drop(rd, rd->pub);
     ngx_http_realtime_redis_outbox_free(rd);
@@ -416,6 +419,8 @@ ngx_http_realtime_redis_tick(ngx_event_t *ev)
         /* the instance may have been subscribed again meanwhile */
         ngx_http_realtime_redis_outbox_flush(rd);
     }
+
+    ngx_http_realtime_redis_fill_send(rd);
 
 
     if (rd->leader && rd->pub_ready
@@ -700,6 +705,7 @@ ngx_http_realtime_redis_on_ready(redisAsyncContext *ac, void *r,
                                - rd->conf->presence_ttl;
 
         ngx_http_realtime_redis_outbox_flush(rd);
+        ngx_http_realtime_redis_fill_send(rd);
         return;
     }
 
@@ -797,6 +803,10 @@ ngx_http_realtime_redis_set_up(ngx_http_realtime_redis_t *rd, ngx_uint_t up)
         zone->sh->redis_up = up;
     }
 
+    if (!up) {
+        ngx_http_realtime_redis_rooms_unlive_locked(zone);
+    }
+
     ngx_shmtx_unlock(&zone->shpool->mutex);
 }
 
@@ -837,6 +847,7 @@ ngx_http_realtime_redis_subscribed(ngx_http_realtime_redis_t *rd)
                   rd->conf->host, rd->conf->port);
 
     ngx_http_realtime_redis_set_up(rd, 1);
+    ngx_http_realtime_redis_fill_send(rd);
 
     if (rd->pub_ready) {
         ngx_http_realtime_redis_outbox_flush(rd);
@@ -912,6 +923,9 @@ ngx_http_realtime_redis_resubscribe(ngx_http_realtime_redis_t *rd)
 
     nrooms = zone->sh->nrooms;
 
+    /* their own publications come by the subscription once confirmed */
+    ngx_http_realtime_redis_rooms_unlive_locked(zone);
+
     /* argv, lengths and names in one block, sized under the lock */
 
     p = ngx_alloc((nrooms + 3) * (sizeof(char *) + sizeof(size_t)
@@ -986,6 +1000,8 @@ ngx_http_realtime_redis_resubscribe(ngx_http_realtime_redis_t *rd)
 
     ngx_free(argv);
 
+    ngx_http_realtime_redis_fill_begin(rd);
+
     return NGX_OK;
 }
 
@@ -1030,7 +1046,7 @@ ngx_http_realtime_redis_room(ngx_http_realtime_zone_t *zone,
 ngx_int_t
 ngx_http_realtime_redis_publish(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
-    ngx_http_realtime_msg_t *msg)
+    ngx_http_realtime_msg_t *msg, ngx_http_realtime_published_t *wait)
 {
     ngx_http_realtime_redis_t  *rd;
 
@@ -1049,7 +1065,7 @@ ngx_http_realtime_redis_publish(ngx_http_realtime_zone_t *zone,
                                                   msg);
     }
 
-    return ngx_http_realtime_redis_send(rd, type, target, except, msg);
+    return ngx_http_realtime_redis_send(rd, type, target, except, msg, wait);
 }
 
 
@@ -1073,6 +1089,12 @@ ngx_http_realtime_redis_on_message(redisAsyncContext *ac, void *r,
     if (reply->element[0]->len == 9
         && ngx_strncmp(reply->element[0]->str, "subscribe", 9) == 0)
     {
+        if (reply->element[1]->type == REDIS_REPLY_STRING) {
+            ngx_http_realtime_redis_room_live(rd,
+                                          (u_char *) reply->element[1]->str,
+                                          reply->element[1]->len);
+        }
+
         ngx_http_realtime_redis_subscribed(rd);
         return;
     }

@@ -44,6 +44,15 @@ struct ngx_http_realtime_redis_s {
     unsigned                           sub_ready:1;    /* may subscribe */
     unsigned                           sub_confirmed:1; /* every channel */
     unsigned                           leader:1;
+    unsigned                           exiting:1;
+
+    /* the gap fill of realtime_history (ngx_http_realtime_redis_history.c) */
+    unsigned                           filling:1;   /* live ones wait */
+    unsigned                           fill_sent:1;
+    ngx_uint_t                         fill_pending;
+    ngx_queue_t                        fill_held;
+    ngx_uint_t                         fill_held_n;
+    ngx_event_t                        fill_timer;
 
     /* confirmations of SUBSCRIBE still due before sub_confirmed */
     ngx_uint_t                         sub_expect;
@@ -78,7 +87,7 @@ size_t ngx_http_realtime_redis_channel(ngx_http_realtime_redis_t *rd,
 
 ngx_int_t ngx_http_realtime_redis_send(ngx_http_realtime_redis_t *rd,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
-    ngx_http_realtime_msg_t *msg);
+    ngx_http_realtime_msg_t *msg, ngx_http_realtime_published_t *wait);
 void ngx_http_realtime_redis_unsynced(ngx_http_realtime_redis_t *rd,
     ngx_uint_t n);
 void ngx_http_realtime_redis_sync_message(ngx_http_realtime_redis_t *rd,
@@ -93,6 +102,21 @@ ngx_int_t ngx_http_realtime_redis_outbox_add(ngx_http_realtime_redis_t *rd,
 void ngx_http_realtime_redis_outbox_flush(ngx_http_realtime_redis_t *rd);
 void ngx_http_realtime_redis_outbox_free(ngx_http_realtime_redis_t *rd);
 void ngx_http_realtime_redis_users_changed(ngx_http_realtime_redis_t *rd);
+
+void ngx_http_realtime_redis_history_init(ngx_http_realtime_redis_t *rd,
+    ngx_log_t *log);
+void ngx_http_realtime_redis_history_free(ngx_http_realtime_redis_t *rd);
+ngx_int_t ngx_http_realtime_redis_send_sequenced(
+    ngx_http_realtime_redis_t *rd, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_msg_t *msg, ngx_http_realtime_published_t *wait);
+void ngx_http_realtime_redis_sync_sequenced(ngx_http_realtime_redis_t *rd,
+    u_char *p, size_t len);
+void ngx_http_realtime_redis_fill_begin(ngx_http_realtime_redis_t *rd);
+void ngx_http_realtime_redis_fill_send(ngx_http_realtime_redis_t *rd);
+void ngx_http_realtime_redis_room_live(ngx_http_realtime_redis_t *rd,
+    u_char *channel, size_t len);
+void ngx_http_realtime_redis_rooms_unlive_locked(
+    ngx_http_realtime_zone_t *zone);
 
 
 #endif /* _NGX_HTTP_REALTIME_REDIS_H_INCLUDED_ */

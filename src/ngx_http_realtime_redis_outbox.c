@@ -162,7 +162,7 @@ ngx_http_realtime_redis_outbox_flush(ngx_http_realtime_redis_t *rd)
         }
 
         (void) ngx_http_realtime_redis_send(rd, e->type, &e->target,
-                                            &e->except, e->msg);
+                                            &e->except, e->msg, NULL);
         sent++;
         ngx_http_realtime_redis_outbox_pop(rd, 0);
     }
@@ -195,6 +195,14 @@ ngx_http_realtime_redis_outbox_pop(ngx_http_realtime_redis_t *rd,
     ngx_http_realtime_redis_entry_t  *e;
 
     e = &rd->outbox[rd->outbox_head];
+
+    if (lost && !rd->exiting && e->type == NGX_HTTP_REALTIME_TO_ROOM
+        && rd->zone->history_max)
+    {
+        /* Redis was to deliver it here too: here it is, without a place */
+        (void) ngx_http_realtime_publish_zone_at(rd->zone, &e->target,
+                                                 &e->except, e->msg, NULL);
+    }
 
     ngx_free(e->target.data);
     ngx_http_realtime_msg_release(e->msg);

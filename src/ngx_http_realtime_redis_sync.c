@@ -33,7 +33,8 @@ static void ngx_http_realtime_redis_on_published(redisAsyncContext *ac,
 
 ngx_int_t
 ngx_http_realtime_redis_send(ngx_http_realtime_redis_t *rd, ngx_uint_t type,
-    ngx_str_t *target, ngx_str_t *except, ngx_http_realtime_msg_t *msg)
+    ngx_str_t *target, ngx_str_t *except, ngx_http_realtime_msg_t *msg,
+    ngx_http_realtime_published_t *wait)
 {
     u_char                     *p, *payload, *json;
     size_t                      len, json_len, header;
@@ -41,6 +42,11 @@ ngx_http_realtime_redis_send(ngx_http_realtime_redis_t *rd, ngx_uint_t type,
     u_char                      channel[64 + 16 + NGX_HTTP_REALTIME_USER_MAX];
 
     zone = rd->zone;
+
+    if (type == NGX_HTTP_REALTIME_TO_ROOM && zone->history_max) {
+        return ngx_http_realtime_redis_send_sequenced(rd, target, except,
+                                                      msg, wait);
+    }
 
     /* the JSON is the payload of the text frame */
 
@@ -163,6 +169,11 @@ ngx_http_realtime_redis_sync_message(ngx_http_realtime_redis_t *rd,
 
     start = p;
     last = p + len;
+
+    if (len >= 4 && ngx_strncmp(p, "rt2 ", 4) == 0) {
+        ngx_http_realtime_redis_sync_sequenced(rd, p, len);
+        return;
+    }
 
     if (len < 4 || ngx_strncmp(p, NGX_HTTP_REALTIME_REDIS_MAGIC " ", 4) != 0)
     {

@@ -23,6 +23,14 @@ static void *ngx_http_realtime_local_node(ngx_rbtree_t *tree,
     ngx_str_t *name, size_t size);
 static void ngx_http_realtime_local_leave(ngx_http_realtime_zone_t *zone,
     ngx_http_realtime_local_member_t *lm);
+static ngx_int_t ngx_http_realtime_room_recipients(
+    ngx_http_realtime_zone_t *zone, ngx_str_t *target, ngx_str_t *except,
+    ngx_uint_t *recipients);
+static ngx_int_t ngx_http_realtime_publish_post(
+    ngx_http_realtime_zone_t *zone, ngx_uint_t type, ngx_str_t *target,
+    ngx_str_t *except, ngx_http_realtime_session_t *skip,
+    ngx_http_realtime_msg_t *msg, ngx_http_realtime_history_pos_t *at,
+    ngx_uint_t plain, ngx_uint_t *recipients);
 static ngx_uint_t ngx_http_realtime_room_except(ngx_http_realtime_zone_t *zone,
     ngx_http_realtime_sh_room_t *room, ngx_str_t *except);
 
@@ -496,6 +504,10 @@ ngx_http_realtime_room_join_at(ngx_http_realtime_session_t *s,
         ngx_http_realtime_redis_notify_locked(zone,
                                               NGX_HTTP_REALTIME_IPC_SUBSCRIBE,
                                               room, NULL);
+
+        if (zone->history_max && zone->redis_conf) {
+            ngx_http_realtime_history_resume_locked(zone, room);
+        }
     }
 
     ngx_http_realtime_redis_notify_locked(zone, NGX_HTTP_REALTIME_IPC_MEMBER,
@@ -512,6 +524,7 @@ ngx_http_realtime_room_join_at(ngx_http_realtime_session_t *s,
     lm->room = lr;
     lm->sh = m;
     lm->offset = pos->on ? pos->offset : 0;
+    lm->seq = pos->on ? pos->seq : 0;
     ngx_queue_insert_tail(&lr->members, &lm->room_link);
     ngx_queue_insert_tail(&s->rooms, &lm->conn_link);
     s->nrooms++;
@@ -681,7 +694,7 @@ ngx_http_realtime_publish(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
     ngx_http_realtime_msg_t *msg, ngx_uint_t *recipients)
 {
     return ngx_http_realtime_publish_synced(zone, type, target, except, skip,
-                                            msg, recipients, NULL);
+                                            msg, recipients, NULL, NULL);
 }
 
 
@@ -695,9 +708,38 @@ ngx_int_t
 ngx_http_realtime_publish_synced(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_session_t *skip, ngx_http_realtime_msg_t *msg,
-    ngx_uint_t *recipients, ngx_int_t *synced)
+    ngx_uint_t *recipients, ngx_int_t *synced,
+    ngx_http_realtime_published_t *wait)
 {
     ngx_int_t  rc, sync;
+
+    if (zone->redis && type == NGX_HTTP_REALTIME_TO_ROOM
+        && zone->history_max)
+    {
+        /*
+         * Redis gives a room with history its offsets: the publication
+         * comes back from Redis to be delivered here as everywhere else
+         * (ngx_http_realtime_publish_zone_at()).
+         */
+
+        msg->skip = (skip && skip->sh_conn) ? skip->sh_conn->id : 0;
+
+        sync = ngx_http_realtime_redis_publish(zone, type, target, except,
+                                               msg, wait);
+        if (synced) {
+            *synced = sync;
+        }
+
+        if (sync == NGX_DECLINED) {
+            /* lost to Redis: this instance has it, without a position */
+            return ngx_http_realtime_publish_post(zone, type, target, except,
+                                                  skip, msg, NULL, 1,
+                                                  recipients);
+        }
+
+        return ngx_http_realtime_room_recipients(zone, target, except,
+                                                 recipients);
+    }
 
     rc = ngx_http_realtime_publish_zone(zone, type, target, except, skip, msg,
                                         recipients);
@@ -705,7 +747,8 @@ ngx_http_realtime_publish_synced(ngx_http_realtime_zone_t *zone,
     /* other instances may have receivers whatever this one has */
 
     sync = zone->redis
-           ? ngx_http_realtime_redis_publish(zone, type, target, except, msg)
+           ? ngx_http_realtime_redis_publish(zone, type, target, except, msg,
+                                             NULL)
            : NGX_DONE;
 
     if (synced) {
@@ -722,6 +765,78 @@ ngx_int_t
 ngx_http_realtime_publish_zone(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_session_t *skip, ngx_http_realtime_msg_t *msg,
+    ngx_uint_t *recipients)
+{
+    if (skip && skip->sh_conn) {
+        msg->skip = skip->sh_conn->id;
+    }
+
+    return ngx_http_realtime_publish_post(zone, type, target, except, skip,
+                                          msg, NULL, 0, recipients);
+}
+
+
+/*
+ * A room publication as Redis gave it its position (at), from the
+ * leader's subscription or the answer to the publisher: NGX_DECLINED if
+ * it was here already.
+ */
+
+ngx_int_t
+ngx_http_realtime_publish_zone_at(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *target, ngx_str_t *except, ngx_http_realtime_msg_t *msg,
+    ngx_http_realtime_history_pos_t *at)
+{
+    return ngx_http_realtime_publish_post(zone, NGX_HTTP_REALTIME_TO_ROOM,
+                                          target, except, NULL, msg, at,
+                                          at == NULL, NULL);
+}
+
+
+/* the sockets of this instance a room publication is for */
+
+static ngx_int_t
+ngx_http_realtime_room_recipients(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *target, ngx_str_t *except, ngx_uint_t *recipients)
+{
+    ngx_uint_t                    n;
+    ngx_http_realtime_sh_room_t  *room;
+
+    n = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    room = (ngx_http_realtime_sh_room_t *)
+               ngx_str_rbtree_lookup(&zone->sh->rooms, target,
+                                     ngx_crc32_short(target->data,
+                                                     target->len));
+    if (room) {
+        n = room->nsockets - ngx_http_realtime_room_except(zone, room,
+                                                           except);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (recipients) {
+        *recipients = n;
+    }
+
+    return n ? NGX_OK : NGX_HTTP_REALTIME_NOT_FOUND;
+}
+
+
+/*
+ * To every worker with a receiver: through the queues of the others and
+ * straight to this one's sockets, or, for a room with history, through
+ * every queue, this one's too, in offset order.  plain: without a
+ * position, whatever the room has.
+ */
+
+static ngx_int_t
+ngx_http_realtime_publish_post(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_session_t *skip, ngx_http_realtime_msg_t *msg,
+    ngx_http_realtime_history_pos_t *at, ngx_uint_t plain,
     ngx_uint_t *recipients)
 {
     ngx_int_t                     rc;
@@ -745,20 +860,25 @@ ngx_http_realtime_publish_zone(ngx_http_realtime_zone_t *zone,
 
     ngx_memzero(sockets, sizeof(sockets));
 
-    if (type == NGX_HTTP_REALTIME_TO_ROOM && zone->history_max) {
+    if (type == NGX_HTTP_REALTIME_TO_ROOM && zone->history_max && !plain) {
         /* made before the lock; its offset is written under it */
         hmsg = ngx_http_realtime_history_frame(msg);
 
         if (hmsg) {
-            hmsg->skip = (skip && skip->sh_conn) ? skip->sh_conn->id : 0;
+            hmsg->skip = msg->skip;
             msg = hmsg;
         }
     }
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    if (hmsg) {
-        ngx_http_realtime_history_append_locked(zone, target, hmsg);
+    if (hmsg
+        && ngx_http_realtime_history_append_locked(zone, target, hmsg, at)
+           == NGX_DECLINED)
+    {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        ngx_http_realtime_msg_release(hmsg);
+        return NGX_DECLINED;
     }
 
     switch (type) {
@@ -949,12 +1069,16 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
                                 room_link);
             s = lm->session;
 
-            if (msg->offset) {
-                /* queued before it joined, or replayed to it already */
-                if (msg->offset <= lm->offset) {
+            if (msg->seq) {
+                /*
+                 * Queued before it joined, or replayed to it already: the
+                 * zone's sequence, as offsets start again with an epoch.
+                 */
+                if (msg->seq <= lm->seq) {
                     continue;
                 }
 
+                lm->seq = msg->seq;
                 lm->offset = msg->offset;
             }
 

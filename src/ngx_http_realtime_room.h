@@ -66,8 +66,10 @@ struct ngx_http_realtime_forward_route_sh_s {
 /* a room's place in its history, as a join saw it */
 typedef struct {
     uint64_t                           offset;
+    uint64_t                           seq;      /* the zone's, at a join */
     u_char                             epoch[NGX_HTTP_REALTIME_EPOCH_LEN];
     unsigned                           on:1;
+    unsigned                           next_only:1;  /* no gap before it */
 } ngx_http_realtime_history_pos_t;
 
 /* an instance id: 16 hex digits, new with every new zone */
@@ -213,6 +215,9 @@ typedef struct {
     ngx_uint_t                         nusers;
     ngx_uint_t                         nsockets;
     uint32_t                           slot_sockets[NGX_HTTP_REALTIME_SLOTS];
+
+    /* realtime_redis: the leader's SUBSCRIBE to it is confirmed */
+    unsigned                           redis_live:1;
 } ngx_http_realtime_sh_room_t;
 
 
@@ -251,6 +256,7 @@ typedef struct {
     ngx_http_realtime_local_room_t    *room;
     ngx_http_realtime_sh_member_t     *sh;
     uint64_t                           offset;   /* the last delivered */
+    uint64_t                           seq;      /* the zone's, of it */
 } ngx_http_realtime_local_member_t;
 
 
