@@ -348,6 +348,18 @@ ngx_http_realtime_join_answer(ngx_http_realtime_session_t *s,
         if (recovered == NGX_ERROR) {
             return NGX_ERROR;
         }
+
+        /* from another instance, or before this one had the room */
+
+        if (recovered == NGX_DECLINED
+            && ngx_http_realtime_recover_start(s, room, &epoch,
+                                               (uint64_t) cmd->since_offset,
+                                               members,
+                                               cmd->has_id ? cmd->id : -1)
+               == NGX_OK)
+        {
+            return NGX_OK;
+        }
     }
 
     data = json_pack("{s:s%, s:I}", "room", cmd->room, cmd->room_len,

@@ -77,6 +77,8 @@ static ngx_uint_t ngx_http_realtime_history_covers(
     ngx_http_realtime_zone_t *zone, ngx_http_realtime_sh_history_t *h,
     uint64_t since, uint64_t last, size_t *size);
 static void ngx_http_realtime_history_sweep(ngx_event_t *ev);
+static void ngx_http_realtime_history_mark(u_char *mark, uint64_t offset,
+    u_char *epoch);
 static u_char *ngx_http_realtime_history_record(u_char *p,
     ngx_http_realtime_sh_entry_t *e);
 static ngx_uint_t ngx_http_realtime_history_after_seq(
@@ -137,6 +139,76 @@ ngx_http_realtime_history_frame(ngx_http_realtime_msg_t *msg)
 }
 
 
+/* the offset and the epoch, into the room a history frame left for them */
+
+static void
+ngx_http_realtime_history_mark(u_char *mark, uint64_t offset, u_char *epoch)
+{
+    u_char  *p;
+
+    p = ngx_sprintf(mark, "%uL", offset);
+
+    while (p < mark + NGX_HTTP_REALTIME_HISTORY_DIGITS) {
+        *p++ = ' ';
+    }
+
+    p += sizeof(NGX_HTTP_REALTIME_HISTORY_EPOCH) - 1;
+    ngx_memcpy(p, epoch, NGX_HTTP_REALTIME_EPOCH_LEN);
+}
+
+
+/* a replay record (see ngx_http_realtime_history_replay()) from JSON */
+
+size_t
+ngx_http_realtime_history_record_size(size_t json_len)
+{
+    size_t  nlen;
+
+    nlen = json_len - 1 + NGX_HTTP_REALTIME_HISTORY_SUFFIX;
+
+    return sizeof(size_t) + 2 * sizeof(uint64_t)
+           + ngx_http_realtime_frame_header_size(nlen) + nlen;
+}
+
+
+/* json is a JSON object (of 2 bytes at least): its frame, placed */
+
+u_char *
+ngx_http_realtime_history_record_json(u_char *p, u_char *json, size_t len,
+    uint64_t offset, u_char *epoch)
+{
+    u_char    *mark;
+    size_t     nlen, flen;
+    uint64_t   seq;
+
+    nlen = len - 1 + NGX_HTTP_REALTIME_HISTORY_SUFFIX;
+    flen = ngx_http_realtime_frame_header_size(nlen) + nlen;
+    seq = 0;
+
+    p = ngx_cpymem(p, &flen, sizeof(size_t));
+    p = ngx_cpymem(p, &offset, sizeof(uint64_t));
+    p = ngx_cpymem(p, &seq, sizeof(uint64_t));
+
+    ngx_http_realtime_frame_header(p, NGX_HTTP_REALTIME_OP_TEXT, nlen);
+    p += ngx_http_realtime_frame_header_size(nlen);
+
+    p = ngx_cpymem(p, json, len - 1);
+    p = ngx_cpymem(p, NGX_HTTP_REALTIME_HISTORY_OFFSET,
+                   sizeof(NGX_HTTP_REALTIME_HISTORY_OFFSET) - 1);
+    mark = p;
+    p += NGX_HTTP_REALTIME_HISTORY_DIGITS;
+    p = ngx_cpymem(p, NGX_HTTP_REALTIME_HISTORY_EPOCH,
+                   sizeof(NGX_HTTP_REALTIME_HISTORY_EPOCH) - 1);
+    p += NGX_HTTP_REALTIME_EPOCH_LEN;
+    *p++ = '"';
+    *p++ = '}';
+
+    ngx_http_realtime_history_mark(mark, offset, epoch);
+
+    return p;
+}
+
+
 /*
  * Under the zone's lock: the room's next offset, written into the frame
  * (of ngx_http_realtime_history_frame()), and an entry with a copy of it.
@@ -154,7 +226,6 @@ ngx_http_realtime_history_append_locked(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room, ngx_http_realtime_msg_t *msg,
     ngx_http_realtime_history_pos_t *at)
 {
-    u_char                          *p;
     ngx_http_realtime_sh_entry_t    *e;
     ngx_http_realtime_sh_history_t  *h;
 
@@ -199,14 +270,7 @@ ngx_http_realtime_history_append_locked(ngx_http_realtime_zone_t *zone,
     msg->seq = ++zone->sh->history_seq;
     h->used = ngx_current_msec;
 
-    p = ngx_sprintf(msg->mark, "%uL", msg->offset);
-
-    while (p < msg->mark + NGX_HTTP_REALTIME_HISTORY_DIGITS) {
-        *p++ = ' ';
-    }
-
-    p += sizeof(NGX_HTTP_REALTIME_HISTORY_EPOCH) - 1;
-    ngx_memcpy(p, h->epoch, NGX_HTTP_REALTIME_EPOCH_LEN);
+    ngx_http_realtime_history_mark(msg->mark, msg->offset, h->epoch);
 
     /* one more than the bound goes first: room for this one */
     ngx_http_realtime_history_expire(zone, h, zone->history_max - 1);

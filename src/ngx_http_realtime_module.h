@@ -420,6 +420,8 @@ ngx_int_t ngx_http_realtime_redis_init_process(ngx_http_realtime_zone_t *zone,
 void ngx_http_realtime_redis_exit_process(ngx_http_realtime_zone_t *zone);
 void ngx_http_realtime_redis_room(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room, ngx_uint_t subscribe);
+ngx_int_t ngx_http_realtime_redis_history_read(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room, ngx_http_realtime_history_read_t *hr);
 ngx_int_t ngx_http_realtime_redis_publish(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_msg_t *msg, ngx_http_realtime_published_t *wait);
@@ -637,6 +639,12 @@ ngx_int_t ngx_http_realtime_history_replay_seq(
     ngx_http_realtime_zone_t *zone, ngx_str_t *room, ngx_str_t *epoch,
     uint64_t seq, ngx_http_realtime_history_pos_t *pos, u_char **buf,
     size_t *len);
+ngx_int_t ngx_http_realtime_recover_start(ngx_http_realtime_session_t *s,
+    ngx_str_t *room, ngx_str_t *epoch, uint64_t since, ngx_uint_t members,
+    json_int_t id);
+size_t ngx_http_realtime_history_record_size(size_t json_len);
+u_char *ngx_http_realtime_history_record_json(u_char *p, u_char *json,
+    size_t len, uint64_t offset, u_char *epoch);
 ngx_int_t ngx_http_realtime_history_send(ngx_http_realtime_session_t *s,
     u_char *buf, size_t len);
 void ngx_http_realtime_history_resume_locked(ngx_http_realtime_zone_t *zone,

@@ -77,6 +77,24 @@ typedef struct {
 } ngx_http_realtime_redis_fill_ctx_t;
 
 
+/* an "rt2" message, parsed */
+typedef struct {
+    ngx_http_realtime_history_pos_t    at;
+    uint64_t                           skip;
+    ngx_str_t                          target;
+    ngx_str_t                          except;
+    u_char                            *json;
+    size_t                             json_len;
+    unsigned                           own:1;
+} ngx_http_realtime_redis_seq_t;
+
+
+typedef struct {
+    ngx_http_realtime_redis_t         *rd;
+    ngx_http_realtime_history_read_t  *hr;
+} ngx_http_realtime_redis_read_ctx_t;
+
+
 static void ngx_http_realtime_redis_on_sequenced(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_realtime_redis_on_waited(redisAsyncContext *ac,
@@ -94,6 +112,14 @@ static size_t ngx_http_realtime_redis_key(ngx_http_realtime_redis_t *rd,
     u_char *buf, const char *what, ngx_str_t *room);
 static u_char *ngx_http_realtime_redis_number(u_char *p, u_char *last,
     u_char end, uint64_t *n);
+static ngx_int_t ngx_http_realtime_redis_seq_parse(
+    ngx_http_realtime_redis_t *rd, u_char *p, size_t len,
+    ngx_http_realtime_redis_seq_t *m);
+static void ngx_http_realtime_redis_on_read(redisAsyncContext *ac, void *r,
+    void *privdata);
+static ngx_int_t ngx_http_realtime_redis_read_records(
+    ngx_http_realtime_redis_t *rd, redisReply *list,
+    ngx_http_realtime_history_read_t *hr);
 
 
 /*
@@ -435,18 +461,44 @@ ngx_http_realtime_redis_sync_sequenced(ngx_http_realtime_redis_t *rd,
 }
 
 
-/* parsed strictly: it is ours, from the script above */
-
 static ngx_int_t
 ngx_http_realtime_redis_seq_feed(ngx_http_realtime_redis_t *rd, u_char *p,
     size_t len)
 {
-    u_char                           *last, *start;
-    uint64_t                          skip, tlen, elen;
-    ngx_uint_t                        own;
-    ngx_str_t                         target, except;
-    ngx_http_realtime_msg_t          *msg;
-    ngx_http_realtime_history_pos_t   at;
+    ngx_http_realtime_msg_t        *msg;
+    ngx_http_realtime_redis_seq_t   m;
+
+    if (ngx_http_realtime_redis_seq_parse(rd, p, len, &m) != NGX_OK) {
+        return NGX_DECLINED;
+    }
+
+    msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_TEXT, m.json,
+                                      m.json_len);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* a socket id means something on its own instance only */
+    msg->skip = m.own ? m.skip : 0;
+
+    (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_received, 1);
+
+    (void) ngx_http_realtime_publish_zone_at(rd->zone, &m.target, &m.except,
+                                             msg, &m.at);
+    ngx_http_realtime_msg_release(msg);
+
+    return NGX_OK;
+}
+
+
+/* parsed strictly: it is ours, from the script above */
+
+static ngx_int_t
+ngx_http_realtime_redis_seq_parse(ngx_http_realtime_redis_t *rd, u_char *p,
+    size_t len, ngx_http_realtime_redis_seq_t *m)
+{
+    u_char    *last, *start;
+    uint64_t   tlen, elen;
 
     start = p;
     last = p + len;
@@ -458,26 +510,26 @@ ngx_http_realtime_redis_seq_feed(ngx_http_realtime_redis_t *rd, u_char *p,
         goto invalid;
     }
 
-    own = ngx_strncmp(p + 4, rd->zone->sh->instance,
-                      NGX_HTTP_REALTIME_INSTANCE_LEN) == 0;
+    m->own = ngx_strncmp(p + 4, rd->zone->sh->instance,
+                         NGX_HTTP_REALTIME_INSTANCE_LEN) == 0;
     p += 4 + NGX_HTTP_REALTIME_INSTANCE_LEN + 1;
 
-    p = ngx_http_realtime_redis_number(p, last, ' ', &skip);
+    p = ngx_http_realtime_redis_number(p, last, ' ', &m->skip);
     if (p == NULL) {
         goto invalid;
     }
 
-    p = ngx_http_realtime_redis_number(p, last, ' ', &at.offset);
-    if (p == NULL || at.offset == 0
+    p = ngx_http_realtime_redis_number(p, last, ' ', &m->at.offset);
+    if (p == NULL || m->at.offset == 0
         || (size_t) (last - p) < NGX_HTTP_REALTIME_EPOCH_LEN + 1
         || p[NGX_HTTP_REALTIME_EPOCH_LEN] != ' ')
     {
         goto invalid;
     }
 
-    ngx_memcpy(at.epoch, p, NGX_HTTP_REALTIME_EPOCH_LEN);
-    at.on = 1;
-    at.next_only = 0;
+    ngx_memcpy(m->at.epoch, p, NGX_HTTP_REALTIME_EPOCH_LEN);
+    m->at.on = 1;
+    m->at.next_only = 0;
     p += NGX_HTTP_REALTIME_EPOCH_LEN + 1;
 
     p = ngx_http_realtime_redis_number(p, last, ' ', &tlen);
@@ -488,30 +540,18 @@ ngx_http_realtime_redis_seq_feed(ngx_http_realtime_redis_t *rd, u_char *p,
     p = ngx_http_realtime_redis_number(p, last, '\n', &elen);
     if (p == NULL || tlen == 0 || tlen > NGX_HTTP_REALTIME_ROOM_MAX
         || elen > NGX_HTTP_REALTIME_USER_MAX
-        || (uint64_t) (last - p) < tlen + elen + 2)
+        || (uint64_t) (last - p) < tlen + elen + 2
+        || p[tlen + elen] != '{' || last[-1] != '}')
     {
         goto invalid;
     }
 
-    target.data = p;
-    target.len = tlen;
-    except.data = p + tlen;
-    except.len = elen;
-    p += tlen + elen;
-
-    msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_TEXT, p, last - p);
-    if (msg == NULL) {
-        return NGX_ERROR;
-    }
-
-    /* a socket id means something on its own instance only */
-    msg->skip = own ? skip : 0;
-
-    (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_received, 1);
-
-    (void) ngx_http_realtime_publish_zone_at(rd->zone, &target, &except, msg,
-                                             &at);
-    ngx_http_realtime_msg_release(msg);
+    m->target.data = p;
+    m->target.len = tlen;
+    m->except.data = p + tlen;
+    m->except.len = elen;
+    m->json = p + tlen + elen;
+    m->json_len = last - m->json;
 
     return NGX_OK;
 
@@ -880,4 +920,200 @@ ngx_http_realtime_redis_key(ngx_http_realtime_redis_t *rd, u_char *buf,
     p = ngx_sprintf(p, "%s:{%V}", what, room);
 
     return p - buf;
+}
+
+
+/*
+ * A join since a place this instance does not hold: the room's offset,
+ * epoch and list, read at once by one script on this worker's
+ * connection.  NGX_DECLINED: no connection to read on.
+ */
+
+static const char  ngx_http_realtime_redis_read_script[] =
+    "return {redis.call('HGET', KEYS[1], 'o'), "
+    "redis.call('HGET', KEYS[1], 'e'), "
+    "redis.call('LRANGE', KEYS[2], 0, -1)}";
+
+
+ngx_int_t
+ngx_http_realtime_redis_history_read(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room, ngx_http_realtime_history_read_t *hr)
+{
+    size_t                               lens[5];
+    const char                          *argv[5];
+    ngx_http_realtime_redis_t           *rd;
+    ngx_http_realtime_redis_read_ctx_t  *ctx;
+    u_char                               key[NGX_HTTP_REALTIME_REDIS_KEY_MAX];
+    u_char                               list[NGX_HTTP_REALTIME_REDIS_KEY_MAX];
+
+    rd = zone->redis;
+
+    if (rd == NULL || !rd->pub_ready || zone->history_max == 0
+        || rd->pending >= NGX_HTTP_REALTIME_REDIS_PENDING_MAX)
+    {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_alloc(sizeof(ngx_http_realtime_redis_read_ctx_t), rd->log);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->rd = rd;
+    ctx->hr = hr;
+
+    argv[0] = "EVAL";
+    lens[0] = 4;
+    argv[1] = ngx_http_realtime_redis_read_script;
+    lens[1] = sizeof(ngx_http_realtime_redis_read_script) - 1;
+    argv[2] = "2";
+    lens[2] = 1;
+    argv[3] = (char *) key;
+    lens[3] = ngx_http_realtime_redis_key(rd, key, "offset", room);
+    argv[4] = (char *) list;
+    lens[4] = ngx_http_realtime_redis_key(rd, list, "history", room);
+
+    if (redisAsyncCommandArgv(rd->pub, ngx_http_realtime_redis_on_read, ctx,
+                              5, argv, lens)
+        != REDIS_OK)
+    {
+        ngx_free(ctx);
+        return NGX_DECLINED;
+    }
+
+    rd->pending++;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "realtime redis history: reading \"%V\" since %uL",
+                   room, hr->since);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_realtime_redis_on_read(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    ngx_int_t                            rc;
+    redisReply                          *reply;
+    ngx_http_realtime_redis_t           *rd;
+    ngx_http_realtime_history_read_t    *hr;
+    ngx_http_realtime_redis_read_ctx_t  *ctx;
+
+    reply = r;
+    ctx = privdata;
+    rd = ctx->rd;
+    hr = ctx->hr;
+    ngx_free(ctx);
+
+    if (rd->pending) {
+        rd->pending--;
+    }
+
+    rd->last_reply = ngx_current_msec;
+
+    hr->buf = NULL;
+    hr->len = 0;
+    rc = NGX_DECLINED;
+
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
+        && reply->element[0]->type == REDIS_REPLY_STRING
+        && reply->element[1]->type == REDIS_REPLY_STRING
+        && reply->element[1]->len == NGX_HTTP_REALTIME_EPOCH_LEN
+        && ngx_memcmp(reply->element[1]->str, hr->epoch,
+                      NGX_HTTP_REALTIME_EPOCH_LEN) == 0
+        && reply->element[2]->type == REDIS_REPLY_ARRAY)
+    {
+        hr->last = ngx_atoi((u_char *) reply->element[0]->str,
+                            reply->element[0]->len);
+
+        if (hr->last != (uint64_t) NGX_ERROR && hr->since <= hr->last) {
+            rc = ngx_http_realtime_redis_read_records(rd, reply->element[2],
+                                                      hr);
+        }
+
+    } else if (reply && reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "realtime redis %s:%ui: history read failed: %*s",
+                      rd->conf->host, rd->conf->port,
+                      (size_t) reply->len, reply->str);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "realtime redis history: read since %uL: %i",
+                   hr->since, rc);
+
+    /* on exit as well: the waiter frees what it holds */
+    hr->handler(hr->data, rd->exiting ? NGX_ERROR : rc);
+}
+
+
+/*
+ * The replay records of (since, last], in order, if the list (newest
+ * first) holds every one of them.
+ */
+
+static ngx_int_t
+ngx_http_realtime_redis_read_records(ngx_http_realtime_redis_t *rd,
+    redisReply *list, ngx_http_realtime_history_read_t *hr)
+{
+    u_char                         *p;
+    size_t                          i, size, first;
+    uint64_t                        want;
+    redisReply                     *e;
+    ngx_http_realtime_redis_seq_t   m;
+
+    if (hr->since == hr->last) {
+        return NGX_OK;
+    }
+
+    /* the entries after since, oldest first: one pass to check and size */
+
+    size = 0;
+    want = hr->last;
+    first = 0;
+
+    for (i = 0; i < list->elements && want > hr->since; i++) {
+        e = list->element[i];
+
+        if (e->type != REDIS_REPLY_STRING
+            || ngx_http_realtime_redis_seq_parse(rd, (u_char *) e->str,
+                                                 e->len, &m)
+               != NGX_OK
+            || m.at.offset != want
+            || ngx_memcmp(m.at.epoch, hr->epoch, NGX_HTTP_REALTIME_EPOCH_LEN)
+               != 0)
+        {
+            return NGX_DECLINED;
+        }
+
+        size += ngx_http_realtime_history_record_size(m.json_len);
+        want--;
+        first = i;
+    }
+
+    if (want != hr->since) {
+        /* trimmed or expired: not all of it */
+        return NGX_DECLINED;
+    }
+
+    hr->buf = ngx_alloc(size, rd->log);
+    if (hr->buf == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = hr->buf;
+
+    for (i = first + 1; i > 0; i--) {
+        e = list->element[i - 1];
+        (void) ngx_http_realtime_redis_seq_parse(rd, (u_char *) e->str,
+                                                 e->len, &m);
+        p = ngx_http_realtime_history_record_json(p, m.json, m.json_len,
+                                                  m.at.offset, m.at.epoch);
+    }
+
+    hr->len = p - hr->buf;
+
+    return NGX_OK;
 }

@@ -525,6 +525,8 @@ ngx_http_realtime_room_join_at(ngx_http_realtime_session_t *s,
     lm->sh = m;
     lm->offset = pos->on ? pos->offset : 0;
     lm->seq = pos->on ? pos->seq : 0;
+    lm->recovery = NULL;
+    lm->floor = 0;
     ngx_queue_insert_tail(&lr->members, &lm->room_link);
     ngx_queue_insert_tail(&s->rooms, &lm->conn_link);
     s->nrooms++;
@@ -1069,6 +1071,11 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
                                 room_link);
             s = lm->session;
 
+            if (lm->recovery) {
+                /* its recovery replays it from the history */
+                continue;
+            }
+
             if (msg->seq) {
                 /*
                  * Queued before it joined, or replayed to it already: the
@@ -1076,6 +1083,15 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
                  */
                 if (msg->seq <= lm->seq) {
                     continue;
+                }
+
+                if (lm->floor) {
+                    /* Redis replayed it; the subscription was behind */
+                    if (msg->offset <= lm->floor) {
+                        continue;
+                    }
+
+                    lm->floor = 0;
                 }
 
                 lm->seq = msg->seq;
@@ -1144,6 +1160,11 @@ ngx_http_realtime_local_leave(ngx_http_realtime_zone_t *zone,
     ngx_http_realtime_local_room_t  *lr;
 
     lr = lm->room;
+
+    if (lm->recovery) {
+        /* it ends when its timer or Redis comes back */
+        lm->recovery->lm = NULL;
+    }
 
     ngx_queue_remove(&lm->room_link);
     ngx_queue_remove(&lm->conn_link);

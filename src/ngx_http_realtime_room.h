@@ -72,6 +72,24 @@ typedef struct {
     unsigned                           next_only:1;  /* no gap before it */
 } ngx_http_realtime_history_pos_t;
 
+/*
+ * A room's history as Redis keeps it (realtime_redis), read for a join
+ * since a place this instance does not hold: handler gets NGX_OK with
+ * the replay records (of ngx_http_realtime_history_replay()) after since
+ * up to last, Redis's last offset, in buf (ngx_alloc()ed, may be NULL);
+ * NGX_DECLINED if Redis does not hold all of it or has another epoch.
+ */
+typedef struct {
+    void                             (*handler)(void *data, ngx_int_t rc);
+    void                              *data;
+    uint64_t                           since;
+    uint64_t                           last;
+    u_char                            *buf;
+    size_t                             len;
+    u_char                             epoch[NGX_HTTP_REALTIME_EPOCH_LEN];
+} ngx_http_realtime_history_read_t;
+
+
 /* an instance id: 16 hex digits, new with every new zone */
 #define NGX_HTTP_REALTIME_INSTANCE_LEN 16
 
@@ -248,8 +266,21 @@ typedef struct {
 } ngx_http_realtime_local_user_t;
 
 
-/* a socket in a room, linked from both */
+typedef struct ngx_http_realtime_local_member_s
+    ngx_http_realtime_local_member_t;
+
+
+/*
+ * What waits for a member (a recovery, ngx_http_realtime_recover.c)
+ * begins with this: the member's leave says it went.
+ */
 typedef struct {
+    ngx_http_realtime_local_member_t  *lm;       /* NULL: it went */
+} ngx_http_realtime_member_wait_t;
+
+
+/* a socket in a room, linked from both */
+struct ngx_http_realtime_local_member_s {
     ngx_queue_t                        room_link;
     ngx_queue_t                        conn_link;
     ngx_http_realtime_session_t       *session;
@@ -257,7 +288,15 @@ typedef struct {
     ngx_http_realtime_sh_member_t     *sh;
     uint64_t                           offset;   /* the last delivered */
     uint64_t                           seq;      /* the zone's, of it */
-} ngx_http_realtime_local_member_t;
+
+    /*
+     * A join since a place read from Redis (ngx_http_realtime_recover.c):
+     * nothing is delivered to it meanwhile, and after it nothing up to
+     * floor, the offset Redis replayed up to.
+     */
+    ngx_http_realtime_member_wait_t   *recovery;
+    uint64_t                           floor;
+};
 
 
 typedef struct ngx_http_realtime_zone_s  ngx_http_realtime_zone_t;

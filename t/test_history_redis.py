@@ -232,3 +232,82 @@ def test_a_message_that_is_not_ours_is_ignored(rt, redis):
     assert ev["data"] == "after" and ev["offset"] == 1, ev
     c.assert_silent(0.3)
     assert wait_until(lambda: "not ours" in b.error_log(), 3)
+
+
+def test_recovery_from_redis_where_nobody_was_in_the_room(rt, redis):
+    """B never had the room: the join since reads Redis's list, then
+    the subscription's live ones, in order, once."""
+    a, b = start_two(rt, redis, size="20 5m")
+    c = rt.client("u", port=a.port)
+    join(c, "quiet")
+    time.sleep(0.3)
+    push(a.port, "quiet", 1)
+    last = c.recv()
+    c.close()
+    rt.clients.remove(c)
+    for n in range(2, 12):
+        push(a.port, "quiet", n)
+
+    c = rt.client("u", port=b.port)
+    back = join(c, "quiet", since={"epoch": last["epoch"],
+                                   "offset": last["offset"]})
+    assert back["recovered"] is True, back
+    assert back["epoch"] == last["epoch"], back
+    assert back["offset"] == last["offset"] + 10, back
+    replay = messages(c, 10)
+    assert [m["data"] for m in replay] == list(range(2, 12)), replay
+    assert [m["offset"] for m in replay] == \
+        list(range(last["offset"] + 1, last["offset"] + 11))
+    for n in range(12, 15):
+        push((a, b)[n % 2].port, "quiet", n)
+    assert [m["data"] for m in messages(c, 3)] == [12, 13, 14]
+    c.assert_silent(0.3)
+
+    # up to date: recovered, nothing replayed
+    d = rt.client("v", port=b.port)
+    late = join(d, "quiet", since={"epoch": last["epoch"],
+                                   "offset": last["offset"] + 13})
+    assert late["recovered"] is True and late["offset"] == \
+        last["offset"] + 13, late
+    d.assert_silent(0.3)
+
+
+def test_no_partial_recovery_from_redis(rt, redis):
+    """Redis keeps 5: a gap of 10 is not recovered, nor another epoch;
+    nothing is replayed, live ones come; a client that goes while its
+    recovery waits harms nothing."""
+    a, b = start_two(rt, redis, size="5 5m")
+    c = rt.client("u", port=a.port)
+    join(c, "short")
+    time.sleep(0.3)
+    push(a.port, "short", 0)
+    last = c.recv()
+    for n in range(1, 11):
+        push(a.port, "short", n)
+    messages(c, 10)
+
+    d = rt.client("u2", port=b.port)
+    back = join(d, "short", since={"epoch": last["epoch"],
+                                   "offset": last["offset"]})
+    assert back["recovered"] is False, back
+    d.assert_silent(0.3)
+    e = rt.client("u3", port=b.port)
+    other = join(e, "short", since={"epoch": "x" * 16, "offset": 1})
+    assert other["recovered"] is False, other
+    e.assert_silent(0.3)
+    push(a.port, "short", "live")
+    for x in (c, d, e):
+        assert x.recv()["data"] == "live"
+
+    # gone before its answer: B goes on
+    for i in range(5):
+        f = rt.client("gone%d" % i, port=b.port)
+        f.send({"event": "join", "id": 1, "data": {
+            "room": "new%d" % i,
+            "since": {"epoch": last["epoch"], "offset": 1}}})
+        f.close()
+        rt.clients.remove(f)
+    push(b.port, "short", "still")
+    for x in (c, d, e):
+        assert x.recv()["data"] == "still"
+    assert health(b.port)[0] == 200
