@@ -386,8 +386,26 @@ ngx_http_realtime_push_published(void *data, ngx_int_t rc)
                    "realtime push published by Redis: %i", rc);
 
     if (rc != NGX_OK) {
-        /* in flight as the connection went: nobody can say it went out */
+        /*
+         * In flight as the connection went: Redis may or may not have
+         * run it, so nobody can say where it went; the sender decides.
+         */
+        json_object_del(pw->answer, "message");
+        json_object_del(pw->answer, "delivered");
         (void) json_object_set_new(pw->answer, "synced", json_false());
+        (void) json_object_set_new(pw->answer, "error",
+                   json_string("Redis did not confirm the publication: it "
+                               "may not have been delivered"));
+        (void) json_object_set_new(pw->answer, "code",
+                                   json_string("REDIS_UNCONFIRMED"));
+
+        if (pw->ctx->batch) {
+            (void) json_object_set_new(pw->answer, "status",
+                            json_integer(NGX_HTTP_SERVICE_UNAVAILABLE));
+
+        } else {
+            pw->ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        }
     }
 
     ngx_http_realtime_push_done(pw->ctx);

@@ -75,9 +75,10 @@ class Publisher(threading.Thread):
 class Subscriber(threading.Thread):
     """A native client that comes back: join since its last place."""
 
-    def __init__(self, port, name, rcvbuf=None, slow=False):
+    def __init__(self, port, name, rcvbuf=None, slow=False, ports=None):
         super().__init__(daemon=True)
         self.port = port
+        self.ports = ports          # comes back to the next one of these
         self.name = name
         self.rcvbuf = rcvbuf
         self.slow = slow
@@ -103,6 +104,9 @@ class Subscriber(threading.Thread):
             if self.stop.is_set():
                 break
             self.reconnects += 1
+            if self.ports:
+                self.port = self.ports[(self.ports.index(self.port) + 1)
+                                       % len(self.ports)]
             time.sleep(0.05)
 
     def session(self):
@@ -357,6 +361,82 @@ def test_chaos_redis_restarted(rt, tmp_path):
             assert ns == first, (s.name, "differs from", subs[0].name)
             assert s.epochs == 2, (s.name, s.epochs)
         assert len(outage) - len(outage & set(first)) <= 2, lines
+        print("\n" + "\n".join(lines))
+        if REPORT:
+            with open(REPORT, "a") as f:
+                f.write("\n".join(lines) + "\n")
+    finally:
+        redis.stop()
+
+
+@pytest.mark.skipif(not __import__("shutil").which("redis-server"),
+                    reason="redis-server is not installed")
+def test_chaos_instance_lost(rt, tmp_path):
+    """Two instances and one Redis, history on; a publisher on B,
+    subscribers on both. Instance A is SIGKILLed, master and workers:
+    its subscribers come back to B with the place of their last message
+    and recover there; every subscriber ends with every message once, in
+    the one order Redis gave."""
+    from test_redis import Redis, redis_up
+    redis = Redis(tmp_path)
+    redis.start()
+    try:
+        url = "redis://127.0.0.1:%d/0" % redis.port
+        conf = rt_http(zone="rt 16m", presence="off",
+                       http_extra="realtime_redis rt %s prefix=c: "
+                                  "connect_timeout=1s command_timeout=2s;"
+                                  % url,
+                       ws_extra="realtime_history 100000 10m;")
+        a, b = rt.start(conf), rt.start(conf)
+        for ngx in (a, b):
+            assert wait_until(lambda: redis_up(ngx.port), 10)
+        ports = [a.port, b.port]
+        subs = ([Subscriber(a.port, "a%d" % i, ports=ports)
+                 for i in range(3)]
+                + [Subscriber(b.port, "b%d" % i, ports=ports)
+                   for i in range(2)])
+        for s in subs:
+            s.start()
+        for s in subs:
+            assert s.joined.wait(5), s.name
+        time.sleep(0.5)
+
+        pub = Publisher(b.port)
+        pub.start()
+        time.sleep(SECONDS / 2)
+        a.kill()
+        time.sleep(SECONDS / 2)
+        pub.stop.set()
+        pub.join(10)
+        last = max(pub.ok)
+        assert wait_until(lambda: all(s.got and s.got[-1][1] == last
+                                      for s in subs), 15), \
+            [(s.name, s.got[-1:], s.failures[-2:]) for s in subs]
+        for s in subs:
+            s.stop.set()
+        for s in subs:
+            s.join(5)
+
+        ok = set(pub.ok)
+        first = [n for _, n in subs[-1].got]
+        lines = []
+        for s in subs:
+            ns = [n for _, n in s.got]
+            lost = ok - set(ns)
+            lines.append("instance lost  %-4s published %d (%d unknown) "
+                         "delivered %d recovered %d lost %d duplicates %d "
+                         "reconnects %d"
+                         % (s.name, len(ok), len(pub.unknown),
+                            len(ns) - s.recovered, s.recovered, len(lost),
+                            len(ns) - len(set(ns)), s.reconnects))
+            assert not s.failures, (s.name, s.failures[:5])
+            assert not lost, (s.name, sorted(lost)[:10])
+            assert len(ns) == len(set(ns)), s.name
+            # B's order, the same for all
+            assert ns == first, s.name
+            if s.name.startswith("a"):
+                assert s.reconnects >= 1 and s.port == b.port, s.name
+        assert sum(s.recovered for s in subs) >= 1, lines
         print("\n" + "\n".join(lines))
         if REPORT:
             with open(REPORT, "a") as f:

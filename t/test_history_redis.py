@@ -311,3 +311,43 @@ def test_no_partial_recovery_from_redis(rt, redis):
     for x in (c, d, e):
         assert x.recv()["data"] == "still"
     assert health(b.port)[0] == 200
+
+
+def test_a_push_redis_never_confirmed_says_so(rt, redis):
+    """Redis holds the script (CLIENT PAUSE WRITE) and the connection is
+    killed under it: the push is answered 503 REDIS_UNCONFIRMED, not a
+    success; the next one goes."""
+    import threading
+    a, b = start_two(rt, redis)
+    c = rt.client("x", port=b.port)
+    join(c, "r")
+    time.sleep(0.3)
+    assert redis_command(redis.port, "CLIENT", "PAUSE", "3000",
+                         "WRITE") == b"+OK\r\n"
+    answer = {}
+
+    def held():
+        r = http_call(a.port, "POST", "/sendPayload", json.dumps(
+            {"room": "r", "topic": "m", "payload": "held"}),
+            {"Content-Type": "application/json"}, timeout=10)
+        answer["r"] = r
+
+    t = threading.Thread(target=held)
+    t.start()
+    time.sleep(0.5)
+    assert "r" not in answer            # waits for Redis
+    assert redis_command(redis.port, "CLIENT", "KILL", "TYPE",
+                         "normal").startswith(b":")
+    t.join(10)
+    assert redis_command(redis.port, "CLIENT", "UNPAUSE") == b"+OK\r\n"
+    r = answer["r"]
+    assert r.status == 503, r
+    body = r.json()
+    assert body["code"] == "REDIS_UNCONFIRMED" and body["synced"] is False
+    assert "delivered" not in body and "message" not in body, body
+
+    assert wait_until(lambda: redis_up(a.port), 5)
+    push(a.port, "r", "next")
+    got = c.recv()
+    assert got["data"] == "next", got
+    c.assert_silent(0.3)
