@@ -27,6 +27,8 @@ typedef struct {
     json_t                        *answer;
     ngx_uint_t                     status;
     ngx_uint_t                     pending;
+    ngx_queue_t                    waits;      /* push_wait_t */
+    ngx_event_t                    wait_timer;
     unsigned                       batch:1;
 } ngx_http_realtime_push_ctx_t;
 
@@ -38,9 +40,14 @@ typedef struct {
 } ngx_http_realtime_push_lookup_t;
 
 
-/* an item waiting for Redis to run its publication */
+/*
+ * An item waiting for Redis to run its publication: allocated apart from
+ * the request, which may end first (its pool's cleanup sets ctx NULL);
+ * Redis's answer frees it.
+ */
 typedef struct {
     ngx_http_realtime_published_t  published;
+    ngx_queue_t                    queue;
     ngx_http_realtime_push_ctx_t  *ctx;
     json_t                        *answer;
 } ngx_http_realtime_push_wait_t;
@@ -50,6 +57,13 @@ static json_t *ngx_http_realtime_push_item(
     ngx_http_realtime_push_ctx_t *ctx, ngx_http_realtime_loc_conf_t *rlcf,
     json_t *item, ngx_uint_t *status, ngx_str_t *user, ngx_uint_t *local);
 static void ngx_http_realtime_push_published(void *data, ngx_int_t rc);
+static void ngx_http_realtime_push_unconfirmed(
+    ngx_http_realtime_push_wait_t *pw);
+static void ngx_http_realtime_push_wait_timeout(ngx_event_t *ev);
+static void ngx_http_realtime_push_cleanup(void *data);
+static ngx_int_t ngx_http_realtime_push_wait(
+    ngx_http_realtime_push_ctx_t *ctx, ngx_http_realtime_loc_conf_t *rlcf,
+    ngx_http_realtime_push_wait_t *pw);
 static void ngx_http_realtime_push_done(ngx_http_realtime_push_ctx_t *ctx);
 static void ngx_http_realtime_push_remote(ngx_http_realtime_push_ctx_t *ctx,
     json_t *answer, ngx_str_t *user, ngx_uint_t local);
@@ -208,6 +222,7 @@ ngx_http_realtime_push_body(ngx_http_request_t *r)
     }
 
     ctx->request = r;
+    ngx_queue_init(&ctx->waits);
 
     body = ngx_http_realtime_push_read(r, &len);
     if (body == NULL) {
@@ -382,33 +397,144 @@ ngx_http_realtime_push_published(void *data, ngx_int_t rc)
 {
     ngx_http_realtime_push_wait_t *pw = data;
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, pw->ctx->request->connection->log, 0,
-                   "realtime push published by Redis: %i", rc);
+    ngx_http_realtime_push_ctx_t  *ctx;
 
-    if (rc != NGX_OK) {
-        /*
-         * In flight as the connection went: Redis may or may not have
-         * run it, so nobody can say where it went; the sender decides.
-         */
-        json_object_del(pw->answer, "message");
-        json_object_del(pw->answer, "delivered");
-        (void) json_object_set_new(pw->answer, "synced", json_false());
-        (void) json_object_set_new(pw->answer, "error",
-                   json_string("Redis did not confirm the publication: it "
-                               "may not have been delivered"));
-        (void) json_object_set_new(pw->answer, "code",
-                                   json_string("REDIS_UNCONFIRMED"));
+    ctx = pw->ctx;
 
-        if (pw->ctx->batch) {
-            (void) json_object_set_new(pw->answer, "status",
-                            json_integer(NGX_HTTP_SERVICE_UNAVAILABLE));
-
-        } else {
-            pw->ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        }
+    if (ctx == NULL) {
+        /* the request is gone, or was answered without it */
+        ngx_free(pw);
+        return;
     }
 
-    ngx_http_realtime_push_done(pw->ctx);
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ctx->request->connection->log, 0,
+                   "realtime push published by Redis: %i", rc);
+
+    ngx_queue_remove(&pw->queue);
+
+    if (rc != NGX_OK) {
+        ngx_http_realtime_push_unconfirmed(pw);
+    }
+
+    ngx_free(pw);
+
+    ngx_http_realtime_push_done(ctx);
+}
+
+
+/*
+ * In flight as the connection went, or no answer in time: Redis may or
+ * may not have run it, so nobody can say where it went; the sender
+ * decides.
+ */
+
+static void
+ngx_http_realtime_push_unconfirmed(ngx_http_realtime_push_wait_t *pw)
+{
+    json_object_del(pw->answer, "message");
+    json_object_del(pw->answer, "delivered");
+    (void) json_object_set_new(pw->answer, "synced", json_false());
+    (void) json_object_set_new(pw->answer, "error",
+               json_string("Redis did not confirm the publication: it "
+                           "may not have been delivered"));
+    (void) json_object_set_new(pw->answer, "code",
+                               json_string("REDIS_UNCONFIRMED"));
+
+    if (pw->ctx->batch) {
+        (void) json_object_set_new(pw->answer, "status",
+                        json_integer(NGX_HTTP_SERVICE_UNAVAILABLE));
+
+    } else {
+        pw->ctx->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+}
+
+
+/*
+ * Redis's connection drops a command late by itself (command_timeout);
+ * this timer is the backstop, and keeps a worker that is shutting down
+ * alive until the answer (the Redis timers do not).
+ */
+
+static void
+ngx_http_realtime_push_wait_timeout(ngx_event_t *ev)
+{
+    ngx_queue_t                    *q;
+    ngx_http_realtime_push_ctx_t   *ctx;
+    ngx_http_realtime_push_wait_t  *pw;
+
+    ctx = ev->data;
+
+    ngx_log_error(NGX_LOG_ERR, ctx->request->connection->log, 0,
+                  "realtime push: no answer from Redis in time");
+
+    while (!ngx_queue_empty(&ctx->waits)) {
+        q = ngx_queue_head(&ctx->waits);
+        ngx_queue_remove(q);
+        pw = ngx_queue_data(q, ngx_http_realtime_push_wait_t, queue);
+
+        ngx_http_realtime_push_unconfirmed(pw);
+
+        /* Redis's answer, if it comes, frees it */
+        pw->ctx = NULL;
+        ctx->pending--;
+    }
+
+    ctx->pending++;
+    ngx_http_realtime_push_done(ctx);
+}
+
+
+static void
+ngx_http_realtime_push_cleanup(void *data)
+{
+    ngx_http_realtime_push_ctx_t *ctx = data;
+
+    ngx_queue_t                    *q;
+    ngx_http_realtime_push_wait_t  *pw;
+
+    if (ctx->wait_timer.timer_set) {
+        ngx_del_timer(&ctx->wait_timer);
+    }
+
+    for (q = ngx_queue_head(&ctx->waits);
+         q != ngx_queue_sentinel(&ctx->waits);
+         q = ngx_queue_next(q))
+    {
+        pw = ngx_queue_data(q, ngx_http_realtime_push_wait_t, queue);
+        pw->ctx = NULL;
+    }
+}
+
+
+/* the first item that waits arms the request's cleanup and timer */
+
+static ngx_int_t
+ngx_http_realtime_push_wait(ngx_http_realtime_push_ctx_t *ctx,
+    ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_push_wait_t *pw)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    if (ctx->wait_timer.handler) {
+        return NGX_OK;
+    }
+
+    cln = ngx_pool_cleanup_add(ctx->request->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_realtime_push_cleanup;
+    cln->data = ctx;
+
+    ctx->wait_timer.handler = ngx_http_realtime_push_wait_timeout;
+    ctx->wait_timer.data = ctx;
+    ctx->wait_timer.log = ctx->request->connection->log;
+
+    ngx_add_timer(&ctx->wait_timer,
+                  2 * rlcf->zone->redis_conf->command_timeout + 1000);
+
+    return NGX_OK;
 }
 
 
@@ -635,8 +761,8 @@ ngx_http_realtime_push_item(ngx_http_realtime_push_ctx_t *ctx,
     if (zone->redis && type == NGX_HTTP_REALTIME_TO_ROOM
         && zone->history_max)
     {
-        pw = ngx_pcalloc(ctx->request->pool,
-                         sizeof(ngx_http_realtime_push_wait_t));
+        pw = ngx_calloc(sizeof(ngx_http_realtime_push_wait_t),
+                        ctx->request->connection->log);
         if (pw == NULL) {
             ngx_http_realtime_msg_release(msg);
             return NULL;
@@ -704,9 +830,23 @@ ngx_http_realtime_push_item(ngx_http_realtime_push_ctx_t *ctx,
         return NULL;
     }
 
-    if (answer && pw && pw->published.armed) {
+    if (pw && !pw->published.armed) {
+        /* in the outbox, or lost: answered now */
+        ngx_free(pw);
+        pw = NULL;
+    }
+
+    if (pw && (answer == NULL
+               || ngx_http_realtime_push_wait(ctx, rlcf, pw) != NGX_OK))
+    {
+        /* Redis's answer frees it */
+        pw->ctx = NULL;
+    }
+
+    if (pw && pw->ctx) {
         /* answered once Redis has given it its place */
         pw->answer = answer;
+        ngx_queue_insert_tail(&ctx->waits, &pw->queue);
         ctx->pending++;
     }
 

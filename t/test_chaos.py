@@ -18,6 +18,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -442,4 +443,115 @@ def test_chaos_instance_lost(rt, tmp_path):
             with open(REPORT, "a") as f:
                 f.write("\n".join(lines) + "\n")
     finally:
+        redis.stop()
+
+
+def workers_of(master):
+    r = subprocess.run(["ps", "--ppid", str(master), "-o", "cmd="],
+                       capture_output=True, text=True, timeout=10)
+    return r.stdout.count("worker process")
+
+
+@pytest.mark.skipif(not __import__("shutil").which("redis-server"),
+                    reason="redis-server is not installed")
+def test_chaos_binary_upgrade(rt, tmp_path):
+    """A binary upgrade under load (USR2, then QUIT), with Redis and
+    history: the new master makes a new zone, the old workers close their
+    clients with 1001, and the clients recover from Redis through the new
+    workers; 0 lost. (Without Redis the new zone has no history: such
+    clients get "recovered": false; see the README.) nginx upgrades only
+    when its parent is gone, as with a daemon: started from a shell that
+    exits afterwards."""
+    from conftest import Nginx, nginx_env
+    from test_redis import Redis, redis_up
+    redis = Redis(tmp_path)
+    redis.start()
+    ngx = Nginx(tmp_path / "up")
+    masters = []
+    try:
+        url = "redis://127.0.0.1:%d/0" % redis.port
+        ngx.write_conf(rt_http(zone="rt 16m", presence="off",
+                               http_extra="realtime_redis rt %s prefix=u: "
+                                          "connect_timeout=1s "
+                                          "command_timeout=2s;" % url,
+                               ws_extra="realtime_history 100000 10m;"))
+        pid_file = ngx.prefix / "nginx.pid"
+
+        def master_pid():
+            try:
+                return int(pid_file.read_text().strip())
+            except (OSError, ValueError):
+                return None
+
+        # the shell outlives nginx's start: nginx sees its parent go
+        subprocess.run(["sh", "-c", '"$@" >/dev/null 2>&1 & sleep 1', "sh"]
+                       + ngx._cmd(), env=nginx_env(), timeout=10)
+        assert wait_until(lambda: master_pid() and
+                          workers_of(master_pid()) == 2, 10)
+        old = master_pid()
+        masters.append(old)
+        assert wait_until(lambda: redis_up(ngx.port), 10)
+
+        subs = [Subscriber(ngx.port, "s%d" % i) for i in range(4)]
+        for s in subs:
+            s.start()
+        for s in subs:
+            assert s.joined.wait(5), s.name
+        time.sleep(0.3)
+        pub = Publisher(ngx.port)
+        pub.start()
+        time.sleep(SECONDS / 2)
+
+        os.kill(old, signal.SIGUSR2)
+        assert wait_until(lambda: master_pid() not in (None, old), 10)
+        new = master_pid()
+        masters.append(new)
+        assert wait_until(lambda: workers_of(new) == 2, 10)
+        # the old master goes with its workers (WINCH alone would stop
+        # them, but only in a daemon)
+        os.kill(old, signal.SIGQUIT)
+        assert wait_until(lambda: not os.path.exists("/proc/%d" % old), 15)
+        time.sleep(SECONDS / 2)
+        pub.stop.set()
+        pub.join(10)
+        last = max(pub.ok)
+        assert wait_until(lambda: all(s.got and s.got[-1][1] == last
+                                      for s in subs), 15), \
+            [(s.name, s.got[-1:], s.failures[-2:]) for s in subs]
+        for s in subs:
+            s.stop.set()
+        for s in subs:
+            s.join(5)
+
+        ok = set(pub.ok)
+        lines = []
+        for s in subs:
+            ns = [n for _, n in s.got]
+            lost = ok - set(ns)
+            lines.append("binary upgrade %-4s published %d (%d unknown) "
+                         "delivered %d recovered %d lost %d duplicates %d "
+                         "reconnects %d"
+                         % (s.name, len(ok), len(pub.unknown),
+                            len(ns) - s.recovered, s.recovered, len(lost),
+                            len(ns) - len(set(ns)), s.reconnects))
+            assert not s.failures, (s.name, s.failures[:5])
+            assert not lost, (s.name, sorted(lost)[:10])
+            assert len(ns) == len(set(ns)), s.name
+            assert s.reconnects >= 1, s.name
+            assert all(c == 1001 for c in s.close_codes), s.close_codes
+        print("\n" + "\n".join(lines))
+        if REPORT:
+            with open(REPORT, "a") as f:
+                f.write("\n".join(lines) + "\n")
+        bad = [l for l in ngx.bad_log_lines(0)
+               if "changing binary" not in l]
+        assert not bad, bad[:10]
+    finally:
+        for pid in masters:
+            try:
+                os.kill(pid, signal.SIGQUIT)
+            except ProcessLookupError:
+                pass
+        for pid in masters:
+            wait_until(lambda: not os.path.exists("/proc/%d" % pid), 10)
         redis.stop()

@@ -351,3 +351,37 @@ def test_a_push_redis_never_confirmed_says_so(rt, redis):
     got = c.recv()
     assert got["data"] == "next", got
     c.assert_silent(0.3)
+
+
+def test_a_graceful_stop_waits_for_the_push_redis_holds(rt, redis):
+    """nginx -s quit while a push waits for Redis (CLIENT PAUSE): the
+    worker stays until the push is answered (Redis's command timeout
+    drops the connection: 503 REDIS_UNCONFIRMED), then exits cleanly,
+    a join since that waits for Redis too."""
+    import threading
+    a, b = start_two(rt, redis)
+    c = rt.client("x", port=b.port)
+    join(c, "r")
+    w = rt.client("w", port=a.port)
+    assert redis_command(redis.port, "CLIENT", "PAUSE", "4000",
+                         "WRITE") == b"+OK\r\n"
+    w.send({"event": "join", "id": 1, "data": {
+        "room": "q", "since": {"epoch": "e" * 16, "offset": 1}}})
+    answer = {}
+
+    def held():
+        answer["r"] = http_call(a.port, "POST", "/sendPayload", json.dumps(
+            {"room": "r", "topic": "m", "payload": 1}),
+            {"Content-Type": "application/json"}, timeout=15)
+
+    t = threading.Thread(target=held)
+    t.start()
+    time.sleep(0.5)
+    assert a.quit(timeout=10)
+    t.join(15)
+    r = answer["r"]
+    assert r.status in (200, 503), r
+    if r.status == 503:
+        assert r.json()["code"] == "REDIS_UNCONFIRMED", r
+    redis_command(redis.port, "CLIENT", "UNPAUSE")
+    assert "open socket" not in a.error_log()
