@@ -34,7 +34,8 @@ APT_BUILD    := gcc make nginx-dev nginx-light libhiredis-dev \
 APT_TEST     := $(APT_BUILD) python3 python3-pytest python3-websockets \
                 python3-jwt python3-redis redis-server openssl curl \
                 clang libclang-rt-14-dev procps iproute2 libasan8 \
-                libubsan1 chromium fonts-dejavu-core python3-h2
+                libubsan1 chromium fonts-dejavu-core python3-h2 \
+                prometheus
 
 # the Socket.IO harness (t/sioclient.py) drives the npm socket.io-client
 # under node; Debian's nodejs and npm only where no node is installed

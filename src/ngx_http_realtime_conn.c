@@ -40,6 +40,10 @@ static ngx_int_t ngx_http_realtime_control(ngx_http_realtime_conn_t *ws,
 static ngx_int_t ngx_http_realtime_message(ngx_http_realtime_conn_t *ws,
     ngx_uint_t opcode, u_char *data, size_t len);
 static ngx_int_t ngx_http_realtime_flush(ngx_http_realtime_conn_t *ws);
+static void ngx_http_realtime_conn_lag(ngx_http_realtime_conn_t *ws,
+    ngx_http_realtime_msg_t *msg);
+static void ngx_http_realtime_conn_handshake(ngx_http_request_t *r,
+    ngx_http_realtime_conn_t *ws);
 static ngx_int_t ngx_http_realtime_make_room(ngx_http_realtime_conn_t *ws,
     size_t len);
 static ngx_int_t ngx_http_realtime_queue(ngx_http_realtime_conn_t *ws,
@@ -75,13 +79,13 @@ const ngx_http_realtime_adapter_t  ngx_http_realtime_echo_adapter = {
 static ngx_http_realtime_msg_t   ngx_http_realtime_ping_msg = {
     1, sizeof(ngx_http_realtime_ping_bytes), 0, NULL,
     ngx_http_realtime_ping_bytes, 1, NULL, ngx_null_string, 0, 0, NULL, 0,
-    0
+    0, 0
 };
 
 /* for records between workers that carry no frame */
 ngx_http_realtime_msg_t          ngx_http_realtime_msg_empty = {
     1, 0, 0, NULL, ngx_http_realtime_ping_bytes, 1, NULL, ngx_null_string,
-    0, 0, NULL, 0, 0
+    0, 0, NULL, 0, 0, 0
 };
 
 
@@ -113,6 +117,8 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
         return;
     }
 
+    ngx_http_realtime_conn_handshake(r, ws);
+
     /* frames the client sent right behind its handshake */
 
     pos = r->header_in->pos;
@@ -125,6 +131,10 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
     c->data = ws;
     c->idle = 1;
     c->log->action = "processing websocket";
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "realtime websocket upgraded, %uz early bytes, "
+                   "%ui frames queued", (size_t) (last - pos), ws->out_count);
 
     rev->handler = ngx_http_realtime_read_handler;
     wev->handler = ngx_http_realtime_write_handler;
@@ -188,6 +198,32 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
     if (rev->ready) {
         ngx_post_event(rev, &ngx_posted_events);
     }
+}
+
+
+/* from the request's first byte to the 101, as $request_time counts */
+
+static void
+ngx_http_realtime_conn_handshake(ngx_http_request_t *r,
+    ngx_http_realtime_conn_t *ws)
+{
+    ngx_msec_int_t             ms;
+    ngx_time_t                *tp;
+    ngx_http_realtime_zone_t  *zone;
+
+    zone = ws->conf->zone;
+
+    if (zone == NULL || zone->slot >= NGX_HTTP_REALTIME_SLOTS) {
+        return;
+    }
+
+    tp = ngx_timeofday();
+
+    ms = (ngx_msec_int_t) ((tp->sec - r->start_sec) * 1000
+                           + (tp->msec - r->start_msec));
+
+    ngx_http_realtime_histogram_add(&zone->sh->slots[zone->slot].handshake,
+                                    (ngx_msec_t) ngx_max(ms, 0));
 }
 
 
@@ -489,6 +525,10 @@ ngx_http_realtime_control(ngx_http_realtime_conn_t *ws,
     case NGX_HTTP_REALTIME_OP_CLOSE:
         ws->close_received = 1;
 
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ws->connection->log, 0,
+                       "realtime close frame in: %ui, ours %s", f->code,
+                       ws->close_sent ? "sent" : "to answer");
+
         if (!ws->close_sent) {
             /* echo the status code, RFC 6455 5.5.1 */
             ngx_http_realtime_close(ws, f->code, NULL);
@@ -513,6 +553,9 @@ static ngx_int_t
 ngx_http_realtime_message(ngx_http_realtime_conn_t *ws, ngx_uint_t opcode,
     u_char *data, size_t len)
 {
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ws->connection->log, 0,
+                   "realtime frame in: opcode %ui, %uz bytes", opcode, len);
+
     return ws->adapter->message(ws, opcode, data, len);
 }
 
@@ -813,6 +856,24 @@ ngx_http_realtime_write_handler(ngx_event_t *wev)
 }
 
 
+/* a publication's frame is written: how long it took since */
+
+static void
+ngx_http_realtime_conn_lag(ngx_http_realtime_conn_t *ws,
+    ngx_http_realtime_msg_t *msg)
+{
+    ngx_http_realtime_zone_t  *zone;
+
+    zone = ws->conf->zone;
+
+    if (zone && zone->slot < NGX_HTTP_REALTIME_SLOTS) {
+        ngx_http_realtime_histogram_add(
+            &zone->sh->slots[zone->slot].delivery_lag,
+            ngx_current_msec - msg->time);
+    }
+}
+
+
 static ngx_int_t
 ngx_http_realtime_flush(ngx_http_realtime_conn_t *ws)
 {
@@ -849,6 +910,10 @@ ngx_http_realtime_flush(ngx_http_realtime_conn_t *ws)
             return NGX_ERROR;
         }
 
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                       "realtime flush: %ui frames of %ui, %s", n,
+                       ws->out_count, rest ? "the socket is full" : "out");
+
         /* send_chain() moved each buffer's pos past what it wrote */
 
         for (i = 0; i < n; i++) {
@@ -863,6 +928,10 @@ ngx_http_realtime_flush(ngx_http_realtime_conn_t *ws)
             ws->out_head = (ws->out_head + 1) & (ws->out_size - 1);
             ws->out_count--;
             ws->out_offset = 0;
+
+            if (msg->time) {
+                ngx_http_realtime_conn_lag(ws, msg);
+            }
 
             ngx_http_realtime_msg_release(msg);
         }
@@ -908,6 +977,10 @@ ngx_http_realtime_close(ngx_http_realtime_conn_t *ws, ngx_uint_t code,
     }
 
     ws->close_sent = 1;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "realtime close frame out: %ui, %ui frames before it",
+                   code, ws->out_count);
 
     /* the close frame goes out even past realtime_send_buffer */
 
@@ -1115,6 +1188,7 @@ ngx_http_realtime_msg_alloc(size_t size)
     msg->seq = 0;
     msg->mark = NULL;
     msg->skip = 0;
+    msg->time = 0;
     msg->offset_arg = 0;
 
     return msg;

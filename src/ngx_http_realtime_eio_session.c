@@ -99,7 +99,7 @@ static u_char  ngx_http_realtime_eio_ping_bytes[] = { 0x81, 0x01, '2' };
 static ngx_http_realtime_msg_t  ngx_http_realtime_eio_ping_msg = {
     1, sizeof(ngx_http_realtime_eio_ping_bytes), 0, NULL,
     ngx_http_realtime_eio_ping_bytes, 1, NULL, ngx_null_string, 0, 0, NULL,
-    0, 0
+    0, 0, 0
 };
 
 

@@ -690,17 +690,24 @@ ngx_http_realtime_history_resume_locked(ngx_http_realtime_zone_t *zone,
 }
 
 
-/* under the zone's lock: the room's offsets here are Redis's */
+/* under the zone's lock: the room's offsets here are Redis's, and where */
 
 ngx_uint_t
 ngx_http_realtime_history_from_redis_locked(ngx_http_realtime_zone_t *zone,
-    ngx_str_t *room)
+    ngx_str_t *room, ngx_http_realtime_history_pos_t *pos)
 {
     ngx_http_realtime_sh_history_t  *h;
 
     h = ngx_http_realtime_history_node(zone, room, 0);
 
-    return h && h->redis;
+    if (h == NULL || !h->redis) {
+        return 0;
+    }
+
+    pos->offset = h->offset;
+    ngx_memcpy(pos->epoch, h->epoch, NGX_HTTP_REALTIME_EPOCH_LEN);
+
+    return 1;
 }
 
 

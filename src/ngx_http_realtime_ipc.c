@@ -36,6 +36,7 @@ typedef struct {
     uint64_t                    offset;    /* realtime_history */
     uint64_t                    seq;
     uint64_t                    skip;      /* a connection id, or 0 */
+    ngx_msec_t                  time;      /* published */
     /* target, except and the frame follow */
 } ngx_http_realtime_ipc_rec_t;
 
@@ -227,6 +228,7 @@ ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
     rec->offset = msg->offset;
     rec->seq = msg->seq;
     rec->skip = msg->skip;
+    rec->time = msg->time;
 
     /* memcpy() must not see the NULL of an empty string */
 
@@ -324,6 +326,9 @@ ngx_http_realtime_ipc_wake(ngx_pid_t pid, uint32_t id)
 
     b = 1;
     len = ngx_http_realtime_ipc_addr(&sun, pid, id);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "realtime ipc wake worker %P", pid);
 
     /*
      * A full socket buffer already holds a wakeup; a worker that is gone
@@ -450,6 +455,7 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
         msg->offset = rec->offset;
         msg->seq = rec->seq;
         msg->skip = rec->skip;
+        msg->time = rec->time;
 
         item->type = rec->type;
         item->target.data = ngx_cpymem(msg->data + msg->len, p,
@@ -466,6 +472,10 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
     s->queue_head = 0;
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "realtime ipc drain: %ui records",
+                   ngx_http_realtime_ipc_items.nelts);
 
     items = ngx_http_realtime_ipc_items.elts;
 

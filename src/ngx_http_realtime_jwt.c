@@ -685,6 +685,10 @@ ngx_http_realtime_jwt_signature(ngx_http_realtime_jwt_conf_t *jcf,
 
         tried++;
 
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
+                       "realtime jwt: trying key %ui of %ui, kid \"%V\"",
+                       i + 1, jcf->keys->nelts, &key[i].kid);
+
         rc = ngx_http_realtime_jwt_key_verify(&key[i], t, copy, log);
 
         if (rc != NGX_DECLINED) {
@@ -693,6 +697,10 @@ ngx_http_realtime_jwt_signature(ngx_http_realtime_jwt_conf_t *jcf,
     }
 
     ngx_free(copy);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "realtime jwt: signature %s after %ui keys",
+                   rc == NGX_OK ? "verified" : "refused", tried);
 
     if (rc == NGX_DECLINED) {
         *reason = tried ? "token signature is invalid"

@@ -207,6 +207,9 @@ struct ngx_http_realtime_msg_s {
     u_char                            *mark;
     uint64_t                           skip;
 
+    /* when it was published here (ngx_current_msec), 0: not a publication */
+    ngx_msec_t                         time;
+
     /* a Socket.IO form with the offset as its last argument */
     unsigned                           offset_arg:1;
 };
@@ -650,7 +653,8 @@ ngx_int_t ngx_http_realtime_history_send(ngx_http_realtime_session_t *s,
 void ngx_http_realtime_history_resume_locked(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room);
 ngx_uint_t ngx_http_realtime_history_from_redis_locked(
-    ngx_http_realtime_zone_t *zone, ngx_str_t *room);
+    ngx_http_realtime_zone_t *zone, ngx_str_t *room,
+    ngx_http_realtime_history_pos_t *pos);
 ngx_int_t ngx_http_realtime_history_epoch_locked(
     ngx_http_realtime_zone_t *zone, ngx_str_t *room, u_char *epoch);
 ngx_int_t ngx_http_realtime_history_init_process(

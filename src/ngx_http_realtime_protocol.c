@@ -382,6 +382,19 @@ ngx_http_realtime_event_error(const char *code, const char *message,
 }
 
 
+/* a push to a room: {"event", "room", "data"}, as a relay without "from" */
+
+json_t *
+ngx_http_realtime_event_room(const char *event, const char *room,
+    size_t room_len, json_t *data)
+{
+    return json_pack("{s:s, s:s%, s:O}",
+                     "event", event,
+                     "room", room, room_len,
+                     "data", data ? data : json_null());
+}
+
+
 json_t *
 ngx_http_realtime_event_relay(const char *event, size_t event_len,
     const char *room, size_t room_len, const char *from, size_t from_len,

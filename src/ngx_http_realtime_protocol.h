@@ -98,6 +98,8 @@ json_t *ngx_http_realtime_event(const char *event, json_t *data,
     json_int_t id);
 json_t *ngx_http_realtime_event_error(const char *code, const char *message,
     json_int_t id);
+json_t *ngx_http_realtime_event_room(const char *event, const char *room,
+    size_t room_len, json_t *data);
 json_t *ngx_http_realtime_event_relay(const char *event, size_t event_len,
     const char *room, size_t room_len, const char *from, size_t from_len,
     json_t *data);

@@ -269,6 +269,18 @@ ngx_http_realtime_push_body(ngx_http_request_t *r)
             ngx_http_realtime_push_remote(ctx, answer, &user, local);
         }
 
+    } else if (json_array_size(root) == 0) {
+        json_decref(root);
+
+        answer = json_pack("{s:s, s:s}", "error", "the batch is empty",
+                           "code", "BAD_REQUEST");
+
+        ngx_http_finalize_request(r,
+            ngx_http_realtime_send_json_response(r, NGX_HTTP_BAD_REQUEST,
+                                                 answer));
+        json_decref(answer);
+        return;
+
     } else {
         /* a batch: one answer per item, the request is a 200 */
 
@@ -723,6 +735,11 @@ ngx_http_realtime_push_item(ngx_http_realtime_push_ctx_t *ctx,
 
     data = json_object_get(item, "payload");
 
+    if (data == NULL && json_object_get(item, "topic") == NULL) {
+        /* {"event", "data"}: the shape the clients receive */
+        data = json_object_get(item, "data");
+    }
+
     if (data) {
         json_incref(data);
 
@@ -740,7 +757,12 @@ ngx_http_realtime_push_item(ngx_http_realtime_push_ctx_t *ctx,
     }
 
     key = json_string_value(topic);
-    event = ngx_http_realtime_event(key, data, -1);
+
+    /* a room's publication says which, as a client's publish does */
+    event = (type == NGX_HTTP_REALTIME_TO_ROOM)
+            ? ngx_http_realtime_event_room(key, (char *) target.data,
+                                           target.len, data)
+            : ngx_http_realtime_event(key, data, -1);
     json_decref(data);
 
     if (event == NULL) {

@@ -516,6 +516,10 @@ ngx_http_realtime_redis_connect(ngx_http_realtime_redis_t *rd,
 
     conf = rd->conf;
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "realtime redis: connecting to %s:%ui%s", conf->addr,
+                   conf->port, subscriber ? ", to subscribe" : "");
+
     /* an address: hiredis would resolve a name, blocking the worker */
     ac = redisAsyncConnect((char *) conf->addr, (int) conf->port);
 
@@ -1090,6 +1094,11 @@ ngx_http_realtime_redis_on_message(redisAsyncContext *ac, void *r,
         && ngx_strncmp(reply->element[0]->str, "subscribe", 9) == 0)
     {
         if (reply->element[1]->type == REDIS_REPLY_STRING) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                           "realtime redis: subscribed to \"%*s\"",
+                           (size_t) reply->element[1]->len,
+                           reply->element[1]->str);
+
             ngx_http_realtime_redis_room_live(rd,
                                           (u_char *) reply->element[1]->str,
                                           reply->element[1]->len);
@@ -1111,6 +1120,11 @@ ngx_http_realtime_redis_on_message(redisAsyncContext *ac, void *r,
     if (data->type != REDIS_REPLY_STRING) {
         return;
     }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "realtime redis: message of %uz bytes on \"%*s\"",
+                   (size_t) data->len, (size_t) reply->element[1]->len,
+                   reply->element[1]->str);
 
     ngx_http_realtime_redis_sync_message(rd, (u_char *) data->str, data->len);
 }

@@ -77,6 +77,13 @@ typedef struct {
 } ngx_http_realtime_redis_fill_ctx_t;
 
 
+/* a room to fill: where this instance is in it */
+typedef struct {
+    ngx_http_realtime_history_pos_t    pos;
+    size_t                             len;
+} ngx_http_realtime_redis_fill_room_t;
+
+
 /* an "rt2" message, parsed */
 typedef struct {
     ngx_http_realtime_history_pos_t    at;
@@ -138,6 +145,20 @@ static const char  ngx_http_realtime_redis_seq_script[] =
     "redis.call('PEXPIRE', KEYS[1], ARGV[5]) "
     "redis.call('PUBLISH', KEYS[3], m) "
     "return {o, e}";
+
+
+/*
+ * What Redis holds of a room after (since, epoch): its offset, epoch and
+ * list of the newer ones only (all of them when the epoch is another).
+ */
+
+static const char  ngx_http_realtime_redis_read_script[] =
+    "local o = tonumber(redis.call('HGET', KEYS[1], 'o') or '0') "
+    "local e = redis.call('HGET', KEYS[1], 'e') "
+    "local n = o "
+    "if e == ARGV[2] then n = o - tonumber(ARGV[1]) end "
+    "if n <= 0 then return {tostring(o), e, {}} end "
+    "return {tostring(o), e, redis.call('LRANGE', KEYS[2], 0, n - 1)}";
 
 
 void
@@ -625,13 +646,15 @@ void
 ngx_http_realtime_redis_fill_send(ngx_http_realtime_redis_t *rd)
 {
     u_char                              *p, *names, *last;
-    size_t                               size, len;
+    size_t                               size;
     ngx_str_t                            name;
+    ngx_http_realtime_redis_fill_room_t  fr;
     ngx_rbtree_node_t                   *node, *root, *sentinel;
     ngx_http_realtime_zone_t            *zone;
     ngx_http_realtime_sh_room_t         *room;
     ngx_http_realtime_redis_fill_ctx_t  *ctx;
     u_char                               key[NGX_HTTP_REALTIME_REDIS_KEY_MAX];
+    u_char                               list[NGX_HTTP_REALTIME_REDIS_KEY_MAX];
 
     if (!rd->filling || rd->fill_sent || !rd->sub_confirmed
         || !rd->pub_ready)
@@ -645,7 +668,8 @@ ngx_http_realtime_redis_fill_send(ngx_http_realtime_redis_t *rd)
     /* names sized under the lock, copied under it again */
 
     ngx_shmtx_lock(&zone->shpool->mutex);
-    size = zone->sh->nrooms * (sizeof(size_t) + NGX_HTTP_REALTIME_ROOM_MAX);
+    size = zone->sh->nrooms * (sizeof(ngx_http_realtime_redis_fill_room_t)
+                               + NGX_HTTP_REALTIME_ROOM_MAX);
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     names = ngx_alloc(size + 1, rd->log);
@@ -670,15 +694,20 @@ ngx_http_realtime_redis_fill_send(ngx_http_realtime_redis_t *rd)
             room = (ngx_http_realtime_sh_room_t *) node;
             name = room->sn.str;
 
-            if ((size_t) (last - p) < sizeof(size_t) + name.len) {
+            if ((size_t) (last - p)
+                < sizeof(ngx_http_realtime_redis_fill_room_t) + name.len)
+            {
                 break;
             }
 
-            if (!ngx_http_realtime_history_from_redis_locked(zone, &name)) {
+            if (!ngx_http_realtime_history_from_redis_locked(zone, &name,
+                                                             &fr.pos))
+            {
                 continue;
             }
 
-            p = ngx_cpymem(p, &name.len, sizeof(size_t));
+            fr.len = name.len;
+            p = ngx_cpymem(p, &fr, sizeof(ngx_http_realtime_redis_fill_room_t));
             p = ngx_cpymem(p, name.data, name.len);
         }
     }
@@ -687,27 +716,35 @@ ngx_http_realtime_redis_fill_send(ngx_http_realtime_redis_t *rd)
 
     last = p;
 
-    for (p = names; p < last; p += len) {
-        ngx_memcpy(&len, p, sizeof(size_t));
-        p += sizeof(size_t);
+    for (p = names; p < last; p += fr.len) {
+        ngx_memcpy(&fr, p, sizeof(ngx_http_realtime_redis_fill_room_t));
+        p += sizeof(ngx_http_realtime_redis_fill_room_t);
 
-        ctx = ngx_alloc(sizeof(ngx_http_realtime_redis_fill_ctx_t) + len,
+        ctx = ngx_alloc(sizeof(ngx_http_realtime_redis_fill_ctx_t) + fr.len,
                         rd->log);
         if (ctx == NULL) {
             continue;
         }
 
         ctx->rd = rd;
-        ctx->len = len;
-        ngx_memcpy(ctx->room, p, len);
+        ctx->len = fr.len;
+        ngx_memcpy(ctx->room, p, fr.len);
 
         name.data = ctx->room;
-        name.len = len;
+        name.len = fr.len;
+
+        /* only what is after this instance's place comes back */
 
         if (redisAsyncCommand(rd->pub, ngx_http_realtime_redis_on_fill, ctx,
-                              "LRANGE %b 0 -1", key,
-                              ngx_http_realtime_redis_key(rd, key, "history",
-                                                          &name))
+                              "EVAL %s 2 %b %b %llu %b",
+                              ngx_http_realtime_redis_read_script,
+                              key, ngx_http_realtime_redis_key(rd, key,
+                                                          "offset", &name),
+                              list, ngx_http_realtime_redis_key(rd, list,
+                                                          "history", &name),
+                              (unsigned long long) fr.pos.offset,
+                              fr.pos.epoch,
+                              (size_t) NGX_HTTP_REALTIME_EPOCH_LEN)
             != REDIS_OK)
         {
             ngx_free(ctx);
@@ -735,7 +772,7 @@ ngx_http_realtime_redis_on_fill(redisAsyncContext *ac, void *r,
     void *privdata)
 {
     size_t                               i;
-    redisReply                          *reply, *e;
+    redisReply                          *reply, *e, *list;
     ngx_http_realtime_redis_t           *rd;
     ngx_http_realtime_redis_fill_ctx_t  *ctx;
 
@@ -753,16 +790,19 @@ ngx_http_realtime_redis_on_fill(redisAsyncContext *ac, void *r,
         rd->fill_pending--;
     }
 
-    if (reply && reply->type == REDIS_REPLY_ARRAY && !rd->exiting) {
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
+        && reply->element[2]->type == REDIS_REPLY_ARRAY && !rd->exiting)
+    {
+        list = reply->element[2];
 
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, rd->log, 0,
-                       "realtime redis history: \"%*s\" has %uz kept",
-                       ctx->len, ctx->room, reply->elements);
+                       "realtime redis history: \"%*s\" missed %uz",
+                       ctx->len, ctx->room, list->elements);
 
         /* the newest first: fed oldest first */
 
-        for (i = reply->elements; i > 0; i--) {
-            e = reply->element[i - 1];
+        for (i = list->elements; i > 0; i--) {
+            e = list->element[i - 1];
 
             if (e->type == REDIS_REPLY_STRING) {
                 (void) ngx_http_realtime_redis_seq_feed(rd, (u_char *) e->str,
@@ -929,22 +969,17 @@ ngx_http_realtime_redis_key(ngx_http_realtime_redis_t *rd, u_char *buf,
  * connection.  NGX_DECLINED: no connection to read on.
  */
 
-static const char  ngx_http_realtime_redis_read_script[] =
-    "return {redis.call('HGET', KEYS[1], 'o'), "
-    "redis.call('HGET', KEYS[1], 'e'), "
-    "redis.call('LRANGE', KEYS[2], 0, -1)}";
-
-
 ngx_int_t
 ngx_http_realtime_redis_history_read(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room, ngx_http_realtime_history_read_t *hr)
 {
-    size_t                               lens[5];
-    const char                          *argv[5];
+    size_t                               lens[7];
+    const char                          *argv[7];
     ngx_http_realtime_redis_t           *rd;
     ngx_http_realtime_redis_read_ctx_t  *ctx;
     u_char                               key[NGX_HTTP_REALTIME_REDIS_KEY_MAX];
     u_char                               list[NGX_HTTP_REALTIME_REDIS_KEY_MAX];
+    u_char                               since[NGX_INT64_LEN];
 
     rd = zone->redis;
 
@@ -972,9 +1007,13 @@ ngx_http_realtime_redis_history_read(ngx_http_realtime_zone_t *zone,
     lens[3] = ngx_http_realtime_redis_key(rd, key, "offset", room);
     argv[4] = (char *) list;
     lens[4] = ngx_http_realtime_redis_key(rd, list, "history", room);
+    argv[5] = (char *) since;
+    lens[5] = ngx_sprintf(since, "%uL", hr->since) - since;
+    argv[6] = (char *) hr->epoch;
+    lens[6] = NGX_HTTP_REALTIME_EPOCH_LEN;
 
     if (redisAsyncCommandArgv(rd->pub, ngx_http_realtime_redis_on_read, ctx,
-                              5, argv, lens)
+                              7, argv, lens)
         != REDIS_OK)
     {
         ngx_free(ctx);

@@ -520,6 +520,10 @@ ngx_http_realtime_room_join_at(ngx_http_realtime_session_t *s,
 
     ngx_http_realtime_redis_wake(zone);
 
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, s->log, 0,
+                   "realtime join \"%V\": %ui sockets in it%s", room,
+                   *members, room_created ? ", new here" : "");
+
     lm->session = s;
     lm->room = lr;
     lm->sh = m;
@@ -589,6 +593,10 @@ ngx_http_realtime_room_leave(ngx_http_realtime_session_t *s, ngx_str_t *room,
     ngx_http_realtime_sh_leave(zone, lm->sh, zone->slot);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, s->log, 0,
+                   "realtime leave \"%V\": %ui sockets left in it", room,
+                   *members);
 
     ngx_http_realtime_redis_wake(zone);
 
@@ -862,12 +870,17 @@ ngx_http_realtime_publish_post(ngx_http_realtime_zone_t *zone,
 
     ngx_memzero(sockets, sizeof(sockets));
 
+    if (msg->time == 0) {
+        msg->time = ngx_current_msec;
+    }
+
     if (type == NGX_HTTP_REALTIME_TO_ROOM && zone->history_max && !plain) {
         /* made before the lock; its offset is written under it */
         hmsg = ngx_http_realtime_history_frame(msg);
 
         if (hmsg) {
             hmsg->skip = msg->skip;
+            hmsg->time = msg->time;
             msg = hmsg;
         }
     }
@@ -969,6 +982,11 @@ ngx_http_realtime_publish_post(ngx_http_realtime_zone_t *zone,
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_log_debug5(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "realtime publish type %ui \"%V\": %ui sockets, "
+                   "%ui here, offset %uL", type, target, n, mine,
+                   msg->offset);
 
     for (i = 0; i < nwake; i++) {
         ngx_http_realtime_ipc_wake(wake[i], wake_id[i]);
@@ -1125,6 +1143,10 @@ ngx_http_realtime_deliver(ngx_http_realtime_zone_t *zone, ngx_uint_t type,
     }
 
     (void) ngx_atomic_fetch_add(&zone->sh->slots[zone->slot].messages_out, n);
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
+                   "realtime deliver type %ui \"%V\": %ui sockets here",
+                   type, target, n);
 
     return n;
 }

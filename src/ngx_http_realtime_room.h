@@ -114,6 +114,25 @@ typedef struct {
 } ngx_http_realtime_redis_conf_t;
 
 
+/*
+ * A histogram of milliseconds, one per worker slot (one writer each, so
+ * no atomics on the hot path): the bounds are
+ * NGX_HTTP_REALTIME_LAG_BUCKET_MS, the last bucket the rest.
+ */
+#define NGX_HTTP_REALTIME_LAG_BUCKETS          10
+#define NGX_HTTP_REALTIME_LAG_BUCKET_MS                                      \
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000
+
+typedef struct {
+    ngx_uint_t                         bucket[NGX_HTTP_REALTIME_LAG_BUCKETS
+                                              + 1];
+    ngx_uint_t                         ms;
+} ngx_http_realtime_histogram_t;
+
+void ngx_http_realtime_histogram_add(ngx_http_realtime_histogram_t *h,
+    ngx_msec_t ms);
+
+
 /* a worker process attached to the zone */
 typedef struct {
     ngx_pid_t                          pid;          /* 0: free */
@@ -134,6 +153,10 @@ typedef struct {
     /* Redis: this worker can publish; its outbox */
     ngx_uint_t                         redis_pub;
     ngx_uint_t                         redis_outbox;
+
+    /* from a publication to its frame written; from request to 101 */
+    ngx_http_realtime_histogram_t      delivery_lag;
+    ngx_http_realtime_histogram_t      handshake;
 } ngx_http_realtime_slot_t;
 
 

@@ -975,6 +975,7 @@ ngx_http_realtime_sio_derive_arg(ngx_http_realtime_msg_t *msg,
 
     d->key = *nsp;
     d->offset_arg = offset_arg;
+    d->time = msg->time;
     d->next = msg->derived;
     msg->derived = d;
 

@@ -20,6 +20,9 @@ static u_char *ngx_http_realtime_route_labels(u_char *p,
     ngx_http_realtime_forward_route_sh_t *m);
 static u_char *ngx_http_realtime_label_escape(u_char *p, u_char *s,
     size_t len);
+static u_char *ngx_http_realtime_histogram_metrics(u_char *p,
+    ngx_http_realtime_zone_t *zone, const char *name, const char *help,
+    size_t field);
 static u_char *ngx_http_realtime_forward_metrics(u_char *p,
     ngx_http_realtime_zone_t *zone);
 
@@ -60,6 +63,81 @@ static json_t *ngx_http_realtime_status_room(ngx_http_realtime_zone_t *zone,
     ngx_str_t *name);
 static json_t *ngx_http_realtime_status_user(ngx_http_realtime_zone_t *zone,
     ngx_str_t *name);
+
+
+static ngx_msec_t  ngx_http_realtime_lag_buckets[] = {
+    NGX_HTTP_REALTIME_LAG_BUCKET_MS
+};
+
+
+/* a histogram of every worker's slot, summed */
+
+static u_char *
+ngx_http_realtime_histogram_metrics(u_char *p,
+    ngx_http_realtime_zone_t *zone, const char *name, const char *help,
+    size_t field)
+{
+    ngx_str_t                      *zn;
+    ngx_uint_t                      i, b, n, ms;
+    ngx_uint_t                      sum[NGX_HTTP_REALTIME_LAG_BUCKETS + 1];
+    ngx_http_realtime_histogram_t  *h;
+
+    zn = &zone->name;
+    ms = 0;
+    ngx_memzero(sum, sizeof(sum));
+
+    for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
+        h = (ngx_http_realtime_histogram_t *)
+                ((u_char *) &zone->sh->slots[i] + field);
+
+        for (b = 0; b <= NGX_HTTP_REALTIME_LAG_BUCKETS; b++) {
+            sum[b] += h->bucket[b];
+        }
+
+        ms += h->ms;
+    }
+
+    p = ngx_sprintf(p, "# HELP realtime_%s %s\n"
+                       "# TYPE realtime_%s histogram\n", name, help, name);
+
+    n = 0;
+
+    for (b = 0; b < NGX_HTTP_REALTIME_LAG_BUCKETS; b++) {
+        n += sum[b];
+        p = ngx_sprintf(p, "realtime_%s_bucket{zone=\"%V\",le=\"%ui.%03ui\"} "
+                        "%ui\n", name, zn,
+                        ngx_http_realtime_lag_buckets[b] / 1000,
+                        ngx_http_realtime_lag_buckets[b] % 1000, n);
+    }
+
+    n += sum[NGX_HTTP_REALTIME_LAG_BUCKETS];
+
+    return ngx_sprintf(p, "realtime_%s_bucket{zone=\"%V\",le=\"+Inf\"} %ui\n"
+                          "realtime_%s_sum{zone=\"%V\"} %ui.%03ui\n"
+                          "realtime_%s_count{zone=\"%V\"} %ui\n",
+                       name, zn, n, name, zn, ms / 1000, ms % 1000,
+                       name, zn, n);
+}
+
+
+/* the per-worker families; the first one's head is in the totals' text */
+
+static const char  *ngx_http_realtime_worker_names[] = {
+    "connections", "messages_in_total", "messages_out_total", "dropped_total"
+};
+
+static const char  *ngx_http_realtime_worker_families[] = {
+    "",
+    "# HELP realtime_worker_messages_in_total Client messages and pushes, "
+    "per worker.\n"
+    "# TYPE realtime_worker_messages_in_total counter\n",
+    "# HELP realtime_worker_messages_out_total Frames queued to sockets, "
+    "per worker.\n"
+    "# TYPE realtime_worker_messages_out_total counter\n",
+    "# HELP realtime_worker_dropped_total Deliveries that did not happen, "
+    "per worker.\n"
+    "# TYPE realtime_worker_dropped_total counter\n"
+};
 
 
 ngx_int_t
@@ -438,7 +516,7 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
     size_t                         len;
     ngx_int_t                      rc;
     ngx_str_t                      type, *zn;
-    ngx_uint_t                     i;
+    ngx_uint_t                     i, f;
     ngx_http_realtime_slot_t      *s;
     ngx_http_realtime_zone_t      *zone;
     ngx_http_realtime_totals_t     t;
@@ -457,7 +535,7 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
 
     len = 4096 + 16 * zn->len
           + NGX_HTTP_REALTIME_SLOTS * 6 * (128 + zn->len)
-          + 24 * (128 + zn->len)
+          + 60 * (128 + zn->len)
           + NGX_HTTP_REALTIME_FORWARD_ROUTES
             * (NGX_HTTP_REALTIME_FORWARD_OUTCOMES + 2)
             * (128 + zn->len + 2 * NGX_HTTP_REALTIME_FORWARD_ROUTE_NAME);
@@ -528,24 +606,40 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
         zn, t.redis_up, zn, t.redis_published, zn, t.redis_received,
         zn, t.redis_unsynced);
 
-    /* a snapshot without the lock: counters may be a message apart */
+    /*
+     * A snapshot without the lock: counters may be a message apart.  One
+     * family after the other, as the exposition format wants them.
+     */
 
-    for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
-        s = &zone->sh->slots[i];
-
-        if (s->pid == 0) {
-            continue;
+    for (f = 0; f < 4; f++) {
+        if (f) {
+            p = ngx_sprintf(p, "%s", ngx_http_realtime_worker_families[f]);
         }
 
-        p = ngx_sprintf(p,
-            "realtime_worker_connections{zone=\"%V\",pid=\"%P\"} %ui\n"
-            "realtime_worker_messages_in_total{zone=\"%V\",pid=\"%P\"} %uA\n"
-            "realtime_worker_messages_out_total{zone=\"%V\",pid=\"%P\"} "
-            "%uA\n"
-            "realtime_worker_dropped_total{zone=\"%V\",pid=\"%P\"} %uA\n",
-            zn, s->pid, s->connections, zn, s->pid, s->messages_in,
-            zn, s->pid, s->messages_out, zn, s->pid, s->dropped);
+        for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
+            s = &zone->sh->slots[i];
+
+            if (s->pid == 0) {
+                continue;
+            }
+
+            p = ngx_sprintf(p, "realtime_worker_%s{zone=\"%V\",pid=\"%P\"} "
+                            "%uA\n", ngx_http_realtime_worker_names[f], zn,
+                            s->pid,
+                            f == 0 ? (ngx_atomic_uint_t) s->connections
+                            : f == 1 ? s->messages_in
+                            : f == 2 ? s->messages_out : s->dropped);
+        }
     }
+
+    p = ngx_http_realtime_histogram_metrics(p, zone,
+            "delivery_lag_seconds", "From a publication in this instance "
+            "to its frame written to a socket.",
+            offsetof(ngx_http_realtime_slot_t, delivery_lag));
+    p = ngx_http_realtime_histogram_metrics(p, zone,
+            "handshake_seconds", "From a WebSocket handshake's first byte "
+            "to its 101.",
+            offsetof(ngx_http_realtime_slot_t, handshake));
 
     if (zone->redis_conf) {
         p = ngx_http_realtime_redis_metrics(p, zone, &t);

@@ -18,6 +18,30 @@
 #include "ngx_http_realtime_module.h"
 
 
+static ngx_msec_t  ngx_http_realtime_lag_buckets[] = {
+    NGX_HTTP_REALTIME_LAG_BUCKET_MS
+};
+
+
+/* in this worker's slot: nobody else writes it */
+
+void
+ngx_http_realtime_histogram_add(ngx_http_realtime_histogram_t *h,
+    ngx_msec_t ms)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_REALTIME_LAG_BUCKETS; i++) {
+        if (ms <= ngx_http_realtime_lag_buckets[i]) {
+            break;
+        }
+    }
+
+    h->bucket[i]++;
+    h->ms += ms;
+}
+
+
 static ngx_int_t ngx_http_realtime_zone_init(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_int_t ngx_http_realtime_slot_claim(ngx_http_realtime_zone_t *zone,

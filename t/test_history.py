@@ -62,7 +62,7 @@ def test_offsets_from_one_place_in_order_on_both_workers(rt):
         assert all(m["epoch"] == epoch for m in got)
         assert sorted(m["data"] for m in got) == list(range(1, 41))
         # the envelope is the same, the position last
-        assert list(got[0])[:2] == ["event", "data"], got[0]
+        assert list(got[0])[:3] == ["event", "room", "data"], got[0]
         assert list(got[0])[-2:] == ["offset", "epoch"], got[0]
         c.assert_silent(0.2)
 
@@ -235,7 +235,7 @@ def test_no_history_no_position(rt):
     ans = join(c, "g")
     assert ans == {"room": "g", "members": 1}, ans
     push(rt, "g", 1)
-    assert c.recv() == {"event": "m", "data": 1}
+    assert c.recv() == {"event": "m", "room": "g", "data": 1}
     ans = join(c, "h", since={"epoch": "e" * 16, "offset": 1}, id=2)
     assert ans == {"room": "h", "members": 1, "recovered": False}, ans
 

@@ -136,18 +136,30 @@ def test_push_room_broadcast_except(rt):
         assert c.join(R)["event"] == "joined"
     rt.wait_settled(6)
 
-    def expect(clients, event, data):
+    def expect(clients, event, data, room=None):
         for c in clients:
-            assert c.recv() == {"event": event, "data": data}, c
+            got = c.recv()
+            if room:
+                # a room's push says which room, as a client's publish does
+                assert got == {"event": event, "room": room, "data": data}, c
+                assert list(got) == ["event", "room", "data"], got
+            else:
+                assert got == {"event": event, "data": data}, c
 
     assert_answer(rt.push({"room": R, "topic": "tick", "payload": 1}),
                   200, ok(5))
-    expect(members, "tick", 1)
+    expect(members, "tick", 1, R)
     all_silent(everyone, 0.1)
 
     assert_answer(rt.push({"room": R, "topic": "tick", "payload": 2,
                            "except": "u2"}), 200, ok(3))
-    expect(u1 + [u3], "tick", 2)
+    expect(u1 + [u3], "tick", 2, R)
+    all_silent(everyone, 0.1)
+
+    # the shape clients receive is a push too: "data" with "event"
+    assert_answer(rt.push({"room": R, "event": "tick", "data": {"n": 1}}),
+                  200, ok(5))
+    expect(members, "tick", {"n": 1}, R)
     all_silent(everyone, 0.1)
 
     assert_answer(rt.push({"broadcast": True, "topic": "all",
@@ -194,9 +206,32 @@ def test_push_batch(rt):
     ]})
     assert a.recv() == {"event": "one", "data": 1}
     assert a.recv() == {"event": "four", "data": 4}
-    assert b.recv() == {"event": "three", "data": 3}
-    assert_answer(rt.push([]), 200, {"results": []})
+    assert b.recv() == {"event": "three", "room": "r", "data": 3}
+    # an empty batch is a mistake, said so
+    assert_json_error(rt.push([]), 400, "BAD_REQUEST")
     all_silent([a, b])
+
+
+def test_push_event_and_data(rt):
+    """{"event", "data"} is the payload's shape with "event" as
+    "payload" is with "topic"; other fields stay the judge's form."""
+    start(rt)
+    a = rt.client("a")
+    assert_answer(rt.push({"userId": "a", "event": "tick",
+                           "data": {"n": 1}}), 200, ok(1))
+    assert a.recv() == {"event": "tick", "data": {"n": 1}}
+    assert_answer(rt.push({"userId": "a", "event": "tick",
+                           "payload": 2, "data": 3}), 200, ok(1))
+    assert a.recv() == {"event": "tick", "data": 2}
+    # with "topic", "data" is one of the other fields, as before
+    assert_answer(rt.push({"userId": "a", "topic": "j", "data": 4,
+                           "status": "ok"}), 200, ok(1))
+    assert a.recv() == {"event": "j", "data": {"data": 4, "status": "ok"}}
+    # "event" without "data": the other fields
+    assert_answer(rt.push({"userId": "a", "event": "k", "x": 5}), 200,
+                  ok(1))
+    assert a.recv() == {"event": "k", "data": {"x": 5}}
+    all_silent([a])
 
 
 def test_push_invalid_json(rt):

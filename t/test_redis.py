@@ -172,7 +172,7 @@ def test_pushes_and_broadcasts_cross_instances(rt, redis):
     status, body = push(a.port, {"room": "lobby", "topic": "r",
                                  "payload": "x"})
     assert status == 200, body
-    assert other.recv() == {"event": "r", "data": "x"}
+    assert other.recv() == {"event": "r", "room": "lobby", "data": "x"}
     drain_silent([u_on_a, u_on_b, other, lonely])
 
     hb = health(b.port)[1]["redis"]

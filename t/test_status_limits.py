@@ -377,7 +377,7 @@ def test_room_names(rt):
     r = rt.push({"room": "x" * 128, "topic": "t", "payload": 1})
     assert r.json() == {"message": "Payload sent successfully",
                         "delivered": 1}, r
-    assert a.recv() == {"event": "t", "data": 1}
+    assert a.recv() == {"event": "t", "room": "x" * 128, "data": 1}
     assert rt.health()["rooms"] == len(good)
     all_silent([a])
 
@@ -498,7 +498,7 @@ def test_reload_keeps_the_zone(rt):
     assert r.json() == {"message": "Payload sent successfully",
                         "delivered": 4}, r
     for c in new:
-        assert c.recv() == {"event": "t", "data": 4}
+        assert c.recv() == {"event": "t", "room": "keep", "data": 4}
     h = rt.health()
     assert (h["connections"], h["users"], h["rooms"], h["workers"],
             h["messages_in"]) == (4, 4, 1, 2, 8 + 4 + 1 + 1), h
@@ -567,7 +567,7 @@ def test_killed_worker_is_purged(rt):
     r = rt.push({"room": "R", "topic": "t", "payload": 5})
     assert r.json()["delivered"] == len(alive) + 1, r
     for c in alive + [n]:
-        assert c.recv() == {"event": "t", "data": 5}
+        assert c.recv() == {"event": "t", "room": "R", "data": 5}
     all_silent(alive + [n])
 
     bad = rt.bad_lines()
@@ -647,7 +647,7 @@ def test_full_worker_queue_is_answered_and_counted(rt):
     for c in members:
         try:
             m = c.recv(timeout=1.0)
-            assert m == {"event": "huge", "data": pad}
+            assert m == {"event": "huge", "room": "big", "data": pad}
             got.append(c.pid)
         except Exception:
             pass
@@ -677,4 +677,4 @@ def test_full_worker_queue_is_answered_and_counted(rt):
     r = rt.push({"room": "big", "topic": "small", "payload": 1})
     assert r.status == 200 and r.json()["delivered"] == 4, r
     for c in members:
-        assert c.recv() == {"event": "small", "data": 1}
+        assert c.recv() == {"event": "small", "room": "big", "data": 1}

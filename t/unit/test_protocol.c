@@ -1259,6 +1259,31 @@ test_event_error(void)
 
 
 static void
+test_event_room(void)
+{
+    json_t  *data;
+
+    test_begin("event_room");
+
+    data = json_pack("{s:i}", "n", 1);
+    CHECK(data != NULL);
+
+    CHECK_JSON(ngx_http_realtime_event_room("tick", "battle:42xx", 9, data),
+               "{\"event\":\"tick\",\"room\":\"battle:42\","
+               "\"data\":{\"n\":1}}");
+
+    /* the data is shared, not taken */
+    CHECK(data->refcount == 1);
+    json_decref(data);
+
+    CHECK_JSON(ngx_http_realtime_event_room("t", "r", 1, NULL),
+               "{\"event\":\"t\",\"room\":\"r\",\"data\":null}");
+
+    test_end();
+}
+
+
+static void
 test_event_relay(void)
 {
     json_t  *data;
@@ -1582,6 +1607,7 @@ main(void)
     test_event();
     test_event_error();
     test_event_relay();
+    test_event_room();
     test_json_dump();
     test_round_trip();
 
