@@ -49,6 +49,7 @@ SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SRCS         := $(wildcard src/*.c src/*.h) config
 
 .PHONY: all build run test unit asan fuzz integration deps-build deps-test \
+        deps-js \
         asan-module integration-asan clean bench chaos
 
 all: build
@@ -73,6 +74,11 @@ deps-build:
 
 deps-test:
 	$(call apt_install,$(APT_TEST))
+	$(MAKE) deps-js
+
+# node and t/js/node_modules (socket.io-client's bundle for the demo's
+# Socket.IO page, the test harnesses)
+deps-js:
 	$(call apt_install,$(APT_NODE))
 	@if [ ! -e $(JS_STAMP) ] || \
 	    [ $(JS_DIR)/package-lock.json -nt $(JS_STAMP) ]; then \
@@ -105,11 +111,12 @@ $(ASAN_MODULE): $(ASAN_BUILD)/Makefile $(SRCS)
 	$(MAKE) -s -f $(ASAN_BUILD)/Makefile -C $(NGX_SRC) modules
 	@ls -l $(ASAN_MODULE)
 
-run: build
+run: build deps-js
 	@mkdir -p $(BUILD)/run/tmp
 	@echo
-	@echo "  ngx-realtime demo: open http://127.0.0.1:8080/"
-	@echo "  (echo WebSocket at ws://127.0.0.1:8080/echo; Ctrl-C stops)"
+	@echo "  ngx-realtime demo: open http://127.0.0.1:8080/ in two tabs"
+	@echo "  (Socket.IO: /socketio.html; echo WebSocket at"
+	@echo "  ws://127.0.0.1:8080/echo; Ctrl-C stops)"
 	@echo
 	$(NGINX) -p $(CURDIR)/ -c conf-examples/quickstart.conf \
 	    -e $(BUILD)/run/error.log -g 'daemon off;'
