@@ -64,6 +64,10 @@ static ngx_connection_t  *ngx_http_realtime_ipc_conn;
 static uint32_t           ngx_http_realtime_ipc_id;
 static ngx_array_t        ngx_http_realtime_ipc_items;
 
+/* a drain's copy of the records, kept for the next one */
+static u_char            *ngx_http_realtime_ipc_copy;
+static size_t             ngx_http_realtime_ipc_copy_size;
+
 
 ngx_int_t
 ngx_http_realtime_ipc_init_process(ngx_cycle_t *cycle)
@@ -135,6 +139,12 @@ ngx_http_realtime_ipc_init_process(ngx_cycle_t *cycle)
 void
 ngx_http_realtime_ipc_exit_process(ngx_cycle_t *cycle)
 {
+    if (ngx_http_realtime_ipc_copy) {
+        ngx_free(ngx_http_realtime_ipc_copy);
+        ngx_http_realtime_ipc_copy = NULL;
+        ngx_http_realtime_ipc_copy_size = 0;
+    }
+
     if (ngx_http_realtime_ipc_conn) {
         ngx_close_connection(ngx_http_realtime_ipc_conn);
         ngx_http_realtime_ipc_conn = NULL;
@@ -373,11 +383,18 @@ ngx_http_realtime_ipc_handler(ngx_event_t *rev)
 }
 
 
+/*
+ * The records leave the zone as bytes, under the lock; the frames are
+ * made from this worker's copy after it: nothing is allocated under the
+ * lock but the copy's growth, which is sized before it.
+ */
+
 static void
 ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
 {
-    u_char                        *p;
-    ngx_uint_t                     i;
+    u_char                        *p, *d, *last;
+    size_t                         used, copied;
+    ngx_uint_t                     i, more;
     ngx_http_realtime_slot_t      *s;
     ngx_http_realtime_msg_t       *msg;
     ngx_http_realtime_ipc_rec_t   *rec;
@@ -389,6 +406,26 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
     ngx_http_realtime_ipc_items.nelts = 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
+    used = s->queue_used;
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (used > ngx_http_realtime_ipc_copy_size) {
+        p = ngx_alloc(used, ngx_cycle->log);
+
+        if (p) {
+            if (ngx_http_realtime_ipc_copy) {
+                ngx_free(ngx_http_realtime_ipc_copy);
+            }
+
+            ngx_http_realtime_ipc_copy = p;
+            ngx_http_realtime_ipc_copy_size = used;
+        }
+    }
+
+    copied = 0;
+    more = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
 
     /* frames published from now on need a new wakeup */
     s->notified = 0;
@@ -396,12 +433,36 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
     while (s->queue_used) {
         rec = (ngx_http_realtime_ipc_rec_t *) (s->queue + s->queue_head);
 
+        if (copied + rec->size > ngx_http_realtime_ipc_copy_size) {
+            /* more came since it was sized: the next round takes it */
+            more = 1;
+            break;
+        }
+
+        if (rec->type != NGX_HTTP_REALTIME_IPC_SKIP) {
+            ngx_memcpy(ngx_http_realtime_ipc_copy + copied, rec, rec->size);
+            copied += rec->size;
+        }
+
         s->queue_head = (s->queue_head + rec->size) % s->queue_size;
         s->queue_used -= rec->size;
+    }
 
-        if (rec->type == NGX_HTTP_REALTIME_IPC_SKIP) {
-            continue;
-        }
+    if (s->queue_used == 0) {
+        s->queue_head = 0;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (more && ngx_http_realtime_ipc_conn) {
+        ngx_post_event(ngx_http_realtime_ipc_conn->read, &ngx_posted_events);
+    }
+
+    p = ngx_http_realtime_ipc_copy;
+    last = p + copied;
+
+    for ( /* void */ ; p < last; p += rec->size) {
+        rec = (ngx_http_realtime_ipc_rec_t *) p;
 
         if (rec->type >= NGX_HTTP_REALTIME_IPC_SUBSCRIBE
             && rec->type < NGX_HTTP_REALTIME_IPC_HANDLED)
@@ -447,9 +508,9 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
             continue;
         }
 
-        p = (u_char *) rec + sizeof(ngx_http_realtime_ipc_rec_t);
+        d = (u_char *) rec + sizeof(ngx_http_realtime_ipc_rec_t);
 
-        ngx_memcpy(msg->data, p + rec->target_len + rec->except_len,
+        ngx_memcpy(msg->data, d + rec->target_len + rec->except_len,
                    rec->frame_len);
         msg->len = rec->frame_len;
         msg->offset = rec->offset;
@@ -458,20 +519,16 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
         msg->time = rec->time;
 
         item->type = rec->type;
-        item->target.data = ngx_cpymem(msg->data + msg->len, p,
+        item->target.data = ngx_cpymem(msg->data + msg->len, d,
                                        rec->target_len)
                             - rec->target_len;
         item->target.len = rec->target_len;
         item->except.data = ngx_cpymem(item->target.data + rec->target_len,
-                                       p + rec->target_len, rec->except_len)
+                                       d + rec->target_len, rec->except_len)
                             - rec->except_len;
         item->except.len = rec->except_len;
         item->msg = msg;
     }
-
-    s->queue_head = 0;
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "realtime ipc drain: %ui records",
