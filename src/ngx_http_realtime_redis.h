@@ -88,6 +88,8 @@ size_t ngx_http_realtime_redis_channel(ngx_http_realtime_redis_t *rd,
 ngx_int_t ngx_http_realtime_redis_send(ngx_http_realtime_redis_t *rd,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_msg_t *msg, ngx_http_realtime_published_t *wait);
+ngx_int_t ngx_http_realtime_redis_buffer(ngx_http_realtime_redis_t *rd,
+    size_t len);
 void ngx_http_realtime_redis_unsynced(ngx_http_realtime_redis_t *rd,
     ngx_uint_t n);
 void ngx_http_realtime_redis_sync_message(ngx_http_realtime_redis_t *rd,

@@ -42,6 +42,7 @@
 
 #include "ngx_http_realtime_module.h"
 #include "ngx_http_realtime_redis.h"
+#include "ngx_http_realtime_sync_codec.h"
 
 
 #define NGX_HTTP_REALTIME_REDIS_SEQ_MAGIC   "rt2"
@@ -117,8 +118,9 @@ static void ngx_http_realtime_redis_fill_end(ngx_http_realtime_redis_t *rd);
 static void ngx_http_realtime_redis_fill_timeout(ngx_event_t *ev);
 static size_t ngx_http_realtime_redis_key(ngx_http_realtime_redis_t *rd,
     u_char *buf, const char *what, ngx_str_t *room);
-static u_char *ngx_http_realtime_redis_number(u_char *p, u_char *last,
-    u_char end, uint64_t *n);
+static void ngx_http_realtime_redis_eval(ngx_http_realtime_redis_t *rd,
+    const char **argv, size_t *lens, const char *script, size_t len,
+    const char *nkeys, u_char *key, u_char *list, ngx_str_t *room);
 static ngx_int_t ngx_http_realtime_redis_seq_parse(
     ngx_http_realtime_redis_t *rd, u_char *p, size_t len,
     ngx_http_realtime_redis_seq_t *m);
@@ -210,19 +212,9 @@ ngx_http_realtime_redis_send_sequenced(ngx_http_realtime_redis_t *rd,
           + NGX_HTTP_REALTIME_INSTANCE_LEN + 2 * (NGX_INT_T_LEN + 2)
           + target->len + elen + json_len + NGX_INT_T_LEN;
 
-    if (len > rd->buf_size) {
-        p = ngx_alloc(ngx_max(len, 4096), rd->log);
-        if (p == NULL) {
-            ngx_http_realtime_redis_unsynced(rd, 1);
-            return NGX_DECLINED;
-        }
-
-        if (rd->buf) {
-            ngx_free(rd->buf);
-        }
-
-        rd->buf = p;
-        rd->buf_size = ngx_max(len, 4096);
+    if (ngx_http_realtime_redis_buffer(rd, len) != NGX_OK) {
+        ngx_http_realtime_redis_unsynced(rd, 1);
+        return NGX_DECLINED;
     }
 
     /* the script puts the offset and the epoch between the two */
@@ -243,16 +235,10 @@ ngx_http_realtime_redis_send_sequenced(ngx_http_realtime_redis_t *rd,
 
     ngx_http_realtime_random_id(epoch, NGX_HTTP_REALTIME_EPOCH_LEN);
 
-    argv[0] = "EVAL";
-    lens[0] = 4;
-    argv[1] = ngx_http_realtime_redis_seq_script;
-    lens[1] = sizeof(ngx_http_realtime_redis_seq_script) - 1;
-    argv[2] = "3";
-    lens[2] = 1;
-    argv[3] = (char *) key;
-    lens[3] = ngx_http_realtime_redis_key(rd, key, "offset", target);
-    argv[4] = (char *) list;
-    lens[4] = ngx_http_realtime_redis_key(rd, list, "history", target);
+    ngx_http_realtime_redis_eval(rd, argv, lens,
+                                 ngx_http_realtime_redis_seq_script,
+                                 sizeof(ngx_http_realtime_redis_seq_script)
+                                 - 1, "3", key, list, target);
     argv[5] = (char *) chan;
     lens[5] = ngx_http_realtime_redis_channel(rd, chan,
                                               NGX_HTTP_REALTIME_TO_ROOM,
@@ -512,104 +498,40 @@ ngx_http_realtime_redis_seq_feed(ngx_http_realtime_redis_t *rd, u_char *p,
 }
 
 
-/* parsed strictly: it is ours, from the script above */
+/* parsed strictly (ngx_http_realtime_sync_codec.c): ours, or dropped */
 
 static ngx_int_t
 ngx_http_realtime_redis_seq_parse(ngx_http_realtime_redis_t *rd, u_char *p,
     size_t len, ngx_http_realtime_redis_seq_t *m)
 {
-    u_char    *last, *start;
-    uint64_t   tlen, elen;
+    ngx_http_realtime_sync_msg_t  sm;
 
-    start = p;
-    last = p + len;
-
-    if ((size_t) (last - p) < 4 + NGX_HTTP_REALTIME_INSTANCE_LEN + 1
-        || ngx_strncmp(p, NGX_HTTP_REALTIME_REDIS_SEQ_MAGIC " ", 4) != 0
-        || p[4 + NGX_HTTP_REALTIME_INSTANCE_LEN] != ' ')
+    if (ngx_http_realtime_sync_parse(p, len, NGX_HTTP_REALTIME_ROOM_MAX,
+                                     NGX_HTTP_REALTIME_USER_MAX, &sm)
+        != 0
+        || sm.version != 2)
     {
-        goto invalid;
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "realtime redis: ignoring a history message that is "
+                      "not ours: \"%*s\"", ngx_min(len, (size_t) 32), p);
+        return NGX_DECLINED;
     }
 
-    m->own = ngx_strncmp(p + 4, rd->zone->sh->instance,
+    m->own = ngx_strncmp(sm.instance, rd->zone->sh->instance,
                          NGX_HTTP_REALTIME_INSTANCE_LEN) == 0;
-    p += 4 + NGX_HTTP_REALTIME_INSTANCE_LEN + 1;
-
-    p = ngx_http_realtime_redis_number(p, last, ' ', &m->skip);
-    if (p == NULL) {
-        goto invalid;
-    }
-
-    p = ngx_http_realtime_redis_number(p, last, ' ', &m->at.offset);
-    if (p == NULL || m->at.offset == 0
-        || (size_t) (last - p) < NGX_HTTP_REALTIME_EPOCH_LEN + 1
-        || p[NGX_HTTP_REALTIME_EPOCH_LEN] != ' ')
-    {
-        goto invalid;
-    }
-
-    ngx_memcpy(m->at.epoch, p, NGX_HTTP_REALTIME_EPOCH_LEN);
+    m->skip = sm.skip;
+    m->at.offset = sm.offset;
+    ngx_memcpy(m->at.epoch, sm.epoch, NGX_HTTP_REALTIME_EPOCH_LEN);
     m->at.on = 1;
     m->at.next_only = 0;
-    p += NGX_HTTP_REALTIME_EPOCH_LEN + 1;
-
-    p = ngx_http_realtime_redis_number(p, last, ' ', &tlen);
-    if (p == NULL) {
-        goto invalid;
-    }
-
-    p = ngx_http_realtime_redis_number(p, last, '\n', &elen);
-    if (p == NULL || tlen == 0 || tlen > NGX_HTTP_REALTIME_ROOM_MAX
-        || elen > NGX_HTTP_REALTIME_USER_MAX
-        || (uint64_t) (last - p) < tlen + elen + 2
-        || p[tlen + elen] != '{' || last[-1] != '}')
-    {
-        goto invalid;
-    }
-
-    m->target.data = p;
-    m->target.len = tlen;
-    m->except.data = p + tlen;
-    m->except.len = elen;
-    m->json = p + tlen + elen;
-    m->json_len = last - m->json;
+    m->target.data = (u_char *) sm.target;
+    m->target.len = sm.target_len;
+    m->except.data = (u_char *) sm.except;
+    m->except.len = sm.except_len;
+    m->json = (u_char *) sm.json;
+    m->json_len = sm.json_len;
 
     return NGX_OK;
-
-invalid:
-
-    ngx_log_error(NGX_LOG_WARN, rd->log, 0,
-                  "realtime redis: ignoring a history message that is not "
-                  "ours: \"%*s\"", ngx_min(len, (size_t) 32), start);
-
-    return NGX_DECLINED;
-}
-
-
-/* digits up to end; NULL if none, too many, or another character */
-
-static u_char *
-ngx_http_realtime_redis_number(u_char *p, u_char *last, u_char end,
-    uint64_t *n)
-{
-    u_char  *start;
-
-    start = p;
-    *n = 0;
-
-    while (p < last && *p >= '0' && *p <= '9') {
-        if (p - start == 19) {
-            return NULL;
-        }
-
-        *n = *n * 10 + (*p++ - '0');
-    }
-
-    if (p == start || p >= last || *p != end) {
-        return NULL;
-    }
-
-    return p + 1;
 }
 
 
@@ -948,6 +870,26 @@ ngx_http_realtime_redis_rooms_unlive_locked(ngx_http_realtime_zone_t *zone)
 }
 
 
+/* EVAL script n <prefix>offset:{room} <prefix>history:{room}, in argv */
+
+static void
+ngx_http_realtime_redis_eval(ngx_http_realtime_redis_t *rd,
+    const char **argv, size_t *lens, const char *script, size_t len,
+    const char *nkeys, u_char *key, u_char *list, ngx_str_t *room)
+{
+    argv[0] = "EVAL";
+    lens[0] = 4;
+    argv[1] = script;
+    lens[1] = len;
+    argv[2] = nkeys;
+    lens[2] = 1;
+    argv[3] = (char *) key;
+    lens[3] = ngx_http_realtime_redis_key(rd, key, "offset", room);
+    argv[4] = (char *) list;
+    lens[4] = ngx_http_realtime_redis_key(rd, list, "history", room);
+}
+
+
 /* <prefix><what>:{<room>}: in the slot of the room's channel */
 
 static size_t
@@ -997,16 +939,10 @@ ngx_http_realtime_redis_history_read(ngx_http_realtime_zone_t *zone,
     ctx->rd = rd;
     ctx->hr = hr;
 
-    argv[0] = "EVAL";
-    lens[0] = 4;
-    argv[1] = ngx_http_realtime_redis_read_script;
-    lens[1] = sizeof(ngx_http_realtime_redis_read_script) - 1;
-    argv[2] = "2";
-    lens[2] = 1;
-    argv[3] = (char *) key;
-    lens[3] = ngx_http_realtime_redis_key(rd, key, "offset", room);
-    argv[4] = (char *) list;
-    lens[4] = ngx_http_realtime_redis_key(rd, list, "history", room);
+    ngx_http_realtime_redis_eval(rd, argv, lens,
+                                 ngx_http_realtime_redis_read_script,
+                                 sizeof(ngx_http_realtime_redis_read_script)
+                                 - 1, "2", key, list, room);
     argv[5] = (char *) since;
     lens[5] = ngx_sprintf(since, "%uL", hr->since) - since;
     argv[6] = (char *) hr->epoch;

@@ -23,6 +23,7 @@
 
 #include "ngx_http_realtime_module.h"
 #include "ngx_http_realtime_redis.h"
+#include "ngx_http_realtime_sync_codec.h"
 
 
 static void ngx_http_realtime_redis_on_published(redisAsyncContext *ac,
@@ -60,19 +61,9 @@ ngx_http_realtime_redis_send(ngx_http_realtime_redis_t *rd, ngx_uint_t type,
           + NGX_HTTP_REALTIME_INSTANCE_LEN + 3 * (NGX_INT_T_LEN + 1)
           + target->len + (except ? except->len : 0) + json_len;
 
-    if (len > rd->buf_size) {
-        payload = ngx_alloc(ngx_max(len, 4096), rd->log);
-        if (payload == NULL) {
-            ngx_http_realtime_redis_unsynced(rd, 1);
-            return NGX_DECLINED;
-        }
-
-        if (rd->buf) {
-            ngx_free(rd->buf);
-        }
-
-        rd->buf = payload;
-        rd->buf_size = ngx_max(len, 4096);
+    if (ngx_http_realtime_redis_buffer(rd, len) != NGX_OK) {
+        ngx_http_realtime_redis_unsynced(rd, 1);
+        return NGX_DECLINED;
     }
 
     payload = rd->buf;
@@ -104,6 +95,33 @@ ngx_http_realtime_redis_send(ngx_http_realtime_redis_t *rd, ngx_uint_t type,
     if (rd->pending++ == 0) {
         rd->last_reply = ngx_current_msec;
     }
+
+    return NGX_OK;
+}
+
+
+/* the worker's buffer for what it sends, len at least: it only grows */
+
+ngx_int_t
+ngx_http_realtime_redis_buffer(ngx_http_realtime_redis_t *rd, size_t len)
+{
+    u_char  *p;
+
+    if (len <= rd->buf_size) {
+        return NGX_OK;
+    }
+
+    p = ngx_alloc(ngx_max(len, 4096), rd->log);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (rd->buf) {
+        ngx_free(rd->buf);
+    }
+
+    rd->buf = p;
+    rd->buf_size = ngx_max(len, 4096);
 
     return NGX_OK;
 }
@@ -161,34 +179,28 @@ void
 ngx_http_realtime_redis_sync_message(ngx_http_realtime_redis_t *rd,
     u_char *p, size_t len)
 {
-    u_char                   *last, *start;
-    size_t                    tlen, elen;
-    ngx_int_t                 type;
-    ngx_str_t                 target, except, instance;
-    ngx_http_realtime_msg_t  *msg;
-
-    start = p;
-    last = p + len;
+    ngx_str_t                      target, except, instance;
+    ngx_http_realtime_msg_t       *msg;
+    ngx_http_realtime_sync_msg_t   m;
 
     if (len >= 4 && ngx_strncmp(p, "rt2 ", 4) == 0) {
         ngx_http_realtime_redis_sync_sequenced(rd, p, len);
         return;
     }
 
-    if (len < 4 || ngx_strncmp(p, NGX_HTTP_REALTIME_REDIS_MAGIC " ", 4) != 0)
+    if (ngx_http_realtime_sync_parse(p, len, NGX_HTTP_REALTIME_USER_MAX,
+                                     NGX_HTTP_REALTIME_USER_MAX, &m)
+        != 0
+        || m.version != 1)
     {
-        goto invalid;
+        ngx_log_error(NGX_LOG_WARN, rd->log, 0,
+                      "realtime redis: ignoring a message that is not ours: "
+                      "\"%*s\"", ngx_min(len, (size_t) 32), p);
+        return;
     }
 
-    p += 4;
-
-    instance.data = p;
-    p = ngx_strlchr(p, last, ' ');
-    if (p == NULL) {
-        goto invalid;
-    }
-
-    instance.len = p - instance.data;
+    instance.data = (u_char *) m.instance;
+    instance.len = m.instance_len;
 
     if (instance.len == ngx_strlen(rd->zone->sh->instance)
         && ngx_strncmp(instance.data, rd->zone->sh->instance, instance.len)
@@ -198,28 +210,7 @@ ngx_http_realtime_redis_sync_message(ngx_http_realtime_redis_t *rd,
         return;
     }
 
-    if (last - p < 4 || p[2] != ' ') {
-        goto invalid;
-    }
-
-    type = ngx_atoi(p + 1, 1);
-    p += 3;
-
-    tlen = 0;
-    while (p < last && *p >= '0' && *p <= '9') {
-        tlen = tlen * 10 + (*p++ - '0');
-    }
-
-    if (p >= last || *p++ != ' ') {
-        goto invalid;
-    }
-
-    elen = 0;
-    while (p < last && *p >= '0' && *p <= '9') {
-        elen = elen * 10 + (*p++ - '0');
-    }
-
-    if (type == NGX_HTTP_REALTIME_REDIS_USERS) {
+    if (m.type == NGX_HTTP_REALTIME_REDIS_USERS) {
         /* the next tick of the user list reads Redis again */
         ngx_log_debug1(NGX_LOG_DEBUG_HTTP, rd->log, 0,
                        "realtime redis: users of %V changed", &instance);
@@ -227,37 +218,20 @@ ngx_http_realtime_redis_sync_message(ngx_http_realtime_redis_t *rd,
         return;
     }
 
-    if (p >= last || *p++ != '\n' || type < NGX_HTTP_REALTIME_TO_ROOM
-        || type > NGX_HTTP_REALTIME_TO_ALL
-        || tlen > NGX_HTTP_REALTIME_USER_MAX
-        || elen > NGX_HTTP_REALTIME_USER_MAX
-        || (size_t) (last - p) < tlen + elen)
-    {
-        goto invalid;
-    }
+    target.data = (u_char *) m.target;
+    target.len = m.target_len;
+    except.data = (u_char *) m.except;
+    except.len = m.except_len;
 
-    target.data = p;
-    target.len = tlen;
-    except.data = p + tlen;
-    except.len = elen;
-    p += tlen + elen;
-
-    msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_TEXT, p, last - p);
+    msg = ngx_http_realtime_msg_frame(NGX_HTTP_REALTIME_OP_TEXT,
+                                      (u_char *) m.json, m.json_len);
     if (msg == NULL) {
         return;
     }
 
     (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_received, 1);
 
-    (void) ngx_http_realtime_publish_zone(rd->zone, type, &target, &except,
+    (void) ngx_http_realtime_publish_zone(rd->zone, m.type, &target, &except,
                                           NULL, msg, NULL);
     ngx_http_realtime_msg_release(msg);
-
-    return;
-
-invalid:
-
-    ngx_log_error(NGX_LOG_WARN, rd->log, 0,
-                  "realtime redis: ignoring a message that is not ours: "
-                  "\"%*s\"", ngx_min(len, (size_t) 32), start);
 }

@@ -299,15 +299,7 @@ def test_chaos_redis_restarted(rt, tmp_path):
     redis = Redis(tmp_path)
     redis.start()
     try:
-        url = "redis://127.0.0.1:%d/0" % redis.port
-        conf = rt_http(zone="rt 16m", presence="off",
-                       http_extra="realtime_redis rt %s prefix=c: "
-                                  "connect_timeout=1s command_timeout=2s;"
-                                  % url,
-                       ws_extra="realtime_history 100000 10m;")
-        a, b = rt.start(conf), rt.start(conf)
-        for ngx in (a, b):
-            assert wait_until(lambda: redis_up(ngx.port), 10)
+        a, b = two_instances(rt, redis)
         subs = ([Subscriber(a.port, "a%d" % i) for i in range(2)]
                 + [Subscriber(b.port, "b%d" % i) for i in range(3)])
         for s in subs:
@@ -378,19 +370,11 @@ def test_chaos_instance_lost(rt, tmp_path):
     its subscribers come back to B with the place of their last message
     and recover there; every subscriber ends with every message once, in
     the one order Redis gave."""
-    from test_redis import Redis, redis_up
+    from test_redis import Redis
     redis = Redis(tmp_path)
     redis.start()
     try:
-        url = "redis://127.0.0.1:%d/0" % redis.port
-        conf = rt_http(zone="rt 16m", presence="off",
-                       http_extra="realtime_redis rt %s prefix=c: "
-                                  "connect_timeout=1s command_timeout=2s;"
-                                  % url,
-                       ws_extra="realtime_history 100000 10m;")
-        a, b = rt.start(conf), rt.start(conf)
-        for ngx in (a, b):
-            assert wait_until(lambda: redis_up(ngx.port), 10)
+        a, b = two_instances(rt, redis)
         ports = [a.port, b.port]
         subs = ([Subscriber(a.port, "a%d" % i, ports=ports)
                  for i in range(3)]
@@ -409,41 +393,63 @@ def test_chaos_instance_lost(rt, tmp_path):
         time.sleep(SECONDS / 2)
         pub.stop.set()
         pub.join(10)
-        last = max(pub.ok)
-        assert wait_until(lambda: all(s.got and s.got[-1][1] == last
-                                      for s in subs), 15), \
-            [(s.name, s.got[-1:], s.failures[-2:]) for s in subs]
+        seqs = finish_and_count("instance lost", pub, subs)
         for s in subs:
-            s.stop.set()
-        for s in subs:
-            s.join(5)
-
-        ok = set(pub.ok)
-        first = [n for _, n in subs[-1].got]
-        lines = []
-        for s in subs:
-            ns = [n for _, n in s.got]
-            lost = ok - set(ns)
-            lines.append("instance lost  %-4s published %d (%d unknown) "
-                         "delivered %d recovered %d lost %d duplicates %d "
-                         "reconnects %d"
-                         % (s.name, len(ok), len(pub.unknown),
-                            len(ns) - s.recovered, s.recovered, len(lost),
-                            len(ns) - len(set(ns)), s.reconnects))
-            assert not s.failures, (s.name, s.failures[:5])
-            assert not lost, (s.name, sorted(lost)[:10])
-            assert len(ns) == len(set(ns)), s.name
             # B's order, the same for all
-            assert ns == first, s.name
+            assert seqs[s.name] == seqs[subs[-1].name], s.name
             if s.name.startswith("a"):
                 assert s.reconnects >= 1 and s.port == b.port, s.name
-        assert sum(s.recovered for s in subs) >= 1, lines
-        print("\n" + "\n".join(lines))
-        if REPORT:
-            with open(REPORT, "a") as f:
-                f.write("\n".join(lines) + "\n")
+        assert sum(s.recovered for s in subs) >= 1
     finally:
         redis.stop()
+
+
+def two_instances(rt, redis):
+    """Two instances (2 workers each) on one Redis, history on, both up."""
+    from test_redis import redis_up
+    url = "redis://127.0.0.1:%d/0" % redis.port
+    conf = rt_http(zone="rt 16m", presence="off",
+                   http_extra="realtime_redis rt %s prefix=c: "
+                              "connect_timeout=1s command_timeout=2s;" % url,
+                   ws_extra="realtime_history 100000 10m;")
+    a, b = rt.start(conf), rt.start(conf)
+    for ngx in (a, b):
+        assert wait_until(lambda: redis_up(ngx.port), 10)
+    return a, b
+
+
+def finish_and_count(name, pub, subs):
+    """Waits until every subscriber has the last publication, stops them,
+    checks each got every one once and reports; returns the sequences."""
+    last = max(pub.ok)
+    assert wait_until(lambda: all(s.got and s.got[-1][1] == last
+                                  for s in subs), 15), \
+        [(s.name, s.got[-1:], s.failures[-2:]) for s in subs]
+    for s in subs:
+        s.stop.set()
+    for s in subs:
+        s.join(5)
+
+    ok = set(pub.ok)
+    lines = []
+    seqs = {}
+    for s in subs:
+        ns = [n for _, n in s.got]
+        lost = ok - set(ns)
+        lines.append("%-14s %-4s published %d (%d unknown) delivered %d "
+                     "recovered %d lost %d duplicates %d reconnects %d"
+                     % (name, s.name, len(ok), len(pub.unknown),
+                        len(ns) - s.recovered, s.recovered, len(lost),
+                        len(ns) - len(set(ns)), s.reconnects))
+        assert not s.failures, (s.name, s.failures[:5])
+        assert not lost, (s.name, sorted(lost)[:10])
+        assert len(ns) == len(set(ns)), s.name
+        seqs[s.name] = ns
+    print("\n" + "\n".join(lines))
+    if REPORT:
+        with open(REPORT, "a") as f:
+            f.write("\n".join(lines) + "\n")
+    return seqs
 
 
 def workers_of(master):
@@ -514,35 +520,10 @@ def test_chaos_binary_upgrade(rt, tmp_path):
         time.sleep(SECONDS / 2)
         pub.stop.set()
         pub.join(10)
-        last = max(pub.ok)
-        assert wait_until(lambda: all(s.got and s.got[-1][1] == last
-                                      for s in subs), 15), \
-            [(s.name, s.got[-1:], s.failures[-2:]) for s in subs]
+        finish_and_count("binary upgrade", pub, subs)
         for s in subs:
-            s.stop.set()
-        for s in subs:
-            s.join(5)
-
-        ok = set(pub.ok)
-        lines = []
-        for s in subs:
-            ns = [n for _, n in s.got]
-            lost = ok - set(ns)
-            lines.append("binary upgrade %-4s published %d (%d unknown) "
-                         "delivered %d recovered %d lost %d duplicates %d "
-                         "reconnects %d"
-                         % (s.name, len(ok), len(pub.unknown),
-                            len(ns) - s.recovered, s.recovered, len(lost),
-                            len(ns) - len(set(ns)), s.reconnects))
-            assert not s.failures, (s.name, s.failures[:5])
-            assert not lost, (s.name, sorted(lost)[:10])
-            assert len(ns) == len(set(ns)), s.name
             assert s.reconnects >= 1, s.name
             assert all(c == 1001 for c in s.close_codes), s.close_codes
-        print("\n" + "\n".join(lines))
-        if REPORT:
-            with open(REPORT, "a") as f:
-                f.write("\n".join(lines) + "\n")
         bad = [l for l in ngx.bad_log_lines(0)
                if "changing binary" not in l]
         assert not bad, bad[:10]

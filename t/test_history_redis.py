@@ -11,19 +11,12 @@ import time
 import pytest
 
 from conftest import http_call, rt_http, wait_until
-from test_redis import Redis, health, redis_command, redis_up
+from test_history import join, messages
+from test_redis import health, redis, redis_command, redis_up  # noqa: F401
 
 pytestmark = [pytest.mark.asan,
               pytest.mark.skipif(not shutil.which("redis-server"),
                                  reason="redis-server is not installed")]
-
-
-@pytest.fixture
-def redis(tmp_path):
-    r = Redis(tmp_path)
-    r.start()
-    yield r
-    r.stop()
 
 
 def history_conf(url, size="100 5m"):
@@ -52,19 +45,21 @@ def push(port, room, n):
     return r.json()
 
 
-def join(c, room, since=None, id=1):
-    data = {"room": room}
-    if since is not None:
-        data["since"] = since
-    c.send({"event": "join", "data": data, "id": id})
-    while True:
-        ev = c.recv()
-        if ev["event"] == "joined" and ev.get("id") == id:
-            return ev["data"]
-
-
-def messages(c, count, timeout=5):
-    return [c.recv(timeout=timeout) for _ in range(count)]
+def come_back(rt, port, room, last, data):
+    """A client back on port since its last message: recovered, at the
+    right place, and the missed data replayed with their offsets."""
+    c = rt.client("u", port=port)
+    back = join(c, room, since={"epoch": last["epoch"],
+                                "offset": last["offset"]})
+    n = len(data)
+    assert back["recovered"] is True, back
+    assert back["epoch"] == last["epoch"], back
+    assert back["offset"] == last["offset"] + n, back
+    replay = messages(c, n)
+    assert [m["data"] for m in replay] == data, replay
+    assert [m["offset"] for m in replay] == \
+        list(range(last["offset"] + 1, last["offset"] + n + 1))
+    return c
 
 
 def spread(rt, ngx, users):
@@ -124,16 +119,7 @@ def test_recovery_on_the_other_instance(rt, redis):
         push(b.port, "game", n)
     assert [m["data"] for m in messages(watcher, 15)] == list(range(1, 16))
 
-    c = rt.client("u", port=b.port)
-    back = join(c, "game", since={"epoch": last["epoch"],
-                                  "offset": last["offset"]})
-    assert back["recovered"] is True, back
-    assert back["epoch"] == last["epoch"], back
-    assert back["offset"] == last["offset"] + 10, back
-    replay = messages(c, 10)
-    assert [m["data"] for m in replay] == list(range(6, 16)), replay
-    assert [m["offset"] for m in replay] == \
-        list(range(last["offset"] + 1, last["offset"] + 11))
+    c = come_back(rt, b.port, "game", last, list(range(6, 16)))
 
     for n in range(16, 19):
         push(a.port, "game", n)
@@ -248,16 +234,7 @@ def test_recovery_from_redis_where_nobody_was_in_the_room(rt, redis):
     for n in range(2, 12):
         push(a.port, "quiet", n)
 
-    c = rt.client("u", port=b.port)
-    back = join(c, "quiet", since={"epoch": last["epoch"],
-                                   "offset": last["offset"]})
-    assert back["recovered"] is True, back
-    assert back["epoch"] == last["epoch"], back
-    assert back["offset"] == last["offset"] + 10, back
-    replay = messages(c, 10)
-    assert [m["data"] for m in replay] == list(range(2, 12)), replay
-    assert [m["offset"] for m in replay] == \
-        list(range(last["offset"] + 1, last["offset"] + 11))
+    c = come_back(rt, b.port, "quiet", last, list(range(2, 12)))
     for n in range(12, 15):
         push((a, b)[n % 2].port, "quiet", n)
     assert [m["data"] for m in messages(c, 3)] == [12, 13, 14]
