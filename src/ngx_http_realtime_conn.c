@@ -526,7 +526,8 @@ ngx_http_realtime_control(ngx_http_realtime_conn_t *ws,
         ws->close_received = 1;
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, ws->connection->log, 0,
-                       "realtime close frame in: %ui, ours %s", f->code,
+                       "realtime close frame in: %ui, ours %s",
+                       (ngx_uint_t) f->code,
                        ws->close_sent ? "sent" : "to answer");
 
         if (!ws->close_sent) {
@@ -862,14 +863,18 @@ static void
 ngx_http_realtime_conn_lag(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_msg_t *msg)
 {
+    ngx_msec_int_t             ms;
     ngx_http_realtime_zone_t  *zone;
 
     zone = ws->conf->zone;
 
+    /* another worker's clock may be a little ahead of this one's */
+    ms = (ngx_msec_int_t) (ngx_current_msec - msg->time);
+
     if (zone && zone->slot < NGX_HTTP_REALTIME_SLOTS) {
         ngx_http_realtime_histogram_add(
             &zone->sh->slots[zone->slot].delivery_lag,
-            ngx_current_msec - msg->time);
+            (ngx_msec_t) ngx_max(ms, 0));
     }
 }
 

@@ -237,14 +237,11 @@ ngx_http_realtime_history_append_locked(ngx_http_realtime_zone_t *zone,
     }
 
     if (at) {
+        /* no log under the lock: publish_post() tells the offset */
+
         if (ngx_memcmp(h->epoch, at->epoch, NGX_HTTP_REALTIME_EPOCH_LEN)
             != 0)
         {
-            ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                           "realtime history \"%V\": epoch %*s from Redis",
-                           room, (size_t) NGX_HTTP_REALTIME_EPOCH_LEN,
-                           at->epoch);
-
             ngx_http_realtime_history_expire(zone, h, 0);
             ngx_memcpy(h->epoch, at->epoch, NGX_HTTP_REALTIME_EPOCH_LEN);
 
@@ -254,12 +251,6 @@ ngx_http_realtime_history_append_locked(ngx_http_realtime_zone_t *zone,
         {
             /* what is before it comes by the subscription first */
             return NGX_DECLINED;
-        }
-
-        if (at->offset != h->offset + 1) {
-            ngx_log_debug3(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                           "realtime history \"%V\": offset %uL after %uL",
-                           room, at->offset, h->offset);
         }
 
         h->offset = at->offset - 1;

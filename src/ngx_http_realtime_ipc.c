@@ -454,7 +454,8 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    if (more && ngx_http_realtime_ipc_conn) {
+    /* (nothing copied: no memory; the next wakeup tries again) */
+    if (more && copied && ngx_http_realtime_ipc_conn) {
         ngx_post_event(ngx_http_realtime_ipc_conn->read, &ngx_posted_events);
     }
 

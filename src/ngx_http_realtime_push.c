@@ -61,6 +61,8 @@ static void ngx_http_realtime_push_unconfirmed(
     ngx_http_realtime_push_wait_t *pw);
 static void ngx_http_realtime_push_wait_timeout(ngx_event_t *ev);
 static void ngx_http_realtime_push_cleanup(void *data);
+static void ngx_http_realtime_push_wait_free(
+    ngx_http_realtime_push_wait_t *pw);
 static ngx_int_t ngx_http_realtime_push_wait(
     ngx_http_realtime_push_ctx_t *ctx, ngx_http_realtime_loc_conf_t *rlcf,
     ngx_http_realtime_push_wait_t *pw);
@@ -415,7 +417,7 @@ ngx_http_realtime_push_published(void *data, ngx_int_t rc)
 
     if (ctx == NULL) {
         /* the request is gone, or was answered without it */
-        ngx_free(pw);
+        ngx_http_realtime_push_wait_free(pw);
         return;
     }
 
@@ -428,9 +430,22 @@ ngx_http_realtime_push_published(void *data, ngx_int_t rc)
         ngx_http_realtime_push_unconfirmed(pw);
     }
 
-    ngx_free(pw);
+    ngx_http_realtime_push_wait_free(pw);
 
     ngx_http_realtime_push_done(ctx);
+}
+
+
+/* a wait holds a reference to its item's answer: a batch may go first */
+
+static void
+ngx_http_realtime_push_wait_free(ngx_http_realtime_push_wait_t *pw)
+{
+    if (pw->answer) {
+        json_decref(pw->answer);
+    }
+
+    ngx_free(pw);
 }
 
 
@@ -832,7 +847,7 @@ ngx_http_realtime_push_item(ngx_http_realtime_push_ctx_t *ctx,
         && json_object_set_new(answer, "delivered", json_integer(n)) != 0)
     {
         json_decref(answer);
-        return NULL;
+        answer = NULL;
     }
 
     /*
@@ -849,28 +864,31 @@ ngx_http_realtime_push_item(ngx_http_realtime_push_ctx_t *ctx,
                 && json_object_set_new(answer, "queued", json_true()) != 0)))
     {
         json_decref(answer);
-        return NULL;
+        answer = NULL;
     }
 
-    if (pw && !pw->published.armed) {
+    if (pw == NULL) {
+        return answer;
+    }
+
+    if (!pw->published.armed) {
         /* in the outbox, or lost: answered now */
         ngx_free(pw);
-        pw = NULL;
+        return answer;
     }
 
-    if (pw && (answer == NULL
-               || ngx_http_realtime_push_wait(ctx, rlcf, pw) != NGX_OK))
+    if (answer == NULL || ngx_http_realtime_push_wait(ctx, rlcf, pw) != NGX_OK)
     {
         /* Redis's answer frees it */
         pw->ctx = NULL;
+        return answer;
     }
 
-    if (pw && pw->ctx) {
-        /* answered once Redis has given it its place */
-        pw->answer = answer;
-        ngx_queue_insert_tail(&ctx->waits, &pw->queue);
-        ctx->pending++;
-    }
+    /* answered once Redis has given it its place */
+    pw->answer = answer;
+    json_incref(answer);
+    ngx_queue_insert_tail(&ctx->waits, &pw->queue);
+    ctx->pending++;
 
     return answer;
 }

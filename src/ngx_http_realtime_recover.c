@@ -92,7 +92,8 @@ ngx_http_realtime_recover_start(ngx_http_realtime_session_t *s,
 
     rv->timer.handler = ngx_http_realtime_recover_step;
     rv->timer.data = rv;
-    rv->timer.log = s->log;
+    /* the member's socket (and its log) may go before the timer */
+    rv->timer.log = ngx_cycle->log;
     rv->timer.cancelable = 1;
 
     lm->recovery = &rv->wait;
@@ -233,8 +234,9 @@ ngx_http_realtime_recover_end(ngx_http_realtime_recover_t *rv, ngx_int_t rc)
     uint64_t                           offset;
     ngx_http_realtime_zone_t          *zone;
     ngx_http_realtime_session_t       *s;
+    ngx_uint_t                         redis;
     ngx_http_realtime_local_member_t  *lm;
-    ngx_http_realtime_history_pos_t    pos;
+    ngx_http_realtime_history_pos_t    pos, rp;
 
     lm = rv->wait.lm;
     s = lm->session;
@@ -247,9 +249,18 @@ ngx_http_realtime_recover_end(ngx_http_realtime_recover_t *rv, ngx_int_t rc)
 
     ngx_shmtx_lock(&zone->shpool->mutex);
     ngx_http_realtime_history_position_locked(zone, room, &pos);
+    redis = ngx_http_realtime_history_from_redis_locked(zone, room, &rp);
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     offset = pos.offset;
+
+    if (rc == NGX_OK && redis
+        && ngx_memcmp(rp.epoch, rv->read.epoch, NGX_HTTP_REALTIME_EPOCH_LEN)
+           != 0)
+    {
+        /* Redis's epoch changed since it was read: nothing partial */
+        rc = NGX_DECLINED;
+    }
 
     if (rc == NGX_OK) {
         epoch.data = rv->read.epoch;
@@ -303,20 +314,28 @@ ngx_http_realtime_recover_end(ngx_http_realtime_recover_t *rv, ngx_int_t rc)
                    "realtime recover \"%V\" at %uL: %i, %uz bytes",
                    room, offset, rc, rv->read.len + len);
 
-    /* a send that fails has closed the socket behind it already */
+    /*
+     * A send that fails has closed the socket behind it already;
+     * history_send() frees what it is given, recover_free() the rest.
+     */
 
-    if (s->handler->reply(s, "joined", data, rv->id) == NGX_OK
-        && ngx_http_realtime_history_send(s, rv->read.buf, rv->read.len)
-           == NGX_OK)
-    {
-        (void) ngx_http_realtime_history_send(s, buf, len);
+    if (data && s->handler->reply(s, "joined", data, rv->id) == NGX_OK) {
+        rc = ngx_http_realtime_history_send(s, rv->read.buf, rv->read.len);
+        rv->read.buf = NULL;
 
-    } else if (buf) {
+        if (rc == NGX_OK) {
+            (void) ngx_http_realtime_history_send(s, buf, len);
+            buf = NULL;
+        }
+    }
+
+    if (buf) {
         ngx_free(buf);
     }
 
-    /* history_send() freed it, whichever way it went */
-    rv->read.buf = NULL;
+    if (data) {
+        json_decref(data);
+    }
 
     ngx_http_realtime_recover_free(rv);
 }

@@ -1020,7 +1020,8 @@ ngx_http_realtime_redis_on_read(redisAsyncContext *ac, void *r,
                    hr->since, rc);
 
     /* on exit as well: the waiter frees what it holds */
-    hr->handler(hr->data, rd->exiting ? NGX_ERROR : rc);
+    hr->handler(hr->data, rd->exiting ? NGX_ERROR
+                          : (rc == NGX_ERROR ? NGX_DECLINED : rc));
 }
 
 

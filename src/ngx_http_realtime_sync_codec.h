@@ -38,7 +38,7 @@ typedef struct {
     size_t                target_len;
     const unsigned char  *except;
     size_t                except_len;
-    const unsigned char  *json;       /* rt2: an object; may be empty */
+    const unsigned char  *json;       /* rt2: an object; NULL: rt1 type 4 */
     size_t                json_len;
 } ngx_http_realtime_sync_msg_t;
 

@@ -468,7 +468,7 @@ def test_chaos_binary_upgrade(rt, tmp_path):
     clients get "recovered": false; see the README.) nginx upgrades only
     when its parent is gone, as with a daemon: started from a shell that
     exits afterwards."""
-    from conftest import Nginx, nginx_env
+    from conftest import PRELOAD, Nginx, nginx_env
     from test_redis import Redis, redis_up
     redis = Redis(tmp_path)
     redis.start()
@@ -476,11 +476,15 @@ def test_chaos_binary_upgrade(rt, tmp_path):
     masters = []
     try:
         url = "redis://127.0.0.1:%d/0" % redis.port
+        # the new binary gets nginx's environment only: a preloaded
+        # sanitizer has to be named for it
         ngx.write_conf(rt_http(zone="rt 16m", presence="off",
                                http_extra="realtime_redis rt %s prefix=u: "
                                           "connect_timeout=1s "
                                           "command_timeout=2s;" % url,
-                               ws_extra="realtime_history 100000 10m;"))
+                               ws_extra="realtime_history 100000 10m;"),
+                       main_extra="env LD_PRELOAD; env ASAN_OPTIONS; "
+                                  "env UBSAN_OPTIONS;" if PRELOAD else "")
         pid_file = ngx.prefix / "nginx.pid"
 
         def master_pid():
