@@ -1090,8 +1090,7 @@ ngx_http_realtime_eio_answer(ngx_http_realtime_eio_t *eio)
 
     for (n = 0; n < p->nout; n++) {
         msg = p->out[n];
-        header = ((msg->data[1] & 0x7f) < 126) ? 2
-                 : ((msg->data[1] & 0x7f) == 126) ? 4 : 10;
+        header = ngx_http_realtime_frame_header_of(msg->data);
         len = msg->len - header;
 
         len = (n ? 1 : 0)
@@ -1124,8 +1123,7 @@ ngx_http_realtime_eio_answer(ngx_http_realtime_eio_t *eio)
 
     for (i = 0; i < n; i++) {
         msg = p->out[i];
-        header = ((msg->data[1] & 0x7f) < 126) ? 2
-                 : ((msg->data[1] & 0x7f) == 126) ? 4 : 10;
+        header = ngx_http_realtime_frame_header_of(msg->data);
         data = msg->data + header;
         len = msg->len - header;
 

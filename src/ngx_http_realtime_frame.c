@@ -142,6 +142,18 @@ ngx_http_realtime_frame_header(unsigned char *buf, unsigned opcode,
 
 
 size_t
+ngx_http_realtime_frame_header_of(const unsigned char *frame)
+{
+    unsigned  n;
+
+    /* unmasked: 2 bytes, then 2 or 8 of length */
+    n = frame[1] & 0x7f;
+
+    return n < 126 ? 2 : n == 126 ? 4 : 10;
+}
+
+
+size_t
 ngx_http_realtime_frame_header_size(uint64_t len)
 {
     if (len <= 125) {

@@ -122,6 +122,9 @@ size_t ngx_http_realtime_frame_header(unsigned char *buf, unsigned opcode,
 /* the size of the header that ngx_http_realtime_frame_header() writes */
 size_t ngx_http_realtime_frame_header_size(uint64_t len);
 
+/* the header's size of a frame that ngx_http_realtime_frame_header() made */
+size_t ngx_http_realtime_frame_header_of(const unsigned char *frame);
+
 /* whether a close code may be sent by a peer (RFC 6455 7.4) */
 int ngx_http_realtime_close_code_valid(unsigned code);
 

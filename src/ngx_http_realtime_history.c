@@ -98,8 +98,7 @@ ngx_http_realtime_history_frame(ngx_http_realtime_msg_t *msg)
     size_t                    header, len, nlen;
     ngx_http_realtime_msg_t  *h;
 
-    header = (msg->data[1] & 0x7f) < 126 ? 2
-             : (msg->data[1] & 0x7f) == 126 ? 4 : 10;
+    header = ngx_http_realtime_frame_header_of(msg->data);
 
     json = msg->data + header;
     len = msg->len - header;

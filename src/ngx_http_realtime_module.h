@@ -366,6 +366,8 @@ char *ngx_http_realtime_zone_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_http_realtime_zone_t *ngx_http_realtime_zone_add(ngx_conf_t *cf,
     ngx_str_t *name, size_t size);
+ngx_http_realtime_zone_t **ngx_http_realtime_zones(ngx_cycle_t *cycle,
+    ngx_uint_t *n);
 ngx_int_t ngx_http_realtime_zone_init_process(ngx_cycle_t *cycle);
 void ngx_http_realtime_zone_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_realtime_room_connect(ngx_http_realtime_session_t *s);

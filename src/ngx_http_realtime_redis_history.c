@@ -202,8 +202,7 @@ ngx_http_realtime_redis_send_sequenced(ngx_http_realtime_redis_t *rd,
     zone = rd->zone;
     elen = except ? except->len : 0;
 
-    header = (msg->data[1] & 0x7f) < 126 ? 2
-             : (msg->data[1] & 0x7f) == 126 ? 4 : 10;
+    header = ngx_http_realtime_frame_header_of(msg->data);
 
     json = msg->data + header;
     json_len = msg->len - header;

@@ -51,8 +51,7 @@ ngx_http_realtime_redis_send(ngx_http_realtime_redis_t *rd, ngx_uint_t type,
 
     /* the JSON is the payload of the text frame */
 
-    header = (msg->data[1] & 0x7f) < 126 ? 2
-             : (msg->data[1] & 0x7f) == 126 ? 4 : 10;
+    header = ngx_http_realtime_frame_header_of(msg->data);
 
     json = msg->data + header;
     json_len = msg->len - header;

@@ -622,19 +622,12 @@ ngx_http_realtime_user_list_cmp(const void *one, const void *two)
 ngx_int_t
 ngx_http_realtime_user_list_init_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                      i;
+    ngx_uint_t                      i, n;
     ngx_http_realtime_zone_t      **zones, *zone;
-    ngx_http_realtime_main_conf_t  *rmcf;
 
-    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_realtime_module);
-    if (rmcf == NULL) {
-        return NGX_OK;
-    }
+    zones = ngx_http_realtime_zones(cycle, &n);
 
-    zones = rmcf->zones.elts;
-
-    for (i = 0; i < rmcf->zones.nelts; i++) {
+    for (i = 0; i < n; i++) {
         zone = zones[i];
 
         if (zone->user_list_event.len == 0

@@ -939,7 +939,7 @@ ngx_http_realtime_sio_derive_arg(ngx_http_realtime_msg_t *msg,
     /* server frames: a 2, 4 or 10 byte header, unmasked */
 
     p = msg->data;
-    header = ((p[1] & 0x7f) < 126) ? 2 : ((p[1] & 0x7f) == 126) ? 4 : 10;
+    header = ngx_http_realtime_frame_header_of(p);
 
     root = json_loadb((char *) p + header, msg->len - header, 0, NULL);
     if (root == NULL) {

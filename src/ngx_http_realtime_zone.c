@@ -183,22 +183,35 @@ ngx_http_realtime_zone_init(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
-ngx_int_t
-ngx_http_realtime_zone_init_process(ngx_cycle_t *cycle)
+/* the zones of the cycle's configuration (none without an http block) */
+
+ngx_http_realtime_zone_t **
+ngx_http_realtime_zones(ngx_cycle_t *cycle, ngx_uint_t *n)
 {
-    ngx_uint_t                      i;
-    ngx_http_realtime_zone_t      **zones, *zone;
     ngx_http_realtime_main_conf_t  *rmcf;
 
     rmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_realtime_module);
     if (rmcf == NULL) {
-        return NGX_OK;
+        *n = 0;
+        return NULL;
     }
 
-    zones = rmcf->zones.elts;
+    *n = rmcf->zones.nelts;
 
-    for (i = 0; i < rmcf->zones.nelts; i++) {
+    return rmcf->zones.elts;
+}
+
+
+ngx_int_t
+ngx_http_realtime_zone_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                      i, n;
+    ngx_http_realtime_zone_t      **zones, *zone;
+
+    zones = ngx_http_realtime_zones(cycle, &n);
+
+    for (i = 0; i < n; i++) {
         zone = zones[i];
 
         ngx_rbtree_init(&zone->rooms, &zone->rooms_sentinel,
@@ -314,19 +327,12 @@ ngx_http_realtime_slot_claim(ngx_http_realtime_zone_t *zone,
 void
 ngx_http_realtime_zone_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                      i;
+    ngx_uint_t                      i, n;
     ngx_http_realtime_zone_t      **zones, *zone;
-    ngx_http_realtime_main_conf_t  *rmcf;
 
-    rmcf = ngx_http_cycle_get_module_main_conf(cycle,
-                                               ngx_http_realtime_module);
-    if (rmcf == NULL) {
-        return;
-    }
+    zones = ngx_http_realtime_zones(cycle, &n);
 
-    zones = rmcf->zones.elts;
-
-    for (i = 0; i < rmcf->zones.nelts; i++) {
+    for (i = 0; i < n; i++) {
         zone = zones[i];
 
         if (zone->slot == NGX_HTTP_REALTIME_SLOTS) {

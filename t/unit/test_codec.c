@@ -1253,6 +1253,7 @@ test_header(void)
 
         CHECK(n == t[i].size);
         CHECK(ngx_http_realtime_frame_header_size(len) == t[i].size);
+        CHECK(ngx_http_realtime_frame_header_of(buf) == t[i].size);
         CHECK(buf[0] == (FIN | BINARY));
         CHECK(buf[1] == t[i].b1);
         CHECK(buf[n] == 0xee);
