@@ -184,6 +184,20 @@ def test_first_member_gets_the_first_publication(rt, redis):
         assert ev["offset"] == 1, ev
     c.assert_silent(0.3)
 
+    # made certain: with the subscriber gone (it comes back after 125 ms
+    # at least), only the script's answer can bring it before that; the
+    # push is answered once it is queued to the member
+    for run in range(3):
+        assert redis_command(redis.port, "CLIENT", "KILL", "TYPE",
+                             "pubsub").startswith(b":")
+        time.sleep(0.02)
+        push(a.port, "fresh:0", "answer%d" % run)
+        ev = c.recv(timeout=0.08)
+        assert ev["data"] == "answer%d" % run, ev
+        assert wait_until(lambda: redis_up(a.port), 5)
+        # and once only, when the gap fill brings it again
+        c.assert_silent(0.3)
+
 
 def test_the_room_history_in_redis_is_bounded(rt, redis):
     a, b = start_two(rt, redis, size="10 5m")
