@@ -405,6 +405,7 @@ ngx_http_realtime_eio_create(ngx_http_request_t *r,
 
     ngx_queue_init(&eio->sockets);
     ngx_queue_init(&eio->closed);
+    ngx_queue_init(&eio->connecting);
 
     if (ngx_http_realtime_forwarding(rlcf)) {
         /* the session's first request is its handshake, as in Node */

@@ -86,6 +86,7 @@ struct ngx_http_realtime_eio_s {
     /* Socket.IO (ngx_http_realtime_sio.c): the namespaces' sockets */
     ngx_queue_t                        sockets;
     ngx_queue_t                        closed;    /* freed between packets */
+    ngx_queue_t                        connecting; /* waiting for keys */
 
     /* a token of the handshake request, or one due at CONNECT */
     ngx_http_realtime_jwt_conn_t      *jwt;
@@ -128,6 +129,16 @@ typedef struct {
     unsigned                           closed:1;
     unsigned                           has_pid:1;
 } ngx_http_realtime_sio_socket_t;
+
+
+/* a namespace CONNECT waiting for realtime_jwt_key_request's keys */
+typedef struct {
+    ngx_http_realtime_jwt_wait_t       wait;
+    ngx_queue_t                        link;      /* in eio->connecting */
+    ngx_http_realtime_eio_t           *eio;
+    ngx_str_t                         *nsp;       /* the configuration's */
+    json_t                            *auth;
+} ngx_http_realtime_sio_connecting_t;
 
 
 /* ngx_http_realtime_sio_recovery.c */

@@ -26,6 +26,9 @@ static ngx_int_t ngx_http_realtime_client_presence(
     ngx_http_realtime_session_t *s, ngx_http_realtime_cmd_t *cmd);
 static ngx_int_t ngx_http_realtime_client_refresh(
     ngx_http_realtime_session_t *s, ngx_http_realtime_cmd_t *cmd);
+static ngx_int_t ngx_http_realtime_client_refreshed(
+    ngx_http_realtime_session_t *s, ngx_int_t rc, time_t exp,
+    const char *reason, json_int_t id);
 static ngx_int_t ngx_http_realtime_room_forbidden(
     ngx_http_realtime_session_t *s, ngx_http_realtime_cmd_t *cmd);
 static ngx_int_t ngx_http_realtime_reply_new(ngx_http_realtime_session_t *s,
@@ -549,10 +552,32 @@ ngx_http_realtime_client_refresh(ngx_http_realtime_session_t *s,
 {
     time_t       exp;
     ngx_int_t    rc;
+    json_int_t   id;
     const char  *reason;
 
+    id = cmd->has_id ? cmd->id : -1;
+    exp = 0;
+    reason = NULL;
+
     rc = ngx_http_realtime_jwt_refresh(s, (u_char *) cmd->token,
-                                       cmd->token_len, &exp, &reason);
+                                       cmd->token_len, id,
+                                       ngx_http_realtime_client_refreshed,
+                                       &exp, &reason);
+
+    if (rc == NGX_AGAIN) {
+        /* answered once the token's key is fetched */
+        return NGX_OK;
+    }
+
+    return ngx_http_realtime_client_refreshed(s, rc, exp, reason, id);
+}
+
+
+static ngx_int_t
+ngx_http_realtime_client_refreshed(ngx_http_realtime_session_t *s,
+    ngx_int_t rc, time_t exp, const char *reason, json_int_t id)
+{
+    json_t  *data;
 
     switch (rc) {
 
@@ -561,16 +586,13 @@ ngx_http_realtime_client_refresh(ngx_http_realtime_session_t *s,
 
     case NGX_DECLINED:
         return ngx_http_realtime_error(s, "INVALID_EVENT",
-                                 "\"refresh\" needs realtime_jwt_key",
-                                 cmd->has_id ? cmd->id : -1);
+                                 "\"refresh\" needs realtime_jwt_key", id);
 
     case NGX_HTTP_REALTIME_UNAUTHORIZED:
-        return ngx_http_realtime_error(s, "UNAUTHORIZED", reason,
-                                       cmd->has_id ? cmd->id : -1);
+        return ngx_http_realtime_error(s, "UNAUTHORIZED", reason, id);
 
     case NGX_HTTP_REALTIME_EXPIRED:
-        return ngx_http_realtime_error(s, "TOKEN_EXPIRED", reason,
-                                       cmd->has_id ? cmd->id : -1);
+        return ngx_http_realtime_error(s, "TOKEN_EXPIRED", reason, id);
 
     case NGX_HTTP_REALTIME_FORBIDDEN:
         s->handler->close(s, NGX_HTTP_REALTIME_CLOSE_FORBIDDEN,
@@ -581,11 +603,16 @@ ngx_http_realtime_client_refresh(ngx_http_realtime_session_t *s,
         return NGX_ERROR;
     }
 
-    return ngx_http_realtime_reply_new(s, "refreshed",
-                                       exp ? json_pack("{s:I}", "exp",
-                                                       (json_int_t) exp)
-                                           : json_pack("{s:n}", "exp"),
-                                       cmd);
+    data = exp ? json_pack("{s:I}", "exp", (json_int_t) exp)
+               : json_pack("{s:n}", "exp");
+    if (data == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = s->handler->reply(s, "refreshed", data, id);
+    json_decref(data);
+
+    return rc;
 }
 
 

@@ -568,7 +568,8 @@ ngx_http_realtime_forward_start(ngx_http_realtime_forward_t *f,
         return NGX_ERROR;
     }
 
-    r = ngx_http_realtime_forward_fake(f->pool, s, f,
+    r = ngx_http_realtime_fake_request(f->pool, s->conf->forward_ctx,
+                                       s->handshake, f,
                                        ngx_http_realtime_forward_wake);
     if (r == NULL) {
         return NGX_ERROR;

@@ -263,22 +263,22 @@ ngx_http_realtime_handshake_dup(ngx_http_realtime_handshake_copy_t *hc,
 
 
 /*
- * A connection without a socket and a request on the WebSocket
- * location's configuration, all in pool: the client's address and
- * headers are the handshake's, copied.  data is the request's context
- * of this module; wake is its write handler.
+ * A connection without a socket and a request on the configuration ctx
+ * (a forwarding location's, or a server's), all in pool: the client's
+ * address and headers are the handshake's (copied) when there is one.
+ * data is the request's context of this module; wake is its write
+ * handler.
  */
 
 ngx_http_request_t *
-ngx_http_realtime_forward_fake(ngx_pool_t *pool,
-    ngx_http_realtime_session_t *s, void *data,
+ngx_http_realtime_fake_request(ngx_pool_t *pool, ngx_http_conf_ctx_t *ctx,
+    ngx_http_realtime_handshake_copy_t *handshake, void *data,
     ngx_http_event_handler_pt wake)
 {
     ngx_log_t                           *log;
     ngx_connection_t                    *c, *saved;
     ngx_http_request_t                  *r;
     ngx_http_log_ctx_t                  *lctx;
-    ngx_http_conf_ctx_t                 *ctx;
     struct sockaddr_in                  *sin;
     ngx_http_connection_t               *hc;
     ngx_http_core_main_conf_t           *cmcf;
@@ -286,8 +286,8 @@ ngx_http_realtime_forward_fake(ngx_pool_t *pool,
 
     hs = NULL;
 
-    if (s->handshake) {
-        hs = ngx_http_realtime_handshake_dup(s->handshake, pool);
+    if (handshake) {
+        hs = ngx_http_realtime_handshake_dup(handshake, pool);
         if (hs == NULL) {
             return NULL;
         }
@@ -359,8 +359,6 @@ ngx_http_realtime_forward_fake(ngx_pool_t *pool,
     sin[1].sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     c->local_sockaddr = (struct sockaddr *) &sin[1];
     c->local_socklen = sizeof(struct sockaddr_in);
-
-    ctx = s->conf->forward_ctx;
 
     r = ngx_pcalloc(pool, sizeof(ngx_http_request_t));
     hc = ngx_pcalloc(pool, sizeof(ngx_http_connection_t));

@@ -20,22 +20,13 @@
 #define NGX_HTTP_REALTIME_JWT_TIMER_MAX  0x7fffffff
 
 
-typedef struct {
-    json_t                          *claims;
-    ngx_http_realtime_jwt_result_t   res;
-    ngx_uint_t                       missing;   /* no token at all */
-} ngx_http_realtime_jwt_verified_t;
-
-
-static ngx_int_t ngx_http_realtime_jwt_find(ngx_http_request_t *r,
-    ngx_http_realtime_jwt_conf_t *jcf, ngx_uint_t push, ngx_str_t *token);
 static void ngx_http_realtime_jwt_bearer(ngx_str_t *value);
-static ngx_int_t ngx_http_realtime_jwt_verify(
-    ngx_http_realtime_jwt_conf_t *jcf, ngx_str_t *token, ngx_log_t *log,
-    ngx_http_realtime_jwt_verified_t *v);
-static ngx_int_t ngx_http_realtime_jwt_signature(
-    ngx_http_realtime_jwt_conf_t *jcf, ngx_http_realtime_jwt_token_t *t,
-    ngx_str_t *token, ngx_log_t *log, const char **reason);
+static void *ngx_http_realtime_jwt_create_main_conf(ngx_conf_t *cf);
+static ngx_int_t ngx_http_realtime_jwt_renew(ngx_http_realtime_session_t *s,
+    ngx_str_t *token, ngx_http_realtime_jwt_wait_t *w, time_t *exp,
+    const char **reason);
+static void ngx_http_realtime_jwt_refresh_wake(
+    ngx_http_realtime_jwt_wait_t *w);
 static ngx_int_t ngx_http_realtime_jwt_authenticate(ngx_http_request_t *r,
     ngx_http_realtime_jwt_conf_t *jcf, ngx_uint_t push,
     ngx_http_realtime_jwt_verified_t *v);
@@ -82,6 +73,13 @@ static ngx_command_t  ngx_http_realtime_jwt_commands[] = {
     { ngx_string("realtime_jwt_key"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_realtime_jwt_key_conf,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("realtime_jwt_key_request"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_realtime_jwt_key_request_conf,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -157,7 +155,8 @@ static ngx_http_module_t  ngx_http_realtime_jwt_module_ctx = {
     ngx_http_realtime_jwt_add_variables,   /* preconfiguration */
     NULL,                                  /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_realtime_jwt_create_main_conf,
+                                           /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -175,7 +174,7 @@ ngx_module_t  ngx_http_realtime_jwt_module = {
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
     NULL,                                  /* init module */
-    NULL,                                  /* init process */
+    ngx_http_realtime_jwt_keyset_init_process, /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
     NULL,                                  /* exit process */
@@ -381,17 +380,20 @@ ngx_http_realtime_jwt_room_allowed(ngx_http_realtime_session_t *s,
  * The "refresh" event.  NGX_OK: the socket now lives by the new token,
  * *exp is its exp (0: none).  NGX_HTTP_REALTIME_UNAUTHORIZED or
  * _EXPIRED with *reason: the old token stays.  NGX_HTTP_REALTIME_FORBIDDEN:
- * a valid token of another user.  NGX_DECLINED: no JWT here.
+ * a valid token of another user.  NGX_DECLINED: no JWT here.  NGX_AGAIN:
+ * the token's key is being fetched; done() answers the event (id) later.
  */
 
 ngx_int_t
 ngx_http_realtime_jwt_refresh(ngx_http_realtime_session_t *s, u_char *data,
-    size_t len, time_t *exp, const char **reason)
+    size_t len, json_int_t id, ngx_http_realtime_jwt_refreshed_pt done,
+    time_t *exp, const char **reason)
 {
-    ngx_int_t                          rc;
-    ngx_str_t                          token;
-    ngx_http_realtime_jwt_conn_t      *jwt;
-    ngx_http_realtime_jwt_verified_t   v;
+    ngx_int_t                            rc;
+    ngx_str_t                            token;
+    ngx_http_realtime_jwt_conn_t        *jwt;
+    ngx_http_realtime_jwt_wait_t        *w;
+    ngx_http_realtime_jwt_refreshing_t  *rf;
 
     jwt = s->jwt;
 
@@ -402,8 +404,58 @@ ngx_http_realtime_jwt_refresh(ngx_http_realtime_session_t *s, u_char *data,
     token.data = data;
     token.len = len;
 
-    rc = ngx_http_realtime_jwt_verify(jwt->conf, &token, s->log,
-                                      &v);
+    /* one refresh at a time waits for a key; others do not */
+
+    rf = NULL;
+    w = NULL;
+
+    if (jwt->conf->keyset && jwt->refreshing == NULL) {
+        rf = ngx_alloc(sizeof(ngx_http_realtime_jwt_refreshing_t) + len,
+                       s->log);
+        if (rf == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memzero(rf, sizeof(ngx_http_realtime_jwt_refreshing_t));
+        w = &rf->wait;
+    }
+
+    rc = ngx_http_realtime_jwt_renew(s, &token, w, exp, reason);
+
+    if (rc != NGX_AGAIN) {
+        if (rf) {
+            ngx_free(rf);
+        }
+
+        return rc;
+    }
+
+    rf->wait.wake = ngx_http_realtime_jwt_refresh_wake;
+    rf->wait.data = rf;
+    rf->session = s;
+    rf->done = done;
+    rf->id = id;
+    rf->token.data = (u_char *) rf + sizeof(ngx_http_realtime_jwt_refreshing_t);
+    rf->token.len = len;
+    ngx_memcpy(rf->token.data, data, len);
+
+    jwt->refreshing = rf;
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_jwt_renew(ngx_http_realtime_session_t *s, ngx_str_t *token,
+    ngx_http_realtime_jwt_wait_t *w, time_t *exp, const char **reason)
+{
+    ngx_int_t                          rc;
+    ngx_http_realtime_jwt_conn_t      *jwt;
+    ngx_http_realtime_jwt_verified_t   v;
+
+    jwt = s->jwt;
+
+    rc = ngx_http_realtime_jwt_verify(jwt->conf, token, s->log, &v, w);
 
     if (rc != NGX_OK) {
         *reason = v.res.reason;
@@ -436,6 +488,37 @@ ngx_http_realtime_jwt_refresh(ngx_http_realtime_session_t *s, u_char *data,
 }
 
 
+/* the key set is fetched (or timeout= passed): the refresh is answered */
+
+static void
+ngx_http_realtime_jwt_refresh_wake(ngx_http_realtime_jwt_wait_t *w)
+{
+    ngx_http_realtime_jwt_refreshing_t *rf = w->data;
+
+    time_t                        exp;
+    ngx_int_t                     rc;
+    const char                   *reason;
+    ngx_http_realtime_session_t  *s;
+
+    s = rf->session;
+    s->jwt->refreshing = NULL;
+
+    exp = 0;
+    reason = NULL;
+
+    rc = ngx_http_realtime_jwt_renew(s, &rf->token, w, &exp, &reason);
+
+    /* done() may end the session: s is not looked at after it */
+    rc = rf->done(s, rc, exp, reason, rf->id);
+
+    ngx_free(rf);
+
+    if (rc == NGX_ERROR) {
+        s->handler->close(s, NGX_HTTP_REALTIME_CLOSE_INTERNAL, NULL);
+    }
+}
+
+
 /*
  * The token, verified; NGX_OK with v->claims (a reference to drop),
  * NGX_HTTP_REALTIME_UNAUTHORIZED or _EXPIRED with v->res.reason, or
@@ -465,13 +548,15 @@ ngx_http_realtime_jwt_authenticate(ngx_http_request_t *r,
         return NGX_HTTP_REALTIME_UNAUTHORIZED;
     }
 
-    return ngx_http_realtime_jwt_verify(jcf, &token, r->connection->log, v);
+    /* ngx_http_realtime_jwt_wait_keys() has waited for a key to fetch */
+    return ngx_http_realtime_jwt_verify(jcf, &token, r->connection->log, v,
+                                        NULL);
 }
 
 
 /* the first non-empty realtime_jwt_token value, "Bearer " stripped */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_realtime_jwt_find(ngx_http_request_t *r,
     ngx_http_realtime_jwt_conf_t *jcf, ngx_uint_t push, ngx_str_t *token)
 {
@@ -544,171 +629,6 @@ ngx_http_realtime_jwt_bearer(ngx_str_t *value)
         value->data++;
         value->len--;
     }
-}
-
-
-static ngx_int_t
-ngx_http_realtime_jwt_verify(ngx_http_realtime_jwt_conf_t *jcf,
-    ngx_str_t *token, ngx_log_t *log, ngx_http_realtime_jwt_verified_t *v)
-{
-    int                              rc;
-    ngx_int_t                        sig;
-    ngx_http_realtime_jwt_token_t    t;
-    ngx_http_realtime_jwt_policy_t   policy;
-
-    ngx_memzero(v, sizeof(ngx_http_realtime_jwt_verified_t));
-
-    if (ngx_http_realtime_jwt_parse(&t, (char *) token->data, token->len,
-                                    &v->res.reason)
-        != 0)
-    {
-        goto unauthorized;
-    }
-
-    if (!(t.alg & jcf->allowed)) {
-        v->res.reason = "token alg is not allowed";
-        ngx_http_realtime_jwt_token_free(&t);
-        goto unauthorized;
-    }
-
-    sig = ngx_http_realtime_jwt_signature(jcf, &t, token, log,
-                                          &v->res.reason);
-
-    if (sig != NGX_OK) {
-        ngx_http_realtime_jwt_token_free(&t);
-
-        if (sig == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        goto unauthorized;
-    }
-
-    ngx_memzero(&policy, sizeof(ngx_http_realtime_jwt_policy_t));
-
-    if (jcf->issuer.len) {
-        policy.issuer = (char *) jcf->issuer.data;
-        policy.issuer_len = jcf->issuer.len;
-    }
-
-    if (jcf->audience.len) {
-        policy.audience = (char *) jcf->audience.data;
-        policy.audience_len = jcf->audience.len;
-    }
-
-    policy.user_claim = (char *) jcf->user_claim.data;
-    policy.now = ngx_time();
-    policy.leeway = jcf->leeway;
-
-    if (jcf->required) {
-        policy.required = jcf->required->elts;
-        policy.nrequired = jcf->required->nelts;
-    }
-
-    rc = ngx_http_realtime_jwt_check(t.claims, &policy, &v->res);
-
-    if (rc != NGX_HTTP_REALTIME_JWT_OK) {
-        ngx_http_realtime_jwt_token_free(&t);
-
-        ngx_log_error(NGX_LOG_INFO, log, 0,
-                      "realtime: token refused: %s%s%s%s", v->res.reason,
-                      v->res.missing ? " \"" : "",
-                      v->res.missing ? v->res.missing : "",
-                      v->res.missing ? "\"" : "");
-
-        return (rc == NGX_HTTP_REALTIME_JWT_EXPIRED)
-               ? NGX_HTTP_REALTIME_EXPIRED : NGX_HTTP_REALTIME_UNAUTHORIZED;
-    }
-
-    /* the claims outlive the token; res.user points into them */
-
-    v->claims = json_incref(t.claims);
-    ngx_http_realtime_jwt_token_free(&t);
-
-    return NGX_OK;
-
-unauthorized:
-
-    ngx_log_error(NGX_LOG_INFO, log, 0,
-                  "realtime: token refused: %s", v->res.reason);
-
-    return NGX_HTTP_REALTIME_UNAUTHORIZED;
-}
-
-
-/*
- * Tries the keys that fit the token's alg, and its kid when it has one;
- * keys without a kid (PEM files, secrets) fit any kid.  HS* never uses
- * an RSA or EC key, which stops algorithm confusion.
- */
-
-static ngx_int_t
-ngx_http_realtime_jwt_signature(ngx_http_realtime_jwt_conf_t *jcf,
-    ngx_http_realtime_jwt_token_t *t, ngx_str_t *token, ngx_log_t *log,
-    const char **reason)
-{
-    char                         *copy;
-    ngx_int_t                     rc;
-    ngx_uint_t                    i, tried, kid_known;
-    ngx_http_realtime_jwt_key_t  *key;
-
-    /* libjwt wants a C string */
-
-    copy = ngx_alloc(token->len + 1, log);
-    if (copy == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(copy, token->data, token->len);
-    copy[token->len] = '\0';
-
-    key = jcf->keys->elts;
-    tried = 0;
-    kid_known = 0;
-    rc = NGX_DECLINED;
-
-    for (i = 0; i < jcf->keys->nelts; i++) {
-
-        if (t->kid && key[i].kid.len) {
-            if (key[i].kid.len != t->kid_len
-                || ngx_memcmp(key[i].kid.data, t->kid, t->kid_len) != 0)
-            {
-                continue;
-            }
-
-            kid_known = 1;
-        }
-
-        if (!(key[i].algs & t->alg)) {
-            continue;
-        }
-
-        tried++;
-
-        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, log, 0,
-                       "realtime jwt: trying key %ui of %ui, kid \"%V\"",
-                       i + 1, jcf->keys->nelts, &key[i].kid);
-
-        rc = ngx_http_realtime_jwt_key_verify(&key[i], t, copy, log);
-
-        if (rc != NGX_DECLINED) {
-            break;
-        }
-    }
-
-    ngx_free(copy);
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
-                   "realtime jwt: signature %s after %ui keys",
-                   rc == NGX_OK ? "verified" : "refused", tried);
-
-    if (rc == NGX_DECLINED) {
-        *reason = tried ? "token signature is invalid"
-                  : (t->kid && !kid_known) ? "token kid is unknown"
-                  : "no key fits the token alg";
-    }
-
-    return rc;
 }
 
 
@@ -872,13 +792,14 @@ ngx_http_realtime_jwt_sio_handshake(ngx_http_request_t *r,
 /*
  * Socket.IO: the token of a namespace CONNECT's auth payload, "Bearer "
  * allowed.  NGX_OK with *jwtp, NGX_HTTP_REALTIME_UNAUTHORIZED or
- * _EXPIRED with *reason, or NGX_ERROR.
+ * _EXPIRED with *reason, NGX_AGAIN when w waits for a key to be
+ * fetched, or NGX_ERROR.
  */
 
 ngx_int_t
 ngx_http_realtime_jwt_sio_connect(void *conf, ngx_str_t *value,
     ngx_log_t *log, ngx_http_realtime_jwt_conn_t **jwtp,
-    const char **reason)
+    const char **reason, ngx_http_realtime_jwt_wait_t *w)
 {
     ngx_http_realtime_jwt_conf_t  *jcf = conf;
 
@@ -902,7 +823,7 @@ ngx_http_realtime_jwt_sio_connect(void *conf, ngx_str_t *value,
         return NGX_HTTP_REALTIME_UNAUTHORIZED;
     }
 
-    rc = ngx_http_realtime_jwt_verify(jcf, &token, log, &v);
+    rc = ngx_http_realtime_jwt_verify(jcf, &token, log, &v, w);
 
     if (rc != NGX_OK) {
         *reason = v.res.reason;
@@ -988,6 +909,11 @@ static void
 ngx_http_realtime_jwt_conn_cleanup(void *data)
 {
     ngx_http_realtime_jwt_conn_t  *jwt = data;
+
+    if (jwt->refreshing) {
+        ngx_http_realtime_jwt_wait_cancel(&jwt->refreshing->wait);
+        ngx_free(jwt->refreshing);
+    }
 
     if (jwt->rooms) {
         ngx_free(jwt->rooms);
@@ -1282,6 +1208,27 @@ ngx_http_realtime_jwt_value(ngx_http_request_t *r,
 
 
 static void *
+ngx_http_realtime_jwt_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_realtime_jwt_main_conf_t  *jmcf;
+
+    jmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_realtime_jwt_main_conf_t));
+    if (jmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&jmcf->keysets, cf->pool, 1,
+                       sizeof(ngx_http_realtime_jwt_keyset_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return jmcf;
+}
+
+
+static void *
 ngx_http_realtime_jwt_create_loc_conf(ngx_conf_t *cf)
 {
     ngx_http_realtime_jwt_conf_t  *conf;
@@ -1302,6 +1249,7 @@ ngx_http_realtime_jwt_create_loc_conf(ngx_conf_t *cf)
      */
 
     conf->keys = NGX_CONF_UNSET_PTR;
+    conf->keyset = NGX_CONF_UNSET_PTR;
     conf->algs = NGX_CONF_UNSET_UINT;
     conf->tokens = NGX_CONF_UNSET_PTR;
     conf->leeway = NGX_CONF_UNSET;
@@ -1336,6 +1284,26 @@ ngx_http_realtime_jwt_merge_loc_conf(ngx_conf_t *cf, void *parent,
                               NGX_HTTP_REALTIME_JWT_FAIL_STATUS);
     ngx_conf_merge_value(conf->keep_claims, prev->keep_claims, 0);
     ngx_conf_merge_ptr_value(conf->required, prev->required, NULL);
+    ngx_conf_merge_ptr_value(conf->keyset, prev->keyset, NULL);
+
+    fit = 0;
+
+    if (conf->keyset) {
+        ngx_http_realtime_jwt_keyset_merge(cf, conf->keyset);
+
+        /* what an identity provider's keys may be */
+        fit = NGX_HTTP_REALTIME_JWT_RS|NGX_HTTP_REALTIME_JWT_PS
+              |NGX_HTTP_REALTIME_JWT_ES;
+
+        if (conf->keys == NULL) {
+            /* JWT is on: the keys are all to be fetched */
+            conf->keys = ngx_array_create(cf->pool, 1,
+                                       sizeof(ngx_http_realtime_jwt_key_t));
+            if (conf->keys == NULL) {
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
 
     if (conf->keys == NULL) {
         return NGX_CONF_OK;
@@ -1343,7 +1311,6 @@ ngx_http_realtime_jwt_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
     /* by default every algorithm that fits a key */
 
-    fit = 0;
     key = conf->keys->elts;
 
     for (i = 0; i < conf->keys->nelts; i++) {

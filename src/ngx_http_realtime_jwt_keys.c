@@ -37,24 +37,24 @@ typedef struct {
 
 static ngx_int_t ngx_http_realtime_jwt_read_file(ngx_conf_t *cf,
     ngx_str_t *name, ngx_str_t *out);
-static char *ngx_http_realtime_jwt_secret(ngx_conf_t *cf,
-    ngx_array_t *keys, ngx_str_t *secret, ngx_str_t *kid, unsigned alg);
-static char *ngx_http_realtime_jwt_pem(ngx_conf_t *cf, ngx_array_t *keys,
-    ngx_str_t *file);
-static char *ngx_http_realtime_jwt_jwks(ngx_conf_t *cf, ngx_array_t *keys,
-    ngx_str_t *file);
-static char *ngx_http_realtime_jwt_jwk(ngx_conf_t *cf, ngx_array_t *keys,
+static char *ngx_http_realtime_jwt_secret(ngx_http_realtime_jwt_load_t *ld,
+    ngx_str_t *secret, ngx_str_t *kid, unsigned alg);
+static char *ngx_http_realtime_jwt_pem(ngx_conf_t *cf,
+    ngx_http_realtime_jwt_load_t *ld, ngx_str_t *file);
+static char *ngx_http_realtime_jwt_jwks(ngx_conf_t *cf,
+    ngx_http_realtime_jwt_load_t *ld, ngx_str_t *file);
+static char *ngx_http_realtime_jwt_jwk(ngx_http_realtime_jwt_load_t *ld,
     json_t *jwk);
-static char *ngx_http_realtime_jwt_b64_member(ngx_conf_t *cf, json_t *jwk,
-    const char *name, ngx_str_t *out);
-static char *ngx_http_realtime_jwt_rsa_jwk(ngx_conf_t *cf, json_t *jwk,
+static char *ngx_http_realtime_jwt_b64_member(ngx_pool_t *pool,
+    json_t *jwk, const char *name, ngx_str_t *out);
+static char *ngx_http_realtime_jwt_rsa_jwk(ngx_pool_t *pool, json_t *jwk,
     EVP_PKEY **pkey);
-static char *ngx_http_realtime_jwt_ec_jwk(ngx_conf_t *cf, json_t *jwk,
+static char *ngx_http_realtime_jwt_ec_jwk(ngx_pool_t *pool, json_t *jwk,
     EVP_PKEY **pkey);
 static EVP_PKEY *ngx_http_realtime_jwt_fromdata(const char *type,
     OSSL_PARAM_BLD *bld);
-static char *ngx_http_realtime_jwt_add_pkey(ngx_conf_t *cf,
-    ngx_array_t *keys, EVP_PKEY *pkey, ngx_str_t *kid, unsigned alg);
+static char *ngx_http_realtime_jwt_add_pkey(ngx_http_realtime_jwt_load_t *ld,
+    EVP_PKEY *pkey, ngx_str_t *kid, unsigned alg);
 static void ngx_http_realtime_jwt_pkey_cleanup(void *data);
 static ngx_int_t ngx_http_realtime_jwt_ps_verify(
     ngx_http_realtime_jwt_key_t *key, ngx_http_realtime_jwt_token_t *t,
@@ -78,8 +78,9 @@ ngx_http_realtime_jwt_key_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_realtime_jwt_conf_t *jcf = conf;
 
-    char       *rv;
-    ngx_str_t  *value, arg, file, secret;
+    char                          *rv;
+    ngx_str_t                     *value, arg, file, secret;
+    ngx_http_realtime_jwt_load_t   ld;
 
     if (jcf->keys == NGX_CONF_UNSET_PTR) {
         jcf->keys = ngx_array_create(cf->pool, 2,
@@ -92,11 +93,15 @@ ngx_http_realtime_jwt_key_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     value = cf->args->elts;
     arg = value[1];
 
+    ld.pool = cf->pool;
+    ld.log = cf->log;
+    ld.keys = jcf->keys;
+
     if (arg.len > 7 && ngx_strncmp(arg.data, "secret=", 7) == 0) {
         secret.data = arg.data + 7;
         secret.len = arg.len - 7;
 
-        return ngx_http_realtime_jwt_secret(cf, jcf->keys, &secret, NULL, 0);
+        return ngx_http_realtime_jwt_secret(&ld, &secret, NULL, 0);
     }
 
     if (arg.len > 12 && ngx_strncmp(arg.data, "secret_file=", 12) == 0) {
@@ -122,14 +127,14 @@ ngx_http_realtime_jwt_key_conf(ngx_conf_t *cf, ngx_command_t *cmd,
             return NGX_CONF_ERROR;
         }
 
-        return ngx_http_realtime_jwt_secret(cf, jcf->keys, &secret, NULL, 0);
+        return ngx_http_realtime_jwt_secret(&ld, &secret, NULL, 0);
     }
 
     if (arg.len > 5 && ngx_strncmp(arg.data, "file=", 5) == 0) {
         file.data = arg.data + 5;
         file.len = arg.len - 5;
 
-        rv = ngx_http_realtime_jwt_pem(cf, jcf->keys, &file);
+        rv = ngx_http_realtime_jwt_pem(cf, &ld, &file);
 
         if (rv != NGX_CONF_OK && rv != NGX_CONF_ERROR) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -144,7 +149,7 @@ ngx_http_realtime_jwt_key_conf(ngx_conf_t *cf, ngx_command_t *cmd,
         file.data = arg.data + 5;
         file.len = arg.len - 5;
 
-        return ngx_http_realtime_jwt_jwks(cf, jcf->keys, &file);
+        return ngx_http_realtime_jwt_jwks(cf, &ld, &file);
     }
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -228,19 +233,19 @@ done:
 
 
 static char *
-ngx_http_realtime_jwt_secret(ngx_conf_t *cf, ngx_array_t *keys,
+ngx_http_realtime_jwt_secret(ngx_http_realtime_jwt_load_t *ld,
     ngx_str_t *secret, ngx_str_t *kid, unsigned alg)
 {
     ngx_http_realtime_jwt_key_t  *key;
 
     /* RFC 7518 3.2: at least as long as the hash output */
     if (secret->len < 32) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "realtime_jwt_key: a secret of %uz bytes is "
-                           "weak, use at least 32", secret->len);
+        ngx_log_error(NGX_LOG_WARN, ld->log, 0,
+                      "realtime_jwt_key: a secret of %uz bytes is weak, "
+                      "use at least 32", secret->len);
     }
 
-    key = ngx_array_push(keys);
+    key = ngx_array_push(ld->keys);
     if (key == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -262,7 +267,8 @@ ngx_http_realtime_jwt_secret(ngx_conf_t *cf, ngx_array_t *keys,
 /* a PEM public key ("PUBLIC KEY") or a certificate holding one */
 
 static char *
-ngx_http_realtime_jwt_pem(ngx_conf_t *cf, ngx_array_t *keys, ngx_str_t *file)
+ngx_http_realtime_jwt_pem(ngx_conf_t *cf, ngx_http_realtime_jwt_load_t *ld,
+    ngx_str_t *file)
 {
     BIO        *bio;
     X509       *x509;
@@ -300,73 +306,31 @@ ngx_http_realtime_jwt_pem(ngx_conf_t *cf, ngx_array_t *keys, ngx_str_t *file)
                : "has no PEM public key or certificate";
     }
 
-    return ngx_http_realtime_jwt_add_pkey(cf, keys, pkey, NULL, 0);
+    return ngx_http_realtime_jwt_add_pkey(ld, pkey, NULL, 0);
 }
 
 
-/* {"keys": [JWK, ...]}, RFC 7517 5 */
+/* a JWKS file: read and loaded when the configuration is */
 
 static char *
-ngx_http_realtime_jwt_jwks(ngx_conf_t *cf, ngx_array_t *keys,
+ngx_http_realtime_jwt_jwks(ngx_conf_t *cf, ngx_http_realtime_jwt_load_t *ld,
     ngx_str_t *file)
 {
-    char          *rv;
-    size_t         i;
-    json_t        *root, *set, *jwk;
-    ngx_str_t      text;
-    ngx_uint_t     before;
-    json_error_t   err;
+    ngx_str_t    text;
+    const char  *err;
 
     if (ngx_http_realtime_jwt_read_file(cf, file, &text) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
-    root = json_loadb((char *) text.data, text.len, JSON_REJECT_DUPLICATES,
-                      &err);
-
-    if (root == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "realtime_jwt_key: JWKS \"%V\" is not JSON: "
-                           "line %d: %s", file, err.line, err.text);
-        return NGX_CONF_ERROR;
-    }
-
-    set = json_object_get(root, "keys");
-
-    if (!json_is_array(set)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "realtime_jwt_key: JWKS \"%V\" has no \"keys\" "
-                           "array", file);
-        json_decref(root);
-        return NGX_CONF_ERROR;
-    }
-
-    before = keys->nelts;
-
-    json_array_foreach(set, i, jwk) {
-
-        rv = ngx_http_realtime_jwt_jwk(cf, keys, jwk);
-
-        if (rv == NGX_CONF_OK) {
-            continue;
-        }
-
-        if (rv != NGX_CONF_ERROR) {
+    if (ngx_http_realtime_jwt_jwks_load(ld, text.data, text.len, &err)
+        != NGX_OK)
+    {
+        if (err) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "realtime_jwt_key: JWKS \"%V\", key %uz: %s",
-                               file, i, rv);
+                               "realtime_jwt_key: JWKS \"%V\"%s", file, err);
         }
 
-        json_decref(root);
-        return NGX_CONF_ERROR;
-    }
-
-    json_decref(root);
-
-    if (keys->nelts == before) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "realtime_jwt_key: JWKS \"%V\" has no signature "
-                           "key of type RSA, EC or oct", file);
         return NGX_CONF_ERROR;
     }
 
@@ -374,10 +338,77 @@ ngx_http_realtime_jwt_jwks(ngx_conf_t *cf, ngx_array_t *keys,
 }
 
 
+/*
+ * {"keys": [JWK, ...]}, RFC 7517 5, into ld->keys; a file's or an
+ * identity provider's.  NGX_ERROR with *err (to follow the JWKS's
+ * name), or with *err NULL when memory ran out.
+ */
+
+ngx_int_t
+ngx_http_realtime_jwt_jwks_load(ngx_http_realtime_jwt_load_t *ld,
+    u_char *text, size_t len, const char **err)
+{
+    char          *rv;
+    size_t         i;
+    json_t        *root, *set, *jwk;
+    ngx_uint_t     before;
+    json_error_t   jerr;
+
+    *err = NULL;
+
+    root = json_loadb((char *) text, len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (root == NULL) {
+        ngx_snprintf(ld->error, sizeof(ld->error) - 1,
+                     " is not JSON: line %d: %s%Z", jerr.line, jerr.text);
+        *err = (char *) ld->error;
+        return NGX_ERROR;
+    }
+
+    set = json_object_get(root, "keys");
+
+    if (!json_is_array(set)) {
+        json_decref(root);
+        *err = " has no \"keys\" array";
+        return NGX_ERROR;
+    }
+
+    before = ld->keys->nelts;
+
+    json_array_foreach(set, i, jwk) {
+
+        rv = ngx_http_realtime_jwt_jwk(ld, jwk);
+
+        if (rv == NGX_CONF_OK) {
+            continue;
+        }
+
+        json_decref(root);
+
+        if (rv != NGX_CONF_ERROR) {
+            ngx_snprintf(ld->error, sizeof(ld->error) - 1,
+                         ", key %uz: %s%Z", i, rv);
+            *err = (char *) ld->error;
+        }
+
+        return NGX_ERROR;
+    }
+
+    json_decref(root);
+
+    if (ld->keys->nelts == before) {
+        *err = " has no signature key of type RSA, EC or oct";
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
 /* one JWK; keys for other uses and of other types are skipped */
 
 static char *
-ngx_http_realtime_jwt_jwk(ngx_conf_t *cf, ngx_array_t *keys, json_t *jwk)
+ngx_http_realtime_jwt_jwk(ngx_http_realtime_jwt_load_t *ld, json_t *jwk)
 {
     char         *rv;
     json_t       *kty, *use, *kid, *alg;
@@ -414,7 +445,7 @@ ngx_http_realtime_jwt_jwk(ngx_conf_t *cf, ngx_array_t *keys, json_t *jwk)
         }
 
         id.len = json_string_length(kid);
-        id.data = ngx_pnalloc(cf->pool, id.len);
+        id.data = ngx_pnalloc(ld->pool, id.len);
         if (id.data == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -436,7 +467,7 @@ ngx_http_realtime_jwt_jwk(ngx_conf_t *cf, ngx_array_t *keys, json_t *jwk)
     }
 
     if (ngx_strcmp(type, "oct") == 0) {
-        rv = ngx_http_realtime_jwt_b64_member(cf, jwk, "k", &secret);
+        rv = ngx_http_realtime_jwt_b64_member(ld->pool, jwk, "k", &secret);
         if (rv != NGX_CONF_OK) {
             return rv;
         }
@@ -445,19 +476,18 @@ ngx_http_realtime_jwt_jwk(ngx_conf_t *cf, ngx_array_t *keys, json_t *jwk)
             return "has an \"alg\" that does not fit an oct key";
         }
 
-        return ngx_http_realtime_jwt_secret(cf, keys, &secret, &id, algs);
+        return ngx_http_realtime_jwt_secret(ld, &secret, &id, algs);
     }
 
     if (ngx_strcmp(type, "RSA") == 0) {
-        rv = ngx_http_realtime_jwt_rsa_jwk(cf, jwk, &pkey);
+        rv = ngx_http_realtime_jwt_rsa_jwk(ld->pool, jwk, &pkey);
 
     } else if (ngx_strcmp(type, "EC") == 0) {
-        rv = ngx_http_realtime_jwt_ec_jwk(cf, jwk, &pkey);
+        rv = ngx_http_realtime_jwt_ec_jwk(ld->pool, jwk, &pkey);
 
     } else {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "realtime_jwt_key: JWK of type \"%s\" skipped",
-                           type);
+        ngx_log_error(NGX_LOG_WARN, ld->log, 0,
+                      "realtime_jwt_key: JWK of type \"%s\" skipped", type);
         return NGX_CONF_OK;
     }
 
@@ -465,12 +495,12 @@ ngx_http_realtime_jwt_jwk(ngx_conf_t *cf, ngx_array_t *keys, json_t *jwk)
         return rv;
     }
 
-    return ngx_http_realtime_jwt_add_pkey(cf, keys, pkey, &id, algs);
+    return ngx_http_realtime_jwt_add_pkey(ld, pkey, &id, algs);
 }
 
 
 static char *
-ngx_http_realtime_jwt_b64_member(ngx_conf_t *cf, json_t *jwk,
+ngx_http_realtime_jwt_b64_member(ngx_pool_t *pool, json_t *jwk,
     const char *name, ngx_str_t *out)
 {
     json_t  *v;
@@ -484,7 +514,7 @@ ngx_http_realtime_jwt_b64_member(ngx_conf_t *cf, json_t *jwk,
 
     len = json_string_length(v);
 
-    out->data = ngx_pnalloc(cf->pool, len * 3 / 4 + 1);
+    out->data = ngx_pnalloc(pool, len * 3 / 4 + 1);
     if (out->data == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -501,19 +531,19 @@ ngx_http_realtime_jwt_b64_member(ngx_conf_t *cf, json_t *jwk,
 
 
 static char *
-ngx_http_realtime_jwt_rsa_jwk(ngx_conf_t *cf, json_t *jwk, EVP_PKEY **pkey)
+ngx_http_realtime_jwt_rsa_jwk(ngx_pool_t *pool, json_t *jwk, EVP_PKEY **pkey)
 {
     char            *rv;
     BIGNUM          *n, *e;
     ngx_str_t        bn, be;
     OSSL_PARAM_BLD  *bld;
 
-    rv = ngx_http_realtime_jwt_b64_member(cf, jwk, "n", &bn);
+    rv = ngx_http_realtime_jwt_b64_member(pool, jwk, "n", &bn);
     if (rv != NGX_CONF_OK) {
         return rv;
     }
 
-    rv = ngx_http_realtime_jwt_b64_member(cf, jwk, "e", &be);
+    rv = ngx_http_realtime_jwt_b64_member(pool, jwk, "e", &be);
     if (rv != NGX_CONF_OK) {
         return rv;
     }
@@ -541,7 +571,7 @@ ngx_http_realtime_jwt_rsa_jwk(ngx_conf_t *cf, json_t *jwk, EVP_PKEY **pkey)
 
 
 static char *
-ngx_http_realtime_jwt_ec_jwk(ngx_conf_t *cf, json_t *jwk, EVP_PKEY **pkey)
+ngx_http_realtime_jwt_ec_jwk(ngx_pool_t *pool, json_t *jwk, EVP_PKEY **pkey)
 {
     char                           *rv;
     u_char                         *point;
@@ -564,12 +594,12 @@ ngx_http_realtime_jwt_ec_jwk(ngx_conf_t *cf, json_t *jwk, EVP_PKEY **pkey)
         return "has a \"crv\" other than P-256, P-384 or P-521";
     }
 
-    rv = ngx_http_realtime_jwt_b64_member(cf, jwk, "x", &x);
+    rv = ngx_http_realtime_jwt_b64_member(pool, jwk, "x", &x);
     if (rv != NGX_CONF_OK) {
         return rv;
     }
 
-    rv = ngx_http_realtime_jwt_b64_member(cf, jwk, "y", &y);
+    rv = ngx_http_realtime_jwt_b64_member(pool, jwk, "y", &y);
     if (rv != NGX_CONF_OK) {
         return rv;
     }
@@ -580,7 +610,7 @@ ngx_http_realtime_jwt_ec_jwk(ngx_conf_t *cf, json_t *jwk, EVP_PKEY **pkey)
     }
 
     /* an uncompressed point, SEC 1 2.3.3 */
-    point = ngx_pnalloc(cf->temp_pool, 1 + 2 * c->size);
+    point = ngx_pnalloc(pool, 1 + 2 * c->size);
     if (point == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -655,12 +685,12 @@ done:
 
 
 /*
- * Takes pkey over: it is freed with the configuration.  The key's type
+ * Takes pkey over: it is freed with ld's pool.  The key's type
  * and curve decide what it may verify; libjwt gets it in PEM.
  */
 
 static char *
-ngx_http_realtime_jwt_add_pkey(ngx_conf_t *cf, ngx_array_t *keys,
+ngx_http_realtime_jwt_add_pkey(ngx_http_realtime_jwt_load_t *ld,
     EVP_PKEY *pkey, ngx_str_t *kid, unsigned alg)
 {
     BIO                            *bio;
@@ -674,7 +704,7 @@ ngx_http_realtime_jwt_add_pkey(ngx_conf_t *cf, ngx_array_t *keys,
     ngx_http_realtime_jwt_curve_t  *c;
     char                            group[64];
 
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    cln = ngx_pool_cleanup_add(ld->pool, 0);
     if (cln == NULL) {
         EVP_PKEY_free(pkey);
         return NGX_CONF_ERROR;
@@ -737,7 +767,7 @@ ngx_http_realtime_jwt_add_pkey(ngx_conf_t *cf, ngx_array_t *keys,
 
     len = BIO_get_mem_data(bio, &data);
 
-    key = ngx_array_push(keys);
+    key = ngx_array_push(ld->keys);
     if (key == NULL) {
         BIO_free(bio);
         return NGX_CONF_ERROR;
@@ -754,7 +784,7 @@ ngx_http_realtime_jwt_add_pkey(ngx_conf_t *cf, ngx_array_t *keys,
     }
 
     key->data.len = len;
-    key->data.data = ngx_pnalloc(cf->pool, len);
+    key->data.data = ngx_pnalloc(ld->pool, len);
 
     if (key->data.data == NULL) {
         BIO_free(bio);

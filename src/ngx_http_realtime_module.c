@@ -370,12 +370,19 @@ ngx_module_t  ngx_http_realtime_module = {
 static ngx_int_t
 ngx_http_realtime_handler(ngx_http_request_t *r)
 {
+    ngx_int_t                      rc;
     ngx_http_realtime_loc_conf_t  *rlcf;
 
     if (r != r->main) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "realtime: websocket in subrequest");
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* realtime_jwt_key_request: a token's key may be on its way */
+    rc = ngx_http_realtime_jwt_wait_keys(r, 0, ngx_http_realtime_handler);
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_module);

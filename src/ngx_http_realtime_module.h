@@ -58,6 +58,12 @@
 
 
 typedef struct ngx_http_realtime_jwt_conn_s  ngx_http_realtime_jwt_conn_t;
+typedef struct ngx_http_realtime_jwt_wait_s  ngx_http_realtime_jwt_wait_t;
+
+/* the answer to a "refresh" that waited for its token's key */
+typedef ngx_int_t (*ngx_http_realtime_jwt_refreshed_pt)(
+    ngx_http_realtime_session_t *s, ngx_int_t rc, time_t exp,
+    const char *reason, json_int_t id);
 
 
 typedef struct {
@@ -507,12 +513,16 @@ ngx_msec_t ngx_http_realtime_jwt_ttl(ngx_http_realtime_session_t *s);
 ngx_int_t ngx_http_realtime_jwt_room_allowed(ngx_http_realtime_session_t *s,
     ngx_str_t *room);
 ngx_int_t ngx_http_realtime_jwt_refresh(ngx_http_realtime_session_t *s,
-    u_char *data, size_t len, time_t *exp, const char **reason);
+    u_char *data, size_t len, json_int_t id,
+    ngx_http_realtime_jwt_refreshed_pt done, time_t *exp,
+    const char **reason);
 ngx_int_t ngx_http_realtime_jwt_sio_handshake(ngx_http_request_t *r,
     ngx_http_realtime_jwt_conn_t **jwtp, ngx_uint_t *required);
 ngx_int_t ngx_http_realtime_jwt_sio_connect(void *jcf, ngx_str_t *value,
     ngx_log_t *log, ngx_http_realtime_jwt_conn_t **jwtp,
-    const char **reason);
+    const char **reason, ngx_http_realtime_jwt_wait_t *w);
+ngx_int_t ngx_http_realtime_jwt_wait_keys(ngx_http_request_t *r,
+    ngx_uint_t push, ngx_http_handler_pt handler);
 ngx_http_realtime_jwt_conn_t *ngx_http_realtime_jwt_copy(
     ngx_http_realtime_jwt_conn_t *jwt, ngx_log_t *log);
 void ngx_http_realtime_jwt_free(ngx_http_realtime_jwt_conn_t *jwt);
@@ -670,9 +680,9 @@ char *ngx_http_realtime_history_merge(ngx_conf_t *cf,
 ngx_http_realtime_handshake_copy_t *ngx_http_realtime_handshake_keep(
     ngx_http_request_t *r, ngx_pool_t *pool);
 void ngx_http_realtime_handshake_free(ngx_http_realtime_handshake_copy_t *hc);
-ngx_http_request_t *ngx_http_realtime_forward_fake(ngx_pool_t *pool,
-    ngx_http_realtime_session_t *s, void *data,
-    ngx_http_event_handler_pt wake);
+ngx_http_request_t *ngx_http_realtime_fake_request(ngx_pool_t *pool,
+    ngx_http_conf_ctx_t *ctx, ngx_http_realtime_handshake_copy_t *handshake,
+    void *data, ngx_http_event_handler_pt wake);
 void ngx_http_realtime_fake_close(ngx_connection_t *c);
 void ngx_http_realtime_forward_hook(ngx_http_realtime_session_t *s,
     ngx_uint_t connect);

@@ -87,6 +87,11 @@ ngx_http_realtime_push_handler(ngx_http_request_t *r)
     ngx_int_t                      rc;
     ngx_http_realtime_loc_conf_t  *rlcf;
 
+    rc = ngx_http_realtime_jwt_wait_keys(r, 1, ngx_http_realtime_push_handler);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_module);
 
     rc = ngx_http_realtime_push_check(r, rlcf);

@@ -51,8 +51,16 @@ static ngx_int_t ngx_http_realtime_sio_connect(ngx_http_realtime_eio_t *eio,
 static ngx_int_t ngx_http_realtime_sio_connect_error(
     ngx_http_realtime_eio_t *eio, ngx_str_t *nsp, const char *message,
     const char *code);
+static ngx_int_t ngx_http_realtime_sio_connect_auth(
+    ngx_http_realtime_eio_t *eio, ngx_str_t *name, json_t *auth,
+    ngx_http_realtime_sio_connecting_t *woken);
 static ngx_int_t ngx_http_realtime_sio_auth(ngx_http_realtime_eio_t *eio,
-    ngx_str_t *nsp, json_t *auth, ngx_http_realtime_jwt_conn_t **jwtp);
+    ngx_str_t *nsp, json_t *auth, ngx_http_realtime_jwt_conn_t **jwtp,
+    ngx_http_realtime_sio_connecting_t *woken);
+static void ngx_http_realtime_sio_connect_wake(
+    ngx_http_realtime_jwt_wait_t *w);
+static ngx_uint_t ngx_http_realtime_sio_connecting(
+    ngx_http_realtime_eio_t *eio, ngx_str_t *name);
 static ngx_int_t ngx_http_realtime_sio_event(
     ngx_http_realtime_sio_socket_t *sock,
     ngx_http_realtime_sio_packet_t *pkt);
@@ -219,8 +227,19 @@ ngx_http_realtime_sio_expire(ngx_http_realtime_eio_t *eio)
 static void
 ngx_http_realtime_sio_closed(ngx_http_realtime_eio_t *eio)
 {
-    ngx_queue_t                     *q;
-    ngx_http_realtime_sio_socket_t  *sock;
+    ngx_queue_t                         *q;
+    ngx_http_realtime_sio_socket_t      *sock;
+    ngx_http_realtime_sio_connecting_t  *waiting;
+
+    while (!ngx_queue_empty(&eio->connecting)) {
+        q = ngx_queue_head(&eio->connecting);
+        ngx_queue_remove(q);
+
+        waiting = ngx_queue_data(q, ngx_http_realtime_sio_connecting_t, link);
+        ngx_http_realtime_jwt_wait_cancel(&waiting->wait);
+        json_decref(waiting->auth);
+        ngx_free(waiting);
+    }
 
     while (!ngx_queue_empty(&eio->sockets)) {
         q = ngx_queue_head(&eio->sockets);
@@ -363,15 +382,9 @@ static ngx_int_t
 ngx_http_realtime_sio_connect(ngx_http_realtime_eio_t *eio,
     ngx_http_realtime_sio_packet_t *pkt)
 {
-    u_char                          *replay;
-    size_t                           replay_len;
-    json_t                          *auth, *data;
-    ngx_int_t                        rc;
-    ngx_str_t                        nsp, *name;
-    const char                      *err;
-    ngx_http_realtime_session_t     *s;
-    ngx_http_realtime_jwt_conn_t    *jwt;
-    ngx_http_realtime_sio_socket_t  *sock;
+    json_t      *auth;
+    ngx_str_t    nsp, *name;
+    const char  *err;
 
     nsp.data = (u_char *) pkt->nsp;
     nsp.len = pkt->nsp_len;
@@ -383,7 +396,9 @@ ngx_http_realtime_sio_connect(ngx_http_realtime_eio_t *eio,
                                                    "Invalid namespace", NULL);
     }
 
-    if (ngx_http_realtime_sio_find(eio, name)) {
+    if (ngx_http_realtime_sio_find(eio, name)
+        || ngx_http_realtime_sio_connecting(eio, name))
+    {
         return ngx_http_realtime_sio_connect_error(eio, name,
                                              "namespace already connected",
                                              "BAD_REQUEST");
@@ -394,12 +409,33 @@ ngx_http_realtime_sio_connect(ngx_http_realtime_eio_t *eio,
                                                    "BAD_REQUEST");
     }
 
+    return ngx_http_realtime_sio_connect_auth(eio, name, auth, NULL);
+}
+
+
+/*
+ * The CONNECT's auth (taken over), then the namespace's socket; woken:
+ * the CONNECT waited for realtime_jwt_key_request.
+ */
+
+static ngx_int_t
+ngx_http_realtime_sio_connect_auth(ngx_http_realtime_eio_t *eio,
+    ngx_str_t *name, json_t *auth, ngx_http_realtime_sio_connecting_t *woken)
+{
+    u_char                          *replay;
+    size_t                           replay_len;
+    json_t                          *data;
+    ngx_int_t                        rc;
+    ngx_http_realtime_session_t     *s;
+    ngx_http_realtime_jwt_conn_t    *jwt;
+    ngx_http_realtime_sio_socket_t  *sock;
+
     jwt = NULL;
-    rc = ngx_http_realtime_sio_auth(eio, name, auth, &jwt);
+    rc = ngx_http_realtime_sio_auth(eio, name, auth, &jwt, woken);
 
     if (rc != NGX_OK) {
         json_decref(auth);
-        return (rc == NGX_DONE) ? NGX_OK : rc;
+        return (rc == NGX_DONE || rc == NGX_AGAIN) ? NGX_OK : rc;
     }
 
     sock = ngx_calloc(sizeof(ngx_http_realtime_sio_socket_t), eio->log);
@@ -552,17 +588,22 @@ ngx_http_realtime_sio_connect_error(ngx_http_realtime_eio_t *eio,
 
 /*
  * realtime_jwt_key: the handshake's token serves every namespace; else
- * the CONNECT's auth.token.  NGX_DONE: refused and answered.
+ * the CONNECT's auth.token.  NGX_DONE: refused and answered; NGX_AGAIN:
+ * the CONNECT waits for realtime_jwt_key_request's keys, and goes on
+ * in ngx_http_realtime_sio_connect_wake().
  */
 
 static ngx_int_t
 ngx_http_realtime_sio_auth(ngx_http_realtime_eio_t *eio, ngx_str_t *nsp,
-    json_t *auth, ngx_http_realtime_jwt_conn_t **jwtp)
+    json_t *auth, ngx_http_realtime_jwt_conn_t **jwtp,
+    ngx_http_realtime_sio_connecting_t *woken)
 {
-    json_t      *token;
-    ngx_int_t    rc;
-    ngx_str_t    value;
-    const char  *reason;
+    json_t                              *token;
+    ngx_int_t                            rc;
+    ngx_str_t                            value;
+    const char                          *reason;
+    ngx_http_realtime_jwt_wait_t        *w;
+    ngx_http_realtime_sio_connecting_t  *waiting;
 
     if (eio->jwt) {
         *jwtp = ngx_http_realtime_jwt_copy(eio->jwt, eio->log);
@@ -584,8 +625,41 @@ ngx_http_realtime_sio_auth(ngx_http_realtime_eio_t *eio, ngx_str_t *nsp,
     value.data = (u_char *) json_string_value(token);
     value.len = json_string_length(token);
 
+    /* a wait of its own, for a kid the key set may bring */
+
+    waiting = NULL;
+    w = woken ? &woken->wait : NULL;
+
+    if (woken == NULL && eio->jwt_conf->keyset) {
+        waiting = ngx_calloc(sizeof(ngx_http_realtime_sio_connecting_t),
+                             eio->log);
+        if (waiting == NULL) {
+            return NGX_ERROR;
+        }
+
+        w = &waiting->wait;
+    }
+
     rc = ngx_http_realtime_jwt_sio_connect(eio->jwt_conf, &value, eio->log,
-                                           jwtp, &reason);
+                                           jwtp, &reason, w);
+
+    if (rc == NGX_AGAIN) {
+        waiting->wait.wake = ngx_http_realtime_sio_connect_wake;
+        waiting->wait.data = waiting;
+        waiting->eio = eio;
+        waiting->nsp = nsp;
+        waiting->auth = json_incref(auth);
+        ngx_queue_insert_tail(&eio->connecting, &waiting->link);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, eio->log, 0,
+                       "realtime sio connect nsp:\"%V\" waits for keys",
+                       nsp);
+        return NGX_AGAIN;
+    }
+
+    if (waiting) {
+        ngx_free(waiting);
+    }
 
     switch (rc) {
 
@@ -602,6 +676,57 @@ ngx_http_realtime_sio_auth(ngx_http_realtime_eio_t *eio, ngx_str_t *nsp,
     default:
         return NGX_ERROR;
     }
+}
+
+
+/* the keys came (or timeout= passed): the CONNECT goes on */
+
+static void
+ngx_http_realtime_sio_connect_wake(ngx_http_realtime_jwt_wait_t *w)
+{
+    ngx_http_realtime_sio_connecting_t *waiting = w->data;
+
+    json_t                   *auth;
+    ngx_http_realtime_eio_t  *eio;
+
+    eio = waiting->eio;
+    auth = waiting->auth;
+
+    ngx_queue_remove(&waiting->link);
+
+    if (eio->closing) {
+        json_decref(auth);
+
+    } else if (ngx_http_realtime_sio_connect_auth(eio, waiting->nsp, auth,
+                                                  waiting)
+               == NGX_ERROR)
+    {
+        ngx_http_realtime_eio_close(eio, "internal error");
+    }
+
+    ngx_free(waiting);
+}
+
+
+static ngx_uint_t
+ngx_http_realtime_sio_connecting(ngx_http_realtime_eio_t *eio,
+    ngx_str_t *name)
+{
+    ngx_queue_t                         *q;
+    ngx_http_realtime_sio_connecting_t  *waiting;
+
+    for (q = ngx_queue_head(&eio->connecting);
+         q != ngx_queue_sentinel(&eio->connecting);
+         q = ngx_queue_next(q))
+    {
+        waiting = ngx_queue_data(q, ngx_http_realtime_sio_connecting_t, link);
+
+        if (waiting->nsp == name) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
