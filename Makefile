@@ -35,7 +35,7 @@ APT_TEST     := $(APT_BUILD) python3 python3-pytest python3-websockets \
                 python3-jwt python3-redis redis-server openssl curl \
                 clang libclang-rt-14-dev procps iproute2 libasan8 \
                 libubsan1 chromium fonts-dejavu-core python3-h2 \
-                prometheus
+                prometheus ca-certificates
 
 # the Socket.IO harness (t/sioclient.py) drives the npm socket.io-client
 # under node; Debian's nodejs and npm only where no node is installed
