@@ -838,7 +838,16 @@ ngx_http_realtime_native_close(ngx_http_realtime_session_t *s,
 static void
 ngx_http_realtime_native_deadline(ngx_http_realtime_session_t *s)
 {
-    ngx_http_realtime_liveness(ngx_http_realtime_native_conn(s));
+    ngx_http_realtime_conn_t  *ws;
+
+    ws = ngx_http_realtime_native_conn(s);
+
+    /* a refresh answered late must not undo the close's timeout */
+    if (ws->close_sent) {
+        return;
+    }
+
+    ngx_http_realtime_liveness(ws);
 }
 
 

@@ -78,7 +78,7 @@ static ngx_command_t  ngx_http_realtime_jwt_commands[] = {
       NULL },
 
     { ngx_string("realtime_jwt_key_request"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_realtime_jwt_key_request_conf,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -177,7 +177,7 @@ ngx_module_t  ngx_http_realtime_jwt_module = {
     ngx_http_realtime_jwt_keyset_init_process, /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
-    NULL,                                  /* exit process */
+    ngx_http_realtime_jwt_keyset_exit_process, /* exit process */
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
@@ -404,12 +404,29 @@ ngx_http_realtime_jwt_refresh(ngx_http_realtime_session_t *s, u_char *data,
     token.data = data;
     token.len = len;
 
-    /* one refresh at a time waits for a key; others do not */
+    /*
+     * One refresh waits for a key at a time: a later one replaces it, so
+     * that the socket never goes back to an older token.
+     */
+
+    if (jwt->refreshing) {
+        rf = jwt->refreshing;
+        jwt->refreshing = NULL;
+
+        ngx_http_realtime_jwt_wait_cancel(&rf->wait);
+        rc = rf->done(s, NGX_HTTP_REALTIME_UNAUTHORIZED, 0,
+                      "replaced by a later refresh", rf->id);
+        ngx_free(rf);
+
+        if (rc != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
 
     rf = NULL;
     w = NULL;
 
-    if (jwt->conf->keyset && jwt->refreshing == NULL) {
+    if (jwt->conf->keyset) {
         rf = ngx_alloc(sizeof(ngx_http_realtime_jwt_refreshing_t) + len,
                        s->log);
         if (rf == NULL) {
@@ -508,7 +525,7 @@ ngx_http_realtime_jwt_refresh_wake(ngx_http_realtime_jwt_wait_t *w)
 
     rc = ngx_http_realtime_jwt_renew(s, &rf->token, w, &exp, &reason);
 
-    /* done() may end the session: s is not looked at after it */
+    /* done() may end the session: only its handler is called after */
     rc = rf->done(s, rc, exp, reason, rf->id);
 
     ngx_free(rf);

@@ -44,6 +44,7 @@ typedef struct {
     ngx_pool_t                    *pool;
     ngx_log_t                     *log;
     ngx_array_t                   *keys;     /* ngx_http_realtime_jwt_key_t */
+    ngx_uint_t                     fetched;  /* an identity provider's */
     u_char                         error[160];
 } ngx_http_realtime_jwt_load_t;
 
@@ -57,6 +58,7 @@ typedef void (*ngx_http_realtime_jwt_wake_pt)(ngx_http_realtime_jwt_wait_t *w);
  */
 struct ngx_http_realtime_jwt_wait_s {
     ngx_queue_t                    link;     /* in the set's waiters */
+    void                          *keyset;   /* waited for */
     ngx_http_realtime_jwt_wake_pt  wake;
     void                          *data;
     unsigned                       waiting:1;
@@ -74,6 +76,7 @@ typedef struct ngx_http_realtime_jwt_fetch_s  ngx_http_realtime_jwt_fetch_t;
  */
 typedef struct {
     ngx_str_t                      uri;
+    ngx_str_t                      args;
     ngx_msec_t                     refresh;       /* refresh= */
     ngx_msec_t                     min_interval;  /* min_interval= */
     ngx_msec_t                     timeout;       /* timeout= */
@@ -86,6 +89,7 @@ typedef struct {
     ngx_http_realtime_jwt_fetch_t *fetch;    /* in flight, or NULL */
     ngx_event_t                    timer;    /* the next scheduled fetch */
     ngx_event_t                    wait_timer;
+    ngx_event_t                    fetch_timer;
     ngx_queue_t                    waiters;
 } ngx_http_realtime_jwt_keyset_t;
 
@@ -174,6 +178,7 @@ char *ngx_http_realtime_jwt_key_request_conf(ngx_conf_t *cf,
 void ngx_http_realtime_jwt_keyset_merge(ngx_conf_t *cf,
     ngx_http_realtime_jwt_keyset_t *ks);
 ngx_int_t ngx_http_realtime_jwt_keyset_init_process(ngx_cycle_t *cycle);
+void ngx_http_realtime_jwt_keyset_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_realtime_jwt_keyset_wait(
     ngx_http_realtime_jwt_keyset_t *ks, ngx_http_realtime_jwt_wait_t *w,
     ngx_log_t *log);

@@ -4,6 +4,7 @@
  */
 
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,18 @@ static int ngx_http_realtime_jwt_string_eq(json_t *s, const char *value,
     size_t len);
 static int ngx_http_realtime_jwt_caseless_eq(const char *a, const char *b,
     size_t len);
+static int ngx_http_realtime_jwk_member(json_t *jwk, const char *name,
+    ngx_http_realtime_jwk_t *k, int i, const char **reason);
+static size_t ngx_http_realtime_jwt_base64url_len(const char *in,
+    size_t len);
+
+
+static const ngx_http_realtime_jwt_curve_t  ngx_http_realtime_jwt_curves[] = {
+    { "P-256", "prime256v1", 32, NGX_HTTP_REALTIME_JWT_ES256 },
+    { "P-384", "secp384r1", 48, NGX_HTTP_REALTIME_JWT_ES384 },
+    { "P-521", "secp521r1", 66, NGX_HTTP_REALTIME_JWT_ES512 },
+    { NULL, NULL, 0, 0 }
+};
 
 
 static const ngx_http_realtime_jwt_alg_name_t  ngx_http_realtime_jwt_algs[] = {
@@ -542,4 +555,206 @@ ngx_http_realtime_jwt_caseless_eq(const char *a, const char *b, size_t len)
     }
 
     return 1;
+}
+
+
+int
+ngx_http_realtime_jwks_parse(const char *text, size_t len, json_t **root,
+    json_t **keys, char *err, size_t size)
+{
+    json_error_t  jerr;
+
+    *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+
+    if (*root == NULL) {
+        snprintf(err, size, " is not JSON: line %d: %s", jerr.line,
+                 jerr.text);
+        return -1;
+    }
+
+    *keys = json_object_get(*root, "keys");
+
+    if (!json_is_array(*keys)) {
+        json_decref(*root);
+        *root = NULL;
+        snprintf(err, size, " has no \"keys\" array");
+        return -1;
+    }
+
+    return 0;
+}
+
+
+int
+ngx_http_realtime_jwk_read(json_t *jwk, ngx_http_realtime_jwk_t *k,
+    const char **reason)
+{
+    json_t      *kty, *use, *kid, *alg, *crv;
+    const char  *type;
+
+    memset(k, 0, sizeof(ngx_http_realtime_jwk_t));
+
+    if (!json_is_object(jwk)) {
+        *reason = "is not an object";
+        return -1;
+    }
+
+    kty = json_object_get(jwk, "kty");
+    if (!json_is_string(kty)) {
+        *reason = "has no \"kty\"";
+        return -1;
+    }
+
+    type = json_string_value(kty);
+
+    use = json_object_get(jwk, "use");
+    if (use && !(json_is_string(use)
+                 && strcmp(json_string_value(use), "sig") == 0))
+    {
+        return 0;
+    }
+
+    kid = json_object_get(jwk, "kid");
+
+    if (kid) {
+        if (!json_is_string(kid)) {
+            *reason = "has a \"kid\" that is not a string";
+            return -1;
+        }
+
+        k->kid = json_string_value(kid);
+        k->kid_len = json_string_length(kid);
+    }
+
+    alg = json_object_get(jwk, "alg");
+
+    if (alg) {
+        k->algs = json_is_string(alg)
+                  ? ngx_http_realtime_jwt_alg(json_string_value(alg),
+                                              json_string_length(alg))
+                  : 0;
+        if (k->algs == 0) {
+            /* an encryption algorithm, or one we do not verify */
+            return 0;
+        }
+    }
+
+    if (strcmp(type, "oct") == 0) {
+        if (k->algs && !(k->algs & NGX_HTTP_REALTIME_JWT_HS)) {
+            *reason = "has an \"alg\" that does not fit an oct key";
+            return -1;
+        }
+
+        k->type = NGX_HTTP_REALTIME_JWK_OCT;
+        return ngx_http_realtime_jwk_member(jwk, "k", k, 0, reason);
+    }
+
+    if (strcmp(type, "RSA") == 0) {
+        k->type = NGX_HTTP_REALTIME_JWK_RSA;
+
+        if (ngx_http_realtime_jwk_member(jwk, "n", k, 0, reason) != 0) {
+            return -1;
+        }
+
+        return ngx_http_realtime_jwk_member(jwk, "e", k, 1, reason);
+    }
+
+    if (strcmp(type, "EC") != 0) {
+        k->kty = type;
+        return 0;
+    }
+
+    k->type = NGX_HTTP_REALTIME_JWK_EC;
+
+    crv = json_object_get(jwk, "crv");
+
+    k->curve = json_is_string(crv)
+               ? ngx_http_realtime_jwt_curve(json_string_value(crv), NULL)
+               : NULL;
+
+    if (k->curve == NULL) {
+        *reason = "has a \"crv\" other than P-256, P-384 or P-521";
+        return -1;
+    }
+
+    if (ngx_http_realtime_jwk_member(jwk, "x", k, 0, reason) != 0
+        || ngx_http_realtime_jwk_member(jwk, "y", k, 1, reason) != 0)
+    {
+        return -1;
+    }
+
+    /* RFC 7518 6.2.1.2: the full size of a coordinate */
+    if (k->decoded_len[0] != k->curve->size
+        || k->decoded_len[1] != k->curve->size)
+    {
+        *reason = "has \"x\" or \"y\" of the wrong size for its curve";
+        return -1;
+    }
+
+    return 0;
+}
+
+
+static int
+ngx_http_realtime_jwk_member(json_t *jwk, const char *name,
+    ngx_http_realtime_jwk_t *k, int i, const char **reason)
+{
+    json_t  *v;
+    size_t   n;
+
+    v = json_object_get(jwk, name);
+
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        *reason = "lacks a member it needs (n, e; crv, x, y; or k)";
+        return -1;
+    }
+
+    n = ngx_http_realtime_jwt_base64url_len(json_string_value(v),
+                                            json_string_length(v));
+    if (n == (size_t) -1) {
+        *reason = "has a member that is not base64url";
+        return -1;
+    }
+
+    k->member[i] = json_string_value(v);
+    k->member_len[i] = json_string_length(v);
+    k->decoded_len[i] = n;
+
+    return 0;
+}
+
+
+/* the decoded size of unpadded base64url, or -1 */
+
+static size_t
+ngx_http_realtime_jwt_base64url_len(const char *in, size_t len)
+{
+    size_t  i;
+
+    if (len % 4 == 1) {
+        return (size_t) -1;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (ngx_http_realtime_jwt_b64[(unsigned char) in[i]] == 64) {
+            return (size_t) -1;
+        }
+    }
+
+    return len / 4 * 3 + (len % 4 == 0 ? 0 : len % 4 - 1);
+}
+
+
+const ngx_http_realtime_jwt_curve_t *
+ngx_http_realtime_jwt_curve(const char *crv, const char *group)
+{
+    const ngx_http_realtime_jwt_curve_t  *c;
+
+    for (c = ngx_http_realtime_jwt_curves; c->crv; c++) {
+        if (crv ? strcmp(crv, c->crv) == 0 : strcmp(group, c->group) == 0) {
+            return c;
+        }
+    }
+
+    return NULL;
 }

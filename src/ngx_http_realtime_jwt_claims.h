@@ -129,4 +129,56 @@ json_t *ngx_http_realtime_jwt_claim(json_t *claims, const char *name,
     size_t len);
 
 
+/* JSON Web Keys (RFC 7517, 7518 6), read before any key is made */
+
+#define NGX_HTTP_REALTIME_JWK_SKIP       0  /* another use, type or alg */
+#define NGX_HTTP_REALTIME_JWK_OCT        1
+#define NGX_HTTP_REALTIME_JWK_RSA        2
+#define NGX_HTTP_REALTIME_JWK_EC         3
+
+
+typedef struct {
+    const char    *crv;          /* the JWK's name */
+    const char    *group;        /* OpenSSL's */
+    size_t         size;         /* of a coordinate */
+    unsigned       alg;          /* the one ES* it verifies */
+} ngx_http_realtime_jwt_curve_t;
+
+
+typedef struct {
+    int            type;         /* NGX_HTTP_REALTIME_JWK_* */
+    unsigned       algs;         /* its "alg", 0: any that fits */
+    const char    *kid;          /* borrowed, NULL: none */
+    size_t         kid_len;
+    const char    *kty;          /* borrowed: a type that is skipped */
+    const ngx_http_realtime_jwt_curve_t  *curve;   /* EC */
+
+    /* base64url, borrowed: k (oct); n, e (RSA); x, y (EC) */
+    const char    *member[2];
+    size_t         member_len[2];
+    size_t         decoded_len[2];
+} ngx_http_realtime_jwk_t;
+
+
+/*
+ * The "keys" array of a JWK Set: 0 with *root (a reference to drop) and
+ * *keys borrowed from it, or -1 with the reason written into err.
+ */
+int ngx_http_realtime_jwks_parse(const char *text, size_t len, json_t **root,
+    json_t **keys, char *err, size_t size);
+
+/*
+ * One JWK: 0 with k filled (type SKIP for a key to leave out: another
+ * "use", an encryption "alg", a "kty" other than oct, RSA and EC), or -1
+ * with a static reason.  Every member is non-empty base64url; EC
+ * coordinates have their curve's size.
+ */
+int ngx_http_realtime_jwk_read(json_t *jwk, ngx_http_realtime_jwk_t *k,
+    const char **reason);
+
+/* a curve by its JWK name, or by OpenSSL's (crv NULL); NULL: neither */
+const ngx_http_realtime_jwt_curve_t *ngx_http_realtime_jwt_curve(
+    const char *crv, const char *group);
+
+
 #endif /* _NGX_HTTP_REALTIME_JWT_CLAIMS_H_INCLUDED_ */

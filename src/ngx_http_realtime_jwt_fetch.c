@@ -35,6 +35,12 @@
 /* nginx done with the fake request: looked at every millisecond */
 #define NGX_HTTP_REALTIME_JWT_FETCH_WAITS 10000
 
+/* a fetch that takes longer is let go: the set fetches again */
+#define NGX_HTTP_REALTIME_JWT_FETCH_MAX   60000
+
+/* nginx's timers are signed 32-bit milliseconds */
+#define NGX_HTTP_REALTIME_JWT_TIME_MAX    (24 * 86400 * 1000)
+
 
 /* a request that waits for the key set, in its pool */
 typedef struct {
@@ -46,7 +52,7 @@ typedef struct {
 
 struct ngx_http_realtime_jwt_fetch_s {
     ngx_pool_t                        *pool;
-    ngx_http_realtime_jwt_keyset_t    *keyset;
+    ngx_http_realtime_jwt_keyset_t    *keyset;   /* NULL: let go */
     ngx_connection_t                  *connection;
     ngx_http_request_t                *request;
     ngx_http_request_t                *subrequest;
@@ -72,6 +78,7 @@ static ngx_int_t ngx_http_realtime_jwt_fetch_load(
     ngx_http_realtime_jwt_fetch_t *f, const char **err);
 static void ngx_http_realtime_jwt_keyset_timer(ngx_event_t *ev);
 static void ngx_http_realtime_jwt_keyset_wait_timer(ngx_event_t *ev);
+static void ngx_http_realtime_jwt_keyset_fetch_timer(ngx_event_t *ev);
 static void ngx_http_realtime_jwt_keyset_wake(
     ngx_http_realtime_jwt_keyset_t *ks);
 static void ngx_http_realtime_jwt_request_wake(
@@ -115,6 +122,15 @@ ngx_http_realtime_jwt_key_request_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     }
 
     ks->uri = value[1];
+
+    ks->args.data = ngx_strlchr(ks->uri.data, ks->uri.data + ks->uri.len, '?');
+
+    if (ks->args.data) {
+        ks->args.len = ks->uri.data + ks->uri.len - ks->args.data - 1;
+        ks->uri.len = ks->args.data - ks->uri.data;
+        ks->args.data++;
+    }
+
     ks->refresh = 3600 * 1000;
     ks->min_interval = 10 * 1000;
     ks->timeout = 5 * 1000;
@@ -144,7 +160,9 @@ ngx_http_realtime_jwt_key_request_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 
         *slot = ngx_parse_time(&s, 0);
 
-        if (*slot == (ngx_msec_t) NGX_ERROR || *slot == 0) {
+        if (*slot == (ngx_msec_t) NGX_ERROR || *slot == 0
+            || *slot > NGX_HTTP_REALTIME_JWT_TIME_MAX)
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "invalid time in \"%V\"", &value[i]);
             return NGX_CONF_ERROR;
@@ -205,6 +223,13 @@ ngx_http_realtime_jwt_keyset_init_process(ngx_cycle_t *cycle)
     ngx_http_realtime_jwt_keyset_t     **ksp, *ks;
     ngx_http_realtime_jwt_main_conf_t   *jmcf;
 
+    /* not the cache manager's nor the loader's */
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
     jmcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_realtime_jwt_module);
     if (jmcf == NULL) {
@@ -219,6 +244,11 @@ ngx_http_realtime_jwt_keyset_init_process(ngx_cycle_t *cycle)
         if (ks->ctx == NULL) {
             continue;
         }
+
+        ks->fetch_timer.handler = ngx_http_realtime_jwt_keyset_fetch_timer;
+        ks->fetch_timer.data = ks;
+        ks->fetch_timer.log = cycle->log;
+        ks->fetch_timer.cancelable = 1;
 
         ks->timer.handler = ngx_http_realtime_jwt_keyset_timer;
         ks->timer.data = ks;
@@ -237,11 +267,38 @@ ngx_http_realtime_jwt_keyset_init_process(ngx_cycle_t *cycle)
 }
 
 
+/* the keys' pool, with its EVP_PKEYs */
+
+void
+ngx_http_realtime_jwt_keyset_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                          i;
+    ngx_http_realtime_jwt_keyset_t     **ksp;
+    ngx_http_realtime_jwt_main_conf_t   *jmcf;
+
+    jmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_realtime_jwt_module);
+    if (jmcf == NULL) {
+        return;
+    }
+
+    ksp = jmcf->keysets.elts;
+
+    for (i = 0; i < jmcf->keysets.nelts; i++) {
+        if (ksp[i]->pool) {
+            ngx_destroy_pool(ksp[i]->pool);
+            ksp[i]->pool = NULL;
+            ksp[i]->keys = NULL;
+        }
+    }
+}
+
+
 /*
- * A token needs a key the set does not hold (or the set has none yet).
- * NGX_AGAIN: w is woken when the fetch ends; NGX_DECLINED: verify with
- * what there is (w has waited once, or min_interval= has not passed
- * since the last fetch and none is in flight).
+ * A token needs a key the set does not hold (or the set has none yet):
+ * a fetch starts unless one is in flight or ran less than min_interval=
+ * ago.  NGX_AGAIN: w is woken when the fetch ends; NGX_DECLINED: verify
+ * with what there is (no w, w has waited once, or no fetch to wait for).
  */
 
 ngx_int_t
@@ -263,12 +320,10 @@ ngx_http_realtime_jwt_keyset_wait(ngx_http_realtime_jwt_keyset_t *ks,
             return NGX_DECLINED;
         }
 
-        if (ngx_http_realtime_jwt_fetch_start(ks) != NGX_OK) {
-            return NGX_DECLINED;
-        }
+        (void) ngx_http_realtime_jwt_fetch_start(ks);
     }
 
-    if (w == NULL || w->woken) {
+    if (w == NULL || w->woken || ks->fetch == NULL) {
         return NGX_DECLINED;
     }
 
@@ -277,6 +332,7 @@ ngx_http_realtime_jwt_keyset_wait(ngx_http_realtime_jwt_keyset_t *ks,
 
     ngx_queue_insert_tail(&ks->waiters, &w->link);
     w->waiting = 1;
+    w->keyset = ks;
 
     if (!ks->wait_timer.timer_set) {
         ngx_add_timer(&ks->wait_timer, ks->timeout);
@@ -289,9 +345,19 @@ ngx_http_realtime_jwt_keyset_wait(ngx_http_realtime_jwt_keyset_t *ks,
 void
 ngx_http_realtime_jwt_wait_cancel(ngx_http_realtime_jwt_wait_t *w)
 {
-    if (w->waiting) {
-        ngx_queue_remove(&w->link);
-        w->waiting = 0;
+    ngx_http_realtime_jwt_keyset_t  *ks;
+
+    if (!w->waiting) {
+        return;
+    }
+
+    ks = w->keyset;
+
+    ngx_queue_remove(&w->link);
+    w->waiting = 0;
+
+    if (ngx_queue_empty(&ks->waiters) && ks->wait_timer.timer_set) {
+        ngx_del_timer(&ks->wait_timer);
     }
 }
 
@@ -301,13 +367,38 @@ ngx_http_realtime_jwt_keyset_timer(ngx_event_t *ev)
 {
     ngx_http_realtime_jwt_keyset_t *ks = ev->data;
 
-    if (ks->fetch) {
+    if (ngx_exiting || ks->fetch) {
         return;
     }
 
-    if (ngx_http_realtime_jwt_fetch_start(ks) != NGX_OK) {
+    (void) ngx_http_realtime_jwt_fetch_start(ks);
+}
+
+
+/* a fetch that does not end is let go, and tried again later */
+
+static void
+ngx_http_realtime_jwt_keyset_fetch_timer(ngx_event_t *ev)
+{
+    ngx_http_realtime_jwt_keyset_t *ks = ev->data;
+
+    ngx_log_error(NGX_LOG_ERR, ev->log, 0,
+                  "realtime: JWKS \"%V\" not fetched in %M ms, trying "
+                  "again in %M ms", &ks->uri,
+                  (ngx_msec_t) NGX_HTTP_REALTIME_JWT_FETCH_MAX,
+                  ks->min_interval);
+
+    if (ks->fetch) {
+        /* it frees itself when nginx is done with it */
+        ks->fetch->keyset = NULL;
+        ks->fetch = NULL;
+    }
+
+    if (!ngx_exiting) {
         ngx_add_timer(&ks->timer, ks->min_interval);
     }
+
+    ngx_http_realtime_jwt_keyset_wake(ks);
 }
 
 
@@ -456,6 +547,11 @@ ngx_http_realtime_jwt_request_cleanup(void *data)
 }
 
 
+/*
+ * A fetch of the set; on failure the set is tried again after
+ * min_interval=.
+ */
+
 static ngx_int_t
 ngx_http_realtime_jwt_fetch_start(ngx_http_realtime_jwt_keyset_t *ks)
 {
@@ -464,10 +560,17 @@ ngx_http_realtime_jwt_fetch_start(ngx_http_realtime_jwt_keyset_t *ks)
     ngx_http_post_subrequest_t     *ps;
     ngx_http_realtime_jwt_fetch_t  *f;
 
+    ks->started = ngx_current_msec;
+    ks->fetched = 1;
+
+    if (ks->timer.timer_set) {
+        ngx_del_timer(&ks->timer);
+    }
+
     pool = ngx_create_pool(NGX_HTTP_REALTIME_JWT_FETCH_POOL,
                            ngx_cycle->log);
     if (pool == NULL) {
-        return NGX_ERROR;
+        goto failed;
     }
 
     f = ngx_pcalloc(pool, sizeof(ngx_http_realtime_jwt_fetch_t));
@@ -475,7 +578,7 @@ ngx_http_realtime_jwt_fetch_start(ngx_http_realtime_jwt_keyset_t *ks)
 
     if (f == NULL || ps == NULL) {
         ngx_destroy_pool(pool);
-        return NGX_ERROR;
+        goto failed;
     }
 
     f->pool = pool;
@@ -484,12 +587,32 @@ ngx_http_realtime_jwt_fetch_start(ngx_http_realtime_jwt_keyset_t *ks)
     f->done.data = f;
     f->done.log = ngx_cycle->log;
 
-    r = ngx_http_realtime_fake_request(pool, ks->ctx, NULL, f,
+    /*
+     * This module's context stays NULL: a fake request with one is a
+     * forward's (ngx_http_realtime_forward_of()).
+     */
+
+    r = ngx_http_realtime_fake_request(pool, ks->ctx, NULL, NULL,
                                        ngx_http_realtime_jwt_fetch_wake);
     if (r == NULL) {
         ngx_destroy_pool(pool);
-        return NGX_ERROR;
+        goto failed;
     }
+
+    ngx_http_set_ctx(r, f, ngx_http_realtime_jwt_module);
+
+    /* a GET without the body's type that forwards have */
+    r->headers_in.content_type = NULL;
+
+    if (ngx_list_init(&r->headers_in.headers, pool, 1,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        goto close;
+    }
+
+    r->method = NGX_HTTP_GET;
+    r->method_name = ngx_http_realtime_jwt_fetch_get;
 
     f->connection = r->connection;
     f->request = r;
@@ -497,27 +620,21 @@ ngx_http_realtime_jwt_fetch_start(ngx_http_realtime_jwt_keyset_t *ks)
     ps->handler = ngx_http_realtime_jwt_fetch_done;
     ps->data = f;
 
-    if (ngx_http_subrequest(r, &ks->uri, NULL, &sr, ps,
-                            NGX_HTTP_SUBREQUEST_IN_MEMORY)
+    if (ngx_http_subrequest(r, &ks->uri, ks->args.len ? &ks->args : NULL,
+                            &sr, ps, NGX_HTTP_SUBREQUEST_IN_MEMORY)
         != NGX_OK)
     {
-        ngx_http_realtime_fake_close(f->connection);
-        ngx_destroy_pool(pool);
-        return NGX_ERROR;
+        goto close;
     }
 
     sr->method = NGX_HTTP_GET;
     sr->method_name = ngx_http_realtime_jwt_fetch_get;
 
     f->subrequest = sr;
-
     ks->fetch = f;
-    ks->started = ngx_current_msec;
-    ks->fetched = 1;
 
-    if (ks->timer.timer_set) {
-        ngx_del_timer(&ks->timer);
-    }
+    ngx_add_timer(&ks->fetch_timer, ngx_min(NGX_HTTP_REALTIME_JWT_FETCH_MAX,
+                                            ks->refresh));
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
                    "realtime jwt: fetching \"%V\"", &ks->uri);
@@ -526,6 +643,22 @@ ngx_http_realtime_jwt_fetch_start(ngx_http_realtime_jwt_keyset_t *ks)
     ngx_http_run_posted_requests(f->connection);
 
     return NGX_OK;
+
+close:
+
+    ngx_http_realtime_fake_close(r->connection);
+    ngx_destroy_pool(pool);
+
+failed:
+
+    ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                  "realtime: JWKS \"%V\" fetch could not start", &ks->uri);
+
+    if (!ngx_exiting) {
+        ngx_add_timer(&ks->timer, ks->min_interval);
+    }
+
+    return NGX_ERROR;
 }
 
 
@@ -539,14 +672,16 @@ ngx_http_realtime_jwt_fetch_done(ngx_http_request_t *r, void *data,
 
     ngx_buf_t  *b;
 
-    if (f->finished) {
-        return rc;
-    }
+    /*
+     * Called again when an error_page redirects the subrequest: the last
+     * answer counts, applied once nginx is done with the subrequest.
+     */
 
     f->finished = 1;
     f->rc = rc;
     f->status = (rc >= NGX_HTTP_SPECIAL_RESPONSE) ? (ngx_uint_t) rc
                                                   : r->headers_out.status;
+    ngx_str_null(&f->body);
 
     if (r->out && r->out->buf) {
         b = r->out->buf;
@@ -556,16 +691,9 @@ ngx_http_realtime_jwt_fetch_done(ngx_http_request_t *r, void *data,
             f->rc = NGX_ERROR;
         }
 
+        /* the buffer is in the fetch's pool, which outlives it */
         f->body.len = b->last - b->pos;
-        f->body.data = ngx_pnalloc(f->pool, f->body.len + 1);
-
-        if (f->body.data == NULL) {
-            f->rc = NGX_ERROR;
-            f->body.len = 0;
-
-        } else {
-            ngx_memcpy(f->body.data, b->pos, f->body.len);
-        }
+        f->body.data = b->pos;
     }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -585,7 +713,7 @@ ngx_http_realtime_jwt_fetch_wake(ngx_http_request_t *r)
 {
     ngx_http_realtime_jwt_fetch_t  *f;
 
-    f = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
+    f = ngx_http_get_module_ctx(r, ngx_http_realtime_jwt_module);
 
     if (f->finished && !f->done.posted && !f->done.timer_set) {
         ngx_post_event(&f->done, &ngx_posted_events);
@@ -594,8 +722,8 @@ ngx_http_realtime_jwt_fetch_wake(ngx_http_request_t *r)
 
 
 /*
- * Posted once the answer is known: applied at once; the pool goes only
- * when nginx is done with the subrequest.
+ * Posted once an answer is known: applied when nginx is done with the
+ * subrequest (its last answer counts), then the pool goes.
  */
 
 static void
@@ -605,19 +733,39 @@ ngx_http_realtime_jwt_fetch_finish(ngx_event_t *ev)
 
     ngx_http_request_t  *r;
 
-    if (!f->applied) {
-        f->applied = 1;
-        ngx_http_realtime_jwt_fetch_apply(f);
-    }
-
     r = f->request;
 
     if ((r->count > 1 || r->posted_requests || !f->subrequest->done)
-        && !f->connection->error
-        && f->waits++ < NGX_HTTP_REALTIME_JWT_FETCH_WAITS)
+        && !f->connection->error)
     {
-        ngx_add_timer(&f->done, 1);
-        return;
+        if (f->waits++ < NGX_HTTP_REALTIME_JWT_FETCH_WAITS) {
+            ngx_add_timer(&f->done, 1);
+            return;
+        }
+
+        if (!f->subrequest->done) {
+            /* freeing it under nginx would be worse than keeping it */
+            ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
+                          "realtime: JWKS fetch not finished by nginx, "
+                          "its memory is kept");
+            if (f->keyset) {
+                if (f->keyset->fetch_timer.timer_set) {
+                    ngx_del_timer(&f->keyset->fetch_timer);
+                }
+
+                f->keyset->fetch = NULL;
+                ngx_add_timer(&f->keyset->timer, f->keyset->min_interval);
+                ngx_http_realtime_jwt_keyset_wake(f->keyset);
+                f->keyset = NULL;
+            }
+
+            return;
+        }
+    }
+
+    if (f->keyset && !f->applied) {
+        f->applied = 1;
+        ngx_http_realtime_jwt_fetch_apply(f);
     }
 
     ngx_http_realtime_fake_close(f->connection);
@@ -633,6 +781,18 @@ ngx_http_realtime_jwt_fetch_apply(ngx_http_realtime_jwt_fetch_t *f)
 
     ks = f->keyset;
     ks->fetch = NULL;
+
+    if (ks->fetch_timer.timer_set) {
+        ngx_del_timer(&ks->fetch_timer);
+    }
+
+    if (f->status == 0) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "realtime: JWKS \"%V\" fetch failed, keeping the "
+                      "%ui keys there are", &ks->uri,
+                      ks->keys ? ks->keys->nelts : 0);
+        goto next;
+    }
 
     if (f->rc == NGX_ERROR || f->status != NGX_HTTP_OK) {
         ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
@@ -655,14 +815,20 @@ ngx_http_realtime_jwt_fetch_apply(ngx_http_realtime_jwt_fetch_t *f)
                   "realtime: JWKS \"%V\" fetched, %ui keys", &ks->uri,
                   ks->keys->nelts);
 
-    ngx_add_timer(&ks->timer, ks->refresh);
+    if (!ngx_exiting) {
+        ngx_add_timer(&ks->timer, ks->refresh);
+    }
+
     ngx_http_realtime_jwt_keyset_wake(ks);
 
     return;
 
 next:
 
-    ngx_add_timer(&ks->timer, ks->min_interval);
+    if (!ngx_exiting) {
+        ngx_add_timer(&ks->timer, ks->min_interval);
+    }
+
     ngx_http_realtime_jwt_keyset_wake(ks);
 }
 
@@ -680,6 +846,7 @@ ngx_http_realtime_jwt_fetch_load(ngx_http_realtime_jwt_fetch_t *f,
     *err = NULL;
 
     ld.log = ngx_cycle->log;
+    ld.fetched = 1;
     ld.pool = ngx_create_pool(NGX_HTTP_REALTIME_JWT_FETCH_POOL,
                               ngx_cycle->log);
     if (ld.pool == NULL) {

@@ -27,14 +27,6 @@
 #define NGX_HTTP_REALTIME_JWT_FILE_MAX  (1024 * 1024)
 
 
-typedef struct {
-    char                          *crv;
-    char                          *group;
-    size_t                         size;
-    unsigned                       alg;
-} ngx_http_realtime_jwt_curve_t;
-
-
 static ngx_int_t ngx_http_realtime_jwt_read_file(ngx_conf_t *cf,
     ngx_str_t *name, ngx_str_t *out);
 static char *ngx_http_realtime_jwt_secret(ngx_http_realtime_jwt_load_t *ld,
@@ -45,12 +37,12 @@ static char *ngx_http_realtime_jwt_jwks(ngx_conf_t *cf,
     ngx_http_realtime_jwt_load_t *ld, ngx_str_t *file);
 static char *ngx_http_realtime_jwt_jwk(ngx_http_realtime_jwt_load_t *ld,
     json_t *jwk);
-static char *ngx_http_realtime_jwt_b64_member(ngx_pool_t *pool,
-    json_t *jwk, const char *name, ngx_str_t *out);
-static char *ngx_http_realtime_jwt_rsa_jwk(ngx_pool_t *pool, json_t *jwk,
-    EVP_PKEY **pkey);
-static char *ngx_http_realtime_jwt_ec_jwk(ngx_pool_t *pool, json_t *jwk,
-    EVP_PKEY **pkey);
+static ngx_int_t ngx_http_realtime_jwt_decode(ngx_pool_t *pool,
+    ngx_http_realtime_jwk_t *k, ngx_uint_t i, ngx_str_t *out);
+static char *ngx_http_realtime_jwt_rsa_jwk(ngx_pool_t *pool,
+    ngx_http_realtime_jwk_t *k, EVP_PKEY **pkey);
+static char *ngx_http_realtime_jwt_ec_jwk(ngx_pool_t *pool,
+    ngx_http_realtime_jwk_t *k, EVP_PKEY **pkey);
 static EVP_PKEY *ngx_http_realtime_jwt_fromdata(const char *type,
     OSSL_PARAM_BLD *bld);
 static char *ngx_http_realtime_jwt_add_pkey(ngx_http_realtime_jwt_load_t *ld,
@@ -60,14 +52,6 @@ static ngx_int_t ngx_http_realtime_jwt_ps_verify(
     ngx_http_realtime_jwt_key_t *key, ngx_http_realtime_jwt_token_t *t,
     ngx_log_t *log);
 static const EVP_MD *ngx_http_realtime_jwt_md(unsigned alg);
-
-
-static ngx_http_realtime_jwt_curve_t  ngx_http_realtime_jwt_curves[] = {
-    { "P-256", "prime256v1", 32, NGX_HTTP_REALTIME_JWT_ES256 },
-    { "P-384", "secp384r1", 48, NGX_HTTP_REALTIME_JWT_ES384 },
-    { "P-521", "secp521r1", 66, NGX_HTTP_REALTIME_JWT_ES512 },
-    { NULL, NULL, 0, 0 }
-};
 
 
 /* realtime_jwt_key file=|secret=|secret_file=|jwks=; may repeat */
@@ -96,6 +80,7 @@ ngx_http_realtime_jwt_key_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     ld.pool = cf->pool;
     ld.log = cf->log;
     ld.keys = jcf->keys;
+    ld.fetched = 0;
 
     if (arg.len > 7 && ngx_strncmp(arg.data, "secret=", 7) == 0) {
         secret.data = arg.data + 7;
@@ -348,28 +333,18 @@ ngx_int_t
 ngx_http_realtime_jwt_jwks_load(ngx_http_realtime_jwt_load_t *ld,
     u_char *text, size_t len, const char **err)
 {
-    char          *rv;
-    size_t         i;
-    json_t        *root, *set, *jwk;
-    ngx_uint_t     before;
-    json_error_t   jerr;
+    char        *rv;
+    size_t       i;
+    json_t      *root, *set, *jwk;
+    ngx_uint_t   before;
 
     *err = NULL;
 
-    root = json_loadb((char *) text, len, JSON_REJECT_DUPLICATES, &jerr);
-
-    if (root == NULL) {
-        ngx_snprintf(ld->error, sizeof(ld->error) - 1,
-                     " is not JSON: line %d: %s%Z", jerr.line, jerr.text);
+    if (ngx_http_realtime_jwks_parse((char *) text, len, &root, &set,
+                                     (char *) ld->error, sizeof(ld->error))
+        != 0)
+    {
         *err = (char *) ld->error;
-        return NGX_ERROR;
-    }
-
-    set = json_object_get(root, "keys");
-
-    if (!json_is_array(set)) {
-        json_decref(root);
-        *err = " has no \"keys\" array";
         return NGX_ERROR;
     }
 
@@ -380,6 +355,13 @@ ngx_http_realtime_jwt_jwks_load(ngx_http_realtime_jwt_load_t *ld,
         rv = ngx_http_realtime_jwt_jwk(ld, jwk);
 
         if (rv == NGX_CONF_OK) {
+            continue;
+        }
+
+        if (ld->fetched && rv != NGX_CONF_ERROR) {
+            /* one key a provider added that is not read spoils no other */
+            ngx_log_error(NGX_LOG_WARN, ld->log, 0,
+                          "realtime: JWKS key %uz skipped: %s", i, rv);
             continue;
         }
 
@@ -410,142 +392,104 @@ ngx_http_realtime_jwt_jwks_load(ngx_http_realtime_jwt_load_t *ld,
 static char *
 ngx_http_realtime_jwt_jwk(ngx_http_realtime_jwt_load_t *ld, json_t *jwk)
 {
-    char         *rv;
-    json_t       *kty, *use, *kid, *alg;
-    unsigned      algs;
-    ngx_str_t     id, secret;
-    const char   *type;
-    EVP_PKEY     *pkey;
+    char                     *rv;
+    EVP_PKEY                 *pkey;
+    ngx_str_t                 id, secret;
+    const char               *reason;
+    ngx_http_realtime_jwk_t   k;
 
-    if (!json_is_object(jwk)) {
-        return "is not an object";
+    if (ngx_http_realtime_jwk_read(jwk, &k, &reason) != 0) {
+        return (char *) reason;
     }
 
-    kty = json_object_get(jwk, "kty");
-    if (!json_is_string(kty)) {
-        return "has no \"kty\"";
-    }
+    if (k.type == NGX_HTTP_REALTIME_JWK_SKIP) {
+        if (k.kty) {
+            ngx_log_error(NGX_LOG_WARN, ld->log, 0,
+                          "realtime_jwt_key: JWK of type \"%s\" skipped",
+                          k.kty);
+        }
 
-    type = json_string_value(kty);
-
-    use = json_object_get(jwk, "use");
-    if (use && !(json_is_string(use)
-                 && ngx_strcmp(json_string_value(use), "sig") == 0))
-    {
         return NGX_CONF_OK;
     }
 
     ngx_str_null(&id);
 
-    kid = json_object_get(jwk, "kid");
-
-    if (kid) {
-        if (!json_is_string(kid)) {
-            return "has a \"kid\" that is not a string";
-        }
-
-        id.len = json_string_length(kid);
+    if (k.kid) {
+        id.len = k.kid_len;
         id.data = ngx_pnalloc(ld->pool, id.len);
         if (id.data == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        ngx_memcpy(id.data, json_string_value(kid), id.len);
+        ngx_memcpy(id.data, k.kid, id.len);
     }
 
-    algs = 0;
+    switch (k.type) {
 
-    alg = json_object_get(jwk, "alg");
-
-    if (alg) {
-        algs = ngx_http_realtime_jwt_alg(json_string_value(alg),
-                                         json_string_length(alg));
-        if (algs == 0) {
-            /* an encryption algorithm, or one we do not verify */
-            return NGX_CONF_OK;
-        }
-    }
-
-    if (ngx_strcmp(type, "oct") == 0) {
-        rv = ngx_http_realtime_jwt_b64_member(ld->pool, jwk, "k", &secret);
-        if (rv != NGX_CONF_OK) {
-            return rv;
+    case NGX_HTTP_REALTIME_JWK_OCT:
+        if (ld->fetched) {
+            /* a secret published with public keys is no secret */
+            return "is a secret (\"oct\"), never taken from a fetched set";
         }
 
-        if (algs && !(algs & NGX_HTTP_REALTIME_JWT_HS)) {
-            return "has an \"alg\" that does not fit an oct key";
+        if (ngx_http_realtime_jwt_decode(ld->pool, &k, 0, &secret) != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
         }
 
-        return ngx_http_realtime_jwt_secret(ld, &secret, &id, algs);
-    }
+        return ngx_http_realtime_jwt_secret(ld, &secret, &id, k.algs);
 
-    if (ngx_strcmp(type, "RSA") == 0) {
-        rv = ngx_http_realtime_jwt_rsa_jwk(ld->pool, jwk, &pkey);
+    case NGX_HTTP_REALTIME_JWK_RSA:
+        rv = ngx_http_realtime_jwt_rsa_jwk(ld->pool, &k, &pkey);
+        break;
 
-    } else if (ngx_strcmp(type, "EC") == 0) {
-        rv = ngx_http_realtime_jwt_ec_jwk(ld->pool, jwk, &pkey);
-
-    } else {
-        ngx_log_error(NGX_LOG_WARN, ld->log, 0,
-                      "realtime_jwt_key: JWK of type \"%s\" skipped", type);
-        return NGX_CONF_OK;
+    default: /* NGX_HTTP_REALTIME_JWK_EC */
+        rv = ngx_http_realtime_jwt_ec_jwk(ld->pool, &k, &pkey);
     }
 
     if (rv != NGX_CONF_OK) {
         return rv;
     }
 
-    return ngx_http_realtime_jwt_add_pkey(ld, pkey, &id, algs);
+    return ngx_http_realtime_jwt_add_pkey(ld, pkey, &id, k.algs);
 }
 
 
-static char *
-ngx_http_realtime_jwt_b64_member(ngx_pool_t *pool, json_t *jwk,
-    const char *name, ngx_str_t *out)
+/* a member that ngx_http_realtime_jwk_read() found base64url */
+
+static ngx_int_t
+ngx_http_realtime_jwt_decode(ngx_pool_t *pool, ngx_http_realtime_jwk_t *k,
+    ngx_uint_t i, ngx_str_t *out)
 {
-    json_t  *v;
-    size_t   len;
-
-    v = json_object_get(jwk, name);
-
-    if (!json_is_string(v) || json_string_length(v) == 0) {
-        return "lacks a member it needs (n, e; crv, x, y; or k)";
-    }
-
-    len = json_string_length(v);
-
-    out->data = ngx_pnalloc(pool, len * 3 / 4 + 1);
+    out->data = ngx_pnalloc(pool, k->decoded_len[i] + 1);
     if (out->data == NULL) {
-        return NGX_CONF_ERROR;
+        return NGX_ERROR;
     }
 
     if (ngx_http_realtime_jwt_base64url_decode(out->data, &out->len,
-                                               json_string_value(v), len)
+                                               k->member[i],
+                                               k->member_len[i])
         != 0)
     {
-        return "has a member that is not base64url";
+        return NGX_ERROR;
     }
 
-    return NGX_CONF_OK;
+    return NGX_OK;
 }
 
 
 static char *
-ngx_http_realtime_jwt_rsa_jwk(ngx_pool_t *pool, json_t *jwk, EVP_PKEY **pkey)
+ngx_http_realtime_jwt_rsa_jwk(ngx_pool_t *pool, ngx_http_realtime_jwk_t *k,
+    EVP_PKEY **pkey)
 {
-    char            *rv;
     BIGNUM          *n, *e;
     ngx_str_t        bn, be;
     OSSL_PARAM_BLD  *bld;
 
-    rv = ngx_http_realtime_jwt_b64_member(pool, jwk, "n", &bn);
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    rv = ngx_http_realtime_jwt_b64_member(pool, jwk, "e", &be);
-    if (rv != NGX_CONF_OK) {
-        return rv;
+    if (ngx_http_realtime_jwt_decode(pool, k, 0, &bn) != NGX_OK
+        || ngx_http_realtime_jwt_decode(pool, k, 1, &be) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     n = BN_bin2bn(bn.data, (int) bn.len, NULL);
@@ -571,42 +515,20 @@ ngx_http_realtime_jwt_rsa_jwk(ngx_pool_t *pool, json_t *jwk, EVP_PKEY **pkey)
 
 
 static char *
-ngx_http_realtime_jwt_ec_jwk(ngx_pool_t *pool, json_t *jwk, EVP_PKEY **pkey)
+ngx_http_realtime_jwt_ec_jwk(ngx_pool_t *pool, ngx_http_realtime_jwk_t *k,
+    EVP_PKEY **pkey)
 {
-    char                           *rv;
-    u_char                         *point;
-    json_t                         *crv;
-    ngx_str_t                       x, y;
-    OSSL_PARAM_BLD                 *bld;
-    ngx_http_realtime_jwt_curve_t  *c;
+    u_char                               *point;
+    ngx_str_t                             x, y;
+    OSSL_PARAM_BLD                       *bld;
+    const ngx_http_realtime_jwt_curve_t  *c;
 
-    crv = json_object_get(jwk, "crv");
+    c = k->curve;
 
-    for (c = ngx_http_realtime_jwt_curves; c->crv; c++) {
-        if (json_is_string(crv)
-            && ngx_strcmp(json_string_value(crv), c->crv) == 0)
-        {
-            break;
-        }
-    }
-
-    if (c->crv == NULL) {
-        return "has a \"crv\" other than P-256, P-384 or P-521";
-    }
-
-    rv = ngx_http_realtime_jwt_b64_member(pool, jwk, "x", &x);
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    rv = ngx_http_realtime_jwt_b64_member(pool, jwk, "y", &y);
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    /* RFC 7518 6.2.1.2: the full size of a coordinate */
-    if (x.len != c->size || y.len != c->size) {
-        return "has \"x\" or \"y\" of the wrong size for its curve";
+    if (ngx_http_realtime_jwt_decode(pool, k, 0, &x) != NGX_OK
+        || ngx_http_realtime_jwt_decode(pool, k, 1, &y) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     /* an uncompressed point, SEC 1 2.3.3 */
@@ -693,16 +615,16 @@ static char *
 ngx_http_realtime_jwt_add_pkey(ngx_http_realtime_jwt_load_t *ld,
     EVP_PKEY *pkey, ngx_str_t *kid, unsigned alg)
 {
-    BIO                            *bio;
-    char                           *data;
-    long                            len;
-    size_t                          glen;
-    unsigned                        algs;
-    ngx_uint_t                      type;
-    ngx_pool_cleanup_t             *cln;
-    ngx_http_realtime_jwt_key_t    *key;
-    ngx_http_realtime_jwt_curve_t  *c;
-    char                            group[64];
+    BIO                                  *bio;
+    char                                 *data;
+    long                                  len;
+    size_t                                glen;
+    unsigned                              algs;
+    ngx_uint_t                            type;
+    ngx_pool_cleanup_t                   *cln;
+    ngx_http_realtime_jwt_key_t          *key;
+    const ngx_http_realtime_jwt_curve_t  *c;
+    char                                  group[64];
 
     cln = ngx_pool_cleanup_add(ld->pool, 0);
     if (cln == NULL) {
@@ -728,13 +650,9 @@ ngx_http_realtime_jwt_add_pkey(ngx_http_realtime_jwt_load_t *ld,
             return "is an EC key of unknown curve";
         }
 
-        for (c = ngx_http_realtime_jwt_curves; c->crv; c++) {
-            if (ngx_strcmp(group, c->group) == 0) {
-                break;
-            }
-        }
+        c = ngx_http_realtime_jwt_curve(NULL, group);
 
-        if (c->crv == NULL) {
+        if (c == NULL) {
             return "is an EC key on a curve other than P-256, P-384 or "
                    "P-521";
         }

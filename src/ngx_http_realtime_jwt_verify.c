@@ -248,12 +248,18 @@ ngx_http_realtime_jwt_set_needed(ngx_http_realtime_jwt_keyset_t *ks,
 }
 
 
-/* 1 when the signature check would ask the key set for the token's key */
+/*
+ * 1 when the signature check would ask the key set for the token's key:
+ * the configuration's keys do not verify it, and its kid is not in the
+ * set (or there is no set yet).
+ */
 
 ngx_uint_t
 ngx_http_realtime_jwt_key_missing(ngx_http_realtime_jwt_conf_t *jcf,
     ngx_str_t *token, ngx_log_t *log)
 {
+    char                           *copy;
+    ngx_int_t                       rc;
     ngx_uint_t                      tried, kid_known, missing;
     const char                     *reason;
     ngx_http_realtime_jwt_token_t   t;
@@ -266,22 +272,46 @@ ngx_http_realtime_jwt_key_missing(ngx_http_realtime_jwt_conf_t *jcf,
         return 0;
     }
 
+    missing = 0;
     tried = 0;
     kid_known = 0;
 
-    (void) ngx_http_realtime_jwt_try_keys(jcf->keys, &t, NULL,
-                                          log, &tried,
-                                          &kid_known);
+    if (!(t.alg & jcf->allowed)) {
+        goto done;
+    }
+
+    if (jcf->keys->nelts) {
+        /*
+         * Tried for real, as the verification does after: the two are
+         * paid only where local keys and a fetched set serve together.
+         */
+
+        copy = ngx_alloc(token->len + 1, log);
+        if (copy == NULL) {
+            goto done;
+        }
+
+        ngx_memcpy(copy, token->data, token->len);
+        copy[token->len] = '\0';
+
+        rc = ngx_http_realtime_jwt_try_keys(jcf->keys, &t, copy, log, &tried,
+                                            &kid_known);
+        ngx_free(copy);
+
+        if (rc != NGX_DECLINED) {
+            goto done;
+        }
+    }
 
     if (jcf->keyset->keys) {
         (void) ngx_http_realtime_jwt_try_keys(jcf->keyset->keys, &t, NULL,
-                                              log, &tried,
-                                              &kid_known);
+                                              log, &tried, &kid_known);
     }
 
-    missing = (t.alg & jcf->allowed)
-              && ngx_http_realtime_jwt_set_needed(jcf->keyset, &t, tried,
-                                                  kid_known);
+    missing = ngx_http_realtime_jwt_set_needed(jcf->keyset, &t, tried,
+                                               kid_known);
+
+done:
 
     ngx_http_realtime_jwt_token_free(&t);
 

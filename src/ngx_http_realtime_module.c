@@ -371,6 +371,7 @@ static ngx_int_t
 ngx_http_realtime_handler(ngx_http_request_t *r)
 {
     ngx_int_t                      rc;
+    ngx_str_t                      sid;
     ngx_http_realtime_loc_conf_t  *rlcf;
 
     if (r != r->main) {
@@ -379,13 +380,22 @@ ngx_http_realtime_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* realtime_jwt_key_request: a token's key may be on its way */
-    rc = ngx_http_realtime_jwt_wait_keys(r, 0, ngx_http_realtime_handler);
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
     rlcf = ngx_http_get_module_loc_conf(r, ngx_http_realtime_module);
+
+    /*
+     * realtime_jwt_key_request: the key of a handshake's token may be on
+     * its way (a Socket.IO request with a sid belongs to a session)
+     */
+
+    if (rlcf->mode >= NGX_HTTP_REALTIME_SIO
+        ? ngx_http_arg(r, (u_char *) "sid", 3, &sid) != NGX_OK
+        : r->headers_in.upgrade != NULL)
+    {
+        rc = ngx_http_realtime_jwt_wait_keys(r, 0, ngx_http_realtime_handler);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
 
     if (rlcf->mode >= NGX_HTTP_REALTIME_SIO) {
         return ngx_http_realtime_sio_handler(r, rlcf);

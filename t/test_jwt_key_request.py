@@ -8,6 +8,7 @@ whose key is on its way wait for the fetch (at most timeout=) instead of
 being refused.  nginx -t refuses bad parameters.
 """
 
+import base64
 import json
 import re
 import threading
@@ -37,6 +38,7 @@ class Jwks:
     self.body, after self.delay seconds; counts every fetch."""
 
     def __init__(self):
+        self.headers = []
         self.keys = []
         self.status = 200
         self.body = None
@@ -49,6 +51,7 @@ class Jwks:
             def do_GET(self):
                 with jw.lock:
                     jw.fetches.append((time.monotonic(), self.path))
+                    jw.headers.append(dict(self.headers))
                     status, body, delay = jw.status, jw.body, jw.delay
                     keys = list(jw.keys)
                 if delay:
@@ -121,6 +124,10 @@ def conf(jwks_port, key_request="realtime_jwt_key_request /_jwks "
             proxy_pass http://127.0.0.1:%(jp)d/.well-known/jwks.json;
             proxy_read_timeout 10s;
             subrequest_output_buffer_size 64k;
+            # forwards' variables are empty in a fetch, never a forward's
+            proxy_set_header X-Event "$realtime_event";
+            proxy_set_header X-Conn "$realtime_connection_id";
+            proxy_set_header X-User "$realtime_user|$realtime_jwt_sub";
         }
 
         location /ws { realtime jk; realtime_user $realtime_jwt_sub; }
@@ -205,6 +212,12 @@ def both_refreshed(jwks, since):
 def test_each_worker_fetches_at_start(srv, jwks, first):
     assert wait_until(lambda: jwks.count() >= 2, 5), jwks.fetches
     assert all(p == "/.well-known/jwks.json" for _, p in jwks.fetches)
+    with jwks.lock:
+        h = {k.lower(): v for k, v in jwks.headers[0].items()}
+    # nginx leaves out headers whose value is empty
+    assert "x-event" not in h and "x-conn" not in h, h
+    assert h["x-user"] == "|", h
+    assert "content-type" not in h, h
     assert re.search(r'JWKS "/_jwks" fetched, 2 keys', srv.error_log())
     # tokens of the set's RSA key, on every worker
     for i in range(6):
@@ -252,6 +265,30 @@ def test_failed_fetch_keeps_the_keys(srv, jwks):
     assert re.search(r'JWKS "/_jwks" is not JSON: line 1', log)
     assert re.search(r'JWKS "/_jwks" has no signature key', log)
     jwks.serve([keep.jwk])
+
+
+def test_fetched_set_skips_what_it_cannot_use(srv, jwks):
+    good = Signer()
+    secret = b"published-secret-published-secret"
+    bad_ec = Signer("ES256").jwk
+    bad_ec = dict(bad_ec, x=bad_ec["x"][:-4])       # a coordinate too short
+    rotate(jwks, [{"kty": "oct", "kid": "oct-1",
+                   "k": base64.urlsafe_b64encode(secret).rstrip(b"=")
+                   .decode()},
+                  bad_ec, {"kty": "RSA", "kid": "no-e", "n": "AQAB"},
+                  good.jwk])
+    c = connect(srv.port, good.token("good"))
+    assert c.user == "good"
+    c.close()
+    # a secret published in the set verifies nothing
+    hs = jwt.encode(claims(), secret, "HS256", headers={"kid": "oct-1"})
+    r = http_request(srv.port, ws_request_bytes(path="/ws?token=" + hs))
+    assert r.status == 401, r
+    log = srv.error_log()
+    assert re.search(r'JWKS key 0 skipped: is a secret \("oct"\)', log)
+    assert re.search(r'JWKS key 1 skipped: has "x" or "y" of the wrong size',
+                     log)
+    assert re.search(r'JWKS key 2 skipped: lacks a member', log)
 
 
 def test_unknown_kids_fetch_at_most_once_per_interval(srv, jwks):
@@ -312,6 +349,23 @@ def test_refresh_waits_for_its_key(srv, jwks):
                   "data": {"token": Signer().token("refresher")}})
     assert ans["event"] == "error" and ans["id"] == 4, ans
     assert ans["data"]["code"] == "UNAUTHORIZED", ans
+
+    # a refresh that waits is replaced by a later one: the socket never
+    # goes back to the older token
+    older, newer = Signer(), Signer()
+    rotate(jwks, [old.jwk, new.jwk, older.jwk, newer.jwk])
+    jwks.serve([old.jwk, new.jwk, older.jwk, newer.jwk], delay=0.6)
+    c.send({"event": "refresh", "id": 5,
+            "data": {"token": older.token("refresher", ttl=1000)}})
+    c.send({"event": "refresh", "id": 6,
+            "data": {"token": newer.token("refresher", ttl=2000)}})
+    first_ans = c.recv(timeout=TIMEOUT + 2)
+    assert first_ans["event"] == "error" and first_ans["id"] == 5, first_ans
+    assert first_ans["data"]["message"] == "replaced by a later refresh"
+    second = c.recv(timeout=TIMEOUT + 2)
+    assert second["event"] == "refreshed" and second["id"] == 6, second
+    assert second["data"]["exp"] > time.time() + 1900, second
+    jwks.serve([old.jwk, new.jwk, older.jwk, newer.jwk])
     c.close()
 
 
@@ -381,6 +435,8 @@ def test_nginx_t(tmp_path, jwks):
     _require_module()
     cases = [
         ("realtime_jwt_key_request jwks;", r'"jwks" is not a URI'),
+        ("realtime_jwt_key_request /_jwks refresh=30d;",
+         r'invalid time in "refresh=30d"'),
         ("realtime_jwt_key_request /_jwks every=1h;",
          r'invalid parameter "every=1h"'),
         ("realtime_jwt_key_request /_jwks refresh=0;",
@@ -397,6 +453,11 @@ def test_nginx_t(tmp_path, jwks):
         ngx.write_conf(conf(jwks.port, key_request=line))
         rc, out = ngx.test_conf()
         assert rc != 0 and re.search(msg, out), (line, out)
+    ngx = Nginx(tmp_path / "http")
+    ngx.write_conf("realtime_jwt_key_request /_jwks;\n" + conf(jwks.port))
+    rc, out = ngx.test_conf()
+    assert rc != 0 and re.search(
+        r'"realtime_jwt_key_request" directive is not allowed here', out), out
     ngx = Nginx(tmp_path / "ok")
     ngx.write_conf(conf(jwks.port))
     rc, out = ngx.test_conf()

@@ -8,7 +8,7 @@
  * into variable text.  The input is also decoded as base64url, which
  * must succeed exactly for the alphabet and possible lengths, and split
  * at its first NUL into a room pattern and a room matched against a
- * reference.  Any broken invariant
+ * reference; and it is read as a JWK Set.  Any broken invariant
  * aborts.
  */
 
@@ -155,6 +155,68 @@ fuzz_room(const char *in, size_t size)
 }
 
 
+/*
+ * The input as a JWK Set: every key read must be consistent, and each
+ * member it found base64url must decode to the size it said.
+ */
+
+static void
+fuzz_jwks(const char *in, size_t size)
+{
+    int                       i;
+    size_t                    n, len;
+    json_t                   *root, *keys, *jwk;
+    const char               *reason;
+    unsigned char            *buf;
+    ngx_http_realtime_jwk_t   k;
+    char                      err[160];
+
+    if (ngx_http_realtime_jwks_parse(in, size, &root, &keys, err,
+                                     sizeof(err))
+        != 0)
+    {
+        ensure(root == NULL && err[0] == ' ');
+        return;
+    }
+
+    ensure(json_is_array(keys));
+
+    json_array_foreach(keys, n, jwk) {
+        reason = NULL;
+
+        if (ngx_http_realtime_jwk_read(jwk, &k, &reason) != 0) {
+            ensure(reason != NULL);
+            continue;
+        }
+
+        if (k.type == NGX_HTTP_REALTIME_JWK_SKIP) {
+            continue;
+        }
+
+        ensure(k.kid == NULL || k.kid_len == strlen(k.kid)
+               || memchr(k.kid, '\0', k.kid_len) != NULL);
+        ensure(k.type != NGX_HTTP_REALTIME_JWK_EC
+               || (k.curve && k.decoded_len[0] == k.curve->size
+                   && k.decoded_len[1] == k.curve->size));
+
+        for (i = 0; i < (k.type == NGX_HTTP_REALTIME_JWK_OCT ? 1 : 2); i++) {
+            ensure(k.member[i] != NULL && k.member_len[i] > 0);
+
+            buf = malloc(k.decoded_len[i] + 1);
+            ensure(buf != NULL);
+            ensure(ngx_http_realtime_jwt_base64url_decode(buf, &len,
+                                                          k.member[i],
+                                                          k.member_len[i])
+                   == 0);
+            ensure(len == k.decoded_len[i]);
+            free(buf);
+        }
+    }
+
+    json_decref(root);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -169,6 +231,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_token(copy, size);
     fuzz_base64url(copy, size);
     fuzz_room(copy, size);
+    fuzz_jwks(copy, size);
 
     free(copy);
 

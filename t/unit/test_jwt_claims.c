@@ -722,6 +722,147 @@ test_claim_lookup(void)
 }
 
 
+/* one JWK read from JSON text: its result, and k and reason; what k
+ * borrows goes with the text, but for the skipped kty, kept here */
+
+static char  jwk_kty[16];
+
+
+static int
+jwk(const char *text, ngx_http_realtime_jwk_t *k, const char **reason)
+{
+    int      rc;
+    json_t  *j;
+
+    j = json_loads(text, 0, NULL);
+    if (j == NULL) {
+        return -2;
+    }
+
+    *reason = NULL;
+    rc = ngx_http_realtime_jwk_read(j, k, reason);
+
+    jwk_kty[0] = '\0';
+
+    if (rc == 0 && k->kty) {
+        snprintf(jwk_kty, sizeof(jwk_kty), "%s", k->kty);
+    }
+
+    /* what k borrows is checked before j goes */
+    if (rc == 0 && k->kid) {
+        rc = (k->kid_len == strlen(json_string_value(
+                                       json_object_get(j, "kid"))))
+             ? 0 : -3;
+    }
+
+    json_decref(j);
+
+    return rc;
+}
+
+
+static void
+test_jwk(void)
+{
+    char                     p256[200];
+    const char              *reason;
+    ngx_http_realtime_jwk_t  k;
+
+    test_begin("jwk");
+
+    CHECK(jwk("{\"kty\":\"RSA\",\"kid\":\"a\",\"n\":\"AQAB\","
+              "\"e\":\"AQAB\"}", &k, &reason) == 0);
+    CHECK(k.type == NGX_HTTP_REALTIME_JWK_RSA && k.algs == 0);
+    CHECK(k.decoded_len[0] == 3 && k.decoded_len[1] == 3);
+
+    CHECK(jwk("{\"kty\":\"oct\",\"k\":\"AAAAAA\",\"alg\":\"HS384\"}",
+              &k, &reason) == 0);
+    CHECK(k.type == NGX_HTTP_REALTIME_JWK_OCT && k.kid == NULL);
+    CHECK(k.algs == NGX_HTTP_REALTIME_JWT_HS384 && k.decoded_len[0] == 4);
+
+    /* a coordinate of P-256 is 32 bytes: 43 base64url characters */
+    snprintf(p256, sizeof(p256), "{\"kty\":\"EC\",\"crv\":\"P-256\","
+             "\"x\":\"%.43s\",\"y\":\"%.43s\"}",
+             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+             "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
+    CHECK(jwk(p256, &k, &reason) == 0);
+    CHECK(k.type == NGX_HTTP_REALTIME_JWK_EC && k.curve->size == 32);
+    CHECK(k.curve->alg == NGX_HTTP_REALTIME_JWT_ES256);
+    CHECK(strcmp(k.curve->group, "prime256v1") == 0);
+
+    CHECK(jwk("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAA\","
+              "\"y\":\"AAAA\"}", &k, &reason) == -1);
+    CHECK(reason && strstr(reason, "wrong size"));
+
+    /* skipped: another use, an encryption alg, another type */
+    CHECK(jwk("{\"kty\":\"RSA\",\"use\":\"enc\"}", &k, &reason) == 0);
+    CHECK(k.type == NGX_HTTP_REALTIME_JWK_SKIP && k.kty == NULL);
+    CHECK(jwk("{\"kty\":\"RSA\",\"alg\":\"RSA-OAEP\",\"n\":\"x\"}",
+              &k, &reason) == 0);
+    CHECK(k.type == NGX_HTTP_REALTIME_JWK_SKIP);
+    CHECK(jwk("{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AA\"}",
+              &k, &reason) == 0);
+    CHECK(k.type == NGX_HTTP_REALTIME_JWK_SKIP
+          && strcmp(jwk_kty, "OKP") == 0);
+
+    /* refused, with the reason */
+    CHECK(jwk("[1]", &k, &reason) == -1 && strstr(reason, "not an object"));
+    CHECK(jwk("{\"n\":\"AQAB\"}", &k, &reason) == -1
+          && strstr(reason, "kty"));
+    CHECK(jwk("{\"kty\":\"RSA\",\"kid\":7,\"n\":\"AQAB\",\"e\":\"AQAB\"}",
+              &k, &reason) == -1 && strstr(reason, "kid"));
+    CHECK(jwk("{\"kty\":\"RSA\",\"n\":\"AQAB\"}", &k, &reason) == -1
+          && strstr(reason, "lacks"));
+    CHECK(jwk("{\"kty\":\"RSA\",\"n\":\"AQ+B\",\"e\":\"AQAB\"}", &k,
+              &reason) == -1 && strstr(reason, "base64url"));
+    CHECK(jwk("{\"kty\":\"RSA\",\"n\":\"AQABA\",\"e\":\"AQAB\"}", &k,
+              &reason) == -1 && strstr(reason, "base64url"));
+    CHECK(jwk("{\"kty\":\"oct\",\"k\":\"AAAA\",\"alg\":\"RS256\"}",
+              &k, &reason) == -1 && strstr(reason, "does not fit"));
+    CHECK(jwk("{\"kty\":\"EC\",\"crv\":\"P-192\",\"x\":\"AA\","
+              "\"y\":\"AA\"}", &k, &reason) == -1
+          && strstr(reason, "crv"));
+
+    CHECK(ngx_http_realtime_jwt_curve("P-521", NULL)->size == 66);
+    CHECK(ngx_http_realtime_jwt_curve(NULL, "secp384r1")->alg
+          == NGX_HTTP_REALTIME_JWT_ES384);
+    CHECK(ngx_http_realtime_jwt_curve("P-192", NULL) == NULL);
+    CHECK(ngx_http_realtime_jwt_curve(NULL, "P-256") == NULL);
+
+    test_end();
+}
+
+
+static void
+test_jwks(void)
+{
+    char     err[160];
+    json_t  *root, *keys;
+
+    test_begin("jwks");
+
+    CHECK(ngx_http_realtime_jwks_parse("{\"keys\":[{}]}", 13, &root, &keys,
+                                       err, sizeof(err)) == 0);
+    CHECK(json_array_size(keys) == 1);
+    json_decref(root);
+
+    CHECK(ngx_http_realtime_jwks_parse("{\"keys\":{}}", 11, &root, &keys,
+                                       err, sizeof(err)) == -1);
+    CHECK(root == NULL && strcmp(err, " has no \"keys\" array") == 0);
+
+    CHECK(ngx_http_realtime_jwks_parse("{\"keys\":[", 9, &root, &keys, err,
+                                       sizeof(err)) == -1);
+    CHECK(root == NULL && strncmp(err, " is not JSON: line 1", 20) == 0);
+
+    /* duplicate members could mean different keys to different readers */
+    CHECK(ngx_http_realtime_jwks_parse("{\"keys\":[],\"keys\":[]}", 21,
+                                       &root, &keys, err, sizeof(err))
+          == -1);
+
+    test_end();
+}
+
+
 /* realtime_jwt_require: present, whatever the value; checked first */
 
 static void
@@ -781,6 +922,8 @@ main(void)
     test_rooms();
     test_claim_text();
     test_claim_lookup();
+    test_jwk();
+    test_jwks();
 
     return test_summary();
 }
