@@ -272,18 +272,47 @@ ngx_http_realtime_eio_ws_message(ngx_http_realtime_conn_t *ws,
 static void
 ngx_http_realtime_eio_ws_liveness(ngx_http_realtime_conn_t *ws)
 {
-    ngx_msec_t                next;
-    ngx_http_realtime_eio_t  *eio;
+    ngx_msec_t                     next, limit, elapsed;
+    ngx_http_realtime_eio_t       *eio;
+    ngx_http_realtime_loc_conf_t  *conf;
 
     if (((ngx_http_realtime_sio_ws_t *) ws)->refused) {
         ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_NORMAL, NULL);
         return;
     }
 
+    if (((ngx_http_realtime_sio_ws_t *) ws)->relay) {
+        /*
+         * The owner's pings come through the relay and the client
+         * answers each: a relay that hears nothing for longer than a
+         * ping's round has lost its client, or its owner (a worker
+         * killed), whose heartbeat would have closed it.
+         */
+
+        conf = ws->conf;
+        limit = conf->sio_ping_interval + conf->sio_ping_timeout;
+        elapsed = ngx_current_msec - ws->last_in;
+
+        if (elapsed >= limit) {
+            ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
+                          "realtime: relayed engine.io socket silent for "
+                          "%M ms, closing", elapsed);
+            ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_NORMAL,
+                                    NULL);
+            return;
+        }
+
+        if (!ws->close_sent) {
+            ngx_add_timer(ws->connection->read, limit - elapsed);
+        }
+
+        return;
+    }
+
     eio = ((ngx_http_realtime_sio_ws_t *) ws)->eio;
 
     if (eio == NULL || eio->poll || eio->ws != ws) {
-        /* relays, probes and polling sessions have their owner's timer */
+        /* probes and polling sessions have their owner's timer */
         return;
     }
 

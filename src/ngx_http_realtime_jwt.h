@@ -34,7 +34,7 @@ typedef struct {
     ngx_uint_t                     type;
     unsigned                       algs;     /* what the key may verify */
     ngx_str_t                      kid;      /* empty: none */
-    ngx_str_t                      data;     /* secret, or PEM for libjwt */
+    ngx_str_t                      data;     /* the secret of HS* */
     EVP_PKEY                      *pkey;     /* RSA and EC */
 } ngx_http_realtime_jwt_key_t;
 
@@ -152,7 +152,7 @@ struct ngx_http_realtime_jwt_conn_s {
 char *ngx_http_realtime_jwt_key_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_int_t ngx_http_realtime_jwt_key_verify(ngx_http_realtime_jwt_key_t *key,
-    ngx_http_realtime_jwt_token_t *t, char *token, ngx_log_t *log);
+    ngx_http_realtime_jwt_token_t *t, ngx_log_t *log);
 ngx_int_t ngx_http_realtime_jwt_jwks_load(ngx_http_realtime_jwt_load_t *ld,
     u_char *text, size_t len, const char **err);
 

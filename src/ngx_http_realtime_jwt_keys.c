@@ -3,8 +3,9 @@
  * Copyright (C) ngx-realtime developers
  *
  * realtime_jwt_key: secrets, PEM public keys and JWKS files, loaded and
- * checked when the configuration is read; and the signature check of a
- * token against one key.
+ * checked when the configuration is read (and the JWK loader fetched
+ * sets use); and the signature check of a token against one key, by
+ * ngx_http_realtime_jwt_sig.c on the key made here once.
  */
 
 
@@ -12,7 +13,6 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <jwt.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/param_build.h>
@@ -21,6 +21,7 @@
 #include <openssl/x509.h>
 
 #include "ngx_http_realtime_jwt.h"
+#include "ngx_http_realtime_jwt_sig.h"
 
 
 /* key files are small; this only stops a wrong path from eating memory */
@@ -48,10 +49,6 @@ static EVP_PKEY *ngx_http_realtime_jwt_fromdata(const char *type,
 static char *ngx_http_realtime_jwt_add_pkey(ngx_http_realtime_jwt_load_t *ld,
     EVP_PKEY *pkey, ngx_str_t *kid, unsigned alg);
 static void ngx_http_realtime_jwt_pkey_cleanup(void *data);
-static ngx_int_t ngx_http_realtime_jwt_ps_verify(
-    ngx_http_realtime_jwt_key_t *key, ngx_http_realtime_jwt_token_t *t,
-    ngx_log_t *log);
-static const EVP_MD *ngx_http_realtime_jwt_md(unsigned alg);
 
 
 /* realtime_jwt_key file=|secret=|secret_file=|jwks=; may repeat */
@@ -608,16 +605,13 @@ done:
 
 /*
  * Takes pkey over: it is freed with ld's pool.  The key's type
- * and curve decide what it may verify; libjwt gets it in PEM.
+ * and curve decide what it may verify.
  */
 
 static char *
 ngx_http_realtime_jwt_add_pkey(ngx_http_realtime_jwt_load_t *ld,
     EVP_PKEY *pkey, ngx_str_t *kid, unsigned alg)
 {
-    BIO                                  *bio;
-    char                                 *data;
-    long                                  len;
     size_t                                glen;
     unsigned                              algs;
     ngx_uint_t                            type;
@@ -672,22 +666,8 @@ ngx_http_realtime_jwt_add_pkey(ngx_http_realtime_jwt_load_t *ld,
         algs = alg;
     }
 
-    bio = BIO_new(BIO_s_mem());
-    if (bio == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (PEM_write_bio_PUBKEY(bio, pkey) != 1) {
-        BIO_free(bio);
-        ERR_clear_error();
-        return "cannot be written in PEM";
-    }
-
-    len = BIO_get_mem_data(bio, &data);
-
     key = ngx_array_push(ld->keys);
     if (key == NULL) {
-        BIO_free(bio);
         return NGX_CONF_ERROR;
     }
 
@@ -701,17 +681,6 @@ ngx_http_realtime_jwt_add_pkey(ngx_http_realtime_jwt_load_t *ld,
         key->kid = *kid;
     }
 
-    key->data.len = len;
-    key->data.data = ngx_pnalloc(ld->pool, len);
-
-    if (key->data.data == NULL) {
-        BIO_free(bio);
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memcpy(key->data.data, data, len);
-    BIO_free(bio);
-
     return NGX_CONF_OK;
 }
 
@@ -723,108 +692,22 @@ ngx_http_realtime_jwt_pkey_cleanup(void *data)
 }
 
 
-/*
- * NGX_OK when the token is signed by the key.  token is the whole
- * token, NUL-terminated, for libjwt; PS* are not in libjwt 1.10.
- */
+/* NGX_OK when the token is signed by the key, NGX_DECLINED if not */
 
 ngx_int_t
 ngx_http_realtime_jwt_key_verify(ngx_http_realtime_jwt_key_t *key,
-    ngx_http_realtime_jwt_token_t *t, char *token, ngx_log_t *log)
-{
-    int         rc;
-    jwt_t      *jwt;
-    jwt_alg_t   alg;
-
-    if (t->alg & NGX_HTTP_REALTIME_JWT_PS) {
-        return ngx_http_realtime_jwt_ps_verify(key, t, log);
-    }
-
-    rc = jwt_decode(&jwt, token, key->data.data, (int) key->data.len);
-
-    /* libjwt leaves OpenSSL errors behind, which TLS must not see */
-    ERR_clear_error();
-
-    if (rc != 0) {
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
-                       "realtime: jwt_decode() failed: %d", rc);
-        return NGX_DECLINED;
-    }
-
-    alg = jwt_get_alg(jwt);
-    jwt_free(jwt);
-
-    /* libjwt reads alg itself: it must be the one we checked */
-    return (ngx_strcmp(jwt_alg_str(alg),
-                       ngx_http_realtime_jwt_alg_name(t->alg))
-            == 0)
-           ? NGX_OK : NGX_DECLINED;
-}
-
-
-/* RSASSA-PSS, RFC 7518 3.5: MGF1 and salt of the digest's size */
-
-static ngx_int_t
-ngx_http_realtime_jwt_ps_verify(ngx_http_realtime_jwt_key_t *key,
     ngx_http_realtime_jwt_token_t *t, ngx_log_t *log)
 {
-    int            rc;
-    u_char        *sig;
-    size_t         len;
-    EVP_MD_CTX    *mdctx;
-    EVP_PKEY_CTX  *pctx;
-    const EVP_MD  *md;
+    int  rc;
 
-    md = ngx_http_realtime_jwt_md(t->alg);
+    rc = ngx_http_realtime_jwt_sig_verify(t->alg, key->pkey, key->data.data,
+                                          key->data.len, t->signing_input,
+                                          t->signing_input_len, t->signature,
+                                          t->signature_len);
 
-    sig = ngx_alloc(t->signature_len * 3 / 4 + 1, log);
-    if (sig == NULL) {
-        return NGX_ERROR;
-    }
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "realtime jwt: signature check: %d", rc);
 
-    if (ngx_http_realtime_jwt_base64url_decode(sig, &len, t->signature,
-                                               t->signature_len)
-        != 0)
-    {
-        ngx_free(sig);
-        return NGX_DECLINED;
-    }
-
-    rc = 0;
-
-    mdctx = EVP_MD_CTX_new();
-
-    if (mdctx
-        && EVP_DigestVerifyInit(mdctx, &pctx, md, NULL, key->pkey) == 1
-        && EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) > 0
-        && EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) > 0
-        && EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) > 0)
-    {
-        rc = EVP_DigestVerify(mdctx, sig, len,
-                              (u_char *) t->signing_input,
-                              t->signing_input_len);
-    }
-
-    EVP_MD_CTX_free(mdctx);
-    ngx_free(sig);
-    ERR_clear_error();
-
-    return (rc == 1) ? NGX_OK : NGX_DECLINED;
-}
-
-
-static const EVP_MD *
-ngx_http_realtime_jwt_md(unsigned alg)
-{
-    switch (alg) {
-
-    case NGX_HTTP_REALTIME_JWT_PS384:
-        return EVP_sha384();
-
-    case NGX_HTTP_REALTIME_JWT_PS512:
-        return EVP_sha512();
-
-    default:
-        return EVP_sha256();
-    }
+    return (rc == NGX_HTTP_REALTIME_JWT_SIG_OK) ? NGX_OK
+           : (rc == NGX_HTTP_REALTIME_JWT_SIG_BAD) ? NGX_DECLINED : NGX_ERROR;
 }

@@ -20,7 +20,7 @@ static ngx_int_t ngx_http_realtime_jwt_signature(
     ngx_str_t *token, ngx_log_t *log, const char **reason,
     ngx_http_realtime_jwt_wait_t *w);
 static ngx_int_t ngx_http_realtime_jwt_try_keys(ngx_array_t *keys,
-    ngx_http_realtime_jwt_token_t *t, char *copy, ngx_log_t *log,
+    ngx_http_realtime_jwt_token_t *t, ngx_uint_t verify, ngx_log_t *log,
     ngx_uint_t *tried, ngx_uint_t *kid_known);
 static ngx_uint_t ngx_http_realtime_jwt_set_needed(
     ngx_http_realtime_jwt_keyset_t *ks, ngx_http_realtime_jwt_token_t *t,
@@ -136,35 +136,22 @@ ngx_http_realtime_jwt_signature(ngx_http_realtime_jwt_conf_t *jcf,
     ngx_http_realtime_jwt_token_t *t, ngx_str_t *token, ngx_log_t *log,
     const char **reason, ngx_http_realtime_jwt_wait_t *w)
 {
-    char                            *copy;
     ngx_int_t                        rc;
     ngx_uint_t                       tried, kid_known;
     ngx_http_realtime_jwt_keyset_t  *ks;
 
-    /* libjwt wants a C string */
-
-    copy = ngx_alloc(token->len + 1, log);
-    if (copy == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(copy, token->data, token->len);
-    copy[token->len] = '\0';
-
     tried = 0;
     kid_known = 0;
 
-    rc = ngx_http_realtime_jwt_try_keys(jcf->keys, t, copy, log, &tried,
+    rc = ngx_http_realtime_jwt_try_keys(jcf->keys, t, 1, log, &tried,
                                         &kid_known);
 
     ks = jcf->keyset;
 
     if (rc == NGX_DECLINED && ks && ks->keys) {
-        rc = ngx_http_realtime_jwt_try_keys(ks->keys, t, copy, log, &tried,
+        rc = ngx_http_realtime_jwt_try_keys(ks->keys, t, 1, log, &tried,
                                             &kid_known);
     }
-
-    ngx_free(copy);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, log, 0,
                    "realtime jwt: signature %s after %ui keys",
@@ -188,9 +175,11 @@ ngx_http_realtime_jwt_signature(ngx_http_realtime_jwt_conf_t *jcf,
 }
 
 
+/* verify 0: only counts the keys that fit (and if the kid is known) */
+
 static ngx_int_t
 ngx_http_realtime_jwt_try_keys(ngx_array_t *keys,
-    ngx_http_realtime_jwt_token_t *t, char *copy, ngx_log_t *log,
+    ngx_http_realtime_jwt_token_t *t, ngx_uint_t verify, ngx_log_t *log,
     ngx_uint_t *tried, ngx_uint_t *kid_known)
 {
     ngx_int_t                     rc;
@@ -218,8 +207,7 @@ ngx_http_realtime_jwt_try_keys(ngx_array_t *keys,
 
         (*tried)++;
 
-        if (copy == NULL) {
-            /* ngx_http_realtime_jwt_key_missing() only counts */
+        if (!verify) {
             continue;
         }
 
@@ -227,7 +215,7 @@ ngx_http_realtime_jwt_try_keys(ngx_array_t *keys,
                        "realtime jwt: trying key %ui of %ui, kid \"%V\"",
                        i + 1, keys->nelts, &key[i].kid);
 
-        rc = ngx_http_realtime_jwt_key_verify(&key[i], t, copy, log);
+        rc = ngx_http_realtime_jwt_key_verify(&key[i], t, log);
 
         if (rc != NGX_DECLINED) {
             break;
@@ -258,7 +246,6 @@ ngx_uint_t
 ngx_http_realtime_jwt_key_missing(ngx_http_realtime_jwt_conf_t *jcf,
     ngx_str_t *token, ngx_log_t *log)
 {
-    char                           *copy;
     ngx_int_t                       rc;
     ngx_uint_t                      tried, kid_known, missing;
     const char                     *reason;
@@ -280,32 +267,21 @@ ngx_http_realtime_jwt_key_missing(ngx_http_realtime_jwt_conf_t *jcf,
         goto done;
     }
 
-    if (jcf->keys->nelts) {
-        /*
-         * Tried for real, as the verification does after: the two are
-         * paid only where local keys and a fetched set serve together.
-         */
+    /*
+     * The configuration's keys are tried for real, as the verification
+     * does after: the two are paid only where local keys and a fetched
+     * set serve together.
+     */
 
-        copy = ngx_alloc(token->len + 1, log);
-        if (copy == NULL) {
-            goto done;
-        }
-
-        ngx_memcpy(copy, token->data, token->len);
-        copy[token->len] = '\0';
-
-        rc = ngx_http_realtime_jwt_try_keys(jcf->keys, &t, copy, log, &tried,
-                                            &kid_known);
-        ngx_free(copy);
-
-        if (rc != NGX_DECLINED) {
-            goto done;
-        }
+    rc = ngx_http_realtime_jwt_try_keys(jcf->keys, &t, 1, log, &tried,
+                                        &kid_known);
+    if (rc != NGX_DECLINED) {
+        goto done;
     }
 
     if (jcf->keyset->keys) {
-        (void) ngx_http_realtime_jwt_try_keys(jcf->keyset->keys, &t, NULL,
-                                              log, &tried, &kid_known);
+        (void) ngx_http_realtime_jwt_try_keys(jcf->keyset->keys, &t, 0, log,
+                                              &tried, &kid_known);
     }
 
     missing = ngx_http_realtime_jwt_set_needed(jcf->keyset, &t, tried,

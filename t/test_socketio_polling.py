@@ -7,6 +7,10 @@ CORS, and every bad request answered as Node's engine.io does.
 
 import http.client
 import json
+import os
+import re
+import signal
+import subprocess
 import threading
 import time
 
@@ -443,3 +447,72 @@ def test_invalid_probe_packet_fails_only_the_upgrade(env):
     assert r.status == 200 and r.body == b"ok", r
     r = http_call(env.port, "GET", poll_path(sid=sid))
     assert r.status == 200 and r.body.startswith(b"40{"), r
+
+
+def _server_pid_of(port, client_port):
+    """The worker that holds the server side of the client's connection
+    from client_port (ss -tnp)."""
+    out = subprocess.run(["ss", "-tnpH", "state", "established",
+                          "( sport = :%d )" % port],
+                         capture_output=True, text=True, timeout=10).stdout
+    for line in out.splitlines():
+        if (":%d " % client_port) in line + " ":
+            m = re.search(r"pid=(\d+)", line)
+            if m:
+                return int(m.group(1))
+    return None
+
+
+def test_relayed_websocket_of_a_killed_owner_is_closed(env):
+    """A session's WebSocket relayed by another worker: when the owner is
+    SIGKILLed, no heartbeat comes through the relay any more, and the
+    relay closes the silent socket after a ping's round (300 + 200 ms)."""
+    from wsraw import RawWS, Closed
+    fast = "/fast/socket.io/"
+    for attempt in range(40):
+        conn = http.client.HTTPConnection("127.0.0.1", env.port, timeout=5)
+        conn.request("GET", poll_path(fast))
+        r = conn.getresponse()
+        body = r.read().decode()
+        assert r.status == 200 and body.startswith("0{"), body
+        owner = _server_pid_of(env.port, conn.sock.getsockname()[1])
+        sid = json.loads(body[1:])["sid"]
+        raw = RawWS.connect(env.port, path=fast + "?EIO=4&transport="
+                            "websocket&sid=" + sid)
+        relay = _server_pid_of(env.port, raw.sock.getsockname()[1])
+        conn.close()
+        if owner and relay and owner != relay:
+            break
+        raw.close()
+    else:
+        pytest.fail("no upgrade landed on the other worker")
+
+    raw.send_text("2probe")
+    f = raw.recv_frame(timeout=3)
+    assert f.opcode == 1 and f.payload == b"3probe", f
+    raw.send_text("5")
+
+    env.allowed_bad.append(r"exited on signal 9")
+    os.kill(owner, signal.SIGKILL)
+    t0 = time.monotonic()
+    closed = False
+    while time.monotonic() - t0 < 5:
+        try:
+            f = raw.recv_frame(timeout=5 - (time.monotonic() - t0))
+        except Closed:
+            closed = True
+            break
+        except TimeoutError:
+            break
+        if f.opcode == 8:
+            closed = True
+            break
+        if f.opcode == 1 and f.payload == b"2":
+            raw.send_text("3")        # a ping the owner sent before it died
+    waited = time.monotonic() - t0
+    assert closed and waited < 3, waited
+    raw.close()
+    # the relaying worker lives on, and new sessions are served
+    assert relay in env.ngx.worker_pids()
+    info, _ = open_session(env)
+    assert info["sid"]
