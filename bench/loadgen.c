@@ -51,6 +51,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 
 #include "ngx_http_realtime_frame.h"
 
@@ -289,11 +290,17 @@ static struct {
     const char  *label;
     int          quiet;
     const char  *jwt_secret;
+    const char  *jwt_rsa_key;
 } o = {
     "127.0.0.1", 8080, { 8080 }, 1, 0, 0, NULL, NULL, PROTO_RT, 1000, 1, 1, "r", 8, 256,
     10.0, 120.0, 1, 0.0, 1, 10.0, 0, 100, 15.0, 1.0, 0.0, 0, "run", 0,
-    NULL
+    NULL, NULL
 };
+
+
+/* --jwt-rsa-key: this process's RS256 tokens, signed before connecting */
+#define RS256_TOKEN_MAX  1024
+static char  *rs256_tokens;
 
 
 static shm_t          *shm;
@@ -669,12 +676,76 @@ jwt_query(char *buf, size_t size, uint32_t gidx)
 }
 
 
+/*
+ * --jwt-rsa-key: an RS256 JWT per connection, as jwt_query() makes the
+ * HS256 one.  An RSA signature costs the client a millisecond: they are
+ * all made before the first connect, never while connecting.
+ */
+static void
+rs256_sign_all(long first, long count)
+{
+    FILE          *f;
+    long           i;
+    char           claims[128], *t;
+    size_t         n, siglen;
+    EVP_PKEY      *key;
+    EVP_MD_CTX    *ctx;
+    unsigned char  sig[1024];
+    int            k;
+
+    f = fopen(o.jwt_rsa_key, "r");
+    if (f == NULL) {
+        die("%s: %s", o.jwt_rsa_key, strerror(errno));
+    }
+
+    key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+
+    rs256_tokens = malloc((size_t) (count ? count : 1) * RS256_TOKEN_MAX);
+    ctx = EVP_MD_CTX_new();
+
+    if (key == NULL || rs256_tokens == NULL || ctx == NULL) {
+        die("%s: no RSA private key, or no memory", o.jwt_rsa_key);
+    }
+
+    for (i = 0; i < count; i++) {
+        t = rs256_tokens + i * RS256_TOKEN_MAX;
+
+        k = snprintf(claims, sizeof(claims),
+                     "{\"sub\":\"user-%ld\",\"exp\":%ld}",
+                     first + i, (long) time(NULL) + 86400);
+
+        /* {"alg":"RS256","typ":"JWT"} */
+        n = (size_t) snprintf(t, RS256_TOKEN_MAX, "?token=%s.",
+                              "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9");
+        n += base64url(t + n, (unsigned char *) claims, (size_t) k);
+
+        siglen = sizeof(sig);
+
+        if (EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, key) != 1
+            || EVP_DigestSign(ctx, sig, &siglen, (unsigned char *) t + 7,
+                              n - 7)
+               != 1
+            || n + 1 + siglen * 4 / 3 + 4 > RS256_TOKEN_MAX)
+        {
+            die("RS256 signing failed");
+        }
+
+        t[n++] = '.';
+        base64url(t + n, sig, siglen);
+    }
+
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(key);
+}
+
+
 static void
 conn_connected(conn_t *c)
 {
     int        err, n;
     socklen_t  len;
-    char       req[1024], path[512], query[384];
+    char       req[2048], path[512], query[RS256_TOKEN_MAX + 64];
     size_t     ql;
 
     err = 0;
@@ -704,6 +775,11 @@ conn_connected(conn_t *c)
         if (ql) {
             query[ql] = '&';          /* "?token=" after the EIO query */
         }
+
+    } else if (rs256_tokens) {
+        ql += (size_t) snprintf(query + ql, sizeof(query) - ql, "%s",
+                                rs256_tokens
+                                + (c - conns) * RS256_TOKEN_MAX);
     }
 
     n = snprintf(req, sizeof(req),
@@ -1199,6 +1275,10 @@ sub_main(long first, long count)
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) {
         die("epoll_create1: %s", strerror(errno));
+    }
+
+    if (o.jwt_rsa_key) {
+        rs256_sign_all(first, count);
     }
 
     cs->conn_min = 0;
@@ -1884,7 +1964,9 @@ usage(void)
 "  --wait-stdin   once ready, print READY and wait for a line on stdin\n"
 "  --label L      name in the report\n"
 "  --jwt-secret S each subscriber sends ?token=<an HS256 JWT signed with S,\n"
-"                 sub \"user-<i>\", exp in a day>\n");
+"                 sub \"user-<i>\", exp in a day>\n"
+"  --jwt-rsa-key F the same, RS256, signed with the PEM private key in F\n"
+"                 (all signed before the first connect)\n");
     exit(2);
 }
 
@@ -1933,6 +2015,7 @@ parse_args(int argc, char **argv)
         { "pub-port", required_argument, NULL, 17 },
         { "expect-all", no_argument, NULL, 18 },
         { "jwt-secret", required_argument, NULL, 19 },
+        { "jwt-rsa-key", required_argument, NULL, 20 },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -1979,6 +2062,7 @@ parse_args(int argc, char **argv)
         case 17: o.pub_port = atoi(optarg); break;
         case 18: o.expect_all = 1; break;
         case 19: o.jwt_secret = optarg; break;
+        case 20: o.jwt_rsa_key = optarg; break;
         default: usage();
         }
     }

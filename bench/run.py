@@ -69,6 +69,9 @@ REDIS_PORT = 16379
 # S3's subscribers authenticate to ngx-realtime with HS256 tokens signed
 # with this (Nchan has no JWT verification to compare)
 JWT_SECRET = "bench-secret-0123456789abcdef0123456789"
+# S3-10k-rs256: RS256 tokens, signed by loadgen with this key (made once)
+JWT_RSA_KEY = os.path.join(BUILD, "jwt-rs256.key")
+JWT_RSA_PUB = os.path.join(BUILD, "jwt-rs256.pub")
 README = os.path.join(REPO, "README.md")
 
 # Nchan 1.3.6 on this machine, as recorded in issue 6
@@ -121,6 +124,11 @@ def scenarios():
          "ngx-realtime's each with its own JWT and user), 2 workers"
          % ("1k" if q else "10k"),
          "conns": 1000 if q else 10000, "rooms": 1000, "idle": True},
+        {"id": "S3-10k-rs256" if not q else "S3-1k-rs256",
+         "what": "as S3-%s, each token RS256 (2048-bit key) instead of "
+         "HS256" % ("1k" if q else "10k"),
+         "conns": 1000 if q else 10000, "rooms": 1000, "idle": True,
+         "jwt": "rs256", "only": ["ours"]},
     ]
     if not q:
         s += [
@@ -293,6 +301,7 @@ class Nginx:
                 .replace("@WORKERS@", str(workers))
                 .replace("@PORT@", str(self.cfg["port"]))
                 .replace("@JWT_SECRET@", JWT_SECRET)
+                .replace("@JWT_RSA_PUB@", jwt_rsa_pub())
                 .replace("@PREFIX@", self.prefix)
                 .replace("@REDIS_HTTP@", self.cfg["redis_http"] % REDIS_PORT
                          if redis else "")
@@ -520,7 +529,9 @@ def loadgen_cmd(sc, server):
            "-r", str(sc["rooms"]), "--label", "%s/%s" % (sc["id"], server)]
     if sc.get("idle"):
         cmd += ["--pub-conns", "0", "--wait-stdin", "--connect-timeout", "30"]
-        if server == "ours" and sc.get("proto", "rt") == "rt":
+        if server == "ours" and sc.get("jwt") == "rs256":
+            cmd += ["-u", "/ws-auth-rs256", "--jwt-rsa-key", JWT_RSA_KEY]
+        elif server == "ours" and sc.get("proto", "rt") == "rt":
             cmd += ["-u", "/ws-auth", "--jwt-secret", JWT_SECRET]
     else:
         cmd += ["--pub-conns", str(sc["pub_conns"]), "-d",
@@ -532,6 +543,20 @@ def loadgen_cmd(sc, server):
         if sc.get("instances", 1) > 1:
             cmd += ["--pub-port", str(ports(sc, server)[0]), "--expect-all"]
     return cmd
+
+
+def jwt_rsa_pub():
+    """The RS256 key pair of S3-10k-rs256, made on first use."""
+    if not os.path.exists(JWT_RSA_PUB):
+        os.makedirs(BUILD, exist_ok=True)
+        for cmd in (["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                     "rsa_keygen_bits:2048", "-out", JWT_RSA_KEY],
+                    ["openssl", "pkey", "-in", JWT_RSA_KEY, "-pubout",
+                     "-out", JWT_RSA_PUB]):
+            r = sh(cmd)
+            if r.returncode != 0:
+                sys.exit("%s failed: %s" % (" ".join(cmd), r.stderr))
+    return JWT_RSA_PUB
 
 
 class Group:
