@@ -896,6 +896,19 @@ ngx_http_realtime_poll_relay_message(ngx_http_realtime_conn_t *ws,
 
     relay = ((ngx_http_realtime_sio_ws_t *) ws)->relay;
 
+    /* what could never pass the owner's queue, as answers are bounded */
+
+    if (relay->owner.slot < NGX_HTTP_REALTIME_SLOTS
+        && len > relay->zone->sh->slots[relay->owner.slot].queue_size / 2)
+    {
+        ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
+                      "realtime: a relayed frame of %uz bytes is larger "
+                      "than the queue of engine.io session \"%V\"'s owner",
+                      len, &relay->sid);
+        ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_TOO_BIG, NULL);
+        return NGX_OK;
+    }
+
     kind = (opcode == 0) ? NGX_HTTP_REALTIME_EIO_WS_OPEN
            : (opcode == NGX_HTTP_REALTIME_OP_BINARY)
              ? NGX_HTTP_REALTIME_EIO_WS_BINARY
@@ -913,12 +926,19 @@ ngx_http_realtime_poll_relay_message(ngx_http_realtime_conn_t *ws,
                                     NGX_HTTP_REALTIME_IPC_EIO, &relay->sid,
                                     &except, data, len);
 
-    if (rc != NGX_OK) {
+    if (rc == NGX_DECLINED) {
         ngx_log_error(NGX_LOG_INFO, ws->connection->log, 0,
                       "realtime: the owner of engine.io session \"%V\" "
                       "is gone, closing", &relay->sid);
         ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_GOING_AWAY,
                                 NULL);
+
+    } else if (rc != NGX_OK) {
+        /* a frame cannot wait here: the client comes back and recovers */
+        ngx_log_error(NGX_LOG_WARN, ws->connection->log, 0,
+                      "realtime: the queue of engine.io session \"%V\"'s "
+                      "owner is full, closing", &relay->sid);
+        ngx_http_realtime_close(ws, NGX_HTTP_REALTIME_CLOSE_TRY_AGAIN, NULL);
     }
 
     return NGX_OK;

@@ -463,21 +463,19 @@ def _server_pid_of(port, client_port):
     return None
 
 
-def test_relayed_websocket_of_a_killed_owner_is_closed(env):
-    """A session's WebSocket relayed by another worker: when the owner is
-    SIGKILLed, no heartbeat comes through the relay any more, and the
-    relay closes the silent socket after a ping's round (300 + 200 ms)."""
-    from wsraw import RawWS, Closed
-    fast = "/fast/socket.io/"
+def _relayed_websocket(env, path):
+    """A polling session and its upgrade's WebSocket on the other worker,
+    upgraded: (raw, owner pid, relay pid)."""
+    from wsraw import RawWS
     for attempt in range(40):
         conn = http.client.HTTPConnection("127.0.0.1", env.port, timeout=5)
-        conn.request("GET", poll_path(fast))
+        conn.request("GET", poll_path(path))
         r = conn.getresponse()
         body = r.read().decode()
         assert r.status == 200 and body.startswith("0{"), body
         owner = _server_pid_of(env.port, conn.sock.getsockname()[1])
         sid = json.loads(body[1:])["sid"]
-        raw = RawWS.connect(env.port, path=fast + "?EIO=4&transport="
+        raw = RawWS.connect(env.port, path=path + "?EIO=4&transport="
                             "websocket&sid=" + sid)
         relay = _server_pid_of(env.port, raw.sock.getsockname()[1])
         conn.close()
@@ -491,6 +489,32 @@ def test_relayed_websocket_of_a_killed_owner_is_closed(env):
     f = raw.recv_frame(timeout=3)
     assert f.opcode == 1 and f.payload == b"3probe", f
     raw.send_text("5")
+    return raw, owner, relay
+
+
+def test_relayed_frame_too_big_for_the_owner_closes_1009(env):
+    """The owner's queue in the zone (4m / 8 / 2 workers: 256k) bounds a
+    relayed frame: one that could never pass closes with 1009, not with
+    1001 as if the owner were gone; the owner serves others."""
+    import struct
+    raw, owner, relay = _relayed_websocket(env, "/socket.io/")
+    raw.send_text("4" + "x" * 200000)
+    while True:
+        f = raw.recv_frame(timeout=3)
+        if f.opcode == 8:
+            break
+    assert struct.unpack("!H", f.payload[:2])[0] == 1009, f
+    raw.close()
+    info, _ = open_session(env)
+    assert info["sid"]
+
+
+def test_relayed_websocket_of_a_killed_owner_is_closed(env):
+    """A session's WebSocket relayed by another worker: when the owner is
+    SIGKILLed, no heartbeat comes through the relay any more, and the
+    relay closes the silent socket after a ping's round (300 + 200 ms)."""
+    from wsraw import Closed
+    raw, owner, relay = _relayed_websocket(env, "/fast/socket.io/")
 
     env.allowed_bad.append(r"exited on signal 9")
     os.kill(owner, signal.SIGKILL)
