@@ -169,7 +169,6 @@ typedef struct {
  * A frame encoded once and shared by every connection that sends it;
  * server frames are unmasked, so the bytes are the same for all.
  */
-typedef struct ngx_http_realtime_msg_s  ngx_http_realtime_msg_t;
 
 
 /*
@@ -181,11 +180,11 @@ typedef struct ngx_http_realtime_msg_s  ngx_http_realtime_msg_t;
 
 typedef void (*ngx_http_realtime_published_pt)(void *data, ngx_int_t rc);
 
-typedef struct {
+struct ngx_http_realtime_published_s {
     ngx_http_realtime_published_pt     handler;
     void                              *data;
     unsigned                           armed:1;
-} ngx_http_realtime_published_t;
+};
 
 struct ngx_http_realtime_msg_s {
     ngx_uint_t                         refs;

@@ -306,6 +306,7 @@ ngx_http_realtime_redis_init_process(ngx_http_realtime_zone_t *zone,
     rd->users_notify.cancelable = 1;
 
     zone->redis = rd;
+    zone->sync = ngx_http_realtime_redis_publish;
 
     ngx_add_timer(&rd->tick, 1);
 
@@ -353,6 +354,7 @@ ngx_http_realtime_redis_exit_process(ngx_http_realtime_zone_t *zone)
     }
 
     zone->redis = NULL;
+    zone->sync = NULL;
 }
 
 

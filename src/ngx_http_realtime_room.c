@@ -723,7 +723,7 @@ ngx_http_realtime_publish_synced(ngx_http_realtime_zone_t *zone,
 {
     ngx_int_t  rc, sync;
 
-    if (zone->redis && type == NGX_HTTP_REALTIME_TO_ROOM
+    if (zone->sync && type == NGX_HTTP_REALTIME_TO_ROOM
         && zone->history_max)
     {
         /*
@@ -734,8 +734,7 @@ ngx_http_realtime_publish_synced(ngx_http_realtime_zone_t *zone,
 
         msg->skip = (skip && skip->sh_conn) ? skip->sh_conn->id : 0;
 
-        sync = ngx_http_realtime_redis_publish(zone, type, target, except,
-                                               msg, wait);
+        sync = zone->sync(zone, type, target, except, msg, wait);
         if (synced) {
             *synced = sync;
         }
@@ -756,10 +755,8 @@ ngx_http_realtime_publish_synced(ngx_http_realtime_zone_t *zone,
 
     /* other instances may have receivers whatever this one has */
 
-    sync = zone->redis
-           ? ngx_http_realtime_redis_publish(zone, type, target, except, msg,
-                                             NULL)
-           : NGX_DONE;
+    sync = zone->sync ? zone->sync(zone, type, target, except, msg, NULL)
+                      : NGX_DONE;
 
     if (synced) {
         *synced = sync;

@@ -323,6 +323,16 @@ struct ngx_http_realtime_local_member_s {
 
 
 typedef struct ngx_http_realtime_zone_s  ngx_http_realtime_zone_t;
+typedef struct ngx_http_realtime_msg_s  ngx_http_realtime_msg_t;
+typedef struct ngx_http_realtime_published_s  ngx_http_realtime_published_t;
+
+/*
+ * A publication out to the other instances: the Redis bridge installs it
+ * in its zone (zone->sync), so that the hub never names a service.
+ */
+typedef ngx_int_t (*ngx_http_realtime_sync_pt)(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
+    ngx_http_realtime_msg_t *msg, ngx_http_realtime_published_t *wait);
 
 void *ngx_http_realtime_sh_node(ngx_http_realtime_zone_t *zone,
     ngx_rbtree_t *tree, ngx_str_t *name, size_t size, ngx_uint_t copy,
@@ -352,6 +362,7 @@ struct ngx_http_realtime_zone_s {
 
     ngx_http_realtime_redis_conf_t    *redis_conf;
     ngx_http_realtime_redis_t         *redis;        /* this worker's */
+    ngx_http_realtime_sync_pt          sync;         /* NULL: alone */
 
     /* realtime_user_list: the event, how often at most, the timer */
     ngx_str_t                          user_list_event;
