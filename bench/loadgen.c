@@ -777,9 +777,11 @@ conn_connected(conn_t *c)
         }
 
     } else if (rs256_tokens) {
-        ql += (size_t) snprintf(query + ql, sizeof(query) - ql, "%s",
-                                rs256_tokens
-                                + (c - conns) * RS256_TOKEN_MAX);
+        (void) snprintf(query + ql, sizeof(query) - ql, "%s",
+                        rs256_tokens + (c - conns) * RS256_TOKEN_MAX);
+        if (ql) {
+            query[ql] = '&';
+        }
     }
 
     n = snprintf(req, sizeof(req),

@@ -146,13 +146,27 @@ ngx_http_realtime_jwt_base64url_decode(unsigned char *out, size_t *out_len,
         }
     }
 
+    /*
+     * The bits past the last byte must be zero, as every encoder writes
+     * them (RFC 4648 3.5): else one signature has several spellings, and
+     * a token would not be one string.
+     */
+
     switch (len % 4) {
 
     case 2:
+        if (acc & 0x0f) {
+            return -1;
+        }
+
         out[n++] = (unsigned char) (acc >> 4);
         break;
 
     case 3:
+        if (acc & 0x03) {
+            return -1;
+        }
+
         out[n++] = (unsigned char) (acc >> 10);
         out[n++] = (unsigned char) (acc >> 2);
         break;
@@ -739,6 +753,15 @@ ngx_http_realtime_jwt_base64url_len(const char *in, size_t len)
         if (ngx_http_realtime_jwt_b64[(unsigned char) in[i]] == 64) {
             return (size_t) -1;
         }
+    }
+
+    /* as ngx_http_realtime_jwt_base64url_decode(): no bits left over */
+
+    if (len % 4 > 1
+        && (ngx_http_realtime_jwt_b64[(unsigned char) in[len - 1]]
+            & (len % 4 == 2 ? 0x0f : 0x03)))
+    {
+        return (size_t) -1;
     }
 
     return len / 4 * 3 + (len % 4 == 0 ? 0 : len % 4 - 1);

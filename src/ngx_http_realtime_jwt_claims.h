@@ -86,8 +86,8 @@ const char *ngx_http_realtime_jwt_alg_name(unsigned alg);
 
 /*
  * Unpadded base64url (RFC 7515 2).  out must hold len * 3 / 4 bytes.
- * Returns 0, or -1 for a character outside the alphabet, padding or an
- * impossible length.
+ * Returns 0, or -1 for a character outside the alphabet, padding, an
+ * impossible length or bits left over in the last character.
  */
 int ngx_http_realtime_jwt_base64url_decode(unsigned char *out,
     size_t *out_len, const char *in, size_t len);

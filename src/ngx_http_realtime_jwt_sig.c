@@ -49,7 +49,7 @@ ngx_http_realtime_jwt_sig_verify(unsigned alg, EVP_PKEY *pkey,
     const EVP_MD  *md;
     unsigned char  sig[NGX_HTTP_REALTIME_JWT_SIG_MAX];
 
-    if (sig64_len > NGX_HTTP_REALTIME_JWT_SIG_MAX / 3 * 4
+    if (sig64_len > (NGX_HTTP_REALTIME_JWT_SIG_MAX * 4 + 2) / 3
         || ngx_http_realtime_jwt_base64url_decode(sig, &sig_len, sig64,
                                                   sig64_len)
            != 0)
@@ -66,6 +66,11 @@ ngx_http_realtime_jwt_sig_verify(unsigned alg, EVP_PKEY *pkey,
            ? EVP_sha384() : EVP_sha256();
 
     if (alg & NGX_HTTP_REALTIME_JWT_HS) {
+        /* never an empty key, nor an RSA or EC key's bytes */
+        if (secret == NULL || secret_len == 0 || pkey != NULL) {
+            return NGX_HTTP_REALTIME_JWT_SIG_BAD;
+        }
+
         return ngx_http_realtime_jwt_sig_hmac(md, secret, secret_len, input,
                                               input_len, sig, sig_len);
     }

@@ -113,6 +113,14 @@ fuzz_base64url(const char *in, size_t size)
         }
     }
 
+    /* no bits left over past the last byte */
+    if (valid && size % 4 > 1
+        && (((const char *) memchr(abc, in[size - 1], 64) - abc)
+            & (size % 4 == 2 ? 0x0f : 0x03)))
+    {
+        valid = 0;
+    }
+
     out = malloc(size * 3 / 4 + 1);
     ensure(out != NULL);
 

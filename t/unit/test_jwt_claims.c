@@ -238,6 +238,12 @@ test_base64url(void)
     CHECK(decode_fails("Zm9v\n", 5));
     CHECK(decode_fails("Zm9\x80", 4));
 
+    /* bits left over: "Zg" and "Zm8" are the only spellings */
+    CHECK(decode_fails("Zh", 2));
+    CHECK(decode_fails("Zv", 2));
+    CHECK(decode_fails("Zm9", 3));
+    CHECK(decode_fails("Zm9vYmF", 7));
+
     /* every byte value, every length */
 
     for (i = 0; i < sizeof(bytes); i++) {
@@ -782,7 +788,7 @@ test_jwk(void)
 
     /* a coordinate of P-256 is 32 bytes: 43 base64url characters */
     snprintf(p256, sizeof(p256), "{\"kty\":\"EC\",\"crv\":\"P-256\","
-             "\"x\":\"%.43s\",\"y\":\"%.43s\"}",
+             "\"x\":\"%.43s\",\"y\":\"%.42sA\"}",
              "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
              "BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB");
     CHECK(jwk(p256, &k, &reason) == 0);

@@ -7,7 +7,9 @@
  * curves) verify here, and the same tokens tampered with, cut, signed by
  * another key or checked as another algorithm do not; PS* tokens are
  * signed with OpenSSL, which libjwt 1.10 lacks; and libjwt agrees with
- * every verdict it can give.
+ * every verdict it can give, but one: a signature spelt with bits left
+ * over in its last character, which libjwt takes for RS* and ES* and
+ * this refuses, as it does for HS*.
  */
 
 
@@ -174,6 +176,30 @@ tamper(const char *token, size_t i)
 }
 
 
+static EVP_PKEY  *other_rsa;
+
+
+/* the signature's last character has bits past its last byte */
+
+static int
+sig_spare(const char *token)
+{
+    return strlen(strrchr(token, '.') + 1) % 4 > 1;
+}
+
+
+/* the same character with one of those bits set */
+
+static char
+spare_spelling(char c)
+{
+    static const char  abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               "abcdefghijklmnopqrstuvwxyz0123456789-_";
+
+    return abc[(strchr(abc, c) - abc) | 1];
+}
+
+
 static void
 check_family(const char *name, jwt_alg_t jalg, unsigned alg,
     test_key_t *k, test_key_t *other, unsigned wrong_alg)
@@ -202,10 +228,12 @@ check_family(const char *name, jwt_alg_t jalg, unsigned alg,
                         strlen(k ? k->pub : SECRET)) != 0);
     free(bad);
 
-    /* the signature changed, or cut short */
+    /* the signature changed, or cut short: both refuse */
     bad = tamper(token, len - 3);
     CHECK(verify(alg, k ? k->key : NULL, k ? NULL : SECRET, bad)
           == NGX_HTTP_REALTIME_JWT_SIG_BAD);
+    CHECK(libjwt_verify(bad, k ? k->pub : SECRET,
+                        strlen(k ? k->pub : SECRET)) != 0);
     free(bad);
 
     cut = xmalloc(len + 1);
@@ -213,7 +241,31 @@ check_family(const char *name, jwt_alg_t jalg, unsigned alg,
     cut[len - 4] = '\0';
     CHECK(verify(alg, k ? k->key : NULL, k ? NULL : SECRET, cut)
           == NGX_HTTP_REALTIME_JWT_SIG_BAD);
+    CHECK(libjwt_verify(cut, k ? k->pub : SECRET,
+                        strlen(k ? k->pub : SECRET)) != 0);
     free(cut);
+
+    /* the same bytes spelt otherwise: bits left over in the last
+     * character (a signature of 32 or 64 bytes ends with them) */
+    if (sig_spare(token)) {
+        bad = xmalloc(len + 1);
+        strcpy(bad, token);
+        bad[len - 1] = spare_spelling(bad[len - 1]);
+        CHECK(verify(alg, k ? k->key : NULL, k ? NULL : SECRET, bad)
+              == NGX_HTTP_REALTIME_JWT_SIG_BAD);
+
+        /* libjwt refuses it for HS only: here a token is one string */
+        CHECK(k != NULL
+              || libjwt_verify(bad, SECRET, strlen(SECRET)) != 0);
+        free(bad);
+    }
+
+    /* an HS check never runs with an asymmetric key, nor without one */
+    if (k == NULL) {
+        CHECK(verify(alg, other_rsa, SECRET, token)
+              == NGX_HTTP_REALTIME_JWT_SIG_BAD);
+        CHECK(verify(alg, NULL, "", token) == NGX_HTTP_REALTIME_JWT_SIG_BAD);
+    }
 
     /* another key, another secret */
     CHECK(verify(alg, other ? other->key : NULL,
@@ -379,6 +431,7 @@ main(void)
     key_make(&p256b, "P-256");
     key_make(&p384, "P-384");
     key_make(&p521, "P-521");
+    other_rsa = rsa2.key;
 
     check_family("HS256", JWT_ALG_HS256, NGX_HTTP_REALTIME_JWT_HS256, NULL,
                  NULL, NGX_HTTP_REALTIME_JWT_HS384);
