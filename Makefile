@@ -14,7 +14,7 @@ NGINX        ?= /usr/sbin/nginx
 BUILD        := $(CURDIR)/build
 MODULE       := $(BUILD)/ngx_http_realtime_module.so
 PYTHON       ?= /usr/bin/python3
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 12
 
 # the module again, under AddressSanitizer + UBSan, loaded into the stock
 # nginx with libasan preloaded (t/conftest.py reads the NGX_REALTIME_* env)
