@@ -173,8 +173,10 @@ class Nginx:
         ok = wait_until(lambda: len(self.worker_pids()) == 2,
                         max(0.5, deadline - time.monotonic()))
         if not ok:
-            raise RuntimeError("nginx did not start 2 workers: %r"
-                               % self.worker_pids())
+            # a master whose workers crash would respawn them for ever
+            pids = self.worker_pids()
+            self.kill()
+            raise RuntimeError("nginx did not start 2 workers: %r" % pids)
         return self
 
     @property
