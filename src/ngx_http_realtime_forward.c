@@ -570,7 +570,7 @@ ngx_http_realtime_forward_start(ngx_http_realtime_forward_t *f,
 
     r = ngx_http_realtime_fake_request(f->pool, s->conf->forward_ctx,
                                        s->handshake, f,
-                                       ngx_http_realtime_forward_wake);
+                                       ngx_http_realtime_forward_wake, 1);
     if (r == NULL) {
         return NGX_ERROR;
     }

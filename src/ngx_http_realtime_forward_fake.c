@@ -29,7 +29,7 @@ static ngx_http_realtime_handshake_copy_t *ngx_http_realtime_handshake_dup(
     ngx_http_realtime_handshake_copy_t *hc, ngx_pool_t *pool);
 static void ngx_http_realtime_handshake_cleanup(void *data);
 static ngx_int_t ngx_http_realtime_fake_headers(ngx_http_request_t *r,
-    ngx_http_realtime_handshake_copy_t *hc);
+    ngx_http_realtime_handshake_copy_t *hc, ngx_uint_t json);
 
 
 /*
@@ -54,6 +54,7 @@ static ngx_str_t  ngx_http_realtime_handshake_skipped[] = {
 
 
 static ngx_str_t  ngx_http_realtime_fake_post = ngx_string("POST");
+static ngx_str_t  ngx_http_realtime_fake_get = ngx_string("GET");
 static ngx_str_t  ngx_http_realtime_fake_json = ngx_string("application/json");
 
 
@@ -267,13 +268,14 @@ ngx_http_realtime_handshake_dup(ngx_http_realtime_handshake_copy_t *hc,
  * (a forwarding location's, or a server's), all in pool: the client's
  * address and headers are the handshake's (copied) when there is one.
  * data is the request's context of this module; wake is its write
- * handler.
+ * handler; json: a POST of a JSON body (a forward), else a GET (a JWKS
+ * fetch).
  */
 
 ngx_http_request_t *
 ngx_http_realtime_fake_request(ngx_pool_t *pool, ngx_http_conf_ctx_t *ctx,
     ngx_http_realtime_handshake_copy_t *handshake, void *data,
-    ngx_http_event_handler_pt wake)
+    ngx_http_event_handler_pt wake, ngx_uint_t json)
 {
     ngx_log_t                           *log;
     ngx_connection_t                    *c, *saved;
@@ -400,11 +402,18 @@ ngx_http_realtime_fake_request(ngx_pool_t *pool, ngx_http_conf_ctx_t *ctx,
     r->main_conf = ctx->main_conf;
     r->srv_conf = ctx->srv_conf;
     r->loc_conf = ctx->loc_conf;
-    r->method = NGX_HTTP_POST;
-    r->method_name = ngx_http_realtime_fake_post;
+    r->method = json ? NGX_HTTP_POST : NGX_HTTP_GET;
+    r->method_name = json ? ngx_http_realtime_fake_post
+                          : ngx_http_realtime_fake_get;
     r->http_version = NGX_HTTP_VERSION_11;
     ngx_str_set(&r->http_protocol, "HTTP/1.1");
-    ngx_str_set(&r->request_line, "POST / HTTP/1.1");
+    if (json) {
+        ngx_str_set(&r->request_line, "POST / HTTP/1.1");
+
+    } else {
+        ngx_str_set(&r->request_line, "GET / HTTP/1.1");
+    }
+
     ngx_str_set(&r->uri, "/");
     ngx_str_set(&r->unparsed_uri, "/");
     r->headers_in.content_length_n = -1;
@@ -436,7 +445,7 @@ ngx_http_realtime_fake_request(ngx_pool_t *pool, ngx_http_conf_ctx_t *ctx,
     lctx->request = r;
     lctx->current_request = r;
 
-    if (ngx_http_realtime_fake_headers(r, hs) != NGX_OK) {
+    if (ngx_http_realtime_fake_headers(r, hs, json) != NGX_OK) {
         goto failed;
     }
 
@@ -459,7 +468,7 @@ failed:
 
 static ngx_int_t
 ngx_http_realtime_fake_headers(ngx_http_request_t *r,
-    ngx_http_realtime_handshake_copy_t *hc)
+    ngx_http_realtime_handshake_copy_t *hc, ngx_uint_t json)
 {
     ngx_uint_t                  i, n;
     ngx_table_elt_t            *h;
@@ -504,6 +513,10 @@ ngx_http_realtime_fake_headers(ngx_http_request_t *r,
         if (hh && hh->handler(r, h, hh->offset) != NGX_OK) {
             return NGX_ERROR;
         }
+    }
+
+    if (!json) {
+        return NGX_OK;
     }
 
     h = ngx_list_push(&r->headers_in.headers);

@@ -593,26 +593,13 @@ ngx_http_realtime_jwt_fetch_start(ngx_http_realtime_jwt_keyset_t *ks)
      */
 
     r = ngx_http_realtime_fake_request(pool, ks->ctx, NULL, NULL,
-                                       ngx_http_realtime_jwt_fetch_wake);
+                                       ngx_http_realtime_jwt_fetch_wake, 0);
     if (r == NULL) {
         ngx_destroy_pool(pool);
         goto failed;
     }
 
     ngx_http_set_ctx(r, f, ngx_http_realtime_jwt_module);
-
-    /* a GET without the body's type that forwards have */
-    r->headers_in.content_type = NULL;
-
-    if (ngx_list_init(&r->headers_in.headers, pool, 1,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK)
-    {
-        goto close;
-    }
-
-    r->method = NGX_HTTP_GET;
-    r->method_name = ngx_http_realtime_jwt_fetch_get;
 
     f->connection = r->connection;
     f->request = r;

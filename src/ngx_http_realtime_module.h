@@ -681,7 +681,7 @@ ngx_http_realtime_handshake_copy_t *ngx_http_realtime_handshake_keep(
 void ngx_http_realtime_handshake_free(ngx_http_realtime_handshake_copy_t *hc);
 ngx_http_request_t *ngx_http_realtime_fake_request(ngx_pool_t *pool,
     ngx_http_conf_ctx_t *ctx, ngx_http_realtime_handshake_copy_t *handshake,
-    void *data, ngx_http_event_handler_pt wake);
+    void *data, ngx_http_event_handler_pt wake, ngx_uint_t json);
 void ngx_http_realtime_fake_close(ngx_connection_t *c);
 void ngx_http_realtime_forward_hook(ngx_http_realtime_session_t *s,
     ngx_uint_t connect);
