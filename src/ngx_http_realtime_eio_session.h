@@ -118,6 +118,9 @@ struct ngx_http_realtime_eio_s {
 #define NGX_HTTP_REALTIME_SIO_PID_LEN  16
 
 
+typedef struct ngx_http_realtime_sio_resume_s  ngx_http_realtime_sio_resume_t;
+
+
 /* a namespace of an Engine.IO session: a session of the hub */
 typedef struct {
     ngx_http_realtime_session_t        session;
@@ -126,18 +129,24 @@ typedef struct {
     ngx_str_t                          nsp;       /* the configuration's */
     u_char                             id[NGX_HTTP_REALTIME_SIO_ID_LEN];
     u_char                             pid[NGX_HTTP_REALTIME_SIO_PID_LEN];
+    ngx_http_realtime_sio_resume_t    *resume;    /* its CONNECT waits */
     unsigned                           closed:1;
     unsigned                           has_pid:1;
 } ngx_http_realtime_sio_socket_t;
 
 
-/* a namespace CONNECT waiting for realtime_jwt_key_request's keys */
+/*
+ * A namespace CONNECT waiting for realtime_jwt_key_request's keys, or
+ * (taking) for the session Redis kept
+ */
 typedef struct {
     ngx_http_realtime_jwt_wait_t       wait;
     ngx_queue_t                        link;      /* in eio->connecting */
-    ngx_http_realtime_eio_t           *eio;
+    ngx_http_realtime_eio_t           *eio;       /* NULL: it went */
     ngx_str_t                         *nsp;       /* the configuration's */
     json_t                            *auth;
+    ngx_http_realtime_jwt_conn_t      *jwt;       /* taking: verified */
+    unsigned                           taking:1;
 } ngx_http_realtime_sio_connecting_t;
 
 
@@ -146,6 +155,26 @@ void ngx_http_realtime_sio_recovery_save(ngx_http_realtime_sio_socket_t *sock);
 ngx_int_t ngx_http_realtime_sio_recovery_restore(
     ngx_http_realtime_sio_socket_t *sock, json_t *auth, u_char **replay,
     size_t *len);
+void ngx_http_realtime_sio_recovery_new(ngx_http_realtime_sio_socket_t *sock);
+uint64_t ngx_http_realtime_sio_recovery_seq(json_t *offset);
+ngx_int_t ngx_http_realtime_sio_recovery_sort(u_char **replay, size_t len);
+
+/* ngx_http_realtime_sio_resume.c: the same with realtime_redis */
+void ngx_http_realtime_sio_resume_keep(ngx_http_realtime_sio_socket_t *sock);
+ngx_int_t ngx_http_realtime_sio_resume(ngx_http_realtime_sio_socket_t *sock,
+    json_t *auth, json_t *kept, u_char **replay, size_t *len);
+void ngx_http_realtime_sio_resume_cancel(
+    ngx_http_realtime_sio_socket_t *sock);
+
+ngx_int_t ngx_http_realtime_sio_resume_take(ngx_http_realtime_eio_t *eio,
+    ngx_str_t *name, json_t *auth, ngx_http_realtime_jwt_conn_t *jwt);
+
+/* ngx_http_realtime_sio.c */
+ngx_int_t ngx_http_realtime_sio_connect_socket(ngx_http_realtime_eio_t *eio,
+    ngx_str_t *name, json_t *auth, ngx_http_realtime_jwt_conn_t *jwt,
+    json_t *kept);
+ngx_int_t ngx_http_realtime_sio_connected(ngx_http_realtime_sio_socket_t *sock,
+    u_char *replay, size_t replay_len);
 
 
 ngx_int_t ngx_http_realtime_eio_send(ngx_http_realtime_eio_t *eio,

@@ -601,6 +601,66 @@ ngx_http_realtime_history_after_seq(ngx_http_realtime_zone_t *zone,
 }
 
 
+/*
+ * Under the zone's lock, for a Socket.IO socket kept in Redis: the zone's
+ * sequence and the offset of each of the room's entries up to last,
+ * oldest first, into places (room for zone->history_max pairs), and
+ * *start: none before the first was lost.  Any instance can then tell
+ * the room's place of a client that says the last sequence it got.
+ */
+
+ngx_uint_t
+ngx_http_realtime_history_places_locked(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *room, uint64_t last, uint64_t *places, ngx_uint_t *start)
+{
+    ngx_uint_t                       n;
+    ngx_queue_t                     *q;
+    ngx_http_realtime_sh_entry_t    *e;
+    ngx_http_realtime_sh_history_t  *h;
+
+    *start = 0;
+
+    h = ngx_http_realtime_history_node(zone, room, 0);
+    if (h == NULL) {
+        return 0;
+    }
+
+    n = 0;
+
+    for (q = ngx_queue_head(&h->entries);
+         q != ngx_queue_sentinel(&h->entries) && n < zone->history_max;
+         q = ngx_queue_next(q))
+    {
+        e = ngx_queue_data(q, ngx_http_realtime_sh_entry_t, queue);
+
+        if (e->offset > last) {
+            break;
+        }
+
+        if (n == 0) {
+            *start = (e->offset == 1);
+        }
+
+        places[2 * n] = e->seq;
+        places[2 * n + 1] = e->offset;
+        n++;
+    }
+
+    if (n == 0) {
+        if (ngx_queue_empty(&h->entries)) {
+            *start = (h->offset == 0);
+
+        } else {
+            q = ngx_queue_head(&h->entries);
+            e = ngx_queue_data(q, ngx_http_realtime_sh_entry_t, queue);
+            *start = (e->offset == 1);
+        }
+    }
+
+    return n;
+}
+
+
 static u_char *
 ngx_http_realtime_history_record(u_char *p, ngx_http_realtime_sh_entry_t *e)
 {

@@ -432,6 +432,16 @@ void ngx_http_realtime_redis_room(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room, ngx_uint_t subscribe);
 ngx_int_t ngx_http_realtime_redis_history_read(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room, ngx_http_realtime_history_read_t *hr);
+
+/* ngx_http_realtime_redis_session.c */
+typedef void (*ngx_http_realtime_redis_take_pt)(void *data, u_char *rec,
+    size_t len, ngx_int_t rc);
+
+ngx_int_t ngx_http_realtime_redis_session_keep(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *pid, u_char *rec, size_t len, ngx_msec_t ttl);
+ngx_int_t ngx_http_realtime_redis_session_take(ngx_http_realtime_zone_t *zone,
+    ngx_str_t *pid, ngx_http_realtime_redis_take_pt handler, void *data);
+
 ngx_int_t ngx_http_realtime_redis_publish(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_msg_t *msg, ngx_http_realtime_published_t *wait);
@@ -646,6 +656,9 @@ ngx_int_t ngx_http_realtime_history_append_locked(
     ngx_http_realtime_msg_t *msg, ngx_http_realtime_history_pos_t *at);
 void ngx_http_realtime_history_position_locked(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room, ngx_http_realtime_history_pos_t *pos);
+ngx_uint_t ngx_http_realtime_history_places_locked(
+    ngx_http_realtime_zone_t *zone, ngx_str_t *room, uint64_t last,
+    uint64_t *places, ngx_uint_t *start);
 ngx_int_t ngx_http_realtime_history_replay(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room, ngx_str_t *epoch, uint64_t since,
     ngx_http_realtime_history_pos_t *pos, u_char **buf, size_t *len);

@@ -238,6 +238,17 @@ ngx_http_realtime_sio_closed(ngx_http_realtime_eio_t *eio)
         waiting = ngx_queue_data(q, ngx_http_realtime_sio_connecting_t, link);
         ngx_http_realtime_jwt_wait_cancel(&waiting->wait);
         json_decref(waiting->auth);
+
+        if (waiting->jwt) {
+            ngx_http_realtime_jwt_free(waiting->jwt);
+        }
+
+        if (waiting->taking) {
+            /* Redis's answer frees it */
+            waiting->eio = NULL;
+            continue;
+        }
+
         ngx_free(waiting);
     }
 
@@ -422,13 +433,8 @@ static ngx_int_t
 ngx_http_realtime_sio_connect_auth(ngx_http_realtime_eio_t *eio,
     ngx_str_t *name, json_t *auth, ngx_http_realtime_sio_connecting_t *woken)
 {
-    u_char                          *replay;
-    size_t                           replay_len;
-    json_t                          *data;
-    ngx_int_t                        rc;
-    ngx_http_realtime_session_t     *s;
-    ngx_http_realtime_jwt_conn_t    *jwt;
-    ngx_http_realtime_sio_socket_t  *sock;
+    ngx_int_t                      rc;
+    ngx_http_realtime_jwt_conn_t  *jwt;
 
     jwt = NULL;
     rc = ngx_http_realtime_sio_auth(eio, name, auth, &jwt, woken);
@@ -437,6 +443,34 @@ ngx_http_realtime_sio_connect_auth(ngx_http_realtime_eio_t *eio,
         json_decref(auth);
         return (rc == NGX_DONE || rc == NGX_AGAIN) ? NGX_OK : rc;
     }
+
+    /* with realtime_redis a kept session is taken from Redis first */
+    rc = ngx_http_realtime_sio_resume_take(eio, name, auth, jwt);
+
+    if (rc != NGX_DECLINED) {
+        return rc;
+    }
+
+    return ngx_http_realtime_sio_connect_socket(eio, name, auth, jwt, NULL);
+}
+
+
+/*
+ * The namespace's socket, with the auth (taken over) and the token of
+ * the CONNECT; kept: the session Redis kept for the pid of auth, or NULL.
+ */
+
+ngx_int_t
+ngx_http_realtime_sio_connect_socket(ngx_http_realtime_eio_t *eio,
+    ngx_str_t *name, json_t *auth, ngx_http_realtime_jwt_conn_t *jwt,
+    json_t *kept)
+{
+    u_char                          *replay;
+    size_t                           replay_len;
+    json_t                          *data;
+    ngx_int_t                        rc;
+    ngx_http_realtime_session_t     *s;
+    ngx_http_realtime_sio_socket_t  *sock;
 
     sock = ngx_calloc(sizeof(ngx_http_realtime_sio_socket_t), eio->log);
     if (sock == NULL) {
@@ -500,9 +534,14 @@ ngx_http_realtime_sio_connect_auth(ngx_http_realtime_eio_t *eio,
     replay = NULL;
     replay_len = 0;
 
+    rc = NGX_DECLINED;
+
     if (s->zone && eio->conf->sio_recovery) {
-        rc = ngx_http_realtime_sio_recovery_restore(sock, auth, &replay,
-                                                    &replay_len);
+        rc = s->zone->redis
+             ? ngx_http_realtime_sio_resume(sock, auth, kept, &replay,
+                                            &replay_len)
+             : ngx_http_realtime_sio_recovery_restore(sock, auth, &replay,
+                                                      &replay_len);
         if (rc == NGX_ERROR) {
             json_decref(auth);
             return NGX_ERROR;
@@ -511,9 +550,45 @@ ngx_http_realtime_sio_connect_auth(ngx_http_realtime_eio_t *eio,
 
     ngx_http_realtime_route_connect(s);
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, eio->log, 0,
-                   "realtime sio connect nsp:\"%V\" user:\"%V\" id:%V",
-                   name, &s->user, &s->id);
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, eio->log, 0,
+                   "realtime sio connect nsp:\"%V\" user:\"%V\" id:%V "
+                   "resume:%i", name, &s->user, &s->id, rc);
+
+    if (rc == NGX_AGAIN) {
+        /* the rooms' histories are read in Redis: answered after them */
+        json_decref(auth);
+        ngx_http_realtime_eio_deadline(eio);
+        return NGX_OK;
+    }
+
+    rc = ngx_http_realtime_sio_connected(sock, replay, replay_len);
+
+    if (rc == NGX_OK && eio->conf->mode == NGX_HTTP_REALTIME_SIO_ECHO) {
+        /* Node's handshake.auth is {} when the CONNECT has none */
+        data = auth ? json_pack("[s, O]", "auth", auth)
+                    : json_pack("[s, {}]", "auth");
+        rc = ngx_http_realtime_sio_send(sock, NGX_HTTP_REALTIME_SIO_EVENT, -1,
+                                        data);
+        json_decref(data);
+    }
+
+    json_decref(auth);
+
+    /* the token's deadline joins the timer */
+    ngx_http_realtime_eio_deadline(eio);
+
+    return rc;
+}
+
+
+/* the CONNECT's answer, then what the socket missed (freed), in order */
+
+ngx_int_t
+ngx_http_realtime_sio_connected(ngx_http_realtime_sio_socket_t *sock,
+    u_char *replay, size_t replay_len)
+{
+    json_t     *data;
+    ngx_int_t   rc;
 
     data = sock->has_pid
            ? json_pack("{s:s%, s:s%}", "sid", sock->id,
@@ -530,26 +605,13 @@ ngx_http_realtime_sio_connect_auth(ngx_http_realtime_eio_t *eio,
     if (replay) {
         /* what it missed, in order, before anything live */
         if (rc == NGX_OK) {
-            rc = ngx_http_realtime_history_send(s, replay, replay_len);
+            rc = ngx_http_realtime_history_send(&sock->session, replay,
+                                                replay_len);
 
         } else {
             ngx_free(replay);
         }
     }
-
-    if (rc == NGX_OK && eio->conf->mode == NGX_HTTP_REALTIME_SIO_ECHO) {
-        /* Node's handshake.auth is {} when the CONNECT has none */
-        data = auth ? json_pack("[s, O]", "auth", auth)
-                    : json_pack("[s, {}]", "auth");
-        rc = ngx_http_realtime_sio_send(sock, NGX_HTTP_REALTIME_SIO_EVENT, -1,
-                                        data);
-        json_decref(data);
-    }
-
-    json_decref(auth);
-
-    /* the token's deadline joins the timer */
-    ngx_http_realtime_eio_deadline(eio);
 
     return rc;
 }
@@ -947,6 +1009,10 @@ ngx_http_realtime_sio_end(ngx_http_realtime_sio_socket_t *sock,
     s = &sock->session;
     sock->closed = 1;
 
+    if (sock->resume) {
+        ngx_http_realtime_sio_resume_cancel(sock);
+    }
+
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, s->log, 0,
                    "realtime sio disconnect nsp:\"%V\" notify:%ui",
                    &sock->nsp, notify);
@@ -1038,7 +1104,9 @@ ngx_http_realtime_sio_send(ngx_http_realtime_sio_socket_t *sock, int type,
 /*
  * offset_arg (realtime_socketio_recovery): a room publication with
  * history ends its arguments with the zone's sequence of it, a string,
- * which is what Socket.IO's connection state recovery sends back.
+ * which is what Socket.IO's connection state recovery sends back; "-"
+ * for one replayed from Redis, which has none here (a client that
+ * comes back with it gets a new session, see ngx_http_realtime_sio_resume.c).
  */
 
 static ngx_http_realtime_msg_t *
@@ -1051,7 +1119,7 @@ ngx_http_realtime_sio_derive_arg(ngx_http_realtime_msg_t *msg,
     ngx_http_realtime_msg_t  *d;
     u_char                    offset[NGX_INT64_LEN];
 
-    offset_arg = offset_arg && msg->seq;
+    offset_arg = offset_arg && (msg->seq || msg->offset);
 
     for (d = msg->derived; d; d = d->next) {
         if (d->key.len == nsp->len && d->offset_arg == offset_arg
@@ -1081,9 +1149,10 @@ ngx_http_realtime_sio_derive_arg(ngx_http_realtime_msg_t *msg,
     }
 
     if (offset_arg
-        && json_array_append_new(args,
-               json_stringn((char *) offset,
-                            ngx_sprintf(offset, "%uL", msg->seq) - offset))
+        && json_array_append_new(args, msg->seq
+               ? json_stringn((char *) offset,
+                              ngx_sprintf(offset, "%uL", msg->seq) - offset)
+               : json_string("-"))
            != 0)
     {
         json_decref(args);

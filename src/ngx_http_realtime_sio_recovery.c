@@ -56,13 +56,8 @@ typedef struct {
 static ngx_int_t ngx_http_realtime_sio_recovery_rejoin(
     ngx_http_realtime_sio_socket_t *sock, ngx_http_realtime_sio_saved_t *sv,
     uint64_t seq, u_char **replay, size_t *len);
-static uint64_t ngx_http_realtime_sio_recovery_seq(json_t *offset);
-static ngx_int_t ngx_http_realtime_sio_recovery_sort(u_char **replay,
-    size_t len);
 static int ngx_http_realtime_sio_recovery_cmp(const void *one,
     const void *two);
-static void ngx_http_realtime_sio_recovery_new(
-    ngx_http_realtime_sio_socket_t *sock);
 static void ngx_http_realtime_sio_recovery_sweep(ngx_event_t *ev);
 
 
@@ -87,6 +82,12 @@ ngx_http_realtime_sio_recovery_save(ngx_http_realtime_sio_socket_t *sock)
     zone = s->zone;
 
     if (zone == NULL || zone->history_max == 0 || s->sh_conn == NULL) {
+        return;
+    }
+
+    if (zone->redis) {
+        /* kept in Redis, for any instance */
+        ngx_http_realtime_sio_resume_keep(sock);
         return;
     }
 
@@ -409,7 +410,7 @@ typedef struct {
 } ngx_http_realtime_sio_replayed_t;
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_realtime_sio_recovery_sort(u_char **replay, size_t len)
 {
     u_char                            *p, *last, *sorted, *q;
@@ -485,7 +486,7 @@ ngx_http_realtime_sio_recovery_cmp(const void *one, const void *two)
 
 /* the client's "offset": the decimal string of a sequence, or -1 */
 
-static uint64_t
+uint64_t
 ngx_http_realtime_sio_recovery_seq(json_t *offset)
 {
     off_t  seq;
@@ -503,7 +504,7 @@ ngx_http_realtime_sio_recovery_seq(json_t *offset)
 
 /* a new private id, to come back with */
 
-static void
+void
 ngx_http_realtime_sio_recovery_new(ngx_http_realtime_sio_socket_t *sock)
 {
     ngx_http_realtime_random_id(sock->pid, NGX_HTTP_REALTIME_SIO_PID_LEN);

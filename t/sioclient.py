@@ -267,12 +267,15 @@ class SioDriver:
         Engine.IO session id)."""
         ans = self._call("state", SLACK, name=name)
         return {k: ans.get(k) for k in ("connected", "id", "transport",
-                                        "recovered", "sid")}
+                                        "recovered", "sid", "pid")}
 
-    def drop(self, name):
+    def drop(self, name, url=None):
         """Closes the socket's transport (not the socket): with
-        reconnection on, socket.io-client comes back on its own."""
-        return self._call("drop", SLACK, name=name)
+        reconnection on, socket.io-client comes back on its own; to url
+        if given (another instance, as behind a load balancer)."""
+        if url is None:
+            return self._call("drop", SLACK, name=name)
+        return self._call("drop", SLACK, name=name, url=url)
 
     def disconnect(self, name):
         self._call("disconnect", SLACK, name=name)

@@ -34,7 +34,8 @@
 //   events     name, peek (bool) -> {events: [[event, [arg, ...]], ...]}
 //   state      name -> {connected, id, transport, recovered, sid}
 //   disconnect name -> {}
-//   drop       name -> {}  (closes the transport; the socket reconnects)
+//   drop       name [url] -> {}  (closes the transport; the socket
+//              reconnects, to url if given)
 //   close_all  -> {}
 //   ping       -> {pid, node, client: socket.io-client version}
 //   exit       -> {} and the process exits
@@ -286,7 +287,7 @@ function opState(cmd) {
     const engine = s.io && s.io.engine;
     return { ok: true, connected: s.connected, id: s.id === undefined
              ? null : s.id, transport: transportName(s),
-             recovered: !!s.recovered,
+             recovered: !!s.recovered, pid: s._pid || null,
              sid: engine && engine.id ? engine.id : null };
 }
 
@@ -307,6 +308,8 @@ const ops = {
     // manager comes back (connection state recovery)
     drop: (cmd) => {
         const entry = getEntry(cmd);
+        // the manager opens its next transport to uri: another instance
+        if (cmd.url) entry.socket.io.uri = cmd.url;
         const e = entry.socket.io && entry.socket.io.engine;
         if (e) e.close();
         return { ok: true };
