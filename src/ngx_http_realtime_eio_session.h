@@ -156,6 +156,8 @@ ngx_int_t ngx_http_realtime_sio_recovery_restore(
     ngx_http_realtime_sio_socket_t *sock, json_t *auth, u_char **replay,
     size_t *len);
 void ngx_http_realtime_sio_recovery_new(ngx_http_realtime_sio_socket_t *sock);
+ngx_uint_t ngx_http_realtime_sio_recovery_kept(
+    ngx_http_realtime_local_member_t *lm);
 uint64_t ngx_http_realtime_sio_recovery_seq(json_t *offset);
 ngx_int_t ngx_http_realtime_sio_recovery_sort(u_char **replay, size_t len);
 
@@ -164,6 +166,10 @@ void ngx_http_realtime_sio_resume_keep(ngx_http_realtime_sio_socket_t *sock);
 ngx_int_t ngx_http_realtime_sio_resume(ngx_http_realtime_sio_socket_t *sock,
     json_t *auth, json_t *kept, u_char **replay, size_t *len);
 void ngx_http_realtime_sio_resume_cancel(
+    ngx_http_realtime_sio_socket_t *sock);
+ngx_int_t ngx_http_realtime_sio_resume_hold(
+    ngx_http_realtime_sio_socket_t *sock, ngx_http_realtime_msg_t *msg);
+void ngx_http_realtime_sio_resume_keep_again(
     ngx_http_realtime_sio_socket_t *sock);
 
 ngx_int_t ngx_http_realtime_sio_resume_take(ngx_http_realtime_eio_t *eio,

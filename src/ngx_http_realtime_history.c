@@ -308,7 +308,10 @@ ngx_http_realtime_history_position_locked(ngx_http_realtime_zone_t *zone,
 {
     ngx_http_realtime_sh_history_t  *h;
 
+    /* without a history the place is the zone's sequence only */
     pos->on = 0;
+    pos->offset = 0;
+    pos->seq = zone->sh->history_seq;
 
     if (zone->history_max == 0) {
         return;
@@ -603,17 +606,19 @@ ngx_http_realtime_history_after_seq(ngx_http_realtime_zone_t *zone,
 
 /*
  * Under the zone's lock, for a Socket.IO socket kept in Redis: the zone's
- * sequence and the offset of each of the room's entries up to last,
- * oldest first, into places (room for zone->history_max pairs), and
- * *start: none before the first was lost.  Any instance can then tell
- * the room's place of a client that says the last sequence it got.
+ * sequence and the offset of the room's last max entries up to last,
+ * oldest first, into places (room for max pairs), and *start: none
+ * before the first was lost.  Any instance can then tell the room's
+ * place of a client that says the last sequence it got.
  */
 
 ngx_uint_t
 ngx_http_realtime_history_places_locked(ngx_http_realtime_zone_t *zone,
-    ngx_str_t *room, uint64_t last, uint64_t *places, ngx_uint_t *start)
+    ngx_str_t *room, uint64_t last, uint64_t *places, ngx_uint_t max,
+    ngx_uint_t *start)
 {
-    ngx_uint_t                       n;
+    uint64_t                         t;
+    ngx_uint_t                       n, i;
     ngx_queue_t                     *q;
     ngx_http_realtime_sh_entry_t    *e;
     ngx_http_realtime_sh_history_t  *h;
@@ -627,18 +632,16 @@ ngx_http_realtime_history_places_locked(ngx_http_realtime_zone_t *zone,
 
     n = 0;
 
-    for (q = ngx_queue_head(&h->entries);
-         q != ngx_queue_sentinel(&h->entries) && n < zone->history_max;
-         q = ngx_queue_next(q))
+    /* from the newest: a client is rarely far behind what it was sent */
+
+    for (q = ngx_queue_last(&h->entries);
+         q != ngx_queue_sentinel(&h->entries) && n < max;
+         q = ngx_queue_prev(q))
     {
         e = ngx_queue_data(q, ngx_http_realtime_sh_entry_t, queue);
 
         if (e->offset > last) {
-            break;
-        }
-
-        if (n == 0) {
-            *start = (e->offset == 1);
+            continue;
         }
 
         places[2 * n] = e->seq;
@@ -646,7 +649,20 @@ ngx_http_realtime_history_places_locked(ngx_http_realtime_zone_t *zone,
         n++;
     }
 
-    if (n == 0) {
+    for (i = 0; i < n / 2; i++) {
+        t = places[2 * i];
+        places[2 * i] = places[2 * (n - 1 - i)];
+        places[2 * (n - 1 - i)] = t;
+
+        t = places[2 * i + 1];
+        places[2 * i + 1] = places[2 * (n - 1 - i) + 1];
+        places[2 * (n - 1 - i) + 1] = t;
+    }
+
+    if (n) {
+        *start = (places[1] == 1);
+
+    } else {
         if (ngx_queue_empty(&h->entries)) {
             *start = (h->offset == 0);
 

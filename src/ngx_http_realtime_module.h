@@ -658,7 +658,7 @@ void ngx_http_realtime_history_position_locked(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room, ngx_http_realtime_history_pos_t *pos);
 ngx_uint_t ngx_http_realtime_history_places_locked(
     ngx_http_realtime_zone_t *zone, ngx_str_t *room, uint64_t last,
-    uint64_t *places, ngx_uint_t *start);
+    uint64_t *places, ngx_uint_t max, ngx_uint_t *start);
 ngx_int_t ngx_http_realtime_history_replay(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room, ngx_str_t *epoch, uint64_t since,
     ngx_http_realtime_history_pos_t *pos, u_char **buf, size_t *len);

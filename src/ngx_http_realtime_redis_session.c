@@ -86,7 +86,7 @@ ngx_http_realtime_redis_session_keep(ngx_http_realtime_zone_t *zone,
  * The record of pid, deleted as it is read.  NGX_DECLINED: no connection
  * to read on; otherwise the handler is called exactly once: NGX_OK with
  * the record (valid only in the call), NGX_DECLINED when none is kept,
- * NGX_ERROR when Redis failed or the worker exits.
+ * NGX_ERROR when Redis failed, NGX_ABORT when the worker exits.
  */
 
 ngx_int_t
@@ -155,7 +155,10 @@ ngx_http_realtime_redis_on_take(redisAsyncContext *ac, void *r,
 
     rd->last_reply = ngx_current_msec;
 
-    if (reply == NULL || rd->exiting) {
+    if (rd->exiting) {
+        tk->handler(tk->data, NULL, 0, NGX_ABORT);
+
+    } else if (reply == NULL) {
         tk->handler(tk->data, NULL, 0, NGX_ERROR);
 
     } else if (reply->type == REDIS_REPLY_STRING) {

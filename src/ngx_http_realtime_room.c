@@ -531,6 +531,7 @@ ngx_http_realtime_room_join_at(ngx_http_realtime_session_t *s,
     lm->seq = pos->on ? pos->seq : 0;
     lm->recovery = NULL;
     lm->floor = 0;
+    lm->replayed = 0;
     ngx_queue_insert_tail(&lr->members, &lm->room_link);
     ngx_queue_insert_tail(&s->rooms, &lm->conn_link);
     s->nrooms++;

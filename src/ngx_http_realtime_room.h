@@ -62,6 +62,12 @@ struct ngx_http_realtime_forward_route_sh_s {
 /* realtime_history: an epoch's characters */
 #define NGX_HTTP_REALTIME_EPOCH_LEN    16
 
+/*
+ * The room of realtime_user_list_event, joined on connect and published
+ * by each instance itself: never kept for a Socket.IO recovery
+ */
+#define NGX_HTTP_REALTIME_USER_LIST_ROOM  "#users"
+
 
 /* a room's place in its history, as a join saw it */
 typedef struct {
@@ -319,6 +325,10 @@ struct ngx_http_realtime_local_member_s {
      */
     ngx_http_realtime_member_wait_t   *recovery;
     uint64_t                           floor;
+    /* a Socket.IO socket back from Redis: what it got without a place */
+    uint64_t                           replayed;
+    u_char                             replayed_epoch[
+                                           NGX_HTTP_REALTIME_EPOCH_LEN];
 };
 
 

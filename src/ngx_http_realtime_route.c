@@ -49,7 +49,8 @@ typedef struct {
 
 
 /* the room of the sockets that get the online users */
-static ngx_str_t  ngx_http_realtime_user_list_room = ngx_string("#users");
+static ngx_str_t  ngx_http_realtime_user_list_room =
+    ngx_string(NGX_HTTP_REALTIME_USER_LIST_ROOM);
 
 
 /* NGX_DECLINED: no route takes the event */

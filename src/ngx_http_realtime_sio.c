@@ -259,6 +259,10 @@ ngx_http_realtime_sio_closed(ngx_http_realtime_eio_t *eio)
         /* the transport went, not the client: it may come back */
         if (sock->has_pid && !sock->closed) {
             ngx_http_realtime_sio_recovery_save(sock);
+
+        } else if (sock->resume) {
+            /* taken from Redis, not back yet: kept as it was */
+            ngx_http_realtime_sio_resume_keep_again(sock);
         }
 
         ngx_http_realtime_sio_end(sock, 0);
@@ -1009,18 +1013,23 @@ ngx_http_realtime_sio_end(ngx_http_realtime_sio_socket_t *sock,
     s = &sock->session;
     sock->closed = 1;
 
-    if (sock->resume) {
-        ngx_http_realtime_sio_resume_cancel(sock);
-    }
-
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, s->log, 0,
                    "realtime sio disconnect nsp:\"%V\" notify:%ui",
                    &sock->nsp, notify);
 
-    if (notify) {
+    if (notify && sock->resume) {
+        /* its CONNECT was not answered yet */
+        (void) ngx_http_realtime_sio_connect_error(sock->eio, &sock->nsp,
+                                                   "disconnected", NULL);
+
+    } else if (notify) {
         (void) ngx_http_realtime_sio_send(sock,
                                           NGX_HTTP_REALTIME_SIO_DISCONNECT,
                                           -1, NULL);
+    }
+
+    if (sock->resume) {
+        ngx_http_realtime_sio_resume_cancel(sock);
     }
 
     if (s->zone) {
@@ -1193,6 +1202,11 @@ ngx_http_realtime_sio_deliver(ngx_http_realtime_session_t *s,
                       "realtime: a publication could not be encoded for "
                       "socket.io");
         return NGX_ERROR;
+    }
+
+    if (sock->resume) {
+        /* nothing before the CONNECT's answer */
+        return ngx_http_realtime_sio_resume_hold(sock, d);
     }
 
     return ngx_http_realtime_eio_send(sock->eio, d);

@@ -106,6 +106,11 @@ ngx_http_realtime_sio_recovery_save(ngx_http_realtime_sio_socket_t *sock)
          q = ngx_queue_next(q))
     {
         lm = ngx_queue_data(q, ngx_http_realtime_local_member_t, conn_link);
+
+        if (!ngx_http_realtime_sio_recovery_kept(lm)) {
+            continue;
+        }
+
         size += NGX_HTTP_REALTIME_SIO_ROOM_HEAD + lm->room->sn.str.len;
         n++;
     }
@@ -139,6 +144,11 @@ ngx_http_realtime_sio_recovery_save(ngx_http_realtime_sio_socket_t *sock)
          q = ngx_queue_next(q))
     {
         lm = ngx_queue_data(q, ngx_http_realtime_local_member_t, conn_link);
+
+        if (!ngx_http_realtime_sio_recovery_kept(lm)) {
+            continue;
+        }
+
         name = &lm->room->sn.str;
 
         /* a room without a history (the zone was full) has epoch 0s */
@@ -499,6 +509,24 @@ ngx_http_realtime_sio_recovery_seq(json_t *offset)
                     json_string_length(offset));
 
     return (seq == NGX_ERROR) ? (uint64_t) -1 : (uint64_t) seq;
+}
+
+
+/*
+ * The user list's room is not kept: each instance publishes its own,
+ * and the socket joins it again on connect.
+ */
+
+ngx_uint_t
+ngx_http_realtime_sio_recovery_kept(ngx_http_realtime_local_member_t *lm)
+{
+    ngx_str_t  *name;
+
+    name = &lm->room->sn.str;
+
+    return name->len != sizeof(NGX_HTTP_REALTIME_USER_LIST_ROOM) - 1
+           || ngx_strncmp(name->data, NGX_HTTP_REALTIME_USER_LIST_ROOM,
+                          name->len) != 0;
 }
 
 

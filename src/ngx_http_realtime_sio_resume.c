@@ -44,11 +44,18 @@
 #include <ngx_http.h>
 
 #include "ngx_http_realtime_module.h"
+#include "ngx_http_realtime_protocol.h"
 #include "ngx_http_realtime_eio_session.h"
 
 
 #define NGX_HTTP_REALTIME_SIO_RESUME_TIME   2000
 #define NGX_HTTP_REALTIME_SIO_RESUME_STEP   10
+
+/* the places kept per room: the newest ones sent */
+#define NGX_HTTP_REALTIME_SIO_RESUME_PLACES 256
+
+/* what else comes while the CONNECT waits, sent after its answer */
+#define NGX_HTTP_REALTIME_SIO_RESUME_HELD   256
 
 
 typedef struct {
@@ -72,6 +79,8 @@ struct ngx_http_realtime_sio_resume_s {
     ngx_event_t                           timer;
     ngx_msec_t                            deadline;
     ngx_uint_t                            reading;
+    ngx_http_realtime_msg_t             **held;
+    ngx_uint_t                            nheld;
     ngx_uint_t                            nrooms;
     u_char                                pid[NGX_HTTP_REALTIME_SIO_PID_LEN];
     ngx_http_realtime_sio_resume_room_t   rooms[1];
@@ -171,7 +180,8 @@ ngx_http_realtime_sio_resume_record(ngx_http_realtime_sio_socket_t *sock)
         user.len = 0;
     }
 
-    places = ngx_alloc(2 * zone->history_max * sizeof(uint64_t), s->log);
+    places = ngx_alloc(2 * NGX_HTTP_REALTIME_SIO_RESUME_PLACES
+                       * sizeof(uint64_t), s->log);
     if (places == NULL) {
         return NULL;
     }
@@ -189,6 +199,10 @@ ngx_http_realtime_sio_resume_record(ngx_http_realtime_sio_socket_t *sock)
     {
         lm = ngx_queue_data(q, ngx_http_realtime_local_member_t, conn_link);
 
+        if (!ngx_http_realtime_sio_recovery_kept(lm)) {
+            continue;
+        }
+
         room = ngx_http_realtime_sio_resume_places(zone, lm, places);
 
         if (room == NULL || json_array_append_new(rooms, room) != 0) {
@@ -203,7 +217,11 @@ ngx_http_realtime_sio_resume_record(ngx_http_realtime_sio_socket_t *sock)
 }
 
 
-/* [room, epoch, start, [seq, offset, ...]]: what was delivered of it */
+/*
+ * [room, epoch, start, [seq, offset, ...]]: what was delivered of it.
+ * What a recovery here gave from Redis, without a place, is one (0,
+ * offset): anything with a place came after it.
+ */
 
 static json_t *
 ngx_http_realtime_sio_resume_places(ngx_http_realtime_zone_t *zone,
@@ -212,6 +230,7 @@ ngx_http_realtime_sio_resume_places(ngx_http_realtime_zone_t *zone,
     json_t     *room, *pairs;
     ngx_str_t  *name;
     ngx_uint_t  i, n, start;
+    uint64_t    upto;
     u_char      epoch[NGX_HTTP_REALTIME_EPOCH_LEN];
 
     name = &lm->room->sn.str;
@@ -223,7 +242,9 @@ ngx_http_realtime_sio_resume_places(ngx_http_realtime_zone_t *zone,
 
     (void) ngx_http_realtime_history_epoch_locked(zone, name, epoch);
     n = ngx_http_realtime_history_places_locked(zone, name, lm->offset,
-                                                places, &start);
+                                     places,
+                                     NGX_HTTP_REALTIME_SIO_RESUME_PLACES,
+                                     &start);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -232,9 +253,41 @@ ngx_http_realtime_sio_resume_places(ngx_http_realtime_zone_t *zone,
         return NULL;
     }
 
-    for (i = 0; i < 2 * n; i++) {
-        if (json_array_append_new(pairs, json_integer((json_int_t) places[i]))
-            != 0)
+    upto = lm->replayed;
+
+    if (upto
+        && ngx_memcmp(epoch, lm->replayed_epoch, NGX_HTTP_REALTIME_EPOCH_LEN)
+           != 0)
+    {
+        /*
+         * Nothing came here by Redis since (the zone's epoch is its own):
+         * the place is Redis's, where the replay ended
+         */
+        ngx_memcpy(epoch, lm->replayed_epoch, NGX_HTTP_REALTIME_EPOCH_LEN);
+        n = 0;
+        start = 0;
+    }
+
+    if (upto
+        && (json_array_append_new(pairs, json_integer(0)) != 0
+            || json_array_append_new(pairs, json_integer((json_int_t) upto))
+               != 0))
+    {
+        json_decref(pairs);
+        return NULL;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (places[2 * i + 1] <= upto) {
+            continue;
+        }
+
+        if (json_array_append_new(pairs,
+                                  json_integer((json_int_t) places[2 * i]))
+            != 0
+            || json_array_append_new(pairs,
+                               json_integer((json_int_t) places[2 * i + 1]))
+               != 0)
         {
             json_decref(pairs);
             return NULL;
@@ -331,6 +384,18 @@ ngx_http_realtime_sio_resume_taken(void *data, u_char *rec, size_t len,
     }
 
     ngx_queue_remove(&waiting->link);
+
+    if (rc == NGX_ABORT) {
+        /* the worker exits: no CONNECT now */
+        json_decref(waiting->auth);
+
+        if (waiting->jwt) {
+            ngx_http_realtime_jwt_free(waiting->jwt);
+        }
+
+        ngx_free(waiting);
+        return;
+    }
 
     kept = (rc == NGX_OK) ? json_loadb((char *) rec, len, 0, NULL) : NULL;
 
@@ -558,8 +623,8 @@ ngx_http_realtime_sio_resume_join(ngx_http_realtime_sio_resume_t *rs,
         epoch = json_array_get(room, 1);
 
         if (json_array_size(room) != 4 || !json_is_string(name)
-            || json_string_length(name) == 0
-            || json_string_length(name) > NGX_HTTP_REALTIME_ROOM_MAX
+            || !ngx_http_realtime_room_valid(json_string_value(name),
+                                             json_string_length(name))
             || !json_is_string(epoch)
             || json_string_length(epoch) != NGX_HTTP_REALTIME_EPOCH_LEN
             || !json_is_boolean(json_array_get(room, 2))
@@ -768,15 +833,6 @@ ngx_http_realtime_sio_resume_step(ngx_event_t *ev)
     rs = ev->data;
     zone = rs->sock->session.zone;
 
-    if ((ngx_msec_int_t) (ngx_current_msec - rs->deadline) >= 0) {
-        ngx_log_error(NGX_LOG_INFO, rs->sock->session.log, 0,
-                      "realtime: socket.io session not recovered: no "
-                      "subscription or history in %M ms",
-                      (ngx_msec_t) NGX_HTTP_REALTIME_SIO_RESUME_TIME);
-        ngx_http_realtime_sio_resume_end(rs, NGX_DECLINED);
-        return;
-    }
-
     pending = 0;
 
     for (i = 0; i < rs->nrooms; i++) {
@@ -837,12 +893,21 @@ ngx_http_realtime_sio_resume_step(ngx_event_t *ev)
         rs->reading++;
     }
 
-    if (pending) {
-        ngx_add_timer(ev, NGX_HTTP_REALTIME_SIO_RESUME_STEP);
+    if (!pending) {
+        ngx_http_realtime_sio_resume_end(rs, NGX_OK);
         return;
     }
 
-    ngx_http_realtime_sio_resume_end(rs, NGX_OK);
+    if ((ngx_msec_int_t) (ngx_current_msec - rs->deadline) >= 0) {
+        ngx_log_error(NGX_LOG_INFO, rs->sock->session.log, 0,
+                      "realtime: socket.io session not recovered: no "
+                      "subscription or history in %M ms",
+                      (ngx_msec_t) NGX_HTTP_REALTIME_SIO_RESUME_TIME);
+        ngx_http_realtime_sio_resume_end(rs, NGX_DECLINED);
+        return;
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_REALTIME_SIO_RESUME_STEP);
 }
 
 
@@ -877,6 +942,8 @@ ngx_http_realtime_sio_resume_end(ngx_http_realtime_sio_resume_t *rs,
     u_char                          *replay;
     size_t                           len;
     ngx_str_t                        pid;
+    ngx_uint_t                       i, nheld;
+    ngx_http_realtime_msg_t        **held;
     ngx_http_realtime_eio_t         *eio;
     ngx_http_realtime_sio_socket_t  *sock;
 
@@ -918,6 +985,10 @@ ngx_http_realtime_sio_resume_end(ngx_http_realtime_sio_resume_t *rs,
     /* the answer may close the session: nothing of rs after it */
     sock->resume = NULL;
     rs->sock = NULL;
+    held = rs->held;
+    nheld = rs->nheld;
+    rs->held = NULL;
+    rs->nheld = 0;
 
     if (rs->timer.timer_set) {
         ngx_del_timer(&rs->timer);
@@ -927,13 +998,97 @@ ngx_http_realtime_sio_resume_end(ngx_http_realtime_sio_resume_t *rs,
         ngx_http_realtime_sio_resume_free(rs);
     }
 
-    if (rc == NGX_ERROR
-        || ngx_http_realtime_sio_connected(sock, replay, len) == NGX_ERROR)
-    {
-        if (!eio->closing) {
-            ngx_http_realtime_eio_close(eio, "internal error");
+    if (rc != NGX_ERROR) {
+        rc = ngx_http_realtime_sio_connected(sock, replay, len);
+
+    } else if (replay) {
+        ngx_free(replay);
+    }
+
+    /* what came meanwhile besides its rooms, after what it missed */
+
+    for (i = 0; i < nheld; i++) {
+        if (rc == NGX_OK && !eio->closing) {
+            rc = ngx_http_realtime_eio_send(eio, held[i]);
+        }
+
+        ngx_http_realtime_msg_release(held[i]);
+    }
+
+    if (held) {
+        ngx_free(held);
+    }
+
+    if (rc == NGX_ERROR && !eio->closing) {
+        ngx_http_realtime_eio_close(eio, "internal error");
+    }
+}
+
+
+/*
+ * A delivery to a socket whose CONNECT waits (its user, a broadcast, a
+ * room it joined on connect): sent after the answer
+ */
+
+ngx_int_t
+ngx_http_realtime_sio_resume_hold(ngx_http_realtime_sio_socket_t *sock,
+    ngx_http_realtime_msg_t *msg)
+{
+    ngx_http_realtime_sio_resume_t  *rs;
+
+    rs = sock->resume;
+
+    if (rs->held == NULL) {
+        rs->held = ngx_alloc(NGX_HTTP_REALTIME_SIO_RESUME_HELD
+                             * sizeof(ngx_http_realtime_msg_t *),
+                             sock->session.log);
+        if (rs->held == NULL) {
+            return NGX_ERROR;
         }
     }
+
+    if (rs->nheld == NGX_HTTP_REALTIME_SIO_RESUME_HELD) {
+        /* the client comes back, to a new session: nothing lost unsaid */
+        ngx_log_error(NGX_LOG_WARN, sock->session.log, 0,
+                      "realtime: socket.io session closed: more than %d "
+                      "messages while its recovery waited",
+                      NGX_HTTP_REALTIME_SIO_RESUME_HELD);
+        ngx_http_realtime_eio_close(sock->eio, "too much while resuming");
+        return NGX_ERROR;
+    }
+
+    msg->refs++;
+    rs->held[rs->nheld++] = msg;
+
+    return NGX_OK;
+}
+
+
+/* the transport went while the CONNECT waited: the record again */
+
+void
+ngx_http_realtime_sio_resume_keep_again(ngx_http_realtime_sio_socket_t *sock)
+{
+    char                            *rec;
+    ngx_str_t                        pid;
+    ngx_http_realtime_sio_resume_t  *rs;
+
+    rs = sock->resume;
+
+    rec = json_dumps(rs->kept, JSON_COMPACT);
+    if (rec == NULL) {
+        return;
+    }
+
+    pid.data = rs->pid;
+    pid.len = NGX_HTTP_REALTIME_SIO_PID_LEN;
+
+    (void) ngx_http_realtime_redis_session_keep(sock->session.zone, &pid,
+                                                (u_char *) rec,
+                                                ngx_strlen(rec),
+                                                sock->session.conf
+                                                    ->sio_recovery);
+    free(rec);
 }
 
 
@@ -1008,6 +1163,9 @@ ngx_http_realtime_sio_resume_collect(ngx_http_realtime_sio_resume_t *rs,
             }
 
             since = r->read.last;
+            lm->replayed = r->read.last;
+            ngx_memcpy(lm->replayed_epoch, r->epoch.data,
+                       NGX_HTTP_REALTIME_EPOCH_LEN);
 
             if (!pos.on
                 || ngx_memcmp(pos.epoch, r->epoch.data,
@@ -1169,6 +1327,14 @@ ngx_http_realtime_sio_resume_free(ngx_http_realtime_sio_resume_t *rs)
         if (rs->rooms[i].read.buf) {
             ngx_free(rs->rooms[i].read.buf);
         }
+    }
+
+    for (i = 0; i < rs->nheld; i++) {
+        ngx_http_realtime_msg_release(rs->held[i]);
+    }
+
+    if (rs->held) {
+        ngx_free(rs->held);
     }
 
     json_decref(rs->kept);

@@ -284,3 +284,70 @@ def test_redis_down_is_a_new_session(rt, redis):
         assert back[0][1] is False, back
     assert "not recovered: unknown, gone or Redis unreachable" \
         in b.error_log()
+
+
+@pytest.mark.parametrize("observed", [False, True])
+def test_pushes_all_along_each_once_in_order(rt, redis, observed):
+    """A publisher pushes without a pause while the client goes and comes
+    back to the other instance: it ends with every message exactly once,
+    in order (the boundary between replay and live loses nothing)."""
+    import threading
+    a, b = start_two(rt, redis)
+    with SioDriver() as drv:
+        if observed:
+            observe(drv, b, ["r"])
+        drv.connect("s", url(a), **opts(reconnectionDelay=300,
+                                        reconnectionDelayMax=300))
+        sid = drv.state("s")["id"]
+        joined(drv, "s", ["r"])
+        time.sleep(0.3)
+        sent = []
+        stop = threading.Event()
+
+        def publisher():
+            n = 0
+            while not stop.is_set() and n < 3000:
+                n += 1
+                push(a if n % 2 else b, "r", n)
+                sent.append(n)
+                time.sleep(0.002)
+
+        t = threading.Thread(target=publisher)
+        t.start()
+        try:
+            time.sleep(0.3)
+            drv.drop("s", url=url(b))
+            back = drv.wait("s", "$connect", timeout=10)
+            assert back == [[sid, True]], back
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            t.join(10)
+        got = drv.wait("s", "m", count=len(sent), timeout=10)
+        assert [g[0] for g in got] == sent, \
+            [g[0] for g in got][:50]
+        time.sleep(0.3)
+        assert [e for e in drv.events("s") if e[0] == "m"] == []
+
+
+def test_gone_again_after_a_mixed_replay_nothing_twice(rt, redis):
+    """Back on b with r2 from Redis ("-") and r1 from b's zone (numbered),
+    gone again before anything live, back on a: recovered, and nothing
+    is replayed twice (what came from Redis counts as got)."""
+    a, b = start_two(rt, redis)
+    with SioDriver() as drv:
+        observe(drv, b, ["r1"])
+        missed = [(n, "r1" if n % 2 else "r2") for n in range(4, 12)]
+        sid = away_and_back(drv, a, b, ["r1", "r2"], missed, push_on=b)
+        got = drv.wait("s", "m", count=8, timeout=10)
+        assert sorted(g[0] for g in got) == list(range(4, 12)), got
+
+        drv.drop("s", url=url(a))
+        back = drv.wait("s", "$connect", timeout=10)
+        assert back == [[sid, True]], back
+        time.sleep(0.5)
+        assert [e for e in drv.events("s") if e[0] == "m"] == []
+        push(a, "r2", 12)
+        push(b, "r1", 13)
+        got = drv.wait("s", "m", count=2)
+        assert [g[0] for g in got] == [12, 13], got
