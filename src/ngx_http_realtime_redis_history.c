@@ -116,8 +116,6 @@ static void ngx_http_realtime_redis_on_fill(redisAsyncContext *ac, void *r,
     void *privdata);
 static void ngx_http_realtime_redis_fill_end(ngx_http_realtime_redis_t *rd);
 static void ngx_http_realtime_redis_fill_timeout(ngx_event_t *ev);
-static size_t ngx_http_realtime_redis_key(ngx_http_realtime_redis_t *rd,
-    u_char *buf, const char *what, ngx_str_t *room);
 static void ngx_http_realtime_redis_eval(ngx_http_realtime_redis_t *rd,
     const char **argv, size_t *lens, const char *script, size_t len,
     const char *nkeys, u_char *key, u_char *list, ngx_str_t *room);
@@ -891,7 +889,7 @@ ngx_http_realtime_redis_eval(ngx_http_realtime_redis_t *rd,
 
 /* <prefix><what>:{<room>}: in the slot of the room's channel */
 
-static size_t
+size_t
 ngx_http_realtime_redis_key(ngx_http_realtime_redis_t *rd, u_char *buf,
     const char *what, ngx_str_t *room)
 {
@@ -991,13 +989,36 @@ ngx_http_realtime_redis_on_read(redisAsyncContext *ac, void *r,
     hr->len = 0;
     rc = NGX_DECLINED;
 
-    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 3
-        && reply->element[0]->type == REDIS_REPLY_STRING
-        && reply->element[1]->type == REDIS_REPLY_STRING
-        && reply->element[1]->len == NGX_HTTP_REALTIME_EPOCH_LEN
-        && ngx_memcmp(reply->element[1]->str, hr->epoch,
-                      NGX_HTTP_REALTIME_EPOCH_LEN) == 0
-        && reply->element[2]->type == REDIS_REPLY_ARRAY)
+    if (hr->any_epoch && reply && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 3)
+    {
+        if (reply->element[1]->type == REDIS_REPLY_STRING
+            && reply->element[1]->len == NGX_HTTP_REALTIME_EPOCH_LEN)
+        {
+            /* whatever Redis has: it all came after since 0 */
+            ngx_memcpy(hr->epoch, reply->element[1]->str,
+                       NGX_HTTP_REALTIME_EPOCH_LEN);
+
+        } else if (reply->element[1]->type == REDIS_REPLY_NIL
+                   && hr->since == 0)
+        {
+            /* nothing was published yet */
+            hr->last = 0;
+            rc = NGX_OK;
+        }
+    }
+
+    if (rc == NGX_OK) {
+        /* nothing to read */
+
+    } else if (reply && reply->type == REDIS_REPLY_ARRAY
+               && reply->elements == 3
+               && reply->element[0]->type == REDIS_REPLY_STRING
+               && reply->element[1]->type == REDIS_REPLY_STRING
+               && reply->element[1]->len == NGX_HTTP_REALTIME_EPOCH_LEN
+               && ngx_memcmp(reply->element[1]->str, hr->epoch,
+                             NGX_HTTP_REALTIME_EPOCH_LEN) == 0
+               && reply->element[2]->type == REDIS_REPLY_ARRAY)
     {
         hr->last = ngx_atoi((u_char *) reply->element[0]->str,
                             reply->element[0]->len);

@@ -93,6 +93,8 @@ typedef struct {
     u_char                            *buf;
     size_t                             len;
     u_char                             epoch[NGX_HTTP_REALTIME_EPOCH_LEN];
+    /* since 0 of whatever epoch Redis has (none: nothing yet, NGX_OK) */
+    unsigned                           any_epoch:1;
 } ngx_http_realtime_history_read_t;
 
 

@@ -65,6 +65,7 @@ typedef struct {
     ngx_str_t                          name;        /* in rs->kept */
     ngx_str_t                          epoch;       /* in rs->kept */
     uint64_t                           since;
+    u_char                             read_epoch[NGX_HTTP_REALTIME_EPOCH_LEN];
     unsigned                           joined:1;
     unsigned                           from_redis:1;
     unsigned                           reading:1;
@@ -87,11 +88,31 @@ struct ngx_http_realtime_sio_resume_s {
 };
 
 
+/* a record waiting for Redis's places of the rooms it asks for */
+typedef struct {
+    json_t                              *record;
+    ngx_http_realtime_zone_t            *zone;
+    ngx_msec_t                           ttl;
+    uint64_t                             seq;     /* the zone's, at it */
+    ngx_uint_t                           n;
+    ngx_uint_t                          *index;
+    ngx_str_t                           *rooms;
+    u_char                               pid[NGX_HTTP_REALTIME_SIO_PID_LEN];
+} ngx_http_realtime_sio_resume_ask_t;
+
+
 static json_t *ngx_http_realtime_sio_resume_record(
-    ngx_http_realtime_sio_socket_t *sock);
+    ngx_http_realtime_sio_socket_t *sock, ngx_uint_t *ask, ngx_uint_t *nask);
 static json_t *ngx_http_realtime_sio_resume_places(
     ngx_http_realtime_zone_t *zone, ngx_http_realtime_local_member_t *lm,
-    uint64_t *places);
+    uint64_t *places, ngx_uint_t *ask);
+static void ngx_http_realtime_sio_resume_set(ngx_http_realtime_zone_t *zone,
+    u_char *pid, json_t *record, ngx_msec_t ttl, ngx_log_t *log);
+static ngx_int_t ngx_http_realtime_sio_resume_ask(
+    ngx_http_realtime_sio_socket_t *sock, json_t *record, uint64_t seq,
+    ngx_uint_t *ask, ngx_uint_t nask);
+static void ngx_http_realtime_sio_resume_asked(void *data,
+    ngx_http_realtime_history_pos_t *places, ngx_uint_t n, ngx_int_t rc);
 static const char *ngx_http_realtime_sio_resume_check(
     ngx_http_realtime_sio_socket_t *sock, json_t *kept, uint64_t seq);
 static ngx_int_t ngx_http_realtime_sio_resume_join(
@@ -121,50 +142,208 @@ static void ngx_http_realtime_sio_resume_taken(void *data, u_char *rec,
 void
 ngx_http_realtime_sio_resume_keep(ngx_http_realtime_sio_socket_t *sock)
 {
-    char                         *rec;
     json_t                       *record;
-    ngx_str_t                     pid;
+    uint64_t                      seq;
+    ngx_uint_t                   *ask, nask;
     ngx_http_realtime_session_t  *s;
 
     s = &sock->session;
 
-    record = ngx_http_realtime_sio_resume_record(sock);
+    /* what comes here after it, the socket did not get */
+    ngx_shmtx_lock(&s->zone->shpool->mutex);
+    seq = s->zone->sh->history_seq;
+    ngx_shmtx_unlock(&s->zone->shpool->mutex);
+
+    ask = ngx_alloc((s->nrooms + 1) * sizeof(ngx_uint_t), s->log);
+    record = ask ? ngx_http_realtime_sio_resume_record(sock, ask, &nask)
+                 : NULL;
+
     if (record == NULL) {
         ngx_log_error(NGX_LOG_ERR, s->log, 0,
                       "realtime: socket.io session not kept: no memory");
+        if (ask) {
+            ngx_free(ask);
+        }
         return;
     }
 
-    rec = json_dumps(record, JSON_COMPACT);
-    json_decref(record);
+    if (nask == 0
+        || ngx_http_realtime_sio_resume_ask(sock, record, seq, ask, nask)
+           != NGX_OK)
+    {
+        ngx_http_realtime_sio_resume_set(s->zone, sock->pid, record,
+                                         s->conf->sio_recovery, s->log);
+    }
 
+    ngx_free(ask);
+    json_decref(record);
+}
+
+
+static void
+ngx_http_realtime_sio_resume_set(ngx_http_realtime_zone_t *zone, u_char *pid,
+    json_t *record, ngx_msec_t ttl, ngx_log_t *log)
+{
+    char       *rec;
+    ngx_str_t   p;
+
+    rec = json_dumps(record, JSON_COMPACT);
     if (rec == NULL) {
         return;
     }
 
-    pid.data = sock->pid;
-    pid.len = NGX_HTTP_REALTIME_SIO_PID_LEN;
+    p.data = pid;
+    p.len = NGX_HTTP_REALTIME_SIO_PID_LEN;
 
-    if (ngx_http_realtime_redis_session_keep(s->zone, &pid, (u_char *) rec,
-                                             ngx_strlen(rec),
-                                             s->conf->sio_recovery)
+    if (ngx_http_realtime_redis_session_keep(zone, &p, (u_char *) rec,
+                                             ngx_strlen(rec), ttl)
         != NGX_OK)
     {
-        ngx_log_error(NGX_LOG_WARN, s->log, 0,
+        ngx_log_error(NGX_LOG_WARN, log, 0,
                       "realtime: socket.io session \"%V\" not kept: Redis "
-                      "is not connected", &pid);
+                      "is not connected", &p);
     }
 
     free(rec);
 }
 
 
+/*
+ * Rooms whose history here is not Redis's (nothing came by Redis since
+ * this instance subscribed, so the socket got nothing of them): their
+ * place is where Redis is, asked before the record is written.
+ * NGX_DECLINED: written as it is.
+ */
+
+static ngx_int_t
+ngx_http_realtime_sio_resume_ask(ngx_http_realtime_sio_socket_t *sock,
+    json_t *record, uint64_t seq, ngx_uint_t *ask, ngx_uint_t nask)
+{
+    json_t                              *rooms, *name;
+    ngx_uint_t                           i;
+    ngx_http_realtime_session_t         *s;
+    ngx_http_realtime_sio_resume_ask_t  *ak;
+
+    s = &sock->session;
+
+    ak = ngx_alloc(sizeof(ngx_http_realtime_sio_resume_ask_t)
+                   + nask * (sizeof(ngx_uint_t) + sizeof(ngx_str_t)),
+                   s->log);
+    if (ak == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ak->record = json_incref(record);
+    ak->zone = s->zone;
+    ak->ttl = s->conf->sio_recovery;
+    ak->seq = seq;
+    ak->n = nask;
+    ak->index = (ngx_uint_t *) (ak + 1);
+    ak->rooms = (ngx_str_t *) (ak->index + nask);
+    ngx_memcpy(ak->pid, sock->pid, NGX_HTTP_REALTIME_SIO_PID_LEN);
+
+    rooms = json_object_get(record, "rooms");
+
+    for (i = 0; i < nask; i++) {
+        name = json_array_get(json_array_get(rooms, ask[i]), 0);
+        ak->index[i] = ask[i];
+        ak->rooms[i].data = (u_char *) json_string_value(name);
+        ak->rooms[i].len = json_string_length(name);
+    }
+
+    if (ngx_http_realtime_redis_session_places(s->zone, ak->rooms, nask,
+                                     ngx_http_realtime_sio_resume_asked, ak)
+        != NGX_OK)
+    {
+        json_decref(ak->record);
+        ngx_free(ak);
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The socket is at Redis's offset in each asked room, or before the
+ * first that came here since (it went meanwhile: it got none of them).
+ */
+
+static void
+ngx_http_realtime_sio_resume_asked(void *data,
+    ngx_http_realtime_history_pos_t *places, ngx_uint_t n, ngx_int_t rc)
+{
+    ngx_http_realtime_sio_resume_ask_t *ak = data;
+
+    json_t                           *room, *at;
+    uint64_t                          since, first;
+    ngx_uint_t                        i;
+    ngx_http_realtime_zone_t         *zone;
+    ngx_http_realtime_history_pos_t   rp;
+
+    zone = ak->zone;
+
+    for (i = 0; rc == NGX_OK && i < n; i++) {
+        since = places[i].offset;
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        first = 0;
+
+        if (places[i].on
+            && ngx_http_realtime_history_from_redis_locked(zone,
+                                                           &ak->rooms[i],
+                                                           &rp)
+            && ngx_memcmp(rp.epoch, places[i].epoch,
+                          NGX_HTTP_REALTIME_EPOCH_LEN) == 0)
+        {
+            first = ngx_http_realtime_history_first_locked(zone,
+                                                           &ak->rooms[i],
+                                                           ak->seq);
+        }
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        if (first && first - 1 < since) {
+            since = first - 1;
+        }
+
+        room = json_array_get(json_object_get(ak->record, "rooms"),
+                              ak->index[i]);
+        at = json_pack("[I, I]", (json_int_t) 0, (json_int_t) since);
+
+        if (at == NULL
+            || json_array_set_new(room, 1, places[i].on
+                                  ? json_stringn((char *) places[i].epoch,
+                                                 NGX_HTTP_REALTIME_EPOCH_LEN)
+                                  : json_string(""))
+               != 0
+            || json_array_set_new(room, 2, json_false()) != 0
+            || json_array_set_new(room, 3, at) != 0)
+        {
+            rc = NGX_ERROR;
+        }
+    }
+
+    if (rc != NGX_ABORT) {
+        /* as it is if Redis could not say: it recovers here only */
+        ngx_http_realtime_sio_resume_set(zone, ak->pid, ak->record, ak->ttl,
+                                         ngx_cycle->log);
+    }
+
+    json_decref(ak->record);
+    ngx_free(ak);
+}
+
+
 static json_t *
-ngx_http_realtime_sio_resume_record(ngx_http_realtime_sio_socket_t *sock)
+ngx_http_realtime_sio_resume_record(ngx_http_realtime_sio_socket_t *sock,
+    ngx_uint_t *ask, ngx_uint_t *nask)
 {
     json_t                            *record, *rooms, *room;
     uint64_t                          *places;
     ngx_str_t                          user;
+    ngx_uint_t                         asked;
     ngx_queue_t                       *q;
     ngx_http_realtime_zone_t          *zone;
     ngx_http_realtime_session_t       *s;
@@ -172,6 +351,7 @@ ngx_http_realtime_sio_resume_record(ngx_http_realtime_sio_socket_t *sock)
 
     s = &sock->session;
     zone = s->zone;
+    *nask = 0;
 
     /* an anonymous user is its connection: kept as none */
     user = s->user;
@@ -203,7 +383,11 @@ ngx_http_realtime_sio_resume_record(ngx_http_realtime_sio_socket_t *sock)
             continue;
         }
 
-        room = ngx_http_realtime_sio_resume_places(zone, lm, places);
+        room = ngx_http_realtime_sio_resume_places(zone, lm, places, &asked);
+
+        if (room && asked && *nask < s->nrooms) {
+            ask[(*nask)++] = json_array_size(rooms);
+        }
 
         if (room == NULL || json_array_append_new(rooms, room) != 0) {
             json_decref(record);
@@ -225,13 +409,14 @@ ngx_http_realtime_sio_resume_record(ngx_http_realtime_sio_socket_t *sock)
 
 static json_t *
 ngx_http_realtime_sio_resume_places(ngx_http_realtime_zone_t *zone,
-    ngx_http_realtime_local_member_t *lm, uint64_t *places)
+    ngx_http_realtime_local_member_t *lm, uint64_t *places, ngx_uint_t *ask)
 {
     json_t     *room, *pairs;
     ngx_str_t  *name;
-    ngx_uint_t  i, n, start;
-    uint64_t    upto;
-    u_char      epoch[NGX_HTTP_REALTIME_EPOCH_LEN];
+    ngx_uint_t                       i, n, start;
+    uint64_t                         upto;
+    ngx_http_realtime_history_pos_t  rp;
+    u_char                           epoch[NGX_HTTP_REALTIME_EPOCH_LEN];
 
     name = &lm->room->sn.str;
 
@@ -241,6 +426,8 @@ ngx_http_realtime_sio_resume_places(ngx_http_realtime_zone_t *zone,
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     (void) ngx_http_realtime_history_epoch_locked(zone, name, epoch);
+    *ask = !ngx_http_realtime_history_from_redis_locked(zone, name, &rp)
+           && lm->replayed == 0;
     n = ngx_http_realtime_history_places_locked(zone, name, lm->offset,
                                      places,
                                      NGX_HTTP_REALTIME_SIO_RESUME_PLACES,
@@ -626,7 +813,8 @@ ngx_http_realtime_sio_resume_join(ngx_http_realtime_sio_resume_t *rs,
             || !ngx_http_realtime_room_valid(json_string_value(name),
                                              json_string_length(name))
             || !json_is_string(epoch)
-            || json_string_length(epoch) != NGX_HTTP_REALTIME_EPOCH_LEN
+            || (json_string_length(epoch) != NGX_HTTP_REALTIME_EPOCH_LEN
+                && json_string_length(epoch) != 0)
             || !json_is_boolean(json_array_get(room, 2))
             || !json_is_array(json_array_get(room, 3)))
         {
@@ -635,8 +823,9 @@ ngx_http_realtime_sio_resume_join(ngx_http_realtime_sio_resume_t *rs,
 
         r->name.data = (u_char *) json_string_value(name);
         r->name.len = json_string_length(name);
+        /* "": Redis had nothing of it, whatever comes is after */
         r->epoch.data = (u_char *) json_string_value(epoch);
-        r->epoch.len = NGX_HTTP_REALTIME_EPOCH_LEN;
+        r->epoch.len = json_string_length(epoch);
 
         if (ngx_http_realtime_sio_resume_place(json_array_get(room, 3),
                                   json_is_true(json_array_get(room, 2)),
@@ -646,6 +835,10 @@ ngx_http_realtime_sio_resume_join(ngx_http_realtime_sio_resume_t *rs,
             ngx_log_debug1(NGX_LOG_DEBUG_HTTP, s->log, 0,
                            "realtime sio resume \"%V\": place unknown",
                            &r->name);
+            return NGX_DECLINED;
+        }
+
+        if (r->epoch.len == 0 && r->since != 0) {
             return NGX_DECLINED;
         }
 
@@ -880,7 +1073,12 @@ ngx_http_realtime_sio_resume_step(ngx_event_t *ev)
         r->read.handler = ngx_http_realtime_sio_resume_read;
         r->read.data = r;
         r->read.since = r->since;
-        ngx_memcpy(r->read.epoch, r->epoch.data, NGX_HTTP_REALTIME_EPOCH_LEN);
+        r->read.any_epoch = (r->epoch.len == 0);
+
+        if (r->epoch.len) {
+            ngx_memcpy(r->read.epoch, r->epoch.data,
+                       NGX_HTTP_REALTIME_EPOCH_LEN);
+        }
 
         rc = ngx_http_realtime_redis_history_read(zone, &r->name, &r->read);
 
@@ -923,6 +1121,13 @@ ngx_http_realtime_sio_resume_read(void *data, ngx_int_t rc)
     r->reading = 0;
     r->answered = 1;
     r->read_ok = (rc == NGX_OK);
+
+    if (r->read_ok && r->epoch.len == 0 && r->read.last) {
+        /* the epoch Redis has */
+        ngx_memcpy(r->read_epoch, r->read.epoch, NGX_HTTP_REALTIME_EPOCH_LEN);
+        r->epoch.data = r->read_epoch;
+        r->epoch.len = NGX_HTTP_REALTIME_EPOCH_LEN;
+    }
 
     if (rs->sock == NULL && rs->reading == 0) {
         /* the socket went, or it ended without this read */
@@ -1144,7 +1349,7 @@ ngx_http_realtime_sio_resume_collect(ngx_http_realtime_sio_resume_t *rs,
         blen = 0;
 
         if (r->from_redis) {
-            if (from_redis
+            if (from_redis && r->epoch.len
                 && ngx_memcmp(rp.epoch, r->epoch.data,
                               NGX_HTTP_REALTIME_EPOCH_LEN) != 0)
             {
@@ -1163,11 +1368,14 @@ ngx_http_realtime_sio_resume_collect(ngx_http_realtime_sio_resume_t *rs,
             }
 
             since = r->read.last;
-            lm->replayed = r->read.last;
-            ngx_memcpy(lm->replayed_epoch, r->epoch.data,
-                       NGX_HTTP_REALTIME_EPOCH_LEN);
 
-            if (!pos.on
+            if (r->epoch.len) {
+                lm->replayed = r->read.last;
+                ngx_memcpy(lm->replayed_epoch, r->epoch.data,
+                           NGX_HTTP_REALTIME_EPOCH_LEN);
+            }
+
+            if (!pos.on || r->epoch.len == 0
                 || ngx_memcmp(pos.epoch, r->epoch.data,
                               NGX_HTTP_REALTIME_EPOCH_LEN) != 0
                 || pos.offset <= r->read.last)

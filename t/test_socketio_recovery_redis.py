@@ -351,3 +351,56 @@ def test_gone_again_after_a_mixed_replay_nothing_twice(rt, redis):
         push(b, "r1", 13)
         got = drv.wait("s", "m", count=2)
         assert [g[0] for g in got] == [12, 13], got
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_a_quiet_room_recovers_on_the_other_instance(rt, redis, before):
+    """Nothing is published in q while s is in it (before: q had some
+    earlier, which s must not get): its place is where Redis was when the
+    transport went, and what came while it was away is replayed."""
+    a, b = start_two(rt, redis)
+    with SioDriver() as drv:
+        if before:
+            push(a, "q", 100)
+            push(a, "q", 101)
+        drv.connect("s", url(a), **opts(reconnectionDelay=600,
+                                        reconnectionDelayMax=600))
+        sid = drv.state("s")["id"]
+        joined(drv, "s", ["q", "r"])
+        time.sleep(0.3)
+        push(a, "r", 1)
+        assert [g[0] for g in drv.wait("s", "m")] == [1]
+        drv.drop("s", url=url(b))
+        time.sleep(0.2)
+        push(a, "q", 2)
+        push(b, "q", 3)
+        push(a, "r", 4)
+        back = drv.wait("s", "$connect", timeout=10)
+        assert back == [[sid, True]], back
+        got = drv.wait("s", "m", count=3, timeout=10)
+        assert sorted(g[0] for g in got) == [2, 3, 4], got
+        assert [g[0] for g in got if g[0] in (2, 3)] == [2, 3], got
+        push(b, "q", 5)
+        assert [g[0] for g in drv.wait("s", "m")] == [5]
+        time.sleep(0.3)
+        assert [e for e in drv.events("s") if e[0] == "m"] == []
+
+
+def test_a_room_never_published_recovers_empty(rt, redis):
+    """A room Redis has nothing of: recovered, and the first publication
+    after comes live.  (A client that got nothing at all has no offset to
+    send back: a new session, as in Node.)"""
+    a, b = start_two(rt, redis)
+    with SioDriver() as drv:
+        drv.connect("s", url(a), **opts())
+        sid = drv.state("s")["id"]
+        joined(drv, "s", ["empty", "r"])
+        time.sleep(0.3)
+        push(a, "r", 0)
+        drv.wait("s", "m")
+        drv.drop("s", url=url(b))
+        back = drv.wait("s", "$connect", timeout=10)
+        assert back == [[sid, True]], back
+        time.sleep(0.3)
+        push(a, "empty", 1)
+        assert [g[0] for g in drv.wait("s", "m")] == [1]
