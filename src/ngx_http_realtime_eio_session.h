@@ -146,6 +146,9 @@ typedef struct {
     ngx_str_t                         *nsp;       /* the configuration's */
     json_t                            *auth;
     ngx_http_realtime_jwt_conn_t      *jwt;       /* taking: verified */
+    ngx_http_realtime_zone_t          *zone;      /* taking: from it */
+    ngx_msec_t                         ttl;
+    u_char                             pid[NGX_HTTP_REALTIME_SIO_PID_LEN];
     unsigned                           taking:1;
 } ngx_http_realtime_sio_connecting_t;
 
@@ -158,7 +161,8 @@ ngx_int_t ngx_http_realtime_sio_recovery_restore(
 void ngx_http_realtime_sio_recovery_new(ngx_http_realtime_sio_socket_t *sock);
 ngx_uint_t ngx_http_realtime_sio_recovery_kept(
     ngx_http_realtime_local_member_t *lm);
-uint64_t ngx_http_realtime_sio_recovery_seq(json_t *offset);
+uint64_t ngx_http_realtime_sio_recovery_seq(json_t *offset,
+    u_char *instance);
 ngx_int_t ngx_http_realtime_sio_recovery_sort(u_char **replay, size_t len);
 
 /* ngx_http_realtime_sio_resume.c: the same with realtime_redis */

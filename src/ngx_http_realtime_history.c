@@ -677,39 +677,6 @@ ngx_http_realtime_history_places_locked(ngx_http_realtime_zone_t *zone,
 }
 
 
-/*
- * Under the zone's lock: the offset of the room's oldest entry that came
- * after the zone's sequence seq, or 0
- */
-
-uint64_t
-ngx_http_realtime_history_first_locked(ngx_http_realtime_zone_t *zone,
-    ngx_str_t *room, uint64_t seq)
-{
-    ngx_queue_t                     *q;
-    ngx_http_realtime_sh_entry_t    *e;
-    ngx_http_realtime_sh_history_t  *h;
-
-    h = ngx_http_realtime_history_node(zone, room, 0);
-    if (h == NULL) {
-        return 0;
-    }
-
-    for (q = ngx_queue_head(&h->entries);
-         q != ngx_queue_sentinel(&h->entries);
-         q = ngx_queue_next(q))
-    {
-        e = ngx_queue_data(q, ngx_http_realtime_sh_entry_t, queue);
-
-        if (e->seq > seq) {
-            return e->offset;
-        }
-    }
-
-    return 0;
-}
-
-
 static u_char *
 ngx_http_realtime_history_record(u_char *p, ngx_http_realtime_sh_entry_t *e)
 {

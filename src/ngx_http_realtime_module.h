@@ -442,13 +442,8 @@ ngx_int_t ngx_http_realtime_redis_session_keep(ngx_http_realtime_zone_t *zone,
 ngx_int_t ngx_http_realtime_redis_session_take(ngx_http_realtime_zone_t *zone,
     ngx_str_t *pid, ngx_http_realtime_redis_take_pt handler, void *data);
 
-/* the rooms' offsets and epochs in Redis (on 0: none yet) */
-typedef void (*ngx_http_realtime_redis_places_pt)(void *data,
-    ngx_http_realtime_history_pos_t *places, ngx_uint_t n, ngx_int_t rc);
-
-ngx_int_t ngx_http_realtime_redis_session_places(
-    ngx_http_realtime_zone_t *zone, ngx_str_t *rooms, ngx_uint_t n,
-    ngx_http_realtime_redis_places_pt handler, void *data);
+ngx_int_t ngx_http_realtime_redis_session_base(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_local_member_t *lm);
 
 ngx_int_t ngx_http_realtime_redis_publish(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
@@ -664,8 +659,6 @@ ngx_int_t ngx_http_realtime_history_append_locked(
     ngx_http_realtime_msg_t *msg, ngx_http_realtime_history_pos_t *at);
 void ngx_http_realtime_history_position_locked(ngx_http_realtime_zone_t *zone,
     ngx_str_t *room, ngx_http_realtime_history_pos_t *pos);
-uint64_t ngx_http_realtime_history_first_locked(
-    ngx_http_realtime_zone_t *zone, ngx_str_t *room, uint64_t seq);
 ngx_uint_t ngx_http_realtime_history_places_locked(
     ngx_http_realtime_zone_t *zone, ngx_str_t *room, uint64_t last,
     uint64_t *places, ngx_uint_t max, ngx_uint_t *start);

@@ -307,6 +307,7 @@ ngx_http_realtime_redis_init_process(ngx_http_realtime_zone_t *zone,
 
     zone->redis = rd;
     zone->sync = ngx_http_realtime_redis_publish;
+    zone->history_base = ngx_http_realtime_redis_session_base;
 
     ngx_add_timer(&rd->tick, 1);
 
@@ -355,6 +356,7 @@ ngx_http_realtime_redis_exit_process(ngx_http_realtime_zone_t *zone)
 
     zone->redis = NULL;
     zone->sync = NULL;
+    zone->history_base = NULL;
 }
 
 

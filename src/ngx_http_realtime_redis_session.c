@@ -36,11 +36,9 @@ typedef struct {
 
 
 typedef struct {
+    ngx_http_realtime_member_wait_t    wait;     /* first: the member */
     ngx_http_realtime_redis_t         *rd;
-    ngx_http_realtime_redis_places_pt  handler;
-    void                              *data;
-    ngx_uint_t                         n;
-} ngx_http_realtime_redis_places_t;
+} ngx_http_realtime_redis_base_t;
 
 
 /* <prefix>offset:{<room>} */
@@ -52,7 +50,7 @@ static size_t ngx_http_realtime_redis_session_key(
     ngx_http_realtime_redis_t *rd, u_char *buf, ngx_str_t *pid);
 static void ngx_http_realtime_redis_on_take(redisAsyncContext *ac, void *r,
     void *privdata);
-static void ngx_http_realtime_redis_on_places(redisAsyncContext *ac,
+static void ngx_http_realtime_redis_on_base(redisAsyncContext *ac,
     void *r, void *privdata);
 
 
@@ -61,16 +59,6 @@ static const char  ngx_http_realtime_redis_take_script[] =
     "local v = redis.call('GET', KEYS[1]) "
     "if v then redis.call('DEL', KEYS[1]) end "
     "return v";
-
-
-/* each room's offset and epoch, "0" and "" if it has none yet */
-static const char  ngx_http_realtime_redis_places_script[] =
-    "local r = {} "
-    "for i = 1, #KEYS do "
-    "local v = redis.call('HMGET', KEYS[i], 'o', 'e') "
-    "r[i] = {v[1] or '0', v[2] or ''} "
-    "end "
-    "return r";
 
 
 /* NGX_DECLINED: no connection to write on, the session is not kept */
@@ -208,24 +196,22 @@ ngx_http_realtime_redis_on_take(redisAsyncContext *ac, void *r,
 
 
 /*
- * For a socket kept in rooms whose history here is not Redis's yet
- * (nothing came by Redis since this instance subscribed): where Redis
- * is in them.  NGX_DECLINED: no connection; otherwise the handler is
- * called exactly once (places valid only in the call).
+ * A member of a room whose history here is not Redis's yet (nothing
+ * came by Redis since this instance subscribed): where Redis is in it
+ * at the join.  While nothing comes, a Socket.IO socket there got
+ * nothing after it; what Redis runs later, here or not (while it was
+ * away, or before the subscription is confirmed), is after it.  A
+ * publication run between the join and this read is the one left out.
  */
 
 ngx_int_t
-ngx_http_realtime_redis_session_places(ngx_http_realtime_zone_t *zone,
-    ngx_str_t *rooms, ngx_uint_t n, ngx_http_realtime_redis_places_pt handler,
-    void *data)
+ngx_http_realtime_redis_session_base(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_local_member_t *lm)
 {
-    u_char                            *keys, *key;
-    size_t                            *lens;
-    ngx_uint_t                         i;
-    const char                       **argv;
-    ngx_http_realtime_redis_t         *rd;
-    ngx_http_realtime_redis_places_t  *pl;
-    u_char                             nkeys[NGX_INT_T_LEN];
+    size_t                          klen;
+    ngx_http_realtime_redis_t      *rd;
+    ngx_http_realtime_redis_base_t *bs;
+    u_char                          key[NGX_HTTP_REALTIME_REDIS_OFFSET_MAX];
 
     rd = zone->redis;
 
@@ -235,43 +221,25 @@ ngx_http_realtime_redis_session_places(ngx_http_realtime_zone_t *zone,
         return NGX_DECLINED;
     }
 
-    pl = ngx_alloc(sizeof(ngx_http_realtime_redis_places_t)
-                   + (n + 3) * (sizeof(char *) + sizeof(size_t))
-                   + n * NGX_HTTP_REALTIME_REDIS_OFFSET_MAX, rd->log);
-    if (pl == NULL) {
+    bs = ngx_alloc(sizeof(ngx_http_realtime_redis_base_t), rd->log);
+    if (bs == NULL) {
         return NGX_DECLINED;
     }
 
-    pl->rd = rd;
-    pl->handler = handler;
-    pl->data = data;
-    pl->n = n;
+    bs->wait.lm = lm;
+    bs->rd = rd;
 
-    argv = (const char **) (pl + 1);
-    lens = (size_t *) (argv + n + 3);
-    keys = (u_char *) (lens + n + 3);
+    klen = ngx_http_realtime_redis_key(rd, key, "offset", &lm->room->sn.str);
 
-    argv[0] = "EVAL";
-    lens[0] = 4;
-    argv[1] = ngx_http_realtime_redis_places_script;
-    lens[1] = sizeof(ngx_http_realtime_redis_places_script) - 1;
-    argv[2] = (char *) nkeys;
-    lens[2] = ngx_sprintf(nkeys, "%ui", n) - nkeys;
-
-    for (i = 0; i < n; i++) {
-        key = keys + i * NGX_HTTP_REALTIME_REDIS_OFFSET_MAX;
-        argv[3 + i] = (char *) key;
-        lens[3 + i] = ngx_http_realtime_redis_key(rd, key, "offset",
-                                                  &rooms[i]);
-    }
-
-    if (redisAsyncCommandArgv(rd->pub, ngx_http_realtime_redis_on_places, pl,
-                              (int) (n + 3), argv, lens)
+    if (redisAsyncCommand(rd->pub, ngx_http_realtime_redis_on_base, bs,
+                          "HMGET %b o e", key, klen)
         != REDIS_OK)
     {
-        ngx_free(pl);
+        ngx_free(bs);
         return NGX_DECLINED;
     }
+
+    lm->base_wait = &bs->wait;
 
     if (rd->pending++ == 0) {
         rd->last_reply = ngx_current_msec;
@@ -282,19 +250,20 @@ ngx_http_realtime_redis_session_places(ngx_http_realtime_zone_t *zone,
 
 
 static void
-ngx_http_realtime_redis_on_places(redisAsyncContext *ac, void *r,
+ngx_http_realtime_redis_on_base(redisAsyncContext *ac, void *r,
     void *privdata)
 {
-    ngx_int_t                          rc, o;
-    ngx_uint_t                         i;
+    ngx_int_t                          o;
     redisReply                        *reply, *e;
     ngx_http_realtime_redis_t         *rd;
-    ngx_http_realtime_redis_places_t  *pl;
-    ngx_http_realtime_history_pos_t   *places;
+    ngx_http_realtime_redis_base_t    *bs;
+    ngx_http_realtime_local_member_t  *lm;
 
-    pl = privdata;
-    rd = pl->rd;
+    bs = privdata;
+    rd = bs->rd;
+    lm = bs->wait.lm;
     reply = r;
+    ngx_free(bs);
 
     if (rd->pending) {
         rd->pending--;
@@ -302,54 +271,54 @@ ngx_http_realtime_redis_on_places(redisAsyncContext *ac, void *r,
 
     rd->last_reply = ngx_current_msec;
 
-    places = NULL;
-    rc = NGX_ERROR;
+    if (lm == NULL) {
+        /* it left meanwhile */
+        return;
+    }
 
-    if (rd->exiting) {
-        rc = NGX_ABORT;
+    lm->base_wait = NULL;
 
-    } else if (reply && reply->type == REDIS_REPLY_ARRAY
-               && reply->elements == pl->n)
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY
+        || reply->elements != 2)
     {
-        places = ngx_calloc(pl->n * sizeof(ngx_http_realtime_history_pos_t),
-                            rd->log);
-        rc = places ? NGX_OK : NGX_ERROR;
+        return;
+    }
 
-        for (i = 0; rc == NGX_OK && i < pl->n; i++) {
-            e = reply->element[i];
+    e = reply->element[0];
 
-            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2
-                || e->element[0]->type != REDIS_REPLY_STRING
-                || e->element[1]->type != REDIS_REPLY_STRING)
-            {
-                rc = NGX_ERROR;
-                break;
-            }
+    if (e->type == REDIS_REPLY_NIL) {
+        o = 0;
 
-            o = ngx_atoi((u_char *) e->element[0]->str, e->element[0]->len);
-
-            if (o == NGX_ERROR) {
-                rc = NGX_ERROR;
-                break;
-            }
-
-            places[i].offset = (uint64_t) o;
-
-            if (e->element[1]->len == NGX_HTTP_REALTIME_EPOCH_LEN) {
-                ngx_memcpy(places[i].epoch, e->element[1]->str,
-                           NGX_HTTP_REALTIME_EPOCH_LEN);
-                places[i].on = 1;
-            }
+    } else if (e->type == REDIS_REPLY_STRING) {
+        o = ngx_atoi((u_char *) e->str, e->len);
+        if (o == NGX_ERROR) {
+            return;
         }
+
+    } else {
+        return;
     }
 
-    pl->handler(pl->data, places, pl->n, rc);
+    e = reply->element[1];
 
-    if (places) {
-        ngx_free(places);
+    if (e->type == REDIS_REPLY_STRING && e->len == NGX_HTTP_REALTIME_EPOCH_LEN)
+    {
+        ngx_memcpy(lm->base_epoch, e->str, NGX_HTTP_REALTIME_EPOCH_LEN);
+        lm->base_none = 0;
+
+    } else if (e->type == REDIS_REPLY_NIL && o == 0) {
+        lm->base_none = 1;
+
+    } else {
+        return;
     }
 
-    ngx_free(pl);
+    lm->base = (uint64_t) o;
+    lm->base_known = 1;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "realtime redis session: base of \"%V\" is %ui",
+                   &lm->room->sn.str, o);
 }
 
 

@@ -401,7 +401,7 @@ ngx_http_realtime_room_join_at(ngx_http_realtime_session_t *s,
     ngx_str_t *room, ngx_uint_t *members, ngx_uint_t *first,
     ngx_http_realtime_history_pos_t *pos)
 {
-    ngx_uint_t                         room_created, user_created;
+    ngx_uint_t                         ask, room_created, user_created;
     ngx_slab_pool_t                   *shpool;
     ngx_http_realtime_zone_t          *zone;
     ngx_http_realtime_sh_room_t       *r;
@@ -409,6 +409,7 @@ ngx_http_realtime_room_join_at(ngx_http_realtime_session_t *s,
     ngx_http_realtime_local_room_t    *lr;
     ngx_http_realtime_sh_room_user_t  *ru;
     ngx_http_realtime_local_member_t  *lm;
+    ngx_http_realtime_history_pos_t    rp;
 
     zone = s->zone;
     shpool = zone->shpool;
@@ -516,6 +517,9 @@ ngx_http_realtime_room_join_at(ngx_http_realtime_session_t *s,
     /* with the member added: what is queued before is not for it */
     ngx_http_realtime_history_position_locked(zone, room, pos);
 
+    ask = pos->on && zone->history_base && s->conf->sio_recovery
+          && !ngx_http_realtime_history_from_redis_locked(zone, room, &rp);
+
     ngx_shmtx_unlock(&shpool->mutex);
 
     ngx_http_realtime_redis_wake(zone);
@@ -532,9 +536,18 @@ ngx_http_realtime_room_join_at(ngx_http_realtime_session_t *s,
     lm->recovery = NULL;
     lm->floor = 0;
     lm->replayed = 0;
+    lm->base = 0;
+    lm->base_wait = NULL;
+    lm->base_known = 0;
+    lm->base_none = 0;
     ngx_queue_insert_tail(&lr->members, &lm->room_link);
     ngx_queue_insert_tail(&s->rooms, &lm->conn_link);
     s->nrooms++;
+
+    if (ask) {
+        /* where Redis is in it now, for a Socket.IO recovery elsewhere */
+        (void) zone->history_base(zone, lm);
+    }
 
     return NGX_OK;
 
@@ -1184,6 +1197,10 @@ ngx_http_realtime_local_leave(ngx_http_realtime_zone_t *zone,
     if (lm->recovery) {
         /* it ends when its timer or Redis comes back */
         lm->recovery->lm = NULL;
+    }
+
+    if (lm->base_wait) {
+        lm->base_wait->lm = NULL;
     }
 
     ngx_queue_remove(&lm->room_link);

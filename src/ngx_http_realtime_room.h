@@ -331,6 +331,17 @@ struct ngx_http_realtime_local_member_s {
     uint64_t                           replayed;
     u_char                             replayed_epoch[
                                            NGX_HTTP_REALTIME_EPOCH_LEN];
+    /*
+     * realtime_socketio_recovery with Redis, a room whose history here
+     * is not Redis's yet: Redis's offset (and epoch) read at the join,
+     * where the socket is while nothing comes by Redis
+     */
+    uint64_t                           base;
+    u_char                             base_epoch[
+                                           NGX_HTTP_REALTIME_EPOCH_LEN];
+    ngx_http_realtime_member_wait_t   *base_wait;  /* the read */
+    unsigned                           base_known:1;
+    unsigned                           base_none:1; /* Redis had nothing */
 };
 
 
@@ -342,6 +353,8 @@ typedef struct ngx_http_realtime_published_s  ngx_http_realtime_published_t;
  * A publication out to the other instances: the Redis bridge installs it
  * in its zone (zone->sync), so that the hub never names a service.
  */
+typedef ngx_int_t (*ngx_http_realtime_base_pt)(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_local_member_t *lm);
 typedef ngx_int_t (*ngx_http_realtime_sync_pt)(ngx_http_realtime_zone_t *zone,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
     ngx_http_realtime_msg_t *msg, ngx_http_realtime_published_t *wait);
@@ -375,6 +388,8 @@ struct ngx_http_realtime_zone_s {
     ngx_http_realtime_redis_conf_t    *redis_conf;
     ngx_http_realtime_redis_t         *redis;        /* this worker's */
     ngx_http_realtime_sync_pt          sync;         /* NULL: alone */
+    /* the Redis bridge's read of a member's base (see lm->base) */
+    ngx_http_realtime_base_pt          history_base;
 
     /* realtime_user_list: the event, how often at most, the timer */
     ngx_str_t                          user_list_event;

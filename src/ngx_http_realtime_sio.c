@@ -80,7 +80,8 @@ static ngx_int_t ngx_http_realtime_sio_send(
     ngx_http_realtime_sio_socket_t *sock, int type, json_int_t id,
     json_t *data);
 static ngx_http_realtime_msg_t *ngx_http_realtime_sio_derive_arg(
-    ngx_http_realtime_msg_t *msg, ngx_str_t *nsp, ngx_uint_t offset_arg);
+    ngx_http_realtime_msg_t *msg, ngx_str_t *nsp, ngx_uint_t offset_arg,
+    u_char *instance);
 
 static ngx_int_t ngx_http_realtime_sio_deliver(ngx_http_realtime_session_t *s,
     ngx_http_realtime_msg_t *msg);
@@ -552,18 +553,21 @@ ngx_http_realtime_sio_connect_socket(ngx_http_realtime_eio_t *eio,
         }
     }
 
-    ngx_http_realtime_route_connect(s);
-
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, eio->log, 0,
                    "realtime sio connect nsp:\"%V\" user:\"%V\" id:%V "
                    "resume:%i", name, &s->user, &s->id, rc);
 
     if (rc == NGX_AGAIN) {
-        /* the rooms' histories are read in Redis: answered after them */
+        /*
+         * the rooms' histories are read in Redis: answered after them,
+         * and its routes' connect then
+         */
         json_decref(auth);
         ngx_http_realtime_eio_deadline(eio);
         return NGX_OK;
     }
+
+    ngx_http_realtime_route_connect(s);
 
     rc = ngx_http_realtime_sio_connected(sock, replay, replay_len);
 
@@ -1112,21 +1116,24 @@ ngx_http_realtime_sio_send(ngx_http_realtime_sio_socket_t *sock, int type,
 
 /*
  * offset_arg (realtime_socketio_recovery): a room publication with
- * history ends its arguments with the zone's sequence of it, a string,
- * which is what Socket.IO's connection state recovery sends back; "-"
- * for one replayed from Redis, which has none here (a client that
- * comes back with it gets a new session, see ngx_http_realtime_sio_resume.c).
+ * history ends its arguments with its place, a string, which is what
+ * Socket.IO's connection state recovery sends back: the zone's instance
+ * id and the zone's sequence of it (sequences of two zones are never
+ * compared); "-" for one replayed from Redis, which has none here (a
+ * client that comes back with it gets a new session, see
+ * ngx_http_realtime_sio_resume.c).
  */
 
 static ngx_http_realtime_msg_t *
 ngx_http_realtime_sio_derive_arg(ngx_http_realtime_msg_t *msg,
-    ngx_str_t *nsp, ngx_uint_t offset_arg)
+    ngx_str_t *nsp, ngx_uint_t offset_arg, u_char *instance)
 {
     u_char                   *p;
     size_t                    header;
     json_t                   *root, *args;
     ngx_http_realtime_msg_t  *d;
-    u_char                    offset[NGX_INT64_LEN];
+    u_char                    offset[NGX_HTTP_REALTIME_INSTANCE_LEN
+                                     + NGX_INT64_LEN];
 
     offset_arg = offset_arg && (msg->seq || msg->offset);
 
@@ -1160,7 +1167,11 @@ ngx_http_realtime_sio_derive_arg(ngx_http_realtime_msg_t *msg,
     if (offset_arg
         && json_array_append_new(args, msg->seq
                ? json_stringn((char *) offset,
-                              ngx_sprintf(offset, "%uL", msg->seq) - offset)
+                              ngx_sprintf(offset, "%*s%uL",
+                                          (size_t)
+                                              NGX_HTTP_REALTIME_INSTANCE_LEN,
+                                          instance, msg->seq)
+                              - offset)
                : json_string("-"))
            != 0)
     {
@@ -1196,7 +1207,10 @@ ngx_http_realtime_sio_deliver(ngx_http_realtime_session_t *s,
     sock = (ngx_http_realtime_sio_socket_t *) s;
 
     d = ngx_http_realtime_sio_derive_arg(msg, &sock->nsp,
-                                         s->conf->sio_recovery != 0);
+                                         s->conf->sio_recovery != 0
+                                         && s->zone,
+                                         s->zone ? s->zone->sh->instance
+                                                 : NULL);
     if (d == NULL) {
         ngx_log_error(NGX_LOG_ERR, s->log, 0,
                       "realtime: a publication could not be encoded for "

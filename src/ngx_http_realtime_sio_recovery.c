@@ -209,7 +209,8 @@ ngx_http_realtime_sio_recovery_restore(ngx_http_realtime_sio_socket_t *sock,
         return NGX_DECLINED;
     }
 
-    seq = ngx_http_realtime_sio_recovery_seq(json_object_get(auth, "offset"));
+    seq = ngx_http_realtime_sio_recovery_seq(json_object_get(auth, "offset"),
+                                             zone->sh->instance);
 
     pid.data = (u_char *) json_string_value(v);
     pid.len = NGX_HTTP_REALTIME_SIO_PID_LEN;
@@ -247,7 +248,7 @@ ngx_http_realtime_sio_recovery_restore(ngx_http_realtime_sio_socket_t *sock,
     }
 
     why = (copy == NULL) ? "unknown or gone"
-          : (seq == (uint64_t) -1) ? "no offset"
+          : (seq == (uint64_t) -1) ? "no offset of this instance"
           : ((ngx_msec_int_t) (ngx_current_msec - copy->expiry) >= 0)
             ? "too late"
           : (copy->nsp_len != sock->nsp.len
@@ -494,19 +495,34 @@ ngx_http_realtime_sio_recovery_cmp(const void *one, const void *two)
 }
 
 
-/* the client's "offset": the decimal string of a sequence, or -1 */
+/*
+ * The client's "offset": the instance id, then the decimal sequence; -1
+ * if it is not a place of instance (another zone's sequences mean
+ * nothing here), or none.
+ */
 
 uint64_t
-ngx_http_realtime_sio_recovery_seq(json_t *offset)
+ngx_http_realtime_sio_recovery_seq(json_t *offset, u_char *instance)
 {
-    off_t  seq;
+    off_t        seq;
+    size_t       len;
+    const char  *p;
 
     if (!json_is_string(offset)) {
         return (uint64_t) -1;
     }
 
-    seq = ngx_atoof((u_char *) json_string_value(offset),
-                    json_string_length(offset));
+    p = json_string_value(offset);
+    len = json_string_length(offset);
+
+    if (len <= NGX_HTTP_REALTIME_INSTANCE_LEN
+        || ngx_memcmp(p, instance, NGX_HTTP_REALTIME_INSTANCE_LEN) != 0)
+    {
+        return (uint64_t) -1;
+    }
+
+    seq = ngx_atoof((u_char *) p + NGX_HTTP_REALTIME_INSTANCE_LEN,
+                    len - NGX_HTTP_REALTIME_INSTANCE_LEN);
 
     return (seq == NGX_ERROR) ? (uint64_t) -1 : (uint64_t) seq;
 }

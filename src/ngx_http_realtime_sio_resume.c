@@ -82,39 +82,23 @@ struct ngx_http_realtime_sio_resume_s {
     ngx_uint_t                            reading;
     ngx_http_realtime_msg_t             **held;
     ngx_uint_t                            nheld;
+    unsigned                              overflow:1;
     ngx_uint_t                            nrooms;
     u_char                                pid[NGX_HTTP_REALTIME_SIO_PID_LEN];
     ngx_http_realtime_sio_resume_room_t   rooms[1];
 };
 
 
-/* a record waiting for Redis's places of the rooms it asks for */
-typedef struct {
-    json_t                              *record;
-    ngx_http_realtime_zone_t            *zone;
-    ngx_msec_t                           ttl;
-    uint64_t                             seq;     /* the zone's, at it */
-    ngx_uint_t                           n;
-    ngx_uint_t                          *index;
-    ngx_str_t                           *rooms;
-    u_char                               pid[NGX_HTTP_REALTIME_SIO_PID_LEN];
-} ngx_http_realtime_sio_resume_ask_t;
-
-
 static json_t *ngx_http_realtime_sio_resume_record(
-    ngx_http_realtime_sio_socket_t *sock, ngx_uint_t *ask, ngx_uint_t *nask);
+    ngx_http_realtime_sio_socket_t *sock);
 static json_t *ngx_http_realtime_sio_resume_places(
     ngx_http_realtime_zone_t *zone, ngx_http_realtime_local_member_t *lm,
-    uint64_t *places, ngx_uint_t *ask);
+    uint64_t *places);
 static void ngx_http_realtime_sio_resume_set(ngx_http_realtime_zone_t *zone,
     u_char *pid, json_t *record, ngx_msec_t ttl, ngx_log_t *log);
-static ngx_int_t ngx_http_realtime_sio_resume_ask(
-    ngx_http_realtime_sio_socket_t *sock, json_t *record, uint64_t seq,
-    ngx_uint_t *ask, ngx_uint_t nask);
-static void ngx_http_realtime_sio_resume_asked(void *data,
-    ngx_http_realtime_history_pos_t *places, ngx_uint_t n, ngx_int_t rc);
 static const char *ngx_http_realtime_sio_resume_check(
-    ngx_http_realtime_sio_socket_t *sock, json_t *kept, uint64_t seq);
+    ngx_http_realtime_sio_socket_t *sock, json_t *kept, json_t *auth,
+    uint64_t *seq);
 static ngx_int_t ngx_http_realtime_sio_resume_join(
     ngx_http_realtime_sio_resume_t *rs, uint64_t seq);
 static ngx_int_t ngx_http_realtime_sio_resume_place(json_t *places,
@@ -143,39 +127,20 @@ void
 ngx_http_realtime_sio_resume_keep(ngx_http_realtime_sio_socket_t *sock)
 {
     json_t                       *record;
-    uint64_t                      seq;
-    ngx_uint_t                   *ask, nask;
     ngx_http_realtime_session_t  *s;
 
     s = &sock->session;
 
-    /* what comes here after it, the socket did not get */
-    ngx_shmtx_lock(&s->zone->shpool->mutex);
-    seq = s->zone->sh->history_seq;
-    ngx_shmtx_unlock(&s->zone->shpool->mutex);
-
-    ask = ngx_alloc((s->nrooms + 1) * sizeof(ngx_uint_t), s->log);
-    record = ask ? ngx_http_realtime_sio_resume_record(sock, ask, &nask)
-                 : NULL;
+    record = ngx_http_realtime_sio_resume_record(sock);
 
     if (record == NULL) {
         ngx_log_error(NGX_LOG_ERR, s->log, 0,
                       "realtime: socket.io session not kept: no memory");
-        if (ask) {
-            ngx_free(ask);
-        }
         return;
     }
 
-    if (nask == 0
-        || ngx_http_realtime_sio_resume_ask(sock, record, seq, ask, nask)
-           != NGX_OK)
-    {
-        ngx_http_realtime_sio_resume_set(s->zone, sock->pid, record,
-                                         s->conf->sio_recovery, s->log);
-    }
-
-    ngx_free(ask);
+    ngx_http_realtime_sio_resume_set(s->zone, sock->pid, record,
+                                     s->conf->sio_recovery, s->log);
     json_decref(record);
 }
 
@@ -208,142 +173,12 @@ ngx_http_realtime_sio_resume_set(ngx_http_realtime_zone_t *zone, u_char *pid,
 }
 
 
-/*
- * Rooms whose history here is not Redis's (nothing came by Redis since
- * this instance subscribed, so the socket got nothing of them): their
- * place is where Redis is, asked before the record is written.
- * NGX_DECLINED: written as it is.
- */
-
-static ngx_int_t
-ngx_http_realtime_sio_resume_ask(ngx_http_realtime_sio_socket_t *sock,
-    json_t *record, uint64_t seq, ngx_uint_t *ask, ngx_uint_t nask)
-{
-    json_t                              *rooms, *name;
-    ngx_uint_t                           i;
-    ngx_http_realtime_session_t         *s;
-    ngx_http_realtime_sio_resume_ask_t  *ak;
-
-    s = &sock->session;
-
-    ak = ngx_alloc(sizeof(ngx_http_realtime_sio_resume_ask_t)
-                   + nask * (sizeof(ngx_uint_t) + sizeof(ngx_str_t)),
-                   s->log);
-    if (ak == NULL) {
-        return NGX_DECLINED;
-    }
-
-    ak->record = json_incref(record);
-    ak->zone = s->zone;
-    ak->ttl = s->conf->sio_recovery;
-    ak->seq = seq;
-    ak->n = nask;
-    ak->index = (ngx_uint_t *) (ak + 1);
-    ak->rooms = (ngx_str_t *) (ak->index + nask);
-    ngx_memcpy(ak->pid, sock->pid, NGX_HTTP_REALTIME_SIO_PID_LEN);
-
-    rooms = json_object_get(record, "rooms");
-
-    for (i = 0; i < nask; i++) {
-        name = json_array_get(json_array_get(rooms, ask[i]), 0);
-        ak->index[i] = ask[i];
-        ak->rooms[i].data = (u_char *) json_string_value(name);
-        ak->rooms[i].len = json_string_length(name);
-    }
-
-    if (ngx_http_realtime_redis_session_places(s->zone, ak->rooms, nask,
-                                     ngx_http_realtime_sio_resume_asked, ak)
-        != NGX_OK)
-    {
-        json_decref(ak->record);
-        ngx_free(ak);
-        return NGX_DECLINED;
-    }
-
-    return NGX_OK;
-}
-
-
-/*
- * The socket is at Redis's offset in each asked room, or before the
- * first that came here since (it went meanwhile: it got none of them).
- */
-
-static void
-ngx_http_realtime_sio_resume_asked(void *data,
-    ngx_http_realtime_history_pos_t *places, ngx_uint_t n, ngx_int_t rc)
-{
-    ngx_http_realtime_sio_resume_ask_t *ak = data;
-
-    json_t                           *room, *at;
-    uint64_t                          since, first;
-    ngx_uint_t                        i;
-    ngx_http_realtime_zone_t         *zone;
-    ngx_http_realtime_history_pos_t   rp;
-
-    zone = ak->zone;
-
-    for (i = 0; rc == NGX_OK && i < n; i++) {
-        since = places[i].offset;
-
-        ngx_shmtx_lock(&zone->shpool->mutex);
-
-        first = 0;
-
-        if (places[i].on
-            && ngx_http_realtime_history_from_redis_locked(zone,
-                                                           &ak->rooms[i],
-                                                           &rp)
-            && ngx_memcmp(rp.epoch, places[i].epoch,
-                          NGX_HTTP_REALTIME_EPOCH_LEN) == 0)
-        {
-            first = ngx_http_realtime_history_first_locked(zone,
-                                                           &ak->rooms[i],
-                                                           ak->seq);
-        }
-
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-
-        if (first && first - 1 < since) {
-            since = first - 1;
-        }
-
-        room = json_array_get(json_object_get(ak->record, "rooms"),
-                              ak->index[i]);
-        at = json_pack("[I, I]", (json_int_t) 0, (json_int_t) since);
-
-        if (at == NULL
-            || json_array_set_new(room, 1, places[i].on
-                                  ? json_stringn((char *) places[i].epoch,
-                                                 NGX_HTTP_REALTIME_EPOCH_LEN)
-                                  : json_string(""))
-               != 0
-            || json_array_set_new(room, 2, json_false()) != 0
-            || json_array_set_new(room, 3, at) != 0)
-        {
-            rc = NGX_ERROR;
-        }
-    }
-
-    if (rc != NGX_ABORT) {
-        /* as it is if Redis could not say: it recovers here only */
-        ngx_http_realtime_sio_resume_set(zone, ak->pid, ak->record, ak->ttl,
-                                         ngx_cycle->log);
-    }
-
-    json_decref(ak->record);
-    ngx_free(ak);
-}
-
-
 static json_t *
-ngx_http_realtime_sio_resume_record(ngx_http_realtime_sio_socket_t *sock,
-    ngx_uint_t *ask, ngx_uint_t *nask)
+ngx_http_realtime_sio_resume_record(ngx_http_realtime_sio_socket_t *sock)
 {
     json_t                            *record, *rooms, *room;
     uint64_t                          *places;
     ngx_str_t                          user;
-    ngx_uint_t                         asked;
     ngx_queue_t                       *q;
     ngx_http_realtime_zone_t          *zone;
     ngx_http_realtime_session_t       *s;
@@ -351,7 +186,6 @@ ngx_http_realtime_sio_resume_record(ngx_http_realtime_sio_socket_t *sock,
 
     s = &sock->session;
     zone = s->zone;
-    *nask = 0;
 
     /* an anonymous user is its connection: kept as none */
     user = s->user;
@@ -367,7 +201,9 @@ ngx_http_realtime_sio_resume_record(ngx_http_realtime_sio_socket_t *sock,
     }
 
     rooms = json_array();
-    record = json_pack("{s:s%, s:s%, s:s%, s:o}",
+    record = json_pack("{s:s%, s:s%, s:s%, s:s%, s:o}",
+                       "zone", zone->sh->instance,
+                       (size_t) NGX_HTTP_REALTIME_INSTANCE_LEN,
                        "id", sock->id, (size_t) NGX_HTTP_REALTIME_SIO_ID_LEN,
                        "nsp", sock->nsp.data, sock->nsp.len,
                        "user", user.data ? (char *) user.data : "", user.len,
@@ -383,11 +219,7 @@ ngx_http_realtime_sio_resume_record(ngx_http_realtime_sio_socket_t *sock,
             continue;
         }
 
-        room = ngx_http_realtime_sio_resume_places(zone, lm, places, &asked);
-
-        if (room && asked && *nask < s->nrooms) {
-            ask[(*nask)++] = json_array_size(rooms);
-        }
+        room = ngx_http_realtime_sio_resume_places(zone, lm, places);
 
         if (room == NULL || json_array_append_new(rooms, room) != 0) {
             json_decref(record);
@@ -409,11 +241,11 @@ ngx_http_realtime_sio_resume_record(ngx_http_realtime_sio_socket_t *sock,
 
 static json_t *
 ngx_http_realtime_sio_resume_places(ngx_http_realtime_zone_t *zone,
-    ngx_http_realtime_local_member_t *lm, uint64_t *places, ngx_uint_t *ask)
+    ngx_http_realtime_local_member_t *lm, uint64_t *places)
 {
     json_t     *room, *pairs;
     ngx_str_t  *name;
-    ngx_uint_t                       i, n, start;
+    ngx_uint_t                       i, n, start, redis;
     uint64_t                         upto;
     ngx_http_realtime_history_pos_t  rp;
     u_char                           epoch[NGX_HTTP_REALTIME_EPOCH_LEN];
@@ -426,14 +258,25 @@ ngx_http_realtime_sio_resume_places(ngx_http_realtime_zone_t *zone,
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     (void) ngx_http_realtime_history_epoch_locked(zone, name, epoch);
-    *ask = !ngx_http_realtime_history_from_redis_locked(zone, name, &rp)
-           && lm->replayed == 0;
+    redis = ngx_http_realtime_history_from_redis_locked(zone, name, &rp);
     n = ngx_http_realtime_history_places_locked(zone, name, lm->offset,
                                      places,
                                      NGX_HTTP_REALTIME_SIO_RESUME_PLACES,
                                      &start);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (!redis && lm->replayed == 0 && lm->base_known) {
+        /*
+         * Nothing came here by Redis since the join: the socket is where
+         * Redis was then (lm->base), on any instance
+         */
+        return json_pack("[s%, s%, b, [I, I]]", name->data, name->len,
+                         lm->base_none ? "" : (char *) lm->base_epoch,
+                         (size_t) (lm->base_none
+                                   ? 0 : NGX_HTTP_REALTIME_EPOCH_LEN),
+                         0, (json_int_t) 0, (json_int_t) lm->base);
+    }
 
     pairs = json_array();
     if (pairs == NULL) {
@@ -455,7 +298,14 @@ ngx_http_realtime_sio_resume_places(ngx_http_realtime_zone_t *zone,
         start = 0;
     }
 
+    /* the first place after what came from Redis */
+    for (i = 0; i < n && places[2 * i + 1] <= upto; i++) {
+        /* void */
+    }
+
     if (upto
+        && ((i < n && places[2 * i + 1] == upto + 1)
+            || (i == n && lm->offset == upto))
         && (json_array_append_new(pairs, json_integer(0)) != 0
             || json_array_append_new(pairs, json_integer((json_int_t) upto))
                != 0))
@@ -464,11 +314,7 @@ ngx_http_realtime_sio_resume_places(ngx_http_realtime_zone_t *zone,
         return NULL;
     }
 
-    for (i = 0; i < n; i++) {
-        if (places[2 * i + 1] <= upto) {
-            continue;
-        }
-
+    for ( /* void */ ; i < n; i++) {
         if (json_array_append_new(pairs,
                                   json_integer((json_int_t) places[2 * i]))
             != 0
@@ -542,6 +388,9 @@ ngx_http_realtime_sio_resume_take(ngx_http_realtime_eio_t *eio,
     waiting->nsp = name;
     waiting->auth = auth;
     waiting->jwt = jwt;
+    waiting->zone = zone;
+    waiting->ttl = eio->conf->sio_recovery;
+    ngx_memcpy(waiting->pid, pid.data, NGX_HTTP_REALTIME_SIO_PID_LEN);
     waiting->taking = 1;
     ngx_queue_insert_tail(&eio->connecting, &waiting->link);
 
@@ -560,9 +409,18 @@ ngx_http_realtime_sio_resume_taken(void *data, u_char *rec, size_t len,
     ngx_http_realtime_sio_connecting_t *waiting = data;
 
     json_t                   *kept;
+    ngx_str_t                 pid;
     ngx_http_realtime_eio_t  *eio;
 
     eio = waiting->eio;
+
+    if (rc == NGX_OK && (eio == NULL || eio->closing)) {
+        /* the transport went meanwhile: the record is put back */
+        pid.data = waiting->pid;
+        pid.len = NGX_HTTP_REALTIME_SIO_PID_LEN;
+        (void) ngx_http_realtime_redis_session_keep(waiting->zone, &pid, rec,
+                                                    len, waiting->ttl);
+    }
 
     if (eio == NULL) {
         /* the session went meanwhile: auth and jwt were freed with it */
@@ -650,9 +508,7 @@ ngx_http_realtime_sio_resume(ngx_http_realtime_sio_socket_t *sock,
     pid.data = (u_char *) json_string_value(v);
     pid.len = NGX_HTTP_REALTIME_SIO_PID_LEN;
 
-    seq = ngx_http_realtime_sio_recovery_seq(json_object_get(auth, "offset"));
-
-    why = ngx_http_realtime_sio_resume_check(sock, kept, seq);
+    why = ngx_http_realtime_sio_resume_check(sock, kept, auth, &seq);
 
     if (why) {
         ngx_log_error(NGX_LOG_INFO, s->log, 0,
@@ -729,11 +585,16 @@ ngx_http_realtime_sio_resume(ngx_http_realtime_sio_socket_t *sock,
 }
 
 
+/*
+ * The record is ours, of this namespace and user, and the client's place
+ * is one of the instance that kept it (*seq): NULL, or why not.
+ */
+
 static const char *
 ngx_http_realtime_sio_resume_check(ngx_http_realtime_sio_socket_t *sock,
-    json_t *kept, uint64_t seq)
+    json_t *kept, json_t *auth, uint64_t *seq)
 {
-    json_t                       *id, *nsp, *user;
+    json_t                       *id, *nsp, *user, *zone;
     ngx_str_t                     u;
     ngx_http_realtime_session_t  *s;
 
@@ -743,8 +604,20 @@ ngx_http_realtime_sio_resume_check(ngx_http_realtime_sio_socket_t *sock,
         return "unknown, gone or Redis unreachable";
     }
 
-    if (seq == (uint64_t) -1) {
-        return "no offset";
+    zone = json_object_get(kept, "zone");
+
+    if (!json_is_string(zone)
+        || json_string_length(zone) != NGX_HTTP_REALTIME_INSTANCE_LEN)
+    {
+        return "a record that is not ours";
+    }
+
+    *seq = ngx_http_realtime_sio_recovery_seq(json_object_get(auth, "offset"),
+                                        (u_char *) json_string_value(zone));
+
+    if (*seq == (uint64_t) -1) {
+        /* none, "-", or it got nothing from the instance that kept it */
+        return "no offset of the instance that kept it";
     }
 
     id = json_object_get(kept, "id");
@@ -1160,6 +1033,12 @@ ngx_http_realtime_sio_resume_end(ngx_http_realtime_sio_resume_t *rs,
     pid.data = rs->pid;
     pid.len = NGX_HTTP_REALTIME_SIO_PID_LEN;
 
+    if (eio->closing) {
+        /* nothing would reach it: kept as it was, for its next try */
+        ngx_http_realtime_sio_resume_keep_again(sock);
+        rc = NGX_ABORT;
+    }
+
     if (rc == NGX_OK) {
         rc = ngx_http_realtime_sio_resume_collect(rs, &replay, &len);
     }
@@ -1184,7 +1063,10 @@ ngx_http_realtime_sio_resume_end(ngx_http_realtime_sio_resume_t *rs,
         }
 
         ngx_http_realtime_sio_resume_leave(rs);
-        ngx_http_realtime_sio_recovery_new(sock);
+
+        if (rc != NGX_ABORT) {
+            ngx_http_realtime_sio_recovery_new(sock);
+        }
     }
 
     /* the answer may close the session: nothing of rs after it */
@@ -1203,11 +1085,14 @@ ngx_http_realtime_sio_resume_end(ngx_http_realtime_sio_resume_t *rs,
         ngx_http_realtime_sio_resume_free(rs);
     }
 
-    if (rc != NGX_ERROR) {
-        rc = ngx_http_realtime_sio_connected(sock, replay, len);
+    if (rc == NGX_ERROR || rc == NGX_ABORT) {
+        if (replay) {
+            ngx_free(replay);
+        }
 
-    } else if (replay) {
-        ngx_free(replay);
+    } else {
+        ngx_http_realtime_route_connect(&sock->session);
+        rc = ngx_http_realtime_sio_connected(sock, replay, len);
     }
 
     /* what came meanwhile besides its rooms, after what it missed */
@@ -1243,6 +1128,10 @@ ngx_http_realtime_sio_resume_hold(ngx_http_realtime_sio_socket_t *sock,
 
     rs = sock->resume;
 
+    if (rs->overflow) {
+        return NGX_ERROR;
+    }
+
     if (rs->held == NULL) {
         rs->held = ngx_alloc(NGX_HTTP_REALTIME_SIO_RESUME_HELD
                              * sizeof(ngx_http_realtime_msg_t *),
@@ -1258,6 +1147,7 @@ ngx_http_realtime_sio_resume_hold(ngx_http_realtime_sio_socket_t *sock,
                       "realtime: socket.io session closed: more than %d "
                       "messages while its recovery waited",
                       NGX_HTTP_REALTIME_SIO_RESUME_HELD);
+        rs->overflow = 1;
         ngx_http_realtime_eio_close(sock->eio, "too much while resuming");
         return NGX_ERROR;
     }
@@ -1279,6 +1169,11 @@ ngx_http_realtime_sio_resume_keep_again(ngx_http_realtime_sio_socket_t *sock)
     ngx_http_realtime_sio_resume_t  *rs;
 
     rs = sock->resume;
+
+    if (rs->overflow) {
+        /* what it was held for is lost: a new session when it is back */
+        return;
+    }
 
     rec = json_dumps(rs->kept, JSON_COMPACT);
     if (rec == NULL) {
@@ -1347,6 +1242,13 @@ ngx_http_realtime_sio_resume_collect(ngx_http_realtime_sio_resume_t *rs,
         offset = pos.offset;
         buf = NULL;
         blen = 0;
+
+        if (r->from_redis && r->epoch.len == 0 && from_redis) {
+            /* Redis had nothing of it: what came since is all after 0 */
+            ngx_memcpy(r->read_epoch, rp.epoch, NGX_HTTP_REALTIME_EPOCH_LEN);
+            r->epoch.data = r->read_epoch;
+            r->epoch.len = NGX_HTTP_REALTIME_EPOCH_LEN;
+        }
 
         if (r->from_redis) {
             if (from_redis && r->epoch.len
