@@ -248,8 +248,8 @@ def test_a_bad_record_in_redis_is_a_new_session(rt, redis):
     with SioDriver() as drv:
         for i, value in enumerate(bad):
             name = "s%d" % i
-            drv.connect(name, url(a), **opts(reconnectionDelay=1500,
-                                             reconnectionDelayMax=1500))
+            drv.connect(name, url(a), **opts(reconnectionDelay=700,
+                                             reconnectionDelayMax=700))
             sid = drv.state(name)["id"]
             pid = drv.state(name)["pid"]
             joined(drv, name, ["r"])
@@ -293,6 +293,7 @@ def test_redis_down_is_a_new_session(rt, redis):
         in b.error_log()
 
 
+@pytest.mark.no_asan
 @pytest.mark.parametrize("observed", [False, True])
 def test_pushes_all_along_each_once_in_order(rt, redis, observed):
     """A publisher pushes without a pause while the client goes and comes
