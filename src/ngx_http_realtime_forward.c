@@ -1141,7 +1141,11 @@ void
 ngx_http_realtime_forward_end(ngx_http_realtime_session_t *s)
 {
     ngx_http_realtime_forward_cancel(s);
-    ngx_http_realtime_forward_hook(s, 0);
+
+    if (s->routed) {
+        /* a disconnect only after a connect */
+        ngx_http_realtime_forward_hook(s, 0);
+    }
 
     if (s->meta) {
         json_decref(s->meta);

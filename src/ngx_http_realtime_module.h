@@ -279,6 +279,7 @@ struct ngx_http_realtime_session_s {
     ngx_uint_t                         rate_excess;
     ngx_uint_t                         rate_strikes;
     unsigned                           rate_started:1;
+    unsigned                           routed:1;     /* connect hook sent */
 };
 
 

@@ -518,6 +518,9 @@ ngx_http_realtime_room_join_at(ngx_http_realtime_session_t *s,
     ngx_http_realtime_history_position_locked(zone, room, pos);
 
     ask = pos->on && zone->history_base && s->conf->sio_recovery
+          && !(room->len == sizeof(NGX_HTTP_REALTIME_USER_LIST_ROOM) - 1
+               && ngx_strncmp(room->data, NGX_HTTP_REALTIME_USER_LIST_ROOM,
+                              room->len) == 0)
           && !ngx_http_realtime_history_from_redis_locked(zone, room, &rp);
 
     ngx_shmtx_unlock(&shpool->mutex);

@@ -167,6 +167,7 @@ ngx_http_realtime_route_connect(ngx_http_realtime_session_t *s)
     const char *missing;
 
     /* the connect hook's reply comes after, from the backend */
+    s->routed = 1;
     ngx_http_realtime_forward_hook(s, 1);
 
     if (s->conf->user_list_event.len && s->sh_conn) {

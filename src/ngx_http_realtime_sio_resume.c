@@ -66,6 +66,8 @@ typedef struct {
     ngx_str_t                          epoch;       /* in rs->kept */
     uint64_t                           since;
     u_char                             read_epoch[NGX_HTTP_REALTIME_EPOCH_LEN];
+    u_char                             pre_epoch[NGX_HTTP_REALTIME_EPOCH_LEN];
+    unsigned                           pre_known:1;  /* pre_epoch is set */
     unsigned                           joined:1;
     unsigned                           from_redis:1;
     unsigned                           reading:1;
@@ -119,6 +121,8 @@ static void ngx_http_realtime_sio_resume_free(
     ngx_http_realtime_sio_resume_t *rs);
 static void ngx_http_realtime_sio_resume_taken(void *data, u_char *rec,
     size_t len, ngx_int_t rc);
+static ngx_uint_t ngx_http_realtime_sio_resume_gone(
+    ngx_http_realtime_eio_t *eio);
 
 
 /* the transport went: the socket, kept in Redis for any instance */
@@ -266,11 +270,17 @@ ngx_http_realtime_sio_resume_places(ngx_http_realtime_zone_t *zone,
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    if (!redis && lm->replayed == 0 && lm->base_known) {
+    if (!redis && lm->replayed == 0) {
         /*
          * Nothing came here by Redis since the join: the socket is where
-         * Redis was then (lm->base), on any instance
+         * Redis was then (lm->base), on any instance; not known (the
+         * read did not come back), it cannot be told
          */
+        if (!lm->base_known) {
+            return json_pack("[s%, s%, b, []]", name->data, name->len,
+                             epoch, (size_t) NGX_HTTP_REALTIME_EPOCH_LEN, 0);
+        }
+
         return json_pack("[s%, s%, b, [I, I]]", name->data, name->len,
                          lm->base_none ? "" : (char *) lm->base_epoch,
                          (size_t) (lm->base_none
@@ -298,6 +308,14 @@ ngx_http_realtime_sio_resume_places(ngx_http_realtime_zone_t *zone,
         start = 0;
     }
 
+    /* what the history held before the join is not the socket's */
+    if (lm->base_known && !lm->base_none && lm->base > upto
+        && ngx_memcmp(epoch, lm->base_epoch, NGX_HTTP_REALTIME_EPOCH_LEN)
+           == 0)
+    {
+        upto = lm->base;
+    }
+
     /* the first place after what came from Redis */
     for (i = 0; i < n && places[2 * i + 1] <= upto; i++) {
         /* void */
@@ -305,7 +323,7 @@ ngx_http_realtime_sio_resume_places(ngx_http_realtime_zone_t *zone,
 
     if (upto
         && ((i < n && places[2 * i + 1] == upto + 1)
-            || (i == n && lm->offset == upto))
+            || (i == n && lm->offset <= upto))
         && (json_array_append_new(pairs, json_integer(0)) != 0
             || json_array_append_new(pairs, json_integer((json_int_t) upto))
                != 0))
@@ -414,7 +432,9 @@ ngx_http_realtime_sio_resume_taken(void *data, u_char *rec, size_t len,
 
     eio = waiting->eio;
 
-    if (rc == NGX_OK && (eio == NULL || eio->closing)) {
+    if (rc == NGX_OK
+        && (eio == NULL || ngx_http_realtime_sio_resume_gone(eio)))
+    {
         /* the transport went meanwhile: the record is put back */
         pid.data = waiting->pid;
         pid.len = NGX_HTTP_REALTIME_SIO_PID_LEN;
@@ -894,6 +914,7 @@ ngx_http_realtime_sio_resume_step(ngx_event_t *ev)
     ngx_http_realtime_zone_t             *zone;
     ngx_http_realtime_sh_room_t          *sr;
     ngx_http_realtime_sio_resume_t       *rs;
+    ngx_http_realtime_history_pos_t       pos;
     ngx_http_realtime_sio_resume_room_t  *r;
 
     rs = ev->data;
@@ -936,6 +957,11 @@ ngx_http_realtime_sio_resume_step(ngx_event_t *ev)
                                        ngx_crc32_short(r->name.data,
                                                        r->name.len));
         live = sr && sr->redis_live;
+
+        /* the zone's Redis epoch before the read: an older one is not it */
+        r->pre_known = ngx_http_realtime_history_from_redis_locked(zone,
+                                                       &r->name, &pos);
+        ngx_memcpy(r->pre_epoch, pos.epoch, NGX_HTTP_REALTIME_EPOCH_LEN);
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -1033,7 +1059,7 @@ ngx_http_realtime_sio_resume_end(ngx_http_realtime_sio_resume_t *rs,
     pid.data = rs->pid;
     pid.len = NGX_HTTP_REALTIME_SIO_PID_LEN;
 
-    if (eio->closing) {
+    if (ngx_http_realtime_sio_resume_gone(eio)) {
         /* nothing would reach it: kept as it was, for its next try */
         ngx_http_realtime_sio_resume_keep_again(sock);
         rc = NGX_ABORT;
@@ -1243,7 +1269,11 @@ ngx_http_realtime_sio_resume_collect(ngx_http_realtime_sio_resume_t *rs,
         buf = NULL;
         blen = 0;
 
-        if (r->from_redis && r->epoch.len == 0 && from_redis) {
+        if (r->from_redis && r->epoch.len == 0 && from_redis
+            && (!r->pre_known
+                || ngx_memcmp(rp.epoch, r->pre_epoch,
+                              NGX_HTTP_REALTIME_EPOCH_LEN) != 0))
+        {
             /* Redis had nothing of it: what came since is all after 0 */
             ngx_memcpy(r->read_epoch, rp.epoch, NGX_HTTP_REALTIME_EPOCH_LEN);
             r->epoch.data = r->read_epoch;
@@ -1398,6 +1428,15 @@ ngx_http_realtime_sio_resume_leave(ngx_http_realtime_sio_resume_t *rs)
         r->wait.lm = NULL;
         r->joined = 0;
     }
+}
+
+
+/* the transport goes: what is sent now is not received */
+
+static ngx_uint_t
+ngx_http_realtime_sio_resume_gone(ngx_http_realtime_eio_t *eio)
+{
+    return eio->closing || (eio->ws && eio->ws->close_sent);
 }
 
 
