@@ -82,8 +82,10 @@ def test_default_transports_upgrade(sio, ref_server):
     assert sio.wait("a", "$upgrade", timeout=5) == [["websocket"]]
     st = sio.state("a")
     assert len(st.pop("sid")) == 20          # Node's engine.io ids
+    # no connection state recovery on the reference server: no pid
     assert st == {"connected": True, "id": info["id"],
-                  "transport": "websocket", "recovered": False}
+                  "transport": "websocket", "recovered": False,
+                  "pid": None}
     assert sio.emit("a", "echo", "after upgrade") == ["after upgrade"]
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import http_call, rt_http, wait_until
 from sioclient import SioDriver, node_available
+from test_socketio_recovery import opts
 from test_redis import health, redis, redis_command, redis_up  # noqa: F401
 
 pytestmark = [pytest.mark.asan,
@@ -64,14 +65,6 @@ def seq(place):
     """A place: the instance id (16 characters), then the sequence."""
     assert len(place) > 16 and place[16:].isdigit(), place
     return int(place[16:])
-
-
-def opts(**kw):
-    o = dict(path="/socket.io/", transports=["websocket"],
-             reconnection=True, reconnectionDelay=100,
-             reconnectionDelayMax=200, randomizationFactor=0)
-    o.update(kw)
-    return o
 
 
 def joined(drv, name, rooms):
