@@ -1,10 +1,10 @@
 #!/usr/bin/python3
-"""ngx-realtime vs Nchan: runs the scenarios of bench/README.md against
-each server in turn and writes bench/RESULTS.md.
+"""ngx-realtime vs Nchan and uWebSockets.js: runs the scenarios of
+bench/README.md against each server in turn and writes bench/RESULTS.md.
 
     make bench                    # installs, builds, runs everything
     BENCH_QUICK=1 make bench      # small N, short runs: under a minute
-    /usr/bin/python3 bench/run.py [--only ours|nchan|node]
+    /usr/bin/python3 bench/run.py [--only ours|nchan|uws|node]
                                   [--scenarios S1-1k,SIO-10k,...]
                                   [--profile | --no-profile] [--out FILE]
 
@@ -43,6 +43,8 @@ NCHAN_SO = "/usr/lib/nginx/modules/ngx_nchan_module.so"
 NOTES = os.path.join(REPO, "bench", "NOTES.md")
 NODE = "/usr/bin/node"
 NODE_SERVER = os.path.join(REPO, "bench", "sio_node_server.js")
+UWS_SERVER = os.path.join(REPO, "bench", "uws_server.js")
+UWS_PACKAGE = "@trufflesuite/uws-js-unofficial"
 NODE_MODULES = os.path.join(REPO, "bench", "node_modules")
 
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
@@ -59,11 +61,18 @@ SERVERS = {
               "redis_http": "    upstream bench_redis { nchan_redis_server "
                             "redis://127.0.0.1:%d; }",
               "redis_loc": "            nchan_redis_pass bench_redis;"},
+    # uWebSockets.js in one node process (bench/uws_server.js), driven as
+    # Nchan is: /sub/<room> and POST /pub/<room>
+    "uws": {"name": "uWebSockets.js", "port": 18084, "proto": "nchan",
+            "script": UWS_SERVER},
     # the SIO scenarios' peer: one node process, bench/sio_node_server.js
-    "node": {"name": "Node socket.io", "port": 18090, "proto": "sio"},
+    "node": {"name": "Node socket.io", "port": 18090, "proto": "sio",
+             "script": NODE_SERVER},
 }
 # the servers a scenario runs against unless it says ("servers")
-DEFAULT_SERVERS = ["ours", "nchan"]
+DEFAULT_SERVERS = ["ours", "nchan", "uws"]
+# the processes that are node, not nginx
+NODE_PEERS = ("uws", "node")
 SIO_SERVERS = ["ours", "node"]
 REDIS_PORT = 16379
 # S3's subscribers authenticate to ngx-realtime with HS256 tokens signed
@@ -173,7 +182,7 @@ def scenarios():
              "the first for %g s" % (n, 1 if q else 10),
              "conns": n, "rooms": 1, "pub_conns": 4, "rate": 200,
              "duration": 1 if q else 10, "instances": 2, "workers": 1,
-             "redis": True},
+             "redis": True, "servers": ["ours", "nchan"]},
         ]
         if not q:
             s += [
@@ -181,7 +190,7 @@ def scenarios():
                  "(4 publisher connections)",
                  "conns": n, "rooms": 1, "pub_conns": 4,
                  "duration": 10, "instances": 2, "workers": 1,
-                 "redis": True},
+                 "redis": True, "servers": ["ours", "nchan"]},
             ]
     return s
 
@@ -391,7 +400,8 @@ class Nginx:
 
 
 class NodeServer:
-    """bench/sio_node_server.js: one node process, the Nginx interface."""
+    """A node peer (bench/sio_node_server.js, bench/uws_server.js): one
+    node process, the Nginx interface."""
 
     def __init__(self, server, tag, port=None):
         self.server = server
@@ -403,7 +413,7 @@ class NodeServer:
         self.errlog = os.path.join(self.prefix, "logs", "node.log")
         if os.path.exists(self.errlog):
             os.unlink(self.errlog)
-        self.cmd = [NODE, NODE_SERVER, str(self.cfg["port"])]
+        self.cmd = [NODE, self.cfg["script"], str(self.cfg["port"])]
         self.p = None
         self.log_f = None
 
@@ -565,7 +575,7 @@ class Group:
     def __init__(self, sc, server):
         workers = sc.get("workers", 2)
         n = sc.get("instances", 1)
-        if server == "node":
+        if server in NODE_PEERS:
             self.list = [NodeServer(server, sc["id"])]
             return
         self.list = [Nginx(server, sc["id"] + ("-%c" % (97 + i) if n > 1
@@ -612,7 +622,7 @@ def run_scenario(sc, server):
     grp = Group(sc, server)
     redis = Redis() if sc.get("redis") else None
     res = {"id": sc["id"], "server": server,
-           "workers": 1 if server == "node" else sc.get("workers", 2),
+           "workers": 1 if server in NODE_PEERS else sc.get("workers", 2),
            "nginx_cmd": "\n".join(grp.cmds())}
     if redis:
         res["nginx_cmd"] = " ".join(redis.cmd) + "\n" + res["nginx_cmd"]
@@ -1030,7 +1040,7 @@ def run_details(r, L, heading="###"):
                   m["rss_before_kb"], m["rss_after_kb"],
                   m["pss_before_kb"], m["pss_after_kb"],
                   m.get("private_before_kb"), m.get("private_after_kb"),
-                  "the node process" if r["server"] == "node"
+                  "the node process" if r["server"] in NODE_PEERS
                   else "all nginx processes"))
         c = r.get("server_cpu")
         if c:
@@ -1049,6 +1059,15 @@ def run_details(r, L, heading="###"):
         L.extend(x[:300] for x in r["log"])
         w("```")
         w("")
+
+
+def package_version(pkg):
+    """the version of an npm package under bench/node_modules, or ?"""
+    try:
+        with open(os.path.join(NODE_MODULES, pkg, "package.json")) as f:
+            return json.load(f)["version"]
+    except (OSError, ValueError, KeyError):
+        return "?"
 
 
 def sio_versions():
@@ -1266,7 +1285,12 @@ def write_report(path, results, facts, profile, started, elapsed, args):
 
     L = []
     w = L.append
-    w("# Benchmark results: ngx-realtime vs Nchan")
+    # the main table's columns: the servers of this run, in order
+    cols = [x for x in ("ours", "nchan", "uws")
+            if any(r["server"] == x and not is_sio(r) for r in results)]
+
+    w("# Benchmark results: ngx-realtime vs Nchan%s" % (
+        " and uWebSockets.js" if "uws" in cols else ""))
     w("")
     w("Written by `bench/run.py` (`%smake bench`) on %s UTC; the whole run "
       "took **%.0f s**.%s" % (
@@ -1285,27 +1309,39 @@ def write_report(path, results, facts, profile, started, elapsed, args):
           " plus uncommitted changes in src/ (other work in progress)"
           if facts["dirty"] else "", facts["nginx"], NOISY_PCT))
     w("")
+    if "uws" in cols:
+        w("uWebSockets.js (npm `%s` %s, Node %s) runs as one node "
+          "process, `bench/uws_server.js`: the same load generator drives "
+          "it as it drives Nchan (`--proto nchan`: a WebSocket on "
+          "`/sub/<room>`, `POST /pub/<room>` answered `subscribers: <n>`), "
+          "and each publication is one `app.publish()`, uWS's shared "
+          "fan-out. One process is uWS's model (one thread); the nginx "
+          "servers have 2 workers on the 2 cores." % (
+              UWS_PACKAGE, facts.get("uws", "?"), facts.get("node", "?")))
+        w("")
 
     # ---- main table
     if ids:
         w("## Results")
         w("")
-        w("| scenario | metric | ngx-realtime | Nchan |")
-        w("| --- | --- | ---: | ---: |")
+        w("| scenario | metric | %s |" % " | ".join(
+            SERVERS[x]["name"] for x in cols))
+        w("| --- | --- |%s" % (" ---: |" * len(cols)))
         for sid in ids:
             sc = scs.get(sid, {})
-            o, n = by.get((sid, "ours")), by.get((sid, "nchan"))
             rows = scenario_rows(sc)
             first = True
             for label, f in rows:
-                w("| %s | %s | %s | %s |" % (
+                w("| %s | %s | %s |" % (
                     ("**%s** %s" % (sid, sc.get("what", ""))) if first else "",
-                    label, cell(o, f), cell(n, f)))
+                    label, " | ".join(cell(by.get((sid, x)), f)
+                                      for x in cols)))
                 first = False
         if not any(r["id"].startswith("S5") for r in results):
-            w("| **S5** two instances + Redis | | %s | |" % (
+            w("| **S5** two instances + Redis | | %s |%s" % (
                 "pending the Redis issue" if not redis_in_readme()
-                else "not run in this invocation"))
+                else "not run in this invocation",
+                " |" * (len(cols) - 1)))
         w("")
         w("Deliveries/s = messages received by all subscribers ÷ (last "
           "delivery − first publish). Latency = receive time − the "
@@ -1578,7 +1614,7 @@ def targets_missed(results):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--only", choices=["ours", "nchan", "node"])
+    ap.add_argument("--only", choices=["ours", "nchan", "uws", "node"])
     ap.add_argument("--scenarios")
     ap.add_argument("--profile", action="store_true",
                     help="profile even if every target is met")
@@ -1636,20 +1672,22 @@ def main():
         sys.exit("no %s: run `make build` first" % MODULE)
     if not os.path.exists(NCHAN_SO) and "nchan" in used:
         sys.exit("no %s: apt-get install libnginx-mod-nchan" % NCHAN_SO)
-    if "node" in used:
+    if used & set(NODE_PEERS):
         if not os.path.exists(NODE):
-            sys.exit("no %s: the SIO scenarios need Node (apt-get install "
-                     "nodejs npm)" % NODE)
-        if not os.path.exists(os.path.join(NODE_MODULES, "socket.io")):
+            sys.exit("no %s: the SIO scenarios and uWebSockets.js need "
+                     "Node (apt-get install nodejs npm)" % NODE)
+        if not os.path.exists(os.path.join(NODE_MODULES, "socket.io")) or \
+                not os.path.exists(os.path.join(NODE_MODULES, UWS_PACKAGE)):
             r = sh(["make", "-C", os.path.join(REPO, "bench"), "node"])
             if r.returncode != 0:
                 sys.exit("npm ci --prefix bench failed:\n%s%s"
                          % (r.stdout, r.stderr))
 
     facts = machine_facts()
-    if "node" in used:
+    if used & set(NODE_PEERS):
         facts["node"] = sh([NODE, "--version"]).stdout.strip()
         facts["socket_io"] = sio_versions()
+        facts["uws"] = package_version(UWS_PACKAGE)
 
     results = []
     # scenario by scenario, each server in turn, so that both see the same
@@ -1692,7 +1730,7 @@ def main():
     profile = None
     if not QUICK and not args.no_profile and \
             (args.profile or targets_missed(results)) and \
-            args.only not in ("nchan", "node"):
+            args.only not in ("nchan", "uws", "node"):
         print("bench: a target is missed: profiling ...", flush=True)
         profile = run_profile()
 
