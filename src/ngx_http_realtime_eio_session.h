@@ -120,6 +120,15 @@ struct ngx_http_realtime_eio_s {
 
 typedef struct ngx_http_realtime_sio_resume_s  ngx_http_realtime_sio_resume_t;
 
+/*
+ * What ngx_http_realtime_sio.c gives the resume to go on with (so that
+ * the resume never names it): the CONNECT's socket once Redis answered,
+ * and the CONNECT's answer once the rooms are read
+ */
+typedef ngx_int_t (*ngx_http_realtime_sio_socket_pt)(
+    ngx_http_realtime_eio_t *eio, ngx_str_t *name, json_t *auth,
+    ngx_http_realtime_jwt_conn_t *jwt, json_t *kept);
+
 
 /* a namespace of an Engine.IO session: a session of the hub */
 typedef struct {
@@ -147,10 +156,15 @@ typedef struct {
     json_t                            *auth;
     ngx_http_realtime_jwt_conn_t      *jwt;       /* taking: verified */
     ngx_http_realtime_zone_t          *zone;      /* taking: from it */
+    ngx_http_realtime_sio_socket_pt    socket;    /* taking: then */
     ngx_msec_t                         ttl;
     u_char                             pid[NGX_HTTP_REALTIME_SIO_PID_LEN];
     unsigned                           taking:1;
 } ngx_http_realtime_sio_connecting_t;
+
+
+typedef ngx_int_t (*ngx_http_realtime_sio_answer_pt)(
+    ngx_http_realtime_sio_socket_t *sock, u_char *replay, size_t len);
 
 
 /* ngx_http_realtime_sio_recovery.c */
@@ -168,7 +182,8 @@ ngx_int_t ngx_http_realtime_sio_recovery_sort(u_char **replay, size_t len);
 /* ngx_http_realtime_sio_resume.c: the same with realtime_redis */
 void ngx_http_realtime_sio_resume_keep(ngx_http_realtime_sio_socket_t *sock);
 ngx_int_t ngx_http_realtime_sio_resume(ngx_http_realtime_sio_socket_t *sock,
-    json_t *auth, json_t *kept, u_char **replay, size_t *len);
+    json_t *auth, json_t *kept, u_char **replay, size_t *len,
+    ngx_http_realtime_sio_answer_pt answer);
 void ngx_http_realtime_sio_resume_cancel(
     ngx_http_realtime_sio_socket_t *sock);
 ngx_int_t ngx_http_realtime_sio_resume_hold(
@@ -177,14 +192,8 @@ void ngx_http_realtime_sio_resume_keep_again(
     ngx_http_realtime_sio_socket_t *sock);
 
 ngx_int_t ngx_http_realtime_sio_resume_take(ngx_http_realtime_eio_t *eio,
-    ngx_str_t *name, json_t *auth, ngx_http_realtime_jwt_conn_t *jwt);
-
-/* ngx_http_realtime_sio.c */
-ngx_int_t ngx_http_realtime_sio_connect_socket(ngx_http_realtime_eio_t *eio,
     ngx_str_t *name, json_t *auth, ngx_http_realtime_jwt_conn_t *jwt,
-    json_t *kept);
-ngx_int_t ngx_http_realtime_sio_connected(ngx_http_realtime_sio_socket_t *sock,
-    u_char *replay, size_t replay_len);
+    ngx_http_realtime_sio_socket_pt socket);
 
 
 ngx_int_t ngx_http_realtime_eio_send(ngx_http_realtime_eio_t *eio,

@@ -389,6 +389,7 @@ ngx_int_t ngx_http_realtime_room_join(ngx_http_realtime_session_t *s,
     ngx_str_t *room, ngx_uint_t *members, ngx_uint_t *first);
 ngx_http_realtime_local_member_t *ngx_http_realtime_local_find(
     ngx_http_realtime_session_t *s, ngx_str_t *room);
+ngx_uint_t ngx_http_realtime_room_user_list(ngx_str_t *room);
 ngx_int_t ngx_http_realtime_room_leave(ngx_http_realtime_session_t *s,
     ngx_str_t *room, ngx_uint_t *members, ngx_uint_t *last);
 json_t *ngx_http_realtime_room_presence(ngx_http_realtime_zone_t *zone,

@@ -117,6 +117,10 @@ void ngx_http_realtime_redis_fill_begin(ngx_http_realtime_redis_t *rd);
 void ngx_http_realtime_redis_fill_send(ngx_http_realtime_redis_t *rd);
 void ngx_http_realtime_redis_room_live(ngx_http_realtime_redis_t *rd,
     u_char *channel, size_t len);
+/* <prefix><what>:{<room>}, what at most "history" */
+#define NGX_HTTP_REALTIME_REDIS_KEY_MAX                                      \
+    (64 + sizeof("history:{}") + NGX_HTTP_REALTIME_ROOM_MAX)
+
 size_t ngx_http_realtime_redis_key(ngx_http_realtime_redis_t *rd,
     u_char *buf, const char *what, ngx_str_t *room);
 void ngx_http_realtime_redis_rooms_unlive_locked(

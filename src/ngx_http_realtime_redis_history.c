@@ -51,8 +51,6 @@
 #define NGX_HTTP_REALTIME_REDIS_FILL_HOLD   65536
 #define NGX_HTTP_REALTIME_REDIS_FILL_TIME   5000
 
-#define NGX_HTTP_REALTIME_REDIS_KEY_MAX                                      \
-    (64 + sizeof("history:{}") + NGX_HTTP_REALTIME_ROOM_MAX)
 
 
 typedef struct {

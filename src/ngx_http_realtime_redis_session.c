@@ -41,10 +41,6 @@ typedef struct {
 } ngx_http_realtime_redis_base_t;
 
 
-/* <prefix>offset:{<room>} */
-#define NGX_HTTP_REALTIME_REDIS_OFFSET_MAX                                   \
-    (64 + sizeof("offset:{}") + NGX_HTTP_REALTIME_ROOM_MAX)
-
 
 static size_t ngx_http_realtime_redis_session_key(
     ngx_http_realtime_redis_t *rd, u_char *buf, ngx_str_t *pid);
@@ -211,7 +207,7 @@ ngx_http_realtime_redis_session_base(ngx_http_realtime_zone_t *zone,
     size_t                          klen;
     ngx_http_realtime_redis_t      *rd;
     ngx_http_realtime_redis_base_t *bs;
-    u_char                          key[NGX_HTTP_REALTIME_REDIS_OFFSET_MAX];
+    u_char                          key[NGX_HTTP_REALTIME_REDIS_KEY_MAX];
 
     rd = zone->redis;
 

@@ -396,6 +396,17 @@ ngx_http_realtime_room_join(ngx_http_realtime_session_t *s, ngx_str_t *room,
  * without history): the new member takes it as the last it got.
  */
 
+/* the room of realtime_user_list_event, each instance's own */
+
+ngx_uint_t
+ngx_http_realtime_room_user_list(ngx_str_t *room)
+{
+    return room->len == sizeof(NGX_HTTP_REALTIME_USER_LIST_ROOM) - 1
+           && ngx_strncmp(room->data, NGX_HTTP_REALTIME_USER_LIST_ROOM,
+                          room->len) == 0;
+}
+
+
 ngx_int_t
 ngx_http_realtime_room_join_at(ngx_http_realtime_session_t *s,
     ngx_str_t *room, ngx_uint_t *members, ngx_uint_t *first,
@@ -518,9 +529,7 @@ ngx_http_realtime_room_join_at(ngx_http_realtime_session_t *s,
     ngx_http_realtime_history_position_locked(zone, room, pos);
 
     ask = pos->on && zone->history_base && s->conf->sio_recovery
-          && !(room->len == sizeof(NGX_HTTP_REALTIME_USER_LIST_ROOM) - 1
-               && ngx_strncmp(room->data, NGX_HTTP_REALTIME_USER_LIST_ROOM,
-                              room->len) == 0)
+          && !ngx_http_realtime_room_user_list(room)
           && !ngx_http_realtime_history_from_redis_locked(zone, room, &rp);
 
     ngx_shmtx_unlock(&shpool->mutex);

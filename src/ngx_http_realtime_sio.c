@@ -54,6 +54,11 @@ static ngx_int_t ngx_http_realtime_sio_connect_error(
 static ngx_int_t ngx_http_realtime_sio_connect_auth(
     ngx_http_realtime_eio_t *eio, ngx_str_t *name, json_t *auth,
     ngx_http_realtime_sio_connecting_t *woken);
+static ngx_int_t ngx_http_realtime_sio_connect_socket(
+    ngx_http_realtime_eio_t *eio, ngx_str_t *name, json_t *auth,
+    ngx_http_realtime_jwt_conn_t *jwt, json_t *kept);
+static ngx_int_t ngx_http_realtime_sio_connected(
+    ngx_http_realtime_sio_socket_t *sock, u_char *replay, size_t replay_len);
 static ngx_int_t ngx_http_realtime_sio_auth(ngx_http_realtime_eio_t *eio,
     ngx_str_t *nsp, json_t *auth, ngx_http_realtime_jwt_conn_t **jwtp,
     ngx_http_realtime_sio_connecting_t *woken);
@@ -259,7 +264,13 @@ ngx_http_realtime_sio_closed(ngx_http_realtime_eio_t *eio)
 
         /* the transport went, not the client: it may come back */
         if (sock->has_pid && !sock->closed) {
-            ngx_http_realtime_sio_recovery_save(sock);
+            if (sock->session.zone && sock->session.zone->redis) {
+                /* kept in Redis, for any instance */
+                ngx_http_realtime_sio_resume_keep(sock);
+
+            } else {
+                ngx_http_realtime_sio_recovery_save(sock);
+            }
 
         } else if (sock->resume) {
             /* taken from Redis, not back yet: kept as it was */
@@ -450,7 +461,8 @@ ngx_http_realtime_sio_connect_auth(ngx_http_realtime_eio_t *eio,
     }
 
     /* with realtime_redis a kept session is taken from Redis first */
-    rc = ngx_http_realtime_sio_resume_take(eio, name, auth, jwt);
+    rc = ngx_http_realtime_sio_resume_take(eio, name, auth, jwt,
+                                     ngx_http_realtime_sio_connect_socket);
 
     if (rc != NGX_DECLINED) {
         return rc;
@@ -465,7 +477,7 @@ ngx_http_realtime_sio_connect_auth(ngx_http_realtime_eio_t *eio,
  * the CONNECT; kept: the session Redis kept for the pid of auth, or NULL.
  */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_realtime_sio_connect_socket(ngx_http_realtime_eio_t *eio,
     ngx_str_t *name, json_t *auth, ngx_http_realtime_jwt_conn_t *jwt,
     json_t *kept)
@@ -544,7 +556,8 @@ ngx_http_realtime_sio_connect_socket(ngx_http_realtime_eio_t *eio,
     if (s->zone && eio->conf->sio_recovery) {
         rc = s->zone->redis
              ? ngx_http_realtime_sio_resume(sock, auth, kept, &replay,
-                                            &replay_len)
+                                            &replay_len,
+                                            ngx_http_realtime_sio_connected)
              : ngx_http_realtime_sio_recovery_restore(sock, auth, &replay,
                                                       &replay_len);
         if (rc == NGX_ERROR) {
@@ -591,7 +604,7 @@ ngx_http_realtime_sio_connect_socket(ngx_http_realtime_eio_t *eio,
 
 /* the CONNECT's answer, then what the socket missed (freed), in order */
 
-ngx_int_t
+static ngx_int_t
 ngx_http_realtime_sio_connected(ngx_http_realtime_sio_socket_t *sock,
     u_char *replay, size_t replay_len)
 {

@@ -85,12 +85,6 @@ ngx_http_realtime_sio_recovery_save(ngx_http_realtime_sio_socket_t *sock)
         return;
     }
 
-    if (zone->redis) {
-        /* kept in Redis, for any instance */
-        ngx_http_realtime_sio_resume_keep(sock);
-        return;
-    }
-
     /* an anonymous user is its connection: kept as none */
     user = s->user;
 
@@ -536,13 +530,7 @@ ngx_http_realtime_sio_recovery_seq(json_t *offset, u_char *instance)
 ngx_uint_t
 ngx_http_realtime_sio_recovery_kept(ngx_http_realtime_local_member_t *lm)
 {
-    ngx_str_t  *name;
-
-    name = &lm->room->sn.str;
-
-    return name->len != sizeof(NGX_HTTP_REALTIME_USER_LIST_ROOM) - 1
-           || ngx_strncmp(name->data, NGX_HTTP_REALTIME_USER_LIST_ROOM,
-                          name->len) != 0;
+    return !ngx_http_realtime_room_user_list(&lm->room->sn.str);
 }
 
 

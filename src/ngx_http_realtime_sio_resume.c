@@ -78,6 +78,7 @@ typedef struct {
 
 struct ngx_http_realtime_sio_resume_s {
     ngx_http_realtime_sio_socket_t       *sock;     /* NULL: it went */
+    ngx_http_realtime_sio_answer_pt       answer;
     json_t                               *kept;
     ngx_event_t                           timer;
     ngx_msec_t                            deadline;
@@ -134,6 +135,10 @@ ngx_http_realtime_sio_resume_keep(ngx_http_realtime_sio_socket_t *sock)
     ngx_http_realtime_session_t  *s;
 
     s = &sock->session;
+
+    if (s->zone->history_max == 0 || s->sh_conn == NULL) {
+        return;
+    }
 
     record = ngx_http_realtime_sio_resume_record(sock);
 
@@ -361,7 +366,8 @@ ngx_http_realtime_sio_resume_places(ngx_http_realtime_zone_t *zone,
 
 ngx_int_t
 ngx_http_realtime_sio_resume_take(ngx_http_realtime_eio_t *eio,
-    ngx_str_t *name, json_t *auth, ngx_http_realtime_jwt_conn_t *jwt)
+    ngx_str_t *name, json_t *auth, ngx_http_realtime_jwt_conn_t *jwt,
+    ngx_http_realtime_sio_socket_pt socket)
 {
     json_t                              *v;
     ngx_str_t                            pid;
@@ -407,6 +413,7 @@ ngx_http_realtime_sio_resume_take(ngx_http_realtime_eio_t *eio,
     waiting->auth = auth;
     waiting->jwt = jwt;
     waiting->zone = zone;
+    waiting->socket = socket;
     waiting->ttl = eio->conf->sio_recovery;
     ngx_memcpy(waiting->pid, pid.data, NGX_HTTP_REALTIME_SIO_PID_LEN);
     waiting->taking = 1;
@@ -476,9 +483,8 @@ ngx_http_realtime_sio_resume_taken(void *data, u_char *rec, size_t len,
             ngx_http_realtime_jwt_free(waiting->jwt);
         }
 
-    } else if (ngx_http_realtime_sio_connect_socket(eio, waiting->nsp,
-                                                    waiting->auth,
-                                                    waiting->jwt, kept)
+    } else if (waiting->socket(eio, waiting->nsp, waiting->auth, waiting->jwt,
+                               kept)
                == NGX_ERROR)
     {
         ngx_http_realtime_eio_close(eio, "internal error");
@@ -495,13 +501,14 @@ ngx_http_realtime_sio_resume_taken(void *data, u_char *rec, size_t len,
 /*
  * The CONNECT's socket, kept (or NULL) as Redis gave it: NGX_OK
  * recovered now (*replay what it missed), NGX_AGAIN answered later by
- * ngx_http_realtime_sio_connected(), NGX_DECLINED a new session (a new
+ * answer(), NGX_DECLINED a new session (a new
  * pid), or NGX_ERROR.
  */
 
 ngx_int_t
 ngx_http_realtime_sio_resume(ngx_http_realtime_sio_socket_t *sock,
-    json_t *auth, json_t *kept, u_char **replay, size_t *len)
+    json_t *auth, json_t *kept, u_char **replay, size_t *len,
+    ngx_http_realtime_sio_answer_pt answer)
 {
     json_t                          *v;
     size_t                           n;
@@ -548,6 +555,7 @@ ngx_http_realtime_sio_resume(ngx_http_realtime_sio_socket_t *sock,
     }
 
     rs->sock = sock;
+    rs->answer = answer;
     rs->kept = json_incref(kept);
     rs->nrooms = n;
     ngx_memcpy(rs->pid, pid.data, NGX_HTTP_REALTIME_SIO_PID_LEN);
@@ -1050,6 +1058,7 @@ ngx_http_realtime_sio_resume_end(ngx_http_realtime_sio_resume_t *rs,
     ngx_http_realtime_msg_t        **held;
     ngx_http_realtime_eio_t         *eio;
     ngx_http_realtime_sio_socket_t  *sock;
+    ngx_http_realtime_sio_answer_pt  answer;
 
     sock = rs->sock;
     eio = sock->eio;
@@ -1100,6 +1109,7 @@ ngx_http_realtime_sio_resume_end(ngx_http_realtime_sio_resume_t *rs,
     rs->sock = NULL;
     held = rs->held;
     nheld = rs->nheld;
+    answer = rs->answer;
     rs->held = NULL;
     rs->nheld = 0;
 
@@ -1118,7 +1128,7 @@ ngx_http_realtime_sio_resume_end(ngx_http_realtime_sio_resume_t *rs,
 
     } else {
         ngx_http_realtime_route_connect(&sock->session);
-        rc = ngx_http_realtime_sio_connected(sock, replay, len);
+        rc = answer(sock, replay, len);
     }
 
     /* what came meanwhile besides its rooms, after what it missed */
