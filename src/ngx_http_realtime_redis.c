@@ -41,9 +41,12 @@ static void ngx_http_realtime_redis_tick(ngx_event_t *ev);
 static void ngx_http_realtime_redis_users_notify(ngx_event_t *ev);
 static void ngx_http_realtime_redis_pub_state(ngx_http_realtime_redis_t *rd,
     ngx_uint_t up);
-static void ngx_http_realtime_redis_subscribed(ngx_http_realtime_redis_t *rd);
 static ngx_int_t ngx_http_realtime_redis_resolve(ngx_conf_t *cf,
-    ngx_http_realtime_redis_conf_t *rc);
+    u_char *host, ngx_uint_t port, u_char **addr);
+static char *ngx_http_realtime_redis_host(ngx_conf_t *cf, u_char *p,
+    u_char *last, u_char **host, ngx_uint_t *port);
+static char *ngx_http_realtime_redis_seeds(ngx_conf_t *cf,
+    ngx_http_realtime_redis_conf_t *rc, ngx_str_t *hosts);
 static void ngx_http_realtime_redis_elect(ngx_http_realtime_redis_t *rd);
 static redisAsyncContext *ngx_http_realtime_redis_connect(
     ngx_http_realtime_redis_t *rd, ngx_uint_t subscriber);
@@ -61,8 +64,6 @@ static ngx_int_t ngx_http_realtime_redis_resubscribe(
     ngx_http_realtime_redis_t *rd);
 static void ngx_http_realtime_redis_on_message(redisAsyncContext *ac,
     void *r, void *privdata);
-static void ngx_http_realtime_redis_set_up(ngx_http_realtime_redis_t *rd,
-    ngx_uint_t up);
 
 
 static void ngx_http_realtime_redis_add_read(void *data);
@@ -76,14 +77,17 @@ static void ngx_http_realtime_redis_write_handler(ngx_event_t *ev);
 
 /*
  * realtime_redis zone redis://[[user]:password@]host[:port][/db]
- *     [prefix=rt:] [connect_timeout=2s] [command_timeout=2s];
+ *     [prefix=rt:] [connect_timeout=2s] [command_timeout=2s] ...;
+ * realtime_redis zone redis://[[user]:password@]host:port[,host:port...]
+ *     cluster ...;
  */
 
 char *
 ngx_http_realtime_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    u_char                          *p, *last, *at, *colon, *slash;
-    ngx_str_t                       *value, s;
+    char                            *rv;
+    u_char                          *p, *last, *at, *colon, *slash, *comma;
+    ngx_str_t                       *value, s, hosts;
     ngx_int_t                        n;
     ngx_uint_t                       i;
     ngx_http_realtime_zone_t        *zone;
@@ -154,32 +158,27 @@ ngx_http_realtime_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         last = slash;
     }
 
-    colon = ngx_strlchr(p, last, ':');
+    /* the seed nodes of a cluster follow the first one */
 
-    if (colon) {
-        n = ngx_atoi(colon + 1, last - colon - 1);
-        if (n < 1 || n > 65535) {
-            return "has an invalid port";
-        }
+    comma = ngx_strlchr(p, last, ',');
+    hosts.data = comma ? comma + 1 : NULL;
+    hosts.len = comma ? (size_t) (last - comma - 1) : 0;
 
-        rc->port = n;
-        last = colon;
+    if (comma) {
+        last = comma;
     }
 
-    if (last == p) {
-        return "needs a host";
+    rv = ngx_http_realtime_redis_host(cf, p, last, &rc->host, &rc->port);
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
-
-    /* hiredis wants NUL-terminated strings */
-
-    rc->host = ngx_pnalloc(cf->pool, last - p + 1);
-    if (rc->host == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_cpystrn(rc->host, p, last - p + 1);
 
     for (i = 3; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "cluster") == 0) {
+            rc->cluster = 1;
+            continue;
+        }
 
         if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
             rc->prefix.data = value[i].data + 7;
@@ -258,8 +257,25 @@ ngx_http_realtime_redis_conf(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return "has a prefix longer than 64 bytes";
     }
 
-    if (ngx_http_realtime_redis_resolve(cf, rc) != NGX_OK) {
+    if (hosts.data && !rc->cluster) {
+        return "has several hosts without \"cluster\"";
+    }
+
+    if (rc->cluster && rc->db) {
+        return "has a database number, which Redis Cluster does not have";
+    }
+
+    if (ngx_http_realtime_redis_resolve(cf, rc->host, rc->port, &rc->addr)
+        != NGX_OK)
+    {
         return NGX_CONF_ERROR;
+    }
+
+    if (rc->cluster) {
+        rv = ngx_http_realtime_redis_seeds(cf, rc, &hosts);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
     }
 
     zone->redis_conf = rc;
@@ -287,6 +303,9 @@ ngx_http_realtime_redis_init_process(ngx_http_realtime_zone_t *zone,
     rd->conf = zone->redis_conf;
     rd->log = cycle->log;
 
+    /* a cluster's rooms are sharded channels: one shard each */
+    rd->publish = rd->conf->cluster ? "SPUBLISH" : "PUBLISH";
+
     rd->tick.handler = ngx_http_realtime_redis_tick;
     rd->tick.data = rd;
     rd->tick.log = cycle->log;
@@ -299,6 +318,12 @@ ngx_http_realtime_redis_init_process(ngx_http_realtime_zone_t *zone,
     }
 
     ngx_http_realtime_redis_history_init(rd, cycle->log);
+
+    if (rd->conf->cluster
+        && ngx_http_realtime_redis_cluster_init(rd, cycle->pool) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     rd->users_notify.handler = ngx_http_realtime_redis_users_notify;
     rd->users_notify.data = rd;
@@ -340,6 +365,11 @@ ngx_http_realtime_redis_exit_process(ngx_http_realtime_zone_t *zone)
     ngx_http_realtime_redis_history_free(rd);
     ngx_http_realtime_redis_drop(rd, rd->sub);
     ngx_http_realtime_redis_drop(rd, rd->pub);
+
+    if (rd->cluster) {
+        ngx_http_realtime_redis_shards_close(rd);
+        ngx_http_realtime_redis_cluster_free(rd);
+    }
     ngx_http_realtime_redis_outbox_free(rd);
 
     if (rd->tick.timer_set) {
@@ -375,6 +405,11 @@ ngx_http_realtime_redis_tick(ngx_event_t *ev)
     now = ngx_current_msec;
 
     ngx_http_realtime_redis_elect(rd);
+
+    if (rd->cluster) {
+        ngx_http_realtime_redis_cluster_tick(rd);
+        goto common;
+    }
 
     if (rd->pub == NULL && !ngx_exiting
         && (ngx_msec_int_t) (now - rd->pub_retry) >= 0)
@@ -419,6 +454,8 @@ ngx_http_realtime_redis_tick(ngx_event_t *ev)
         ngx_http_realtime_redis_failed(rd, 0);
     }
 
+common:
+
     if (rd->outbox_n && rd->pub_ready) {
         /* the instance may have been subscribed again meanwhile */
         ngx_http_realtime_redis_outbox_flush(rd);
@@ -441,12 +478,15 @@ ngx_http_realtime_redis_tick(ngx_event_t *ev)
         next = NGX_HTTP_REALTIME_REDIS_OUTBOX_TICK;
     }
 
-    if (rd->pub == NULL) {
+    if (rd->cluster) {
+        next = ngx_min(next, ngx_http_realtime_redis_cluster_next(rd));
+
+    } else if (rd->pub == NULL) {
         next = ngx_min(next, (ngx_msec_t) ngx_max(
                                   (ngx_msec_int_t) (rd->pub_retry - now), 1));
     }
 
-    if (rd->leader && rd->sub == NULL) {
+    if (rd->leader && rd->sub == NULL && !rd->cluster) {
         next = ngx_min(next, (ngx_msec_t) ngx_max(
                                   (ngx_msec_int_t) (rd->sub_retry - now), 1));
     }
@@ -506,6 +546,10 @@ ngx_http_realtime_redis_elect(ngx_http_realtime_redis_t *rd)
     if (leader != ngx_pid && rd->leader) {
         rd->leader = 0;
         ngx_http_realtime_redis_drop(rd, rd->sub);
+
+        if (rd->cluster) {
+            ngx_http_realtime_redis_shards_close(rd);
+        }
     }
 }
 
@@ -514,7 +558,6 @@ static redisAsyncContext *
 ngx_http_realtime_redis_connect(ngx_http_realtime_redis_t *rd,
     ngx_uint_t subscriber)
 {
-    ngx_connection_t                *c;
     redisAsyncContext               *ac;
     ngx_http_realtime_redis_conf_t  *conf;
 
@@ -539,11 +582,42 @@ ngx_http_realtime_redis_connect(ngx_http_realtime_redis_t *rd,
         return NULL;
     }
 
-    c = ngx_get_connection(ac->c.fd, rd->log);
-    if (c == NULL) {
+    if (ngx_http_realtime_redis_attach(rd, ac) != NGX_OK) {
         redisAsyncFree(ac);
         ngx_http_realtime_redis_failed(rd, subscriber);
         return NULL;
+    }
+
+    redisAsyncSetConnectCallback(ac, ngx_http_realtime_redis_on_connect);
+    redisAsyncSetDisconnectCallback(ac, ngx_http_realtime_redis_on_disconnect);
+
+    ngx_http_realtime_redis_hello(rd, ac, ngx_http_realtime_redis_on_ready);
+
+    if (subscriber) {
+        rd->connect_start_sub = ngx_current_msec;
+        rd->sub_ready = 0;
+
+    } else {
+        rd->connect_start_pub = ngx_current_msec;
+        rd->pub_ready = 0;
+        rd->pending = 0;
+    }
+
+    return ac;
+}
+
+
+/* a new context on an nginx connection, its events on the nginx loop */
+
+ngx_int_t
+ngx_http_realtime_redis_attach(ngx_http_realtime_redis_t *rd,
+    redisAsyncContext *ac)
+{
+    ngx_connection_t  *c;
+
+    c = ngx_get_connection(ac->c.fd, rd->log);
+    if (c == NULL) {
+        return NGX_ERROR;
     }
 
     c->data = ac;
@@ -560,44 +634,41 @@ ngx_http_realtime_redis_connect(ngx_http_realtime_redis_t *rd,
     ac->ev.delWrite = ngx_http_realtime_redis_del_write;
     ac->ev.cleanup = ngx_http_realtime_redis_cleanup;
 
-    redisAsyncSetConnectCallback(ac, ngx_http_realtime_redis_on_connect);
-    redisAsyncSetDisconnectCallback(ac, ngx_http_realtime_redis_on_disconnect);
+    return NGX_OK;
+}
 
-    /* queued now, written once connected; their replies say ready */
+
+/*
+ * AUTH, SELECT and PING, queued now and written once connected: their
+ * replies go to ready, whose PING reply says the context is ready.
+ */
+
+void
+ngx_http_realtime_redis_hello(ngx_http_realtime_redis_t *rd,
+    redisAsyncContext *ac, redisCallbackFn *ready)
+{
+    ngx_http_realtime_redis_conf_t  *conf;
+
+    conf = rd->conf;
 
     if (conf->password.len) {
         if (conf->user.len) {
-            redisAsyncCommand(ac, ngx_http_realtime_redis_on_ready,
-                              (void *) "AUTH", "AUTH %b %b",
+            redisAsyncCommand(ac, ready, (void *) "AUTH", "AUTH %b %b",
                               conf->user.data, conf->user.len,
                               conf->password.data, conf->password.len);
 
         } else {
-            redisAsyncCommand(ac, ngx_http_realtime_redis_on_ready,
-                              (void *) "AUTH", "AUTH %b",
+            redisAsyncCommand(ac, ready, (void *) "AUTH", "AUTH %b",
                               conf->password.data, conf->password.len);
         }
     }
 
     if (conf->db) {
-        redisAsyncCommand(ac, ngx_http_realtime_redis_on_ready,
-                          (void *) "SELECT", "SELECT %d", (int) conf->db);
+        redisAsyncCommand(ac, ready, (void *) "SELECT", "SELECT %d",
+                          (int) conf->db);
     }
 
-    redisAsyncCommand(ac, ngx_http_realtime_redis_on_ready, (void *) "PING",
-                      "PING");
-
-    if (subscriber) {
-        rd->connect_start_sub = ngx_current_msec;
-        rd->sub_ready = 0;
-
-    } else {
-        rd->connect_start_pub = ngx_current_msec;
-        rd->pub_ready = 0;
-        rd->pending = 0;
-    }
-
-    return ac;
+    redisAsyncCommand(ac, ready, (void *) "PING", "PING");
 }
 
 
@@ -701,19 +772,7 @@ ngx_http_realtime_redis_on_ready(redisAsyncContext *ac, void *r,
     rd->backoff = 0;
 
     if (ac == rd->pub) {
-        rd->pub_ready = 1;
-        rd->last_reply = ngx_current_msec;
-        ngx_http_realtime_redis_pub_state(rd, 1);
-
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rd->log, 0,
-                       "realtime redis: this worker can publish");
-
-        /* a leader that just (re)connected writes its presence now */
-        rd->presence_written = ngx_current_msec
-                               - rd->conf->presence_ttl;
-
-        ngx_http_realtime_redis_outbox_flush(rd);
-        ngx_http_realtime_redis_fill_send(rd);
+        ngx_http_realtime_redis_pub_up(rd);
         return;
     }
 
@@ -731,6 +790,34 @@ ngx_http_realtime_redis_on_ready(redisAsyncContext *ac, void *r,
                        "realtime redis: subscribing to %ui channels",
                        rd->sub_expect);
     }
+}
+
+
+/* every command can go now: what waited goes first */
+
+void
+ngx_http_realtime_redis_pub_up(ngx_http_realtime_redis_t *rd)
+{
+    rd->pub_ready = 1;
+    rd->last_reply = ngx_current_msec;
+    ngx_http_realtime_redis_pub_state(rd, 1);
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "realtime redis: this worker can publish");
+
+    /* a leader that just (re)connected writes its presence now */
+    rd->presence_written = ngx_current_msec - rd->conf->presence_ttl;
+
+    ngx_http_realtime_redis_outbox_flush(rd);
+    ngx_http_realtime_redis_fill_send(rd);
+}
+
+
+void
+ngx_http_realtime_redis_pub_down(ngx_http_realtime_redis_t *rd)
+{
+    rd->pub_ready = 0;
+    ngx_http_realtime_redis_pub_state(rd, 0);
 }
 
 
@@ -798,7 +885,7 @@ ngx_http_realtime_redis_failed(ngx_http_realtime_redis_t *rd,
 }
 
 
-static void
+void
 ngx_http_realtime_redis_set_up(ngx_http_realtime_redis_t *rd, ngx_uint_t up)
 {
     ngx_http_realtime_zone_t  *zone;
@@ -841,7 +928,7 @@ ngx_http_realtime_redis_pub_state(ngx_http_realtime_redis_t *rd,
  * publication of another instance could miss a room.
  */
 
-static void
+void
 ngx_http_realtime_redis_subscribed(ngx_http_realtime_redis_t *rd)
 {
     if (rd->sub_confirmed || rd->sub_expect == 0 || --rd->sub_expect) {
@@ -870,41 +957,125 @@ ngx_http_realtime_redis_subscribed(ngx_http_realtime_redis_t *rd)
  */
 
 static ngx_int_t
-ngx_http_realtime_redis_resolve(ngx_conf_t *cf,
-    ngx_http_realtime_redis_conf_t *rc)
+ngx_http_realtime_redis_resolve(ngx_conf_t *cf, u_char *host,
+    ngx_uint_t port, u_char **addr)
 {
     size_t     len;
     ngx_url_t  u;
 
     ngx_memzero(&u, sizeof(ngx_url_t));
 
-    u.url.data = ngx_pnalloc(cf->pool, ngx_strlen(rc->host) + NGX_INT_T_LEN
+    u.url.data = ngx_pnalloc(cf->pool, ngx_strlen(host) + NGX_INT_T_LEN
                                        + 2);
     if (u.url.data == NULL) {
         return NGX_ERROR;
     }
 
-    u.url.len = ngx_sprintf(u.url.data, "%s:%ui", rc->host, rc->port)
-                - u.url.data;
+    u.url.len = ngx_sprintf(u.url.data, "%s:%ui", host, port) - u.url.data;
 
     if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "realtime_redis: %s in \"%s\"",
-                           u.err ? u.err : "host not found", rc->host);
+                           u.err ? u.err : "host not found", host);
         return NGX_ERROR;
     }
 
-    rc->addr = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
-    if (rc->addr == NULL) {
+    *addr = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+    if (*addr == NULL) {
         return NGX_ERROR;
     }
 
     /* without the port: an IPv6 address comes without brackets */
-    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, rc->addr,
+    len = ngx_sock_ntop(u.addrs[0].sockaddr, u.addrs[0].socklen, *addr,
                         NGX_SOCKADDR_STRLEN, 0);
-    rc->addr[len] = '\0';
+    (*addr)[len] = '\0';
 
     return NGX_OK;
+}
+
+
+/* "host[:port]" from p to last, the host NUL-terminated for hiredis */
+
+static char *
+ngx_http_realtime_redis_host(ngx_conf_t *cf, u_char *p, u_char *last,
+    u_char **host, ngx_uint_t *port)
+{
+    u_char     *colon;
+    ngx_int_t   n;
+
+    colon = ngx_strlchr(p, last, ':');
+
+    if (colon) {
+        n = ngx_atoi(colon + 1, last - colon - 1);
+        if (n < 1 || n > 65535) {
+            return "has an invalid port";
+        }
+
+        *port = n;
+        last = colon;
+    }
+
+    if (last == p) {
+        return "needs a host";
+    }
+
+    *host = ngx_pnalloc(cf->pool, last - p + 1);
+    if (*host == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_cpystrn(*host, p, last - p + 1);
+
+    return NGX_CONF_OK;
+}
+
+
+/* the seeds of a cluster after the first: "host:port,host:port" */
+
+static char *
+ngx_http_realtime_redis_seeds(ngx_conf_t *cf,
+    ngx_http_realtime_redis_conf_t *rc, ngx_str_t *hosts)
+{
+    char                            *rv;
+    u_char                          *p, *last, *comma, *host;
+    ngx_http_realtime_redis_seed_t  *seed;
+
+    rc->seeds = ngx_array_create(cf->pool, 4,
+                                 sizeof(ngx_http_realtime_redis_seed_t));
+    if (rc->seeds == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    p = hosts->data;
+    last = p + hosts->len;
+
+    while (p && p < last) {
+        comma = ngx_strlchr(p, last, ',');
+
+        seed = ngx_array_push(rc->seeds);
+        if (seed == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        seed->port = 6379;
+
+        rv = ngx_http_realtime_redis_host(cf, p, comma ? comma : last, &host,
+                                          &seed->port);
+        if (rv != NGX_CONF_OK) {
+            return rv;
+        }
+
+        if (ngx_http_realtime_redis_resolve(cf, host, seed->port,
+                                            &seed->addr)
+            != NGX_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        p = comma ? comma + 1 : NULL;
+    }
+
+    return NGX_CONF_OK;
 }
 
 
@@ -1033,6 +1204,11 @@ ngx_http_realtime_redis_room(ngx_http_realtime_zone_t *zone,
 
     len = ngx_http_realtime_redis_channel(rd, channel,
                                           NGX_HTTP_REALTIME_TO_ROOM, room);
+
+    if (rd->cluster) {
+        ngx_http_realtime_redis_shard_room(rd, channel, len, subscribe);
+        return;
+    }
 
     if (redisAsyncCommand(rd->sub, ngx_http_realtime_redis_on_message, NULL,
                           subscribe ? "SUBSCRIBE %b" : "UNSUBSCRIBE %b",
@@ -1176,8 +1352,9 @@ ngx_http_realtime_redis_users_notify(ngx_event_t *ev)
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rd->log, 0,
                    "realtime redis: telling of a change of users");
 
-    (void) redisAsyncCommand(rd->pub, NULL, NULL, "PUBLISH %b %b",
-                             channel, clen, payload, len);
+    (void) ngx_http_realtime_redis_command(rd, channel, clen, NULL, NULL,
+                                           "%s %b %b", rd->publish,
+                                           channel, clen, payload, len);
 }
 
 

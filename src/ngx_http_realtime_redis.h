@@ -31,6 +31,52 @@
 
 typedef struct ngx_http_realtime_redis_entry_s
     ngx_http_realtime_redis_entry_t;
+typedef struct ngx_http_realtime_redis_cluster_s
+    ngx_http_realtime_redis_cluster_t;
+typedef struct ngx_http_realtime_redis_shard_s
+    ngx_http_realtime_redis_shard_t;
+
+
+/* nodes of a cluster a worker knows: masters, seeds, redirections */
+#define NGX_HTTP_REALTIME_REDIS_NODES        64
+
+
+typedef struct {
+    u_char                             addr[NGX_SOCKADDR_STRLEN + 1];
+    ngx_uint_t                         port;
+
+    redisAsyncContext                 *pub;       /* every command */
+    ngx_http_realtime_redis_shard_t   *shard;     /* the leader's SSUBSCRIBE */
+
+    ngx_uint_t                         pending;
+    ngx_uint_t                         slots;     /* served, of the map */
+    ngx_msec_t                         last_reply;
+    ngx_msec_t                         connect_start;
+    ngx_msec_t                         retry;
+    ngx_msec_t                         backoff;
+    ngx_msec_t                         shard_retry;
+    ngx_msec_t                         shard_backoff;
+
+    unsigned                           ready:1;
+    unsigned                           master:1;
+    unsigned                           seed:1;
+} ngx_http_realtime_redis_node_t;
+
+
+struct ngx_http_realtime_redis_cluster_s {
+    ngx_http_realtime_redis_node_t     nodes[NGX_HTTP_REALTIME_REDIS_NODES];
+    ngx_uint_t                         nnodes;
+
+    /* the node serving each slot, plus one; 0: none known */
+    u_char                             slots[16384];
+
+    ngx_msec_t                         refreshed;
+    ngx_uint_t                         refreshes;
+    ngx_uint_t                         redirects;
+    unsigned                           refreshing:1;
+    unsigned                           stale:1;
+    unsigned                           complete:1;
+};
 
 
 struct ngx_http_realtime_redis_s {
@@ -39,6 +85,10 @@ struct ngx_http_realtime_redis_s {
 
     redisAsyncContext                 *pub;
     redisAsyncContext                 *sub;
+
+    /* Redis Cluster (ngx_http_realtime_redis_cluster.c): pub and sub unused */
+    ngx_http_realtime_redis_cluster_t *cluster;
+    const char                        *publish;     /* PUBLISH, SPUBLISH */
 
     unsigned                           pub_ready:1;
     unsigned                           sub_ready:1;    /* may subscribe */
@@ -82,6 +132,43 @@ struct ngx_http_realtime_redis_s {
 
 
 void ngx_http_realtime_redis_presence_refresh(ngx_http_realtime_redis_t *rd);
+
+ngx_int_t ngx_http_realtime_redis_attach(ngx_http_realtime_redis_t *rd,
+    redisAsyncContext *ac);
+void ngx_http_realtime_redis_hello(ngx_http_realtime_redis_t *rd,
+    redisAsyncContext *ac, redisCallbackFn *ready);
+void ngx_http_realtime_redis_pub_up(ngx_http_realtime_redis_t *rd);
+void ngx_http_realtime_redis_pub_down(ngx_http_realtime_redis_t *rd);
+void ngx_http_realtime_redis_subscribed(ngx_http_realtime_redis_t *rd);
+void ngx_http_realtime_redis_set_up(ngx_http_realtime_redis_t *rd,
+    ngx_uint_t up);
+
+/*
+ * A command about key (the first of a script's): on the publishing
+ * connection, or on a cluster on the connection to the master of the
+ * key's slot, following MOVED and ASK.  NGX_ERROR: not sent, and fn is
+ * not called.
+ */
+ngx_int_t ngx_http_realtime_redis_command(ngx_http_realtime_redis_t *rd,
+    u_char *key, size_t klen, redisCallbackFn *fn, void *privdata,
+    const char *fmt, ...);
+ngx_int_t ngx_http_realtime_redis_command_argv(ngx_http_realtime_redis_t *rd,
+    u_char *key, size_t klen, redisCallbackFn *fn, void *privdata, int argc,
+    const char **argv, const size_t *lens);
+
+ngx_int_t ngx_http_realtime_redis_cluster_init(ngx_http_realtime_redis_t *rd,
+    ngx_pool_t *pool);
+void ngx_http_realtime_redis_cluster_free(ngx_http_realtime_redis_t *rd);
+void ngx_http_realtime_redis_cluster_tick(ngx_http_realtime_redis_t *rd);
+ngx_msec_t ngx_http_realtime_redis_cluster_next(ngx_http_realtime_redis_t *rd);
+void ngx_http_realtime_redis_cluster_refresh(ngx_http_realtime_redis_t *rd);
+
+/* ngx_http_realtime_redis_shard.c: a cluster's sharded subscriptions */
+void ngx_http_realtime_redis_shards_tick(ngx_http_realtime_redis_t *rd);
+void ngx_http_realtime_redis_shards_close(ngx_http_realtime_redis_t *rd);
+void ngx_http_realtime_redis_shards_moved(ngx_http_realtime_redis_t *rd);
+void ngx_http_realtime_redis_shard_room(ngx_http_realtime_redis_t *rd,
+    u_char *channel, size_t len, ngx_uint_t subscribe);
 size_t ngx_http_realtime_redis_channel(ngx_http_realtime_redis_t *rd,
     u_char *buf, ngx_uint_t type, ngx_str_t *target);
 

@@ -11,7 +11,8 @@
  *     LPUSH   <prefix>history:{room} ...   the message, trimmed to the
  *                                          realtime_history bound
  *     PUBLISH <prefix>room:{room} ...      to every instance, this one's
- *                                          leader included
+ *                                          leader included (SPUBLISH on
+ *                                          a cluster)
  *
  * with both keys expiring after the history's TTL: when they go (idle,
  * flushed, Redis restarted empty), the next publication starts again at 1
@@ -141,7 +142,7 @@ static const char  ngx_http_realtime_redis_seq_script[] =
     "redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1) "
     "redis.call('PEXPIRE', KEYS[2], ARGV[5]) "
     "redis.call('PEXPIRE', KEYS[1], ARGV[5]) "
-    "redis.call('PUBLISH', KEYS[3], m) "
+    "redis.call(ARGV[6], KEYS[3], m) "
     "return {o, e}";
 
 
@@ -183,8 +184,8 @@ ngx_http_realtime_redis_send_sequenced(ngx_http_realtime_redis_t *rd,
     redisCallbackFn                    *handler;
     u_char                             *p, *json, *a1, *a2;
     size_t                              len, json_len, header, elen;
-    size_t                              lens[11];
-    const char                         *argv[11];
+    size_t                              lens[12];
+    const char                         *argv[12];
     ngx_http_realtime_zone_t           *zone;
     ngx_http_realtime_sh_room_t        *room;
     ngx_http_realtime_redis_seq_ctx_t  *ctx;
@@ -249,6 +250,10 @@ ngx_http_realtime_redis_send_sequenced(ngx_http_realtime_redis_t *rd,
     argv[10] = (char *) ttl;
     lens[10] = ngx_sprintf(ttl, "%M", zone->history_ttl) - ttl;
 
+    /* PUBLISH, or on a cluster SPUBLISH: the room's channel is sharded */
+    argv[11] = rd->publish;
+    lens[11] = ngx_strlen(rd->publish);
+
     /*
      * Before its SUBSCRIBE is confirmed, the room's members here get it
      * from the answer: the subscription may not bring it.
@@ -298,8 +303,9 @@ ngx_http_realtime_redis_send_sequenced(ngx_http_realtime_redis_t *rd,
         data = wait;
     }
 
-    if (redisAsyncCommandArgv(rd->pub, handler, data, 11, argv, lens)
-        != REDIS_OK)
+    if (ngx_http_realtime_redis_command_argv(rd, key, lens[3], handler, data,
+                                             12, argv, lens)
+        != NGX_OK)
     {
         if (ctx) {
             ngx_http_realtime_msg_release(ctx->msg);
@@ -563,7 +569,7 @@ void
 ngx_http_realtime_redis_fill_send(ngx_http_realtime_redis_t *rd)
 {
     u_char                              *p, *names, *last;
-    size_t                               size;
+    size_t                               size, klen;
     ngx_str_t                            name;
     ngx_http_realtime_redis_fill_room_t  fr;
     ngx_rbtree_node_t                   *node, *root, *sentinel;
@@ -652,17 +658,19 @@ ngx_http_realtime_redis_fill_send(ngx_http_realtime_redis_t *rd)
 
         /* only what is after this instance's place comes back */
 
-        if (redisAsyncCommand(rd->pub, ngx_http_realtime_redis_on_fill, ctx,
+        klen = ngx_http_realtime_redis_key(rd, key, "offset", &name);
+
+        if (ngx_http_realtime_redis_command(rd, key, klen,
+                              ngx_http_realtime_redis_on_fill, ctx,
                               "EVAL %s 2 %b %b %llu %b",
                               ngx_http_realtime_redis_read_script,
-                              key, ngx_http_realtime_redis_key(rd, key,
-                                                          "offset", &name),
+                              key, klen,
                               list, ngx_http_realtime_redis_key(rd, list,
                                                           "history", &name),
                               (unsigned long long) fr.pos.offset,
                               fr.pos.epoch,
                               (size_t) NGX_HTTP_REALTIME_EPOCH_LEN)
-            != REDIS_OK)
+            != NGX_OK)
         {
             ngx_free(ctx);
             continue;
@@ -943,9 +951,10 @@ ngx_http_realtime_redis_history_read(ngx_http_realtime_zone_t *zone,
     argv[6] = (char *) hr->epoch;
     lens[6] = NGX_HTTP_REALTIME_EPOCH_LEN;
 
-    if (redisAsyncCommandArgv(rd->pub, ngx_http_realtime_redis_on_read, ctx,
-                              7, argv, lens)
-        != REDIS_OK)
+    if (ngx_http_realtime_redis_command_argv(rd, key, lens[3],
+                                             ngx_http_realtime_redis_on_read,
+                                             ctx, 7, argv, lens)
+        != NGX_OK)
     {
         ngx_free(ctx);
         return NGX_DECLINED;

@@ -180,15 +180,18 @@ ngx_http_realtime_redis_presence_set(ngx_http_realtime_redis_t *rd,
     size_t vlen)
 {
     if (value == NULL) {
-        redisAsyncCommand(rd->pub, NULL, NULL, "HDEL %b %b", key, klen,
-                          field, flen);
+        (void) ngx_http_realtime_redis_command(rd, key, klen, NULL, NULL,
+                                               "HDEL %b %b", key, klen,
+                                               field, flen);
         return;
     }
 
-    redisAsyncCommand(rd->pub, NULL, NULL, "HSET %b %b %b", key, klen,
-                      field, flen, value, vlen);
-    redisAsyncCommand(rd->pub, NULL, NULL, "PEXPIRE %b %d", key, klen,
-                      (int) rd->conf->presence_ttl);
+    (void) ngx_http_realtime_redis_command(rd, key, klen, NULL, NULL,
+                                           "HSET %b %b %b", key, klen,
+                                           field, flen, value, vlen);
+    (void) ngx_http_realtime_redis_command(rd, key, klen, NULL, NULL,
+                                           "PEXPIRE %b %d", key, klen,
+                                           (int) rd->conf->presence_ttl);
 }
 
 
@@ -361,9 +364,10 @@ ngx_http_realtime_redis_lookup(ngx_http_realtime_zone_t *zone,
                            ? "user:{%V}" : "members:{%V}", name);
     }
 
-    if (redisAsyncCommand(rd->pub, ngx_http_realtime_redis_on_lookup, lk,
-                          "HGETALL %b", key, (size_t) (p - key))
-        != REDIS_OK)
+    if (ngx_http_realtime_redis_command(rd, key, (size_t) (p - key),
+                                        ngx_http_realtime_redis_on_lookup, lk,
+                                        "HGETALL %b", key, (size_t) (p - key))
+        != NGX_OK)
     {
         ngx_free(lk);
         return NGX_DECLINED;

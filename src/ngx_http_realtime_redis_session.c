@@ -77,9 +77,10 @@ ngx_http_realtime_redis_session_keep(ngx_http_realtime_zone_t *zone,
 
     klen = ngx_http_realtime_redis_session_key(rd, key, pid);
 
-    if (redisAsyncCommand(rd->pub, NULL, NULL, "SET %b %b PX %lu", key, klen,
-                          rec, len, (unsigned long) ttl)
-        != REDIS_OK)
+    if (ngx_http_realtime_redis_command(rd, key, klen, NULL, NULL,
+                                        "SET %b %b PX %lu", key, klen, rec,
+                                        len, (unsigned long) ttl)
+        != NGX_OK)
     {
         return NGX_DECLINED;
     }
@@ -126,10 +127,12 @@ ngx_http_realtime_redis_session_take(ngx_http_realtime_zone_t *zone,
 
     klen = ngx_http_realtime_redis_session_key(rd, key, pid);
 
-    if (redisAsyncCommand(rd->pub, ngx_http_realtime_redis_on_take, tk,
-                          "EVAL %s 1 %b",
-                          ngx_http_realtime_redis_take_script, key, klen)
-        != REDIS_OK)
+    if (ngx_http_realtime_redis_command(rd, key, klen,
+                                        ngx_http_realtime_redis_on_take, tk,
+                                        "EVAL %s 1 %b",
+                                        ngx_http_realtime_redis_take_script,
+                                        key, klen)
+        != NGX_OK)
     {
         ngx_free(tk);
         return NGX_DECLINED;
@@ -227,9 +230,10 @@ ngx_http_realtime_redis_session_base(ngx_http_realtime_zone_t *zone,
 
     klen = ngx_http_realtime_redis_key(rd, key, "offset", &lm->room->sn.str);
 
-    if (redisAsyncCommand(rd->pub, ngx_http_realtime_redis_on_base, bs,
-                          "HMGET %b o e", key, klen)
-        != REDIS_OK)
+    if (ngx_http_realtime_redis_command(rd, key, klen,
+                                        ngx_http_realtime_redis_on_base, bs,
+                                        "HMGET %b o e", key, klen)
+        != NGX_OK)
     {
         ngx_free(bs);
         return NGX_DECLINED;

@@ -82,10 +82,12 @@ ngx_http_realtime_redis_send(ngx_http_realtime_redis_t *rd, ngx_uint_t type,
 
     len = ngx_http_realtime_redis_channel(rd, channel, type, target);
 
-    if (redisAsyncCommand(rd->pub, ngx_http_realtime_redis_on_published,
-                          NULL, "PUBLISH %b %b", channel, len, payload,
-                          (size_t) (p - payload))
-        != REDIS_OK)
+    if (ngx_http_realtime_redis_command(rd, channel, len,
+                                        ngx_http_realtime_redis_on_published,
+                                        NULL, "%s %b %b", rd->publish,
+                                        channel, len, payload,
+                                        (size_t) (p - payload))
+        != NGX_OK)
     {
         ngx_http_realtime_redis_unsynced(rd, 1);
         return NGX_DECLINED;

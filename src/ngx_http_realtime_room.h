@@ -119,7 +119,17 @@ typedef struct {
     ngx_msec_t                         presence_ttl;
     ngx_uint_t                         outbox;       /* entries */
     ngx_msec_t                         outbox_time;
+
+    /* Redis Cluster: the seed nodes after the first (host, addr, port) */
+    ngx_array_t                       *seeds;   /* of u_char *, ngx_uint_t */
+    unsigned                           cluster:1;
 } ngx_http_realtime_redis_conf_t;
+
+
+typedef struct {
+    u_char                            *addr;
+    ngx_uint_t                         port;
+} ngx_http_realtime_redis_seed_t;
 
 
 /*
