@@ -71,6 +71,7 @@ struct ngx_http_realtime_redis_cluster_s {
     u_char                             slots[16384];
 
     ngx_msec_t                         refreshed;
+    ngx_uint_t                         asked;     /* the last node asked */
     ngx_uint_t                         refreshes;
     ngx_uint_t                         redirects;
     unsigned                           refreshing:1;

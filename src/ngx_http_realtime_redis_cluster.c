@@ -81,6 +81,7 @@ static void ngx_http_realtime_redis_on_slots(redisAsyncContext *ac, void *r,
 static ngx_int_t ngx_http_realtime_redis_slots_parse(
     ngx_http_realtime_redis_t *rd, ngx_http_realtime_redis_node_t *from,
     redisReply *reply, u_char *map);
+static ngx_uint_t ngx_http_realtime_redis_slots_full(u_char *map);
 static void ngx_http_realtime_redis_cluster_state(
     ngx_http_realtime_redis_t *rd);
 
@@ -219,12 +220,16 @@ ngx_http_realtime_redis_cluster_next(ngx_http_realtime_redis_t *rd)
     for (i = 0; i < cl->nnodes; i++) {
         node = &cl->nodes[i];
 
-        if (node->pub == NULL && (node->master || !cl->complete)) {
+        if (node->pub == NULL && !ngx_exiting
+            && (node->master || !cl->complete))
+        {
             d = (ngx_msec_int_t) (node->retry - now);
             next = ngx_min(next, (ngx_msec_t) ngx_max(d, 1));
         }
 
-        if (rd->leader && node->master && node->shard == NULL) {
+        if (rd->leader && !ngx_exiting && node->master
+            && node->shard == NULL)
+        {
             d = (ngx_msec_int_t) (node->shard_retry - now);
             next = ngx_min(next, (ngx_msec_t) ngx_max(d, 1));
         }
@@ -253,13 +258,17 @@ ngx_http_realtime_redis_cluster_refresh(ngx_http_realtime_redis_t *rd)
         return;
     }
 
+    /* the next ready node after the one asked last: a bad one is left */
+
     any = NULL;
 
-    for (i = 0; i < cl->nnodes; i++) {
-        node = &cl->nodes[i];
+    for (i = 1; i <= cl->nnodes; i++) {
+        node = &cl->nodes[(cl->asked + i) % cl->nnodes];
 
-        if (node->ready && (any == NULL || node->master)) {
+        if (node->ready) {
             any = node;
+            cl->asked = node - cl->nodes;
+            break;
         }
     }
 
@@ -310,10 +319,13 @@ ngx_http_realtime_redis_on_slots(redisAsyncContext *ac, void *r,
         return;
     }
 
-    if (ngx_http_realtime_redis_slots_parse(rd, from, reply, map) != NGX_OK) {
+    if (ngx_http_realtime_redis_slots_parse(rd, from, reply, map) != NGX_OK
+        || (cl->complete && !ngx_http_realtime_redis_slots_full(map)))
+    {
+        /* a node that lost the cluster does not undo a whole map */
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "realtime redis cluster node %s:%ui: CLUSTER SLOTS "
-                      "failed%s%*s", from->addr, from->port,
+                      "failed or not whole%s%*s", from->addr, from->port,
                       reply->type == REDIS_REPLY_ERROR ? ": " : "",
                       (size_t) (reply->type == REDIS_REPLY_ERROR
                                 ? reply->len : 0),
@@ -324,16 +336,23 @@ ngx_http_realtime_redis_on_slots(redisAsyncContext *ac, void *r,
     changed = ngx_memcmp(map, cl->slots, sizeof(map)) != 0;
     ngx_memcpy(cl->slots, map, sizeof(map));
 
-    cl->complete = 1;
-    cl->stale = 0;
-    cl->refreshes++;
+    /* the masters are the nodes the map names */
+
+    for (i = 0; i < cl->nnodes; i++) {
+        cl->nodes[i].master = 0;
+        cl->nodes[i].slots = 0;
+    }
 
     for (i = 0; i < NGX_HTTP_REALTIME_CLUSTER_SLOTS; i++) {
-        if (map[i] == 0) {
-            cl->complete = 0;
-            break;
+        if (map[i]) {
+            cl->nodes[map[i] - 1].master = 1;
+            cl->nodes[map[i] - 1].slots++;
         }
     }
+
+    cl->complete = ngx_http_realtime_redis_slots_full(map);
+    cl->stale = 0;
+    cl->refreshes++;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
                    "realtime redis cluster: slot map%s%s",
@@ -358,13 +377,12 @@ static ngx_int_t
 ngx_http_realtime_redis_slots_parse(ngx_http_realtime_redis_t *rd,
     ngx_http_realtime_redis_node_t *from, redisReply *reply, u_char *map)
 {
-    u_char                              *addr;
-    size_t                               len;
-    size_t                               i;
-    long long                            start, end, s;
-    redisReply                          *e, *m;
-    ngx_http_realtime_redis_node_t      *node;
-    ngx_http_realtime_redis_cluster_t   *cl;
+    u_char                             *addr;
+    size_t                              len, i;
+    long long                           start, end, s;
+    redisReply                         *e, *m;
+    ngx_http_realtime_redis_node_t     *node;
+    ngx_http_realtime_redis_cluster_t  *cl;
 
     cl = rd->cluster;
 
@@ -373,11 +391,6 @@ ngx_http_realtime_redis_slots_parse(ngx_http_realtime_redis_t *rd,
     }
 
     ngx_memzero(map, NGX_HTTP_REALTIME_CLUSTER_SLOTS);
-
-    for (i = 0; i < cl->nnodes; i++) {
-        cl->nodes[i].master = 0;
-        cl->nodes[i].slots = 0;
-    }
 
     for (i = 0; i < reply->elements; i++) {
         e = reply->element[i];
@@ -404,12 +417,16 @@ ngx_http_realtime_redis_slots_parse(ngx_http_realtime_redis_t *rd,
             continue;
         }
 
-        /* no host: the node that answered ("?" is an unknown one) */
+        /* no host: the node that answered; "?": unknown, left unserved */
 
         addr = (u_char *) m->element[0]->str;
         len = m->element[0]->len;
 
-        if (len == 0 || (len == 1 && addr[0] == '?')) {
+        if (len == 1 && addr[0] == '?') {
+            continue;
+        }
+
+        if (len == 0) {
             addr = from->addr;
             len = ngx_strlen(from->addr);
         }
@@ -421,15 +438,27 @@ ngx_http_realtime_redis_slots_parse(ngx_http_realtime_redis_t *rd,
             continue;
         }
 
-        node->master = 1;
-        node->slots += end - start + 1;
-
         for (s = start; s <= end; s++) {
             map[s] = (u_char) (node - cl->nodes + 1);
         }
     }
 
     return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_realtime_redis_slots_full(u_char *map)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_REALTIME_CLUSTER_SLOTS; i++) {
+        if (map[i] == 0) {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
@@ -719,10 +748,28 @@ ngx_http_realtime_redis_node(ngx_http_realtime_redis_t *rd, u_char *addr,
     ngx_uint_t                          i;
     ngx_http_realtime_redis_node_t     *node;
     ngx_http_realtime_redis_cluster_t  *cl;
+#if (NGX_HAVE_INET6)
+    u_char                              buf[16];
+#endif
 
     cl = rd->cluster;
 
-    if (len > NGX_SOCKADDR_STRLEN) {
+    if (len == 0 || len > NGX_SOCKADDR_STRLEN) {
+        return NULL;
+    }
+
+    /* an address only: hiredis would resolve a name, blocking the worker */
+
+    if (ngx_inet_addr(addr, len) == INADDR_NONE
+#if (NGX_HAVE_INET6)
+        && ngx_inet6_addr(addr, len, buf) != NGX_OK
+#endif
+        )
+    {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "realtime redis cluster: \"%*s\" is not an "
+                      "address (set cluster-preferred-endpoint-type ip)",
+                      len, addr);
         return NULL;
     }
 
@@ -832,10 +879,11 @@ ngx_http_realtime_redis_node_drop(ngx_http_realtime_redis_t *rd,
     node->ready = 0;
     node->pending = 0;
 
+    /* down before the callbacks run: what they flush goes to the outbox */
+    ngx_http_realtime_redis_cluster_state(rd);
+
     ac->onDisconnect = NULL;
     redisAsyncFree(ac);
-
-    ngx_http_realtime_redis_cluster_state(rd);
 }
 
 
@@ -906,6 +954,7 @@ ngx_http_realtime_redis_node_on_disconnect(const redisAsyncContext *ac,
 
     ngx_http_realtime_redis_node_failed(rd, node);
     ngx_http_realtime_redis_cluster_state(rd);
+    ngx_http_realtime_redis_cluster_refresh(rd);
 }
 
 

@@ -26,6 +26,8 @@ static void ngx_http_realtime_redis_presence_write(
 static void ngx_http_realtime_redis_presence_set(
     ngx_http_realtime_redis_t *rd, u_char *key, size_t klen, u_char *field,
     size_t flen, u_char *value, size_t vlen);
+static u_char *ngx_http_realtime_redis_online(ngx_http_realtime_redis_t *rd,
+    u_char *p);
 static void ngx_http_realtime_redis_on_lookup(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_realtime_presence_answer(void *data, json_t *users,
@@ -157,7 +159,7 @@ ngx_http_realtime_redis_presence_write(ngx_http_realtime_redis_t *rd,
      */
 
     p = ngx_cpymem(key, rd->conf->prefix.data, rd->conf->prefix.len);
-    p = ngx_cpymem(p, "online", 6);
+    p = ngx_http_realtime_redis_online(rd, p);
     klen = p - key;
 
     p = field + NGX_HTTP_REALTIME_INSTANCE_LEN;
@@ -169,6 +171,22 @@ ngx_http_realtime_redis_presence_write(ngx_http_realtime_redis_t *rd,
                                          n ? value : NULL, vlen);
 
     ngx_http_realtime_redis_users_changed(rd);
+}
+
+
+/*
+ * The online users' hash: on a cluster in the slot of {all}, so that
+ * its writes and the notice of them go on one connection, in order.
+ */
+
+static u_char *
+ngx_http_realtime_redis_online(ngx_http_realtime_redis_t *rd, u_char *p)
+{
+    if (rd->cluster) {
+        return ngx_cpymem(p, "{all}online", 11);
+    }
+
+    return ngx_cpymem(p, "online", 6);
 }
 
 
@@ -357,7 +375,7 @@ ngx_http_realtime_redis_lookup(ngx_http_realtime_zone_t *zone,
     p = ngx_cpymem(key, rd->conf->prefix.data, rd->conf->prefix.len);
 
     if (type == NGX_HTTP_REALTIME_LOOKUP_ONLINE) {
-        p = ngx_cpymem(p, "online", 6);
+        p = ngx_http_realtime_redis_online(rd, p);
 
     } else {
         p = ngx_sprintf(p, (type == NGX_HTTP_REALTIME_IPC_USER)

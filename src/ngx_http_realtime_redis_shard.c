@@ -41,6 +41,15 @@ struct ngx_http_realtime_redis_shard_s {
     ngx_connection_t                  *c;
     ngx_msec_t                         start;
     ngx_uint_t                         hello;     /* replies before ready */
+
+    /*
+     * SSUBSCRIBEs sent and not confirmed, the first skip of which are
+     * of a round given up; SUNSUBSCRIBEs sent and not confirmed
+     */
+    ngx_uint_t                         inflight;
+    ngx_uint_t                         skip;
+    ngx_uint_t                         unsubscribing;
+
     unsigned                           connected:1;
     unsigned                           ready:1;
 };
@@ -129,12 +138,26 @@ ngx_http_realtime_redis_shards_tick(ngx_http_realtime_redis_t *rd)
 void
 ngx_http_realtime_redis_shards_moved(ngx_http_realtime_redis_t *rd)
 {
-    if (!rd->leader) {
+    ngx_uint_t                        i;
+    ngx_http_realtime_redis_shard_t  *sh;
+
+    if (!rd->leader || (!rd->sub_ready && !rd->sub_confirmed)) {
+        /* down already: the next round counts afresh */
         return;
     }
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rd->log, 0,
                    "realtime redis cluster: subscribing again");
+
+    /* confirmations of this round still coming do not count for the next */
+
+    for (i = 0; i < rd->cluster->nnodes; i++) {
+        sh = rd->cluster->nodes[i].shard;
+
+        if (sh) {
+            sh->skip = sh->inflight;
+        }
+    }
 
     rd->sub_ready = 0;
     rd->sub_confirmed = 0;
@@ -185,9 +208,16 @@ ngx_http_realtime_redis_shard_room(ngx_http_realtime_redis_t *rd,
         return;
     }
 
-    if (subscribe && !rd->sub_confirmed) {
-        /* its confirmation comes after the round's */
-        rd->sub_expect++;
+    if (subscribe) {
+        sh->inflight++;
+
+        if (!rd->sub_confirmed) {
+            /* its confirmation comes after the round's */
+            rd->sub_expect++;
+        }
+
+    } else {
+        sh->unsubscribing++;
     }
 
     (void) ngx_http_realtime_redis_shard_flush(sh);
@@ -290,6 +320,19 @@ ngx_http_realtime_redis_shards_subscribe(ngx_http_realtime_redis_t *rd)
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     last = p;
+
+    /* every channel has a ready shard, or none is sent: the next round */
+
+    for (p = names; p < last; p += len) {
+        ngx_memcpy(&len, p, sizeof(size_t));
+        p += sizeof(size_t);
+
+        if (ngx_http_realtime_redis_shard_of(rd, p, len) == NULL) {
+            ngx_free(names);
+            return;
+        }
+    }
+
     n = 0;
 
     for (p = names; p < last; p += len) {
@@ -298,19 +341,23 @@ ngx_http_realtime_redis_shards_subscribe(ngx_http_realtime_redis_t *rd)
 
         sh = ngx_http_realtime_redis_shard_of(rd, p, len);
 
-        if (sh == NULL
-            || redisAppendCommand(sh->ctx, "SSUBSCRIBE %b", p, len)
-               != REDIS_OK)
+        if (redisAppendCommand(sh->ctx, "SSUBSCRIBE %b", p, len)
+            != REDIS_OK)
         {
-            /* a shard went meanwhile: the next round */
-            ngx_free(names);
-            return;
+            /* out of memory: down until the next round */
+            n = 0;
+            break;
         }
 
+        sh->inflight++;
         n++;
     }
 
     ngx_free(names);
+
+    if (n == 0) {
+        return;
+    }
 
     rd->sub_confirmed = 0;
     rd->sub_expect = n;
@@ -344,6 +391,7 @@ ngx_http_realtime_redis_shard_connect(ngx_http_realtime_redis_t *rd,
 
     sh = ngx_calloc(sizeof(ngx_http_realtime_redis_shard_t), rd->log);
     if (sh == NULL) {
+        node->shard_retry = ngx_current_msec + 1000;
         return;
     }
 
@@ -622,8 +670,9 @@ static ngx_int_t
 ngx_http_realtime_redis_shard_reply(ngx_http_realtime_redis_shard_t *sh,
     redisReply *reply)
 {
-    redisReply                 *kind, *channel, *data;
-    ngx_http_realtime_redis_t  *rd;
+    redisReply                            *kind, *channel, *data;
+    ngx_http_realtime_redis_t             *rd;
+    ngx_http_realtime_cluster_redirect_t   rr;
 
     rd = sh->rd;
 
@@ -644,13 +693,42 @@ ngx_http_realtime_redis_shard_reply(ngx_http_realtime_redis_shard_t *sh,
                            "realtime redis cluster node %s:%ui: subscriber "
                            "ready", sh->node->addr, sh->node->port);
 
-            ngx_http_realtime_redis_shards_tick(rd);
+            /*
+             * The round runs from the tick, not from here: it flushes
+             * and may close this very shard.
+             */
+            if (rd->tick.timer_set) {
+                ngx_del_timer(&rd->tick);
+            }
+
+            ngx_add_timer(&rd->tick, 1);
         }
 
         return NGX_OK;
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
+        /* the answer to an SSUBSCRIBE of ours */
+        if (sh->inflight) {
+            sh->inflight--;
+        }
+
+        if (sh->skip) {
+            sh->skip--;
+        }
+
+        if (ngx_http_realtime_cluster_redirect((u_char *) reply->str,
+                                               reply->len, &rr)
+            != 0)
+        {
+            /* not a moved slot: no use subscribing again at once */
+            ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                          "realtime redis cluster node %s:%ui: SSUBSCRIBE "
+                          "failed: %*s", sh->node->addr, sh->node->port,
+                          (size_t) reply->len, reply->str);
+            return NGX_ERROR;
+        }
+
         /* MOVED: the map is old */
         ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
                       "realtime redis cluster node %s:%ui: %*s",
@@ -687,15 +765,33 @@ ngx_http_realtime_redis_shard_reply(ngx_http_realtime_redis_shard_t *sh,
     }
 
     if (kind->len == 10 && ngx_strncmp(kind->str, "ssubscribe", 10) == 0) {
+        if (sh->inflight) {
+            sh->inflight--;
+        }
+
+        if (sh->skip) {
+            /* of a round given up */
+            sh->skip--;
+            return NGX_OK;
+        }
+
         ngx_http_realtime_redis_room_live(rd, (u_char *) channel->str,
                                           channel->len);
         ngx_http_realtime_redis_subscribed(rd);
         return NGX_OK;
     }
 
-    if (kind->len == 12 && ngx_strncmp(kind->str, "sunsubscribe", 12) == 0
-        && ngx_http_realtime_redis_shard_wanted(rd, channel))
-    {
+    if (kind->len != 12 || ngx_strncmp(kind->str, "sunsubscribe", 12) != 0) {
+        return NGX_OK;
+    }
+
+    if (sh->unsubscribing) {
+        /* ours: the room emptied (and may have a member again) */
+        sh->unsubscribing--;
+        return NGX_OK;
+    }
+
+    if (ngx_http_realtime_redis_shard_wanted(rd, channel)) {
         /* not asked for: the slot moved away from this node */
         ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
                       "realtime redis cluster node %s:%ui: \"%*s\" moved",

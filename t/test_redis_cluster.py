@@ -2,9 +2,9 @@
 redis-server 7.0 on loopback (3 masters, 3 replicas, made by
 `redis-cli --cluster create`), two nginx instances with two workers
 each.  Rooms on different shards, users and broadcasts cross instances
-exactly once by sharded pub/sub; presence is cluster-wide; a master
-killed under traffic is replaced by its replica and the module follows
-it."""
+exactly once by sharded pub/sub; presence is cluster-wide; a room's
+slot resharded under traffic, and a master killed under traffic and
+replaced by its replica, lose nothing that is not counted."""
 
 import json
 import shutil
@@ -392,6 +392,80 @@ def test_master_killed_under_traffic(rt, cluster):
         if lost == 0:
             assert sorted(got) == sent, got
     # and a push after the failover goes everywhere at once
+    status, body = push(a.port, {"room": room, "topic": "after",
+                                 "payload": 1}, "/hpush")
+    assert status == 200
+    for c in far:
+        m = c.recv(timeout=3)
+        assert (m["event"], m["data"]) == ("after", 1), m
+
+
+def room_on_first_slot(cluster):
+    """A room whose slot is the first of a master's range that does not
+    start at 0, with that master: `--cluster reshard` of one slot from
+    it moves exactly that slot."""
+    port, ranges = next((p, r) for p, r in cluster.masters().items()
+                        if min(r)[0] > 0)
+    first = min(ranges)[0]
+    i = 0
+    while slot_of("r%d" % i) != first:
+        i += 1
+    return "r%d" % i, port
+
+
+def test_resharding_under_traffic(rt, cluster):
+    """The slot of a room with history moves to another master (redis-cli
+    --cluster reshard) while pushes go to it every 20 ms: commands follow
+    MOVED and ASK, the subscriber follows the sunsubscribe, and every
+    push answered 200 reaches the members on the other instance once."""
+    a, b = start_two(rt, cluster, history="1000 5m")
+    room, source = room_on_first_slot(cluster)
+    target = next(p for p in cluster.masters() if p != source)
+    far = [rt.client("f%d" % i, port=b.port) for i in range(2)]
+    for c in far:
+        c.join(room)
+    drain(far, 0.5)
+
+    def myid(port):
+        return command(port, "CLUSTER", "MYID").split(b"\r\n")[1].decode()
+
+    reshard = None
+    sent = []
+    for n in range(150):
+        if n == 20:
+            reshard = subprocess.Popen(
+                [REDIS_CLI, "--cluster", "reshard", "127.0.0.1:%d" % source,
+                 "--cluster-from", myid(source),
+                 "--cluster-to", myid(target), "--cluster-slots", "1",
+                 "--cluster-yes"], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+        status, body = push(a.port, {"room": room, "topic": "n",
+                                     "payload": n}, "/hpush")
+        assert status == 200, body
+        sent.append(n)
+        time.sleep(0.02)
+    assert reshard.wait(30) == 0
+    assert wait_until(lambda: cluster.master_of(room) == target, 10)
+    assert wait_until(lambda: redis_up(a.port) and redis_up(b.port), 10)
+
+    lost = health(a.port)["redis"]["unsynced"]
+    assert lost <= 3, health(a.port)
+    for c in far:
+        got = []
+        while True:
+            try:
+                m = c.recv(timeout=3)
+            except Exception:
+                break
+            assert m["event"] == "n", m
+            got.append(m["data"])
+        assert len(got) == len(set(got)), got
+        assert len(got) >= len(sent) - lost, (len(got), len(sent), lost)
+
+    # B's leader subscribes where the slot is now
+    assert wait_until(lambda: command(target, "PUBSUB", "SHARDNUMSUB",
+                                      "t:room:{%s}" % room)
+                      .endswith(b":1\r\n"), 5)
     status, body = push(a.port, {"room": room, "topic": "after",
                                  "payload": 1}, "/hpush")
     assert status == 200
