@@ -50,7 +50,8 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_realtime_redis_route(ngx_http_realtime_redis_t *rd,
-    ngx_uint_t slot, ngx_http_realtime_redis_routed_t *rt);
+    u_char *key, size_t klen, redisCallbackFn *fn, void *privdata, char *cmd,
+    size_t len);
 static ngx_int_t ngx_http_realtime_redis_node_send(
     ngx_http_realtime_redis_t *rd, ngx_http_realtime_redis_node_t *node,
     ngx_http_realtime_redis_routed_t *rt);
@@ -497,10 +498,9 @@ ngx_int_t
 ngx_http_realtime_redis_command(ngx_http_realtime_redis_t *rd, u_char *key,
     size_t klen, redisCallbackFn *fn, void *privdata, const char *fmt, ...)
 {
-    int                                rc;
-    char                              *cmd;
-    va_list                            ap;
-    ngx_http_realtime_redis_routed_t  *rt;
+    int       rc;
+    char     *cmd;
+    va_list   ap;
 
     if (rd->cluster == NULL) {
         if (rd->pub == NULL) {
@@ -522,22 +522,8 @@ ngx_http_realtime_redis_command(ngx_http_realtime_redis_t *rd, u_char *key,
         return NGX_ERROR;
     }
 
-    rt = ngx_alloc(sizeof(ngx_http_realtime_redis_routed_t), rd->log);
-    if (rt == NULL) {
-        free(cmd);
-        return NGX_ERROR;
-    }
-
-    rt->rd = rd;
-    rt->fn = fn;
-    rt->privdata = privdata;
-    rt->cmd = cmd;
-    rt->len = rc;
-    rt->hops = 0;
-
-    return ngx_http_realtime_redis_route(rd,
-                                 ngx_http_realtime_cluster_slot(key, klen),
-                                 rt);
+    return ngx_http_realtime_redis_route(rd, key, klen, fn, privdata, cmd,
+                                         rc);
 }
 
 
@@ -546,9 +532,8 @@ ngx_http_realtime_redis_command_argv(ngx_http_realtime_redis_t *rd,
     u_char *key, size_t klen, redisCallbackFn *fn, void *privdata, int argc,
     const char **argv, const size_t *lens)
 {
-    int                                len;
-    char                              *cmd;
-    ngx_http_realtime_redis_routed_t  *rt;
+    int    len;
+    char  *cmd;
 
     if (rd->cluster == NULL) {
         if (rd->pub == NULL
@@ -566,7 +551,28 @@ ngx_http_realtime_redis_command_argv(ngx_http_realtime_redis_t *rd,
         return NGX_ERROR;
     }
 
-    rt = ngx_alloc(sizeof(ngx_http_realtime_redis_routed_t), rd->log);
+    return ngx_http_realtime_redis_route(rd, key, klen, fn, privdata, cmd,
+                                         len);
+}
+
+
+/*
+ * cmd, formatted by hiredis, to the master of key's slot, kept with its
+ * callback until the reply.  NGX_ERROR: no connection to the slot's
+ * master; cmd is freed and fn is not called.
+ */
+
+static ngx_int_t
+ngx_http_realtime_redis_route(ngx_http_realtime_redis_t *rd, u_char *key,
+    size_t klen, redisCallbackFn *fn, void *privdata, char *cmd, size_t len)
+{
+    ngx_uint_t                         n;
+    ngx_http_realtime_redis_routed_t  *rt;
+
+    n = rd->cluster->slots[ngx_http_realtime_cluster_slot(key, klen)];
+
+    rt = (n == 0) ? NULL : ngx_alloc(sizeof(ngx_http_realtime_redis_routed_t),
+                                     rd->log);
     if (rt == NULL) {
         free(cmd);
         return NGX_ERROR;
@@ -579,28 +585,10 @@ ngx_http_realtime_redis_command_argv(ngx_http_realtime_redis_t *rd,
     rt->len = len;
     rt->hops = 0;
 
-    return ngx_http_realtime_redis_route(rd,
-                                 ngx_http_realtime_cluster_slot(key, klen),
-                                 rt);
-}
-
-
-/* NGX_ERROR: no connection to the slot's master; rt is freed */
-
-static ngx_int_t
-ngx_http_realtime_redis_route(ngx_http_realtime_redis_t *rd, ngx_uint_t slot,
-    ngx_http_realtime_redis_routed_t *rt)
-{
-    ngx_uint_t  n;
-
-    n = rd->cluster->slots[slot];
-
-    if (n == 0
-        || ngx_http_realtime_redis_node_send(rd, &rd->cluster->nodes[n - 1],
-                                             rt)
-           != NGX_OK)
+    if (ngx_http_realtime_redis_node_send(rd, &rd->cluster->nodes[n - 1], rt)
+        != NGX_OK)
     {
-        free(rt->cmd);
+        free(cmd);
         ngx_free(rt);
         return NGX_ERROR;
     }

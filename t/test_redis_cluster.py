@@ -173,9 +173,12 @@ class Cluster:
                 p.wait(5)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    c = Cluster(tmp_path)
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One cluster for the module, made once (a few seconds): the tests
+    that reshard and kill a master come last, and need only some master
+    of each slot."""
+    c = Cluster(tmp_path_factory.mktemp("redis-cluster"))
     try:
         c.start()
         yield c
@@ -228,6 +231,18 @@ def drain(clients, timeout=0.3):
             except Exception:
                 break
             assert m["event"].startswith("presence"), m
+
+
+def numbers(c):
+    """The "n" events c gets until 3 s of quiet."""
+    got = []
+    while True:
+        try:
+            m = c.recv(timeout=3)
+        except Exception:
+            return got
+        assert m["event"] == "n", m
+        got.append(m["data"])
 
 
 def rooms_on_three_shards(cluster):
@@ -333,73 +348,6 @@ def test_users_broadcasts_and_presence_across_instances(rt, cluster):
     assert status == 404 and body["code"] == "USER_NOT_FOUND"
 
 
-def test_master_killed_under_traffic(rt, cluster):
-    """The master of a room with history dies while a publisher pushes
-    to it every 20 ms: its replica takes over; every push answered 200
-    reaches the members on the other instance once, those made while no
-    master served the slot waited in the outbox, those the other
-    instance's subscriber missed while it moved come from the room's
-    list in Redis (the gap fill).  Only what was on the wire to the dead
-    master may be lost, and it is counted."""
-    a, b = start_two(rt, cluster, history="1000 5m")
-    rooms = rooms_on_three_shards(cluster)
-    room = rooms[0]
-    victim = cluster.master_of(room)
-    far = [rt.client("f%d" % i, port=b.port) for i in range(3)]
-    for c in far:
-        c.join(room)
-    drain(far, 0.5)
-
-    sent = []
-    killed_at = None
-    t0 = time.time()
-    n = 0
-    while time.time() - t0 < 8:
-        if killed_at is None and n == 20:
-            cluster.kill(victim)
-            killed_at = n
-        status, body = push(a.port, {"room": room, "topic": "n",
-                                     "payload": n}, "/hpush")
-        assert status == 200, body
-        sent.append(n)
-        n += 1
-        time.sleep(0.02)
-        if killed_at is not None and n > killed_at + 50 \
-                and cluster.master_of(room) not in (None, victim) \
-                and redis_up(a.port) and redis_up(b.port):
-            break
-
-    assert wait_until(lambda: cluster.master_of(room) != victim, 10), \
-        (n, time.time() - t0, cluster.masters())
-    assert wait_until(lambda: redis_up(a.port) and redis_up(b.port), 10)
-    ha = health(a.port)["redis"]
-    # what went to the dead master on the wire is lost, and counted
-    lost = ha["unsynced"]
-    assert lost <= 5, ha
-    for c in far:
-        got = []
-        while True:
-            try:
-                m = c.recv(timeout=3)
-            except Exception:
-                break
-            assert m["event"] == "n", m
-            got.append(m["data"])
-        # each of A's two workers keeps its own order, not their mix
-        assert len(got) == len(set(got)), got
-        assert set(got) <= set(sent), got
-        assert len(got) >= len(sent) - lost, (len(got), len(sent), lost)
-        if lost == 0:
-            assert sorted(got) == sent, got
-    # and a push after the failover goes everywhere at once
-    status, body = push(a.port, {"room": room, "topic": "after",
-                                 "payload": 1}, "/hpush")
-    assert status == 200
-    for c in far:
-        m = c.recv(timeout=3)
-        assert (m["event"], m["data"]) == ("after", 1), m
-
-
 def room_on_first_slot(cluster):
     """A room whose slot is the first of a master's range that does not
     start at 0, with that master: `--cluster reshard` of one slot from
@@ -451,14 +399,7 @@ def test_resharding_under_traffic(rt, cluster):
     lost = health(a.port)["redis"]["unsynced"]
     assert lost <= 3, health(a.port)
     for c in far:
-        got = []
-        while True:
-            try:
-                m = c.recv(timeout=3)
-            except Exception:
-                break
-            assert m["event"] == "n", m
-            got.append(m["data"])
+        got = numbers(c)
         assert len(got) == len(set(got)), got
         assert len(got) >= len(sent) - lost, (len(got), len(sent), lost)
 
@@ -466,6 +407,66 @@ def test_resharding_under_traffic(rt, cluster):
     assert wait_until(lambda: command(target, "PUBSUB", "SHARDNUMSUB",
                                       "t:room:{%s}" % room)
                       .endswith(b":1\r\n"), 5)
+    status, body = push(a.port, {"room": room, "topic": "after",
+                                 "payload": 1}, "/hpush")
+    assert status == 200
+    for c in far:
+        m = c.recv(timeout=3)
+        assert (m["event"], m["data"]) == ("after", 1), m
+
+
+def test_master_killed_under_traffic(rt, cluster):
+    """The master of a room with history dies while a publisher pushes
+    to it every 20 ms: its replica takes over; every push answered 200
+    reaches the members on the other instance once, those made while no
+    master served the slot waited in the outbox, those the other
+    instance's subscriber missed while it moved come from the room's
+    list in Redis (the gap fill).  Only what was on the wire to the dead
+    master may be lost, and it is counted."""
+    a, b = start_two(rt, cluster, history="1000 5m")
+    rooms = rooms_on_three_shards(cluster)
+    room = rooms[0]
+    victim = cluster.master_of(room)
+    far = [rt.client("f%d" % i, port=b.port) for i in range(3)]
+    for c in far:
+        c.join(room)
+    drain(far, 0.5)
+
+    sent = []
+    killed_at = None
+    t0 = time.time()
+    n = 0
+    while time.time() - t0 < 8:
+        if killed_at is None and n == 20:
+            cluster.kill(victim)
+            killed_at = n
+        status, body = push(a.port, {"room": room, "topic": "n",
+                                     "payload": n}, "/hpush")
+        assert status == 200, body
+        sent.append(n)
+        n += 1
+        time.sleep(0.02)
+        if killed_at is not None and n > killed_at + 50 \
+                and cluster.master_of(room) not in (None, victim) \
+                and redis_up(a.port) and redis_up(b.port):
+            break
+
+    assert wait_until(lambda: cluster.master_of(room) != victim, 10), \
+        (n, time.time() - t0, cluster.masters())
+    assert wait_until(lambda: redis_up(a.port) and redis_up(b.port), 10)
+    ha = health(a.port)["redis"]
+    # what went to the dead master on the wire is lost, and counted
+    lost = ha["unsynced"]
+    assert lost <= 5, ha
+    for c in far:
+        got = numbers(c)
+        # each of A's two workers keeps its own order, not their mix
+        assert len(got) == len(set(got)), got
+        assert set(got) <= set(sent), got
+        assert len(got) >= len(sent) - lost, (len(got), len(sent), lost)
+        if lost == 0:
+            assert sorted(got) == sent, got
+    # and a push after the failover goes everywhere at once
     status, body = push(a.port, {"room": room, "topic": "after",
                                  "payload": 1}, "/hpush")
     assert status == 200
