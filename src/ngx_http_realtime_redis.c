@@ -70,7 +70,6 @@ static void ngx_http_realtime_redis_add_read(void *data);
 static void ngx_http_realtime_redis_del_read(void *data);
 static void ngx_http_realtime_redis_add_write(void *data);
 static void ngx_http_realtime_redis_del_write(void *data);
-static void ngx_http_realtime_redis_cleanup(void *data);
 static void ngx_http_realtime_redis_read_handler(ngx_event_t *ev);
 static void ngx_http_realtime_redis_write_handler(ngx_event_t *ev);
 
@@ -1435,9 +1434,12 @@ ngx_http_realtime_redis_del_write(void *data)
 }
 
 
-/* hiredis closes the socket itself right after this */
+/*
+ * Frees an nginx connection whose socket hiredis closes itself right
+ * after: hiredis's cleanup hook, and a cluster shard's close.
+ */
 
-static void
+void
 ngx_http_realtime_redis_cleanup(void *data)
 {
     ngx_connection_t  *c = data;

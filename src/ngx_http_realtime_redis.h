@@ -136,6 +136,7 @@ void ngx_http_realtime_redis_presence_refresh(ngx_http_realtime_redis_t *rd);
 
 ngx_int_t ngx_http_realtime_redis_attach(ngx_http_realtime_redis_t *rd,
     redisAsyncContext *ac);
+void ngx_http_realtime_redis_cleanup(void *data);
 void ngx_http_realtime_redis_hello(ngx_http_realtime_redis_t *rd,
     redisAsyncContext *ac, redisCallbackFn *ready);
 void ngx_http_realtime_redis_pub_up(ngx_http_realtime_redis_t *rd);

@@ -484,24 +484,7 @@ ngx_http_realtime_redis_shard_close(ngx_http_realtime_redis_shard_t *sh)
         ngx_http_realtime_redis_shards_moved(rd);
     }
 
-    if (c->read->active || c->read->disabled) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
-    }
-
-    if (c->write->active || c->write->disabled) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    ngx_free_connection(c);
-    c->fd = (ngx_socket_t) -1;
+    ngx_http_realtime_redis_cleanup(c);
 
     /* closes the socket */
     redisFree(sh->ctx);

@@ -245,6 +245,16 @@ def numbers(c):
         got.append(m["data"])
 
 
+def push_reaches(a, room, far):
+    """A push to room through a reaches every one of far at once."""
+    status, body = push(a.port, {"room": room, "topic": "after",
+                                 "payload": 1}, "/hpush")
+    assert status == 200, body
+    for c in far:
+        m = c.recv(timeout=3)
+        assert (m["event"], m["data"]) == ("after", 1), m
+
+
 def rooms_on_three_shards(cluster):
     """A room name on each master."""
     found = {}
@@ -407,12 +417,7 @@ def test_resharding_under_traffic(rt, cluster):
     assert wait_until(lambda: command(target, "PUBSUB", "SHARDNUMSUB",
                                       "t:room:{%s}" % room)
                       .endswith(b":1\r\n"), 5)
-    status, body = push(a.port, {"room": room, "topic": "after",
-                                 "payload": 1}, "/hpush")
-    assert status == 200
-    for c in far:
-        m = c.recv(timeout=3)
-        assert (m["event"], m["data"]) == ("after", 1), m
+    push_reaches(a, room, far)
 
 
 def test_master_killed_under_traffic(rt, cluster):
@@ -467,12 +472,7 @@ def test_master_killed_under_traffic(rt, cluster):
         if lost == 0:
             assert sorted(got) == sent, got
     # and a push after the failover goes everywhere at once
-    status, body = push(a.port, {"room": room, "topic": "after",
-                                 "payload": 1}, "/hpush")
-    assert status == 200
-    for c in far:
-        m = c.recv(timeout=3)
-        assert (m["event"], m["data"]) == ("after", 1), m
+    push_reaches(a, room, far)
 
 
 def test_configuration_errors(rt, tmp_path):
