@@ -70,6 +70,13 @@ struct ngx_http_realtime_redis_cluster_s {
     /* the node serving each slot, plus one; 0: none known */
     u_char                             slots[16384];
 
+    /* commands told TRYAGAIN (their slot's keys half moved), sent again */
+    ngx_queue_t                        tryagain;
+    ngx_event_t                        tryagain_ev;
+
+    /* what a callback is given for a command no node took: only data */
+    redisAsyncContext                  unsent;
+
     ngx_msec_t                         refreshed;
     ngx_uint_t                         asked;     /* the last node asked */
     ngx_uint_t                         refreshes;

@@ -37,6 +37,10 @@
 #define NGX_HTTP_REALTIME_REDIS_CLUSTER_STALE    100
 #define NGX_HTTP_REALTIME_REDIS_CLUSTER_HOPS     5
 
+/* a slot being migrated answers TRYAGAIN until its keys are together */
+#define NGX_HTTP_REALTIME_REDIS_CLUSTER_TRYAGAIN 25
+#define NGX_HTTP_REALTIME_REDIS_CLUSTER_TRIES    40
+
 
 /* a command in flight, kept for a redirection */
 typedef struct {
@@ -45,7 +49,10 @@ typedef struct {
     void                              *privdata;
     char                              *cmd;       /* hiredis's, free() */
     size_t                             len;
+    ngx_uint_t                         slot;
     ngx_uint_t                         hops;
+    ngx_uint_t                         tries;
+    ngx_queue_t                        queue;     /* in cl->tryagain */
 } ngx_http_realtime_redis_routed_t;
 
 
@@ -60,6 +67,12 @@ static void ngx_http_realtime_redis_on_routed(redisAsyncContext *ac,
 static ngx_int_t ngx_http_realtime_redis_redirected(
     ngx_http_realtime_redis_t *rd, ngx_http_realtime_redis_node_t *from,
     redisReply *reply, ngx_http_realtime_redis_routed_t *rt);
+static ngx_int_t ngx_http_realtime_redis_tryagain(
+    ngx_http_realtime_redis_t *rd, redisReply *reply,
+    ngx_http_realtime_redis_routed_t *rt);
+static void ngx_http_realtime_redis_on_tryagain(ngx_event_t *ev);
+static void ngx_http_realtime_redis_routed_fail(ngx_http_realtime_redis_t *rd,
+    ngx_http_realtime_redis_routed_t *rt);
 static ngx_http_realtime_redis_node_t *ngx_http_realtime_redis_node(
     ngx_http_realtime_redis_t *rd, u_char *addr, size_t len,
     ngx_uint_t port);
@@ -103,6 +116,13 @@ ngx_http_realtime_redis_cluster_init(ngx_http_realtime_redis_t *rd,
 
     rd->cluster = cl;
 
+    ngx_queue_init(&cl->tryagain);
+    cl->tryagain_ev.handler = ngx_http_realtime_redis_on_tryagain;
+    cl->tryagain_ev.data = rd;
+    cl->tryagain_ev.log = rd->log;
+    cl->tryagain_ev.cancelable = 1;
+    cl->unsent.data = rd;
+
     node = ngx_http_realtime_redis_node(rd, rd->conf->addr,
                                         ngx_strlen(rd->conf->addr),
                                         rd->conf->port);
@@ -132,10 +152,25 @@ ngx_http_realtime_redis_cluster_init(ngx_http_realtime_redis_t *rd,
 void
 ngx_http_realtime_redis_cluster_free(ngx_http_realtime_redis_t *rd)
 {
-    ngx_uint_t  i;
+    ngx_uint_t                          i;
+    ngx_queue_t                        *q;
+    ngx_http_realtime_redis_cluster_t  *cl;
 
-    for (i = 0; i < rd->cluster->nnodes; i++) {
-        ngx_http_realtime_redis_node_drop(rd, &rd->cluster->nodes[i]);
+    cl = rd->cluster;
+
+    if (cl->tryagain_ev.timer_set) {
+        ngx_del_timer(&cl->tryagain_ev);
+    }
+
+    while (!ngx_queue_empty(&cl->tryagain)) {
+        q = ngx_queue_head(&cl->tryagain);
+        ngx_queue_remove(q);
+        ngx_http_realtime_redis_routed_fail(rd,
+            ngx_queue_data(q, ngx_http_realtime_redis_routed_t, queue));
+    }
+
+    for (i = 0; i < cl->nnodes; i++) {
+        ngx_http_realtime_redis_node_drop(rd, &cl->nodes[i]);
     }
 }
 
@@ -566,10 +601,11 @@ static ngx_int_t
 ngx_http_realtime_redis_route(ngx_http_realtime_redis_t *rd, u_char *key,
     size_t klen, redisCallbackFn *fn, void *privdata, char *cmd, size_t len)
 {
-    ngx_uint_t                         n;
+    ngx_uint_t                         n, slot;
     ngx_http_realtime_redis_routed_t  *rt;
 
-    n = rd->cluster->slots[ngx_http_realtime_cluster_slot(key, klen)];
+    slot = ngx_http_realtime_cluster_slot(key, klen);
+    n = rd->cluster->slots[slot];
 
     rt = (n == 0) ? NULL : ngx_alloc(sizeof(ngx_http_realtime_redis_routed_t),
                                      rd->log);
@@ -583,7 +619,9 @@ ngx_http_realtime_redis_route(ngx_http_realtime_redis_t *rd, u_char *key,
     rt->privdata = privdata;
     rt->cmd = cmd;
     rt->len = len;
+    rt->slot = slot;
     rt->hops = 0;
+    rt->tries = 0;
 
     if (ngx_http_realtime_redis_node_send(rd, &rd->cluster->nodes[n - 1], rt)
         != NGX_OK)
@@ -644,6 +682,12 @@ ngx_http_realtime_redis_on_routed(redisAsyncContext *ac, void *r,
     if (reply && reply->type == REDIS_REPLY_ERROR && node && !rd->exiting
         && rt->hops < NGX_HTTP_REALTIME_REDIS_CLUSTER_HOPS
         && ngx_http_realtime_redis_redirected(rd, node, reply, rt) == NGX_OK)
+    {
+        return;
+    }
+
+    if (reply && reply->type == REDIS_REPLY_ERROR && !rd->exiting
+        && ngx_http_realtime_redis_tryagain(rd, reply, rt) == NGX_OK)
     {
         return;
     }
@@ -724,6 +768,100 @@ ngx_http_realtime_redis_redirected(ngx_http_realtime_redis_t *rd,
     rt->hops++;
 
     return ngx_http_realtime_redis_node_send(rd, to, rt);
+}
+
+
+/*
+ * TRYAGAIN: a command on several keys of a slot being migrated, some
+ * of them moved already.  Sent again to the slot's master a little
+ * later, as a client of Redis Cluster should; NGX_DECLINED when it is
+ * another error or it has been tried long enough.
+ */
+
+static ngx_int_t
+ngx_http_realtime_redis_tryagain(ngx_http_realtime_redis_t *rd,
+    redisReply *reply, ngx_http_realtime_redis_routed_t *rt)
+{
+    ngx_http_realtime_redis_cluster_t  *cl;
+
+    if (reply->len < 8 || ngx_strncmp(reply->str, "TRYAGAIN", 8) != 0
+        || rt->tries >= NGX_HTTP_REALTIME_REDIS_CLUSTER_TRIES)
+    {
+        return NGX_DECLINED;
+    }
+
+    cl = rd->cluster;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                   "realtime redis cluster: TRYAGAIN slot %ui, try %ui",
+                   rt->slot, rt->tries);
+
+    rt->tries++;
+    ngx_queue_insert_tail(&cl->tryagain, &rt->queue);
+
+    if (!cl->tryagain_ev.timer_set) {
+        ngx_add_timer(&cl->tryagain_ev,
+                      NGX_HTTP_REALTIME_REDIS_CLUSTER_TRYAGAIN);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_realtime_redis_on_tryagain(ngx_event_t *ev)
+{
+    ngx_uint_t                          n;
+    ngx_queue_t                         queue, *q;
+    ngx_http_realtime_redis_t          *rd;
+    ngx_http_realtime_redis_routed_t   *rt;
+    ngx_http_realtime_redis_cluster_t  *cl;
+
+    rd = ev->data;
+    cl = rd->cluster;
+
+    /* what is told TRYAGAIN again waits for the next timer, not this */
+
+    if (ngx_queue_empty(&cl->tryagain)) {
+        return;
+    }
+
+    queue = cl->tryagain;
+    queue.next->prev = &queue;
+    queue.prev->next = &queue;
+    ngx_queue_init(&cl->tryagain);
+
+    while (!ngx_queue_empty(&queue)) {
+        q = ngx_queue_head(&queue);
+        ngx_queue_remove(q);
+        rt = ngx_queue_data(q, ngx_http_realtime_redis_routed_t, queue);
+
+        /* an ASK may be needed again: the hops count anew */
+        rt->hops = 0;
+        n = cl->slots[rt->slot];
+
+        if (n == 0
+            || ngx_http_realtime_redis_node_send(rd, &cl->nodes[n - 1], rt)
+               != NGX_OK)
+        {
+            ngx_http_realtime_redis_routed_fail(rd, rt);
+        }
+    }
+}
+
+
+/* a command kept that will not be sent: its callback gets no reply */
+
+static void
+ngx_http_realtime_redis_routed_fail(ngx_http_realtime_redis_t *rd,
+    ngx_http_realtime_redis_routed_t *rt)
+{
+    if (rt->fn) {
+        rt->fn(&rd->cluster->unsent, NULL, rt->privdata);
+    }
+
+    free(rt->cmd);
+    ngx_free(rt);
 }
 
 

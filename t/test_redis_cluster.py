@@ -384,9 +384,6 @@ def test_resharding_under_traffic(rt, cluster):
         c.join(room)
     drain(far, 0.5)
 
-    def myid(port):
-        return command(port, "CLUSTER", "MYID").split(b"\r\n")[1].decode()
-
     reshard = None
     sent = []
     for n in range(150):
@@ -418,6 +415,60 @@ def test_resharding_under_traffic(rt, cluster):
                                       "t:room:{%s}" % room)
                       .endswith(b":1\r\n"), 5)
     push_reaches(a, room, far)
+
+
+def myid(port):
+    return command(port, "CLUSTER", "MYID").split(b"\r\n")[1].decode()
+
+
+def test_tryagain_while_a_rooms_keys_are_half_moved(rt, cluster):
+    """A slot is migrated by hand and only the room's history list has
+    moved: the history publish (a script on both keys) is told TRYAGAIN
+    by Redis until the other key follows.  It is sent again, answered
+    200 once the slot is whole on its new master, and delivered once."""
+    import threading
+    a, b = start_two(rt, cluster, history="1000 5m")
+    room = rooms_on_three_shards(cluster)[1]
+    source = cluster.master_of(room)
+    target = next(p for p in cluster.masters() if p != source)
+    slot = str(slot_of(room))
+    far = rt.client("f", port=b.port)
+    far.join(room)
+    drain([far], 0.5)
+    push_reaches(a, room, [far])
+
+    assert command(target, "CLUSTER", "SETSLOT", slot, "IMPORTING",
+                   myid(source)).startswith(b"+OK")
+    assert command(source, "CLUSTER", "SETSLOT", slot, "MIGRATING",
+                   myid(target)).startswith(b"+OK")
+
+    def migrate(key):
+        r = command(source, "MIGRATE", "127.0.0.1", str(target), "", "0",
+                    "5000", "KEYS", "t:%s:{%s}" % (key, room))
+        assert r.startswith(b"+OK"), r
+
+    migrate("history")
+    answers = []
+    pusher = threading.Thread(target=lambda: answers.append(
+        push(a.port, {"room": room, "topic": "n", "payload": 7}, "/hpush")))
+    pusher.start()
+    time.sleep(0.4)
+    assert answers == []  # told TRYAGAIN, still trying
+
+    migrate("offset")
+    for port in (target, source):
+        assert command(port, "CLUSTER", "SETSLOT", slot, "NODE",
+                       myid(target)).startswith(b"+OK")
+    pusher.join(5)
+    assert answers == [(200, answers[0][1])], answers
+    m = far.recv(timeout=3)
+    assert (m["event"], m["data"]) == ("n", 7), m
+    assert health(a.port)["redis"]["unsynced"] == 0
+    assert wait_until(lambda: command(target, "PUBSUB", "SHARDNUMSUB",
+                                      "t:room:{%s}" % room)
+                      .endswith(b":1\r\n"), 5)
+    # the next is this one: 7 came once
+    push_reaches(a, room, [far])
 
 
 def test_master_killed_under_traffic(rt, cluster):
