@@ -37,10 +37,6 @@ typedef struct ngx_http_realtime_redis_shard_s
     ngx_http_realtime_redis_shard_t;
 
 
-/* nodes of a cluster a worker knows: masters, seeds, redirections */
-#define NGX_HTTP_REALTIME_REDIS_NODES        64
-
-
 typedef struct {
     u_char                             addr[NGX_SOCKADDR_STRLEN + 1];
     ngx_uint_t                         port;
@@ -79,8 +75,6 @@ struct ngx_http_realtime_redis_cluster_s {
 
     ngx_msec_t                         refreshed;
     ngx_uint_t                         asked;     /* the last node asked */
-    ngx_uint_t                         refreshes;
-    ngx_uint_t                         redirects;
     unsigned                           refreshing:1;
     unsigned                           stale:1;
     unsigned                           complete:1;
@@ -174,6 +168,8 @@ void ngx_http_realtime_redis_cluster_refresh(ngx_http_realtime_redis_t *rd);
 
 /* ngx_http_realtime_redis_shard.c: a cluster's sharded subscriptions */
 void ngx_http_realtime_redis_shards_tick(ngx_http_realtime_redis_t *rd);
+ngx_uint_t ngx_http_realtime_redis_shard_subscribed(
+    ngx_http_realtime_redis_t *rd, ngx_http_realtime_redis_node_t *node);
 void ngx_http_realtime_redis_shards_close(ngx_http_realtime_redis_t *rd);
 void ngx_http_realtime_redis_shards_moved(ngx_http_realtime_redis_t *rd);
 void ngx_http_realtime_redis_shard_room(ngx_http_realtime_redis_t *rd,

@@ -98,6 +98,8 @@ static ngx_int_t ngx_http_realtime_redis_slots_parse(
 static ngx_uint_t ngx_http_realtime_redis_slots_full(u_char *map);
 static void ngx_http_realtime_redis_cluster_state(
     ngx_http_realtime_redis_t *rd);
+static void ngx_http_realtime_redis_cluster_report(
+    ngx_http_realtime_redis_t *rd);
 
 
 ngx_int_t
@@ -388,7 +390,7 @@ ngx_http_realtime_redis_on_slots(redisAsyncContext *ac, void *r,
 
     cl->complete = ngx_http_realtime_redis_slots_full(map);
     cl->stale = 0;
-    cl->refreshes++;
+    (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_refreshes, 1);
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, rd->log, 0,
                    "realtime redis cluster: slot map%s%s",
@@ -526,6 +528,72 @@ ngx_http_realtime_redis_cluster_state(ngx_http_realtime_redis_t *rd)
                       "publications wait");
         ngx_http_realtime_redis_pub_down(rd);
     }
+
+    ngx_http_realtime_redis_cluster_report(rd);
+}
+
+
+/*
+ * The leader's masters into the zone for realtime_status: each worker's
+ * table is its own.  From every state check, so at least every second.
+ */
+
+static void
+ngx_http_realtime_redis_cluster_report(ngx_http_realtime_redis_t *rd)
+{
+    ngx_uint_t                          i, n, slots;
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_realtime_shctx_t          *sh;
+    ngx_http_realtime_redis_node_t     *node;
+    ngx_http_realtime_redis_node_sh_t  *ns;
+    ngx_http_realtime_redis_cluster_t  *cl;
+
+    if (!rd->leader) {
+        return;
+    }
+
+    cl = rd->cluster;
+    sh = rd->zone->sh;
+    shpool = rd->zone->shpool;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    if (sh->redis_nodes == NULL) {
+        sh->redis_nodes = ngx_slab_calloc_locked(shpool,
+                              sizeof(ngx_http_realtime_redis_node_sh_t)
+                              * NGX_HTTP_REALTIME_REDIS_NODES);
+        if (sh->redis_nodes == NULL) {
+            ngx_shmtx_unlock(&shpool->mutex);
+            return;
+        }
+    }
+
+    n = 0;
+    slots = 0;
+
+    for (i = 0; i < cl->nnodes; i++) {
+        node = &cl->nodes[i];
+
+        if (!node->master) {
+            continue;
+        }
+
+        ns = &sh->redis_nodes[n++];
+
+        ngx_memcpy(ns->addr, node->addr, sizeof(ns->addr));
+        ns->port = node->port;
+        ns->slots = node->slots;
+        ns->pending = node->pending;
+        ns->connected = node->ready;
+        ns->subscribed = ngx_http_realtime_redis_shard_subscribed(rd, node);
+
+        slots += node->slots;
+    }
+
+    sh->redis_nnodes = n;
+    sh->redis_slots = slots;
+
+    ngx_shmtx_unlock(&shpool->mutex);
 }
 
 
@@ -739,7 +807,7 @@ ngx_http_realtime_redis_redirected(ngx_http_realtime_redis_t *rd,
         return NGX_DECLINED;
     }
 
-    rd->cluster->redirects++;
+    (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_redirects, 1);
 
     ngx_log_debug5(NGX_LOG_DEBUG_HTTP, rd->log, 0,
                    "realtime redis cluster: %s slot %ui from %s to %s:%ui",
@@ -797,6 +865,7 @@ ngx_http_realtime_redis_tryagain(ngx_http_realtime_redis_t *rd,
                    rt->slot, rt->tries);
 
     rt->tries++;
+    (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_tryagain, 1);
     ngx_queue_insert_tail(&cl->tryagain, &rt->queue);
 
     if (!cl->tryagain_ev.timer_set) {

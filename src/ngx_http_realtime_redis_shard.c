@@ -183,6 +183,17 @@ ngx_http_realtime_redis_shards_close(ngx_http_realtime_redis_t *rd)
 }
 
 
+/* for the status: the round is confirmed and none waits on this shard */
+
+ngx_uint_t
+ngx_http_realtime_redis_shard_subscribed(ngx_http_realtime_redis_t *rd,
+    ngx_http_realtime_redis_node_t *node)
+{
+    return node->shard && node->shard->ready && rd->sub_confirmed
+           && node->shard->inflight == 0;
+}
+
+
 /* a room got its first member here, or lost its last one */
 
 void

@@ -132,6 +132,21 @@ typedef struct {
 } ngx_http_realtime_redis_seed_t;
 
 
+/* nodes of a cluster a worker knows: masters, seeds, redirections */
+#define NGX_HTTP_REALTIME_REDIS_NODES        64
+
+
+/* Redis Cluster: a master as the Redis leader sees it, for the status */
+typedef struct {
+    u_char                             addr[NGX_SOCKADDR_STRLEN + 1];
+    ngx_uint_t                         port;
+    ngx_uint_t                         slots;
+    ngx_uint_t                         pending;   /* commands unanswered */
+    unsigned                           connected:1;
+    unsigned                           subscribed:1;
+} ngx_http_realtime_redis_node_sh_t;
+
+
 /*
  * A histogram of milliseconds, one per worker slot (one writer each, so
  * no atomics on the hot path): the bounds are
@@ -202,6 +217,14 @@ typedef struct {
     ngx_atomic_t                       redis_received;
     ngx_atomic_t                       redis_unsynced;
     ngx_atomic_t                       redis_errors;
+
+    /* Redis Cluster: the leader's masters, written on its tick; counters */
+    ngx_http_realtime_redis_node_sh_t *redis_nodes;
+    ngx_uint_t                         redis_nnodes;
+    ngx_uint_t                         redis_slots;     /* with a master */
+    ngx_atomic_t                       redis_redirects;
+    ngx_atomic_t                       redis_tryagain;
+    ngx_atomic_t                       redis_refreshes;
 
     u_char                             instance[
                                            NGX_HTTP_REALTIME_INSTANCE_LEN + 1];

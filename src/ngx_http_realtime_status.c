@@ -55,6 +55,11 @@ static ngx_int_t ngx_http_realtime_status_get(ngx_http_request_t *r);
 static ngx_int_t ngx_http_realtime_status_arg(ngx_http_request_t *r,
     ngx_str_t *arg, ngx_str_t *name);
 static json_t *ngx_http_realtime_redis_workers(ngx_http_realtime_zone_t *zone);
+static json_t *ngx_http_realtime_redis_cluster(ngx_http_realtime_zone_t *zone);
+static ngx_uint_t ngx_http_realtime_redis_nodes(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_redis_node_sh_t *copy, ngx_uint_t *slots);
+static u_char *ngx_http_realtime_redis_cluster_metrics(u_char *p,
+    ngx_http_realtime_zone_t *zone);
 static u_char *ngx_http_realtime_redis_metrics(u_char *p,
     ngx_http_realtime_zone_t *zone, ngx_http_realtime_totals_t *t);
 static void ngx_http_realtime_totals(ngx_http_realtime_zone_t *zone,
@@ -234,6 +239,15 @@ ngx_http_realtime_status_handler(ngx_http_request_t *r)
             json = NULL;
         }
 
+        if (json && rlcf->zone->redis_conf && rlcf->zone->redis_conf->cluster
+            && json_object_set_new(json_object_get(json, "redis"), "cluster",
+                   ngx_http_realtime_redis_cluster(rlcf->zone))
+               != 0)
+        {
+            json_decref(json);
+            json = NULL;
+        }
+
         if (degraded && rlcf->status_strict) {
             status = NGX_HTTP_SERVICE_UNAVAILABLE;
         }
@@ -354,6 +368,78 @@ ngx_http_realtime_totals(ngx_http_realtime_zone_t *zone,
     t->redis_errors = sh->redis_errors;
 
     ngx_shmtx_unlock(&shpool->mutex);
+}
+
+
+/*
+ * Redis Cluster: the masters as the leader sees them (its own command
+ * connection, its subscriber), the slots they cover, redirections
+ */
+
+static json_t *
+ngx_http_realtime_redis_cluster(ngx_http_realtime_zone_t *zone)
+{
+    json_t                             *nodes, *node;
+    u_char                              name[NGX_SOCKADDR_STRLEN
+                                             + NGX_INT_T_LEN + 2];
+    ngx_uint_t                          i, n, slots;
+    ngx_http_realtime_shctx_t          *sh;
+    ngx_http_realtime_redis_node_sh_t   copy[NGX_HTTP_REALTIME_REDIS_NODES];
+
+    sh = zone->sh;
+    n = ngx_http_realtime_redis_nodes(zone, copy, &slots);
+
+    nodes = json_array();
+
+    for (i = 0; nodes && i < n; i++) {
+        ngx_sprintf(name, "%s:%ui%Z", copy[i].addr, copy[i].port);
+
+        node = json_pack("{s:s, s:I, s:b, s:b, s:I}",
+                         "node", (char *) name,
+                         "slots", (json_int_t) copy[i].slots,
+                         "connected", (int) copy[i].connected,
+                         "subscribed", (int) copy[i].subscribed,
+                         "pending", (json_int_t) copy[i].pending);
+
+        if (node == NULL || json_array_append_new(nodes, node) != 0) {
+            json_decref(nodes);
+            return NULL;
+        }
+    }
+
+    return json_pack("{s:I, s:I, s:I, s:I, s:o}",
+                     "slots", (json_int_t) slots,
+                     "redirects", (json_int_t) sh->redis_redirects,
+                     "tryagain", (json_int_t) sh->redis_tryagain,
+                     "refreshes", (json_int_t) sh->redis_refreshes,
+                     "nodes", nodes);
+}
+
+
+/* the leader's masters, copied under the lock */
+
+static ngx_uint_t
+ngx_http_realtime_redis_nodes(ngx_http_realtime_zone_t *zone,
+    ngx_http_realtime_redis_node_sh_t *copy, ngx_uint_t *slots)
+{
+    ngx_uint_t                  n;
+    ngx_http_realtime_shctx_t  *sh;
+
+    sh = zone->sh;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    n = sh->redis_nodes ? sh->redis_nnodes : 0;
+    *slots = sh->redis_slots;
+
+    if (n) {
+        ngx_memcpy(copy, sh->redis_nodes,
+                   n * sizeof(ngx_http_realtime_redis_node_sh_t));
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return n;
 }
 
 
@@ -536,6 +622,8 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
     len = 4096 + 16 * zn->len
           + NGX_HTTP_REALTIME_SLOTS * 6 * (128 + zn->len)
           + 60 * (128 + zn->len)
+          + NGX_HTTP_REALTIME_REDIS_NODES * 4
+            * (128 + zn->len + NGX_SOCKADDR_STRLEN)
           + NGX_HTTP_REALTIME_FORWARD_ROUTES
             * (NGX_HTTP_REALTIME_FORWARD_OUTCOMES + 2)
             * (128 + zn->len + 2 * NGX_HTTP_REALTIME_FORWARD_ROUTE_NAME);
@@ -715,6 +803,69 @@ ngx_http_realtime_redis_metrics(u_char *p, ngx_http_realtime_zone_t *zone,
             p = ngx_sprintf(p,
                     "realtime_redis_outbox{zone=\"%V\",pid=\"%P\"} %ui\n",
                     zn, s->pid, s->redis_outbox);
+        }
+    }
+
+    if (zone->redis_conf->cluster) {
+        p = ngx_http_realtime_redis_cluster_metrics(p, zone);
+    }
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_realtime_redis_cluster_metrics(u_char *p,
+    ngx_http_realtime_zone_t *zone)
+{
+    ngx_str_t                          *zn;
+    ngx_uint_t                          i, f, n, slots, v;
+    ngx_http_realtime_redis_node_sh_t   copy[NGX_HTTP_REALTIME_REDIS_NODES];
+
+    static const char  *families[] = {
+        "slots", "Slots the master serves.",
+        "up", "Whether the leader's connection to the master is ready.",
+        "subscribed", "Whether the leader's subscriptions on the master "
+                      "are confirmed.",
+        "pending", "The leader's commands on the master not answered yet."
+    };
+
+    zn = &zone->name;
+    n = ngx_http_realtime_redis_nodes(zone, copy, &slots);
+
+    p = ngx_sprintf(p,
+        "# HELP realtime_redis_cluster_slots Slots with a known master.\n"
+        "# TYPE realtime_redis_cluster_slots gauge\n"
+        "realtime_redis_cluster_slots{zone=\"%V\"} %ui\n"
+        "# HELP realtime_redis_cluster_redirects_total MOVED and ASK "
+        "replies followed.\n"
+        "# TYPE realtime_redis_cluster_redirects_total counter\n"
+        "realtime_redis_cluster_redirects_total{zone=\"%V\"} %uA\n"
+        "# HELP realtime_redis_cluster_tryagain_total TRYAGAIN replies, "
+        "sent again.\n"
+        "# TYPE realtime_redis_cluster_tryagain_total counter\n"
+        "realtime_redis_cluster_tryagain_total{zone=\"%V\"} %uA\n"
+        "# HELP realtime_redis_cluster_refreshes_total Slot maps read.\n"
+        "# TYPE realtime_redis_cluster_refreshes_total counter\n"
+        "realtime_redis_cluster_refreshes_total{zone=\"%V\"} %uA\n",
+        zn, slots, zn, zone->sh->redis_redirects,
+        zn, zone->sh->redis_tryagain, zn, zone->sh->redis_refreshes);
+
+    for (f = 0; f < 4; f++) {
+        p = ngx_sprintf(p,
+                "# HELP realtime_redis_cluster_node_%s %s\n"
+                "# TYPE realtime_redis_cluster_node_%s gauge\n",
+                families[2 * f], families[2 * f + 1], families[2 * f]);
+
+        for (i = 0; i < n; i++) {
+            v = f == 0 ? copy[i].slots
+                : f == 1 ? copy[i].connected
+                : f == 2 ? copy[i].subscribed : copy[i].pending;
+
+            p = ngx_sprintf(p,
+                    "realtime_redis_cluster_node_%s{zone=\"%V\","
+                    "node=\"%s:%ui\"} %ui\n",
+                    families[2 * f], zn, copy[i].addr, copy[i].port, v);
         }
     }
 

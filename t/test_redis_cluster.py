@@ -7,6 +7,7 @@ slot resharded under traffic, and a master killed under traffic and
 replaced by its replica, lose nothing that is not counted."""
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from conftest import http_call, rt_http, wait_until
 
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 pytestmark = [pytest.mark.skipif(not shutil.which("redis-cli"),
                                  reason="redis-cli is not installed"),
@@ -215,6 +217,19 @@ def start_two(rt, cluster, history=None):
     return a, b
 
 
+def nodes_match(port, cluster):
+    """The status names the masters the cluster has, each connected and
+    subscribed, with the slots it serves, and every slot is covered."""
+    st = health(port)["redis"]["cluster"]
+    masters = cluster.masters()
+    got = {int(n["node"].rsplit(":", 1)[1]): n for n in st["nodes"]}
+    return (st["slots"] == 16384 and set(got) == set(masters)
+            and all(n["connected"] and n["subscribed"]
+                    for n in got.values())
+            and all(got[p]["slots"] == sum(b - a + 1 for a, b in masters[p])
+                    for p in masters))
+
+
 def push(port, body, path="/sendPayload"):
     r = http_call(port, "POST", path, json.dumps(body),
                   {"Content-Type": "application/json"})
@@ -309,6 +324,23 @@ def test_rooms_on_every_shard_cross_instances_exactly_once(rt, cluster):
     assert ha["unsynced"] == 0 and hb["unsynced"] == 0, (ha, hb)
     assert hb["received"] >= 3 and ha["received"] >= 3, (ha, hb)
 
+    # each instance's status lists the masters as its leader sees them
+    for ngx in (a, b):
+        assert wait_until(lambda: nodes_match(ngx.port, cluster), 5), \
+            health(ngx.port)["redis"]["cluster"]
+    text = http_call(a.port, "GET", "/metrics").body.decode()
+    r = subprocess.run([PROMTOOL, "check", "metrics"], input=text,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    for family in ("up", "subscribed"):
+        lines = re.findall(r'^realtime_redis_cluster_node_%s\{zone="rt",'
+                           r'node="127.0.0.1:(\d+)"\} (\d+)$' % family,
+                           text, re.M)
+        assert sorted(int(p) for p, v in lines if v == "1") \
+            == sorted(cluster.masters()), (family, lines)
+    assert re.search(r'^realtime_redis_cluster_slots\{zone="rt"\} 16384$',
+                     text, re.M), text
+
 
 def test_users_broadcasts_and_presence_across_instances(rt, cluster):
     a, b = start_two(rt, cluster)
@@ -402,6 +434,9 @@ def test_resharding_under_traffic(rt, cluster):
     assert reshard.wait(30) == 0
     assert wait_until(lambda: cluster.master_of(room) == target, 10)
     assert wait_until(lambda: redis_up(a.port) and redis_up(b.port), 10)
+    # the status counts the slot where it is now
+    assert wait_until(lambda: nodes_match(a.port, cluster), 5), \
+        health(a.port)["redis"]["cluster"]
 
     lost = health(a.port)["redis"]["unsynced"]
     assert lost <= 3, health(a.port)
@@ -463,7 +498,8 @@ def test_tryagain_while_a_rooms_keys_are_half_moved(rt, cluster):
     assert answers == [(200, answers[0][1])], answers
     m = far.recv(timeout=3)
     assert (m["event"], m["data"]) == ("n", 7), m
-    assert health(a.port)["redis"]["unsynced"] == 0
+    ra = health(a.port)["redis"]
+    assert ra["unsynced"] == 0 and ra["cluster"]["tryagain"] >= 1, ra
     assert wait_until(lambda: command(target, "PUBSUB", "SHARDNUMSUB",
                                       "t:room:{%s}" % room)
                       .endswith(b":1\r\n"), 5)
@@ -524,6 +560,9 @@ def test_master_killed_under_traffic(rt, cluster):
             assert sorted(got) == sent, got
     # and a push after the failover goes everywhere at once
     push_reaches(a, room, far)
+    # the status names the promoted replica, not the dead master
+    assert wait_until(lambda: nodes_match(a.port, cluster), 5), \
+        health(a.port)["redis"]["cluster"]
 
 
 def test_configuration_errors(rt, tmp_path):
