@@ -52,7 +52,7 @@ SRCS         := $(wildcard src/*.c src/*.h) config
 
 .PHONY: all build run test unit asan fuzz integration deps-build deps-test \
         deps-js \
-        asan-module integration-asan clean bench chaos
+        asan-module integration-asan clean bench bench-cluster chaos
 
 all: build
 
@@ -181,6 +181,12 @@ bench: build
 	$(call apt_install,$(APT_BENCH))
 	$(MAKE) -C bench
 	$(PYTHON) bench/run.py
+
+# issue 13: one Redis, a 1-shard and a 3-shard Redis Cluster, one section
+bench-cluster: build
+	$(call apt_install,$(APT_BENCH))
+	$(MAKE) -C bench
+	$(PYTHON) bench/cluster.py
 
 clean:
 	rm -rf $(BUILD)

@@ -1936,8 +1936,9 @@ usage(void)
 "  -p port[,port] server port (8080); with several, connection i goes to\n"
 "                 the (i %% n)th, e.g. two instances sharing rooms\n"
 "  --pub-port P   the publisher's port (the first of -p)\n"
-"  --expect-all   every publication should reach every subscriber (one\n"
-"                 room; for instances that each report only their own)\n"
+"  --expect-all   every publication should reach every subscriber of its\n"
+"                 room (rooms of equal size: -c a multiple of -r), for\n"
+"                 instances that each report only their own\n"
 "  -u path        WebSocket path; \"{room}\" is replaced by the room name\n"
 "                 (default /ws for rt, /sub/{room} for nchan, /socket.io/\n"
 "                 for sio, which adds ?EIO=4&transport=websocket)\n"
@@ -2266,7 +2267,8 @@ main(int argc, char **argv)
             for (k = 0; k < o.procs; k++) {
                 ready += shm->c[k].ok;
             }
-            ps.expected = ps.items * ready;
+            /* rooms of equal size (-c a multiple of -r): its room's */
+            ps.expected = ps.items * ready / (uint64_t) o.rooms;
         }
 
         /* drain: until every reported recipient got it, or quiet */

@@ -94,6 +94,13 @@ NODE_REF = {"sio_dps": 60000, "rss_kb": 15.5}
 # replaces in place
 SIO_BEGIN = "<!-- socket.io section: begin -->"
 SIO_END = "<!-- socket.io section: end -->"
+# sections of RESULTS.md that other commands write (bench/cluster.py's,
+# and those written by hand from make chaos, bench/forward_rss.py, ...):
+# a full run carries them over as they are
+KEPT = [("<!-- redis cluster section: begin -->",
+         "<!-- redis cluster section: end -->"),
+        ("<!-- recorded by their own commands: begin -->",
+         "<!-- recorded by their own commands: end -->")]
 
 
 def scenarios():
@@ -1380,6 +1387,15 @@ def write_report(path, results, facts, profile, started, elapsed, args):
     if has_sio:
         L.extend(sio_section(results, facts, started, elapsed, args, False))
         w("")
+
+    # ---- what other commands recorded, as it was
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        for begin, end in KEPT:
+            if begin in old and end in old:
+                w(old[old.index(begin):old.index(end) + len(end)])
+                w("")
 
     # ---- notes
     if ids and os.path.exists(NOTES) and not QUICK:
