@@ -37,8 +37,6 @@ static ngx_int_t ngx_http_realtime_data(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_frame_t *f);
 static ngx_int_t ngx_http_realtime_control(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_frame_t *f);
-static ngx_int_t ngx_http_realtime_message(ngx_http_realtime_conn_t *ws,
-    ngx_uint_t opcode, u_char *data, size_t len);
 static ngx_int_t ngx_http_realtime_flush(ngx_http_realtime_conn_t *ws);
 static void ngx_http_realtime_conn_lag(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_msg_t *msg);
@@ -108,6 +106,7 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
 
     ngx_http_realtime_frame_parser_init(&ws->parser,
                                         ws->conf->max_message_size, 1);
+    ws->parser.deflate = ws->deflate;
 
     ws->last_in = ngx_current_msec;
     ws->last_ping = ngx_current_msec;
@@ -440,7 +439,10 @@ ngx_http_realtime_data(ngx_http_realtime_conn_t *ws,
 
     if (f->first && f->last) {
         /* the usual case: the whole message in the read buffer */
-        return ngx_http_realtime_message(ws, f->opcode, f->data, f->len);
+        return f->compressed
+               ? ngx_http_realtime_deflate_message(ws, f->opcode, f->data,
+                                                   f->len)
+               : ngx_http_realtime_message(ws, f->opcode, f->data, f->len);
     }
 
     if (f->first) {
@@ -480,8 +482,11 @@ ngx_http_realtime_data(ngx_http_realtime_conn_t *ws,
         return NGX_OK;
     }
 
-    if (ngx_http_realtime_message(ws, ws->message_opcode, ws->message,
-                                  ws->message_len)
+    if ((f->compressed
+         ? ngx_http_realtime_deflate_message(ws, ws->message_opcode,
+                                             ws->message, ws->message_len)
+         : ngx_http_realtime_message(ws, ws->message_opcode, ws->message,
+                                     ws->message_len))
         != NGX_OK)
     {
         return NGX_ERROR;
@@ -550,7 +555,7 @@ ngx_http_realtime_control(ngx_http_realtime_conn_t *ws,
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_realtime_message(ngx_http_realtime_conn_t *ws, ngx_uint_t opcode,
     u_char *data, size_t len)
 {
@@ -662,6 +667,10 @@ ngx_http_realtime_send(ngx_http_realtime_conn_t *ws,
     if (ws->close_sent) {
         /* nothing follows a close frame */
         return NGX_OK;
+    }
+
+    if (ws->deflate) {
+        msg = ngx_http_realtime_deflate_frame(ws, msg);
     }
 
     if (!ws->upgraded) {

@@ -77,6 +77,7 @@ ngx_http_realtime_frame_parse(ngx_http_realtime_frame_parser_t *p,
     f->opcode = 0;
     f->first = 0;
     f->last = 0;
+    f->compressed = 0;
     f->code = 0;
 
     if (p->failed) {
@@ -237,9 +238,16 @@ ngx_http_realtime_frame_opcode(ngx_http_realtime_frame_parser_t *p,
     fin = c >> 7;
     op = c & 0x0f;
 
-    /* no extension is ever negotiated, so RSV1-3 must be zero */
+    /*
+     * RSV2 and RSV3 are never negotiated; RSV1 only with deflate, and
+     * only on a message's first frame (RFC 7692 6)
+     */
 
-    if (c & 0x70) {
+    if ((c & 0x30)
+        || ((c & NGX_HTTP_REALTIME_FRAME_RSV1)
+            && (!p->deflate || (op != NGX_HTTP_REALTIME_OP_TEXT
+                                && op != NGX_HTTP_REALTIME_OP_BINARY))))
+    {
         return ngx_http_realtime_frame_fail(p, f,
                                    NGX_HTTP_REALTIME_CLOSE_PROTOCOL_ERROR);
     }
@@ -271,6 +279,7 @@ ngx_http_realtime_frame_opcode(ngx_http_realtime_frame_parser_t *p,
                                    NGX_HTTP_REALTIME_CLOSE_PROTOCOL_ERROR);
         }
 
+        p->compressed = (c & NGX_HTTP_REALTIME_FRAME_RSV1) ? 1 : 0;
         break;
 
     default:
@@ -440,7 +449,7 @@ ngx_http_realtime_frame_data(ngx_http_realtime_frame_parser_t *p,
 
     /* fail fast: never hand out a chunk with invalid text in it */
 
-    if (p->message_opcode == NGX_HTTP_REALTIME_OP_TEXT) {
+    if (p->message_opcode == NGX_HTTP_REALTIME_OP_TEXT && !p->compressed) {
         p->utf8_state = ngx_http_realtime_utf8_validate(p->utf8_state,
                                                         start, n);
 
@@ -474,6 +483,7 @@ ngx_http_realtime_frame_chunk(ngx_http_realtime_frame_parser_t *p,
 
     f->opcode = p->message_opcode;
     f->first = (p->message_len == 0);
+    f->compressed = p->compressed;
 
     p->message_len += f->len;
 
@@ -483,7 +493,7 @@ ngx_http_realtime_frame_chunk(ngx_http_realtime_frame_parser_t *p,
 
     /* a sequence cut short by the end of the message */
 
-    if (p->message_opcode == NGX_HTTP_REALTIME_OP_TEXT
+    if (p->message_opcode == NGX_HTTP_REALTIME_OP_TEXT && !p->compressed
         && p->utf8_state != NGX_HTTP_REALTIME_UTF8_ACCEPT)
     {
         return ngx_http_realtime_frame_fail(p, f,

@@ -33,6 +33,9 @@
 
 #define NGX_HTTP_REALTIME_CONTROL_MAX    125
 
+/* a frame of a message compressed by permessage-deflate (RFC 7692) */
+#define NGX_HTTP_REALTIME_FRAME_RSV1     0x40
+
 /* the longest frame header the server writes: 2 + 8 bytes of length */
 #define NGX_HTTP_REALTIME_HEADER_MAX     10
 
@@ -49,11 +52,13 @@ typedef struct {
     /* configuration, set before the first call */
     uint64_t         max_message;      /* 0: unlimited */
     unsigned         masked:1;         /* frames must be masked (server) */
+    unsigned         deflate:1;        /* RSV1 may mark a message */
 
     /* private state */
     unsigned         state:4;
     unsigned         fin:1;
     unsigned         failed:1;
+    unsigned         compressed:1;     /* the message's RSV1 */
     uint8_t          opcode;           /* of the current frame */
     uint8_t          message_opcode;   /* TEXT/BINARY while in a message */
     uint8_t          header_len;       /* bytes of extended length needed */
@@ -90,6 +95,12 @@ typedef struct {
 
     unsigned         first:1;          /* DATA: first chunk of a message */
     unsigned         last:1;           /* DATA: the message is complete */
+
+    /*
+     * DATA: the message is compressed (RSV1 with deflate set): its bytes
+     * are not checked as UTF-8, which is for the caller once inflated
+     */
+    unsigned         compressed:1;
 
     /*
      * CONTROL CLOSE: the peer's status code, 0 if the frame had none

@@ -42,6 +42,11 @@ static char *ngx_http_realtime_allow_origin(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 
 
+static ngx_conf_num_bounds_t  ngx_http_realtime_deflate_level_bounds = {
+    ngx_conf_check_num_bounds, 1, 9
+};
+
+
 static ngx_command_t  ngx_http_realtime_commands[] = {
 
     { ngx_string("realtime_zone"),
@@ -309,6 +314,27 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_realtime_loc_conf_t, max_message_size),
+      NULL },
+
+    { ngx_string("realtime_deflate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, deflate),
+      NULL },
+
+    { ngx_string("realtime_deflate_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, deflate_level),
+      &ngx_http_realtime_deflate_level_bounds },
+
+    { ngx_string("realtime_deflate_min_length"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_realtime_loc_conf_t, deflate_min_length),
       NULL },
 
     { ngx_string("realtime_send_buffer"),
@@ -592,6 +618,7 @@ ngx_http_realtime_exit_process(ngx_cycle_t *cycle)
 {
     ngx_http_realtime_ipc_exit_process(cycle);
     ngx_http_realtime_zone_exit_process(cycle);
+    ngx_http_realtime_deflate_exit_process();
 }
 
 
@@ -753,6 +780,9 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf)
     conf->origins = NGX_CONF_UNSET_PTR;
     conf->max_message_size = NGX_CONF_UNSET_SIZE;
     conf->send_buffer = NGX_CONF_UNSET_SIZE;
+    conf->deflate = NGX_CONF_UNSET;
+    conf->deflate_level = NGX_CONF_UNSET_UINT;
+    conf->deflate_min_length = NGX_CONF_UNSET_SIZE;
     conf->ping_interval = NGX_CONF_UNSET_MSEC;
     conf->idle_timeout = NGX_CONF_UNSET_MSEC;
     conf->sio_transports = NGX_CONF_UNSET_UINT;
@@ -798,6 +828,10 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               prev->max_message_size, 1024 * 1024);
     ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
                               256 * 1024);
+    ngx_conf_merge_value(conf->deflate, prev->deflate, 0);
+    ngx_conf_merge_uint_value(conf->deflate_level, prev->deflate_level, 1);
+    ngx_conf_merge_size_value(conf->deflate_min_length,
+                              prev->deflate_min_length, 64);
     ngx_conf_merge_msec_value(conf->ping_interval, prev->ping_interval,
                               25000);
     ngx_conf_merge_msec_value(conf->idle_timeout, prev->idle_timeout, 60000);

@@ -128,6 +128,9 @@ typedef struct {
     ngx_array_t                       *origins;  /* realtime_origin_t */
     size_t                             max_message_size;
     size_t                             send_buffer;
+    ngx_flag_t                         deflate;
+    ngx_uint_t                         deflate_level;
+    size_t                             deflate_min_length;
     ngx_msec_t                         ping_interval;
     ngx_msec_t                         idle_timeout;
 
@@ -331,6 +334,10 @@ struct ngx_http_realtime_conn_s {
     unsigned                           close_sent:1;
     unsigned                           close_received:1;
     unsigned                           lingering:1;
+
+    /* realtime_deflate: negotiated, with the window of what is sent */
+    unsigned                           deflate:1;
+    unsigned                           deflate_bits:4;
 };
 
 
@@ -354,6 +361,9 @@ void ngx_http_realtime_upgrade(ngx_http_request_t *r,
     ngx_http_realtime_conn_t *ws);
 ngx_int_t ngx_http_realtime_send(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_msg_t *msg);
+ngx_int_t ngx_http_realtime_message(ngx_http_realtime_conn_t *ws,
+    ngx_uint_t opcode, u_char *data, size_t len);
+
 void ngx_http_realtime_close(ngx_http_realtime_conn_t *ws, ngx_uint_t code,
     char *reason);
 void ngx_http_realtime_release(ngx_http_realtime_conn_t *ws);
@@ -366,6 +376,15 @@ ngx_http_realtime_msg_t *ngx_http_realtime_msg_frame(ngx_uint_t opcode,
     u_char *payload, size_t len);
 ngx_http_realtime_msg_t *ngx_http_realtime_msg_alloc(size_t size);
 void ngx_http_realtime_msg_release(ngx_http_realtime_msg_t *msg);
+
+/* ngx_http_realtime_conn_deflate.c: realtime_deflate */
+ngx_int_t ngx_http_realtime_deflate_negotiate(ngx_http_request_t *r,
+    ngx_http_realtime_conn_t *ws, ngx_str_t *answer);
+ngx_int_t ngx_http_realtime_deflate_message(ngx_http_realtime_conn_t *ws,
+    ngx_uint_t opcode, u_char *data, size_t len);
+ngx_http_realtime_msg_t *ngx_http_realtime_deflate_frame(
+    ngx_http_realtime_conn_t *ws, ngx_http_realtime_msg_t *msg);
+void ngx_http_realtime_deflate_exit_process(void);
 
 /* ngx_http_realtime_room.c */
 char *ngx_http_realtime_zone_conf(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -355,6 +355,8 @@ ngx_http_realtime_redis_exit_process(ngx_http_realtime_zone_t *zone)
         if (zone->sh->redis_leader == ngx_pid) {
             zone->sh->redis_leader = 0;
             zone->sh->redis_up = 0;
+            zone->sh->redis_nnodes = 0;
+            zone->sh->redis_slots = 0;
         }
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -518,6 +520,8 @@ ngx_http_realtime_redis_elect(ngx_http_realtime_redis_t *rd)
         if (leader == ngx_pid) {
             sh->redis_leader = 0;
             sh->redis_up = 0;
+            sh->redis_nnodes = 0;
+            sh->redis_slots = 0;
         }
 
         leader = 0;
@@ -529,6 +533,10 @@ ngx_http_realtime_redis_elect(ngx_http_realtime_redis_t *rd)
         sh->redis_leader = ngx_pid;
         sh->redis_leader_slot = zone->slot;
         sh->redis_up = 0;
+
+        /* the cluster's masters as the old leader saw them go with it */
+        sh->redis_nnodes = 0;
+        sh->redis_slots = 0;
         leader = ngx_pid;
     }
 

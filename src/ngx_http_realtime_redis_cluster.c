@@ -70,6 +70,8 @@ static ngx_int_t ngx_http_realtime_redis_redirected(
 static ngx_int_t ngx_http_realtime_redis_tryagain(
     ngx_http_realtime_redis_t *rd, redisReply *reply,
     ngx_http_realtime_redis_routed_t *rt);
+static ngx_uint_t ngx_http_realtime_redis_tryagain_waits(
+    ngx_http_realtime_redis_t *rd, ngx_uint_t slot);
 static void ngx_http_realtime_redis_on_tryagain(ngx_event_t *ev);
 static void ngx_http_realtime_redis_routed_fail(ngx_http_realtime_redis_t *rd,
     ngx_http_realtime_redis_routed_t *rt);
@@ -534,8 +536,9 @@ ngx_http_realtime_redis_cluster_state(ngx_http_realtime_redis_t *rd)
 
 
 /*
- * The leader's masters into the zone for realtime_status: each worker's
- * table is its own.  From every state check, so at least every second.
+ * The leader's masters into the zone's one table for realtime_status
+ * (each worker's own table is private): from every state check of the
+ * leader, so at least every second.
  */
 
 static void
@@ -690,6 +693,12 @@ ngx_http_realtime_redis_route(ngx_http_realtime_redis_t *rd, u_char *key,
     rt->slot = slot;
     rt->hops = 0;
     rt->tries = 0;
+
+    if (ngx_http_realtime_redis_tryagain_waits(rd, slot)) {
+        /* behind the slot's command told TRYAGAIN: one room's order */
+        ngx_queue_insert_tail(&rd->cluster->tryagain, &rt->queue);
+        return NGX_OK;
+    }
 
     if (ngx_http_realtime_redis_node_send(rd, &rd->cluster->nodes[n - 1], rt)
         != NGX_OK)
@@ -852,9 +861,13 @@ ngx_http_realtime_redis_tryagain(ngx_http_realtime_redis_t *rd,
 {
     ngx_http_realtime_redis_cluster_t  *cl;
 
-    if (reply->len < 8 || ngx_strncmp(reply->str, "TRYAGAIN", 8) != 0
-        || rt->tries >= NGX_HTTP_REALTIME_REDIS_CLUSTER_TRIES)
-    {
+    if (reply->len < 8 || ngx_strncmp(reply->str, "TRYAGAIN", 8) != 0) {
+        return NGX_DECLINED;
+    }
+
+    (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_tryagain, 1);
+
+    if (++rt->tries > NGX_HTTP_REALTIME_REDIS_CLUSTER_TRIES) {
         return NGX_DECLINED;
     }
 
@@ -864,8 +877,6 @@ ngx_http_realtime_redis_tryagain(ngx_http_realtime_redis_t *rd,
                    "realtime redis cluster: TRYAGAIN slot %ui, try %ui",
                    rt->slot, rt->tries);
 
-    rt->tries++;
-    (void) ngx_atomic_fetch_add(&rd->zone->sh->redis_tryagain, 1);
     ngx_queue_insert_tail(&cl->tryagain, &rt->queue);
 
     if (!cl->tryagain_ev.timer_set) {
@@ -874,6 +885,30 @@ ngx_http_realtime_redis_tryagain(ngx_http_realtime_redis_t *rd,
     }
 
     return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_realtime_redis_tryagain_waits(ngx_http_realtime_redis_t *rd,
+    ngx_uint_t slot)
+{
+    ngx_queue_t                       *q;
+    ngx_http_realtime_redis_routed_t  *rt;
+
+    /* a few commands at most, and only while a slot is being moved */
+
+    for (q = ngx_queue_head(&rd->cluster->tryagain);
+         q != ngx_queue_sentinel(&rd->cluster->tryagain);
+         q = ngx_queue_next(q))
+    {
+        rt = ngx_queue_data(q, ngx_http_realtime_redis_routed_t, queue);
+
+        if (rt->slot == slot) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -909,12 +944,28 @@ ngx_http_realtime_redis_on_tryagain(ngx_event_t *ev)
         rt->hops = 0;
         n = cl->slots[rt->slot];
 
-        if (n == 0
-            || ngx_http_realtime_redis_node_send(rd, &cl->nodes[n - 1], rt)
-               != NGX_OK)
+        if (n
+            && ngx_http_realtime_redis_node_send(rd, &cl->nodes[n - 1], rt)
+               == NGX_OK)
         {
-            ngx_http_realtime_redis_routed_fail(rd, rt);
+            continue;
         }
+
+        /* the slot's master is away (a failover): it waits its tries */
+
+        if (++rt->tries <= NGX_HTTP_REALTIME_REDIS_CLUSTER_TRIES
+            && !rd->exiting)
+        {
+            ngx_queue_insert_tail(&cl->tryagain, &rt->queue);
+            continue;
+        }
+
+        ngx_http_realtime_redis_routed_fail(rd, rt);
+    }
+
+    if (!ngx_queue_empty(&cl->tryagain) && !cl->tryagain_ev.timer_set) {
+        ngx_add_timer(&cl->tryagain_ev,
+                      NGX_HTTP_REALTIME_REDIS_CLUSTER_TRYAGAIN);
     }
 }
 

@@ -14,6 +14,10 @@
 #include "ngx_http_realtime_module.h"
 
 
+/* a master's ip:port for the status, [ip6]:port */
+#define NGX_HTTP_REALTIME_NODE_NAME  (NGX_SOCKADDR_STRLEN + NGX_INT_T_LEN + 4)
+
+
 static u_char *ngx_http_realtime_forward_route_metrics(u_char *p,
     ngx_http_realtime_zone_t *zone);
 static u_char *ngx_http_realtime_route_labels(u_char *p,
@@ -58,6 +62,8 @@ static json_t *ngx_http_realtime_redis_workers(ngx_http_realtime_zone_t *zone);
 static json_t *ngx_http_realtime_redis_cluster(ngx_http_realtime_zone_t *zone);
 static ngx_uint_t ngx_http_realtime_redis_nodes(ngx_http_realtime_zone_t *zone,
     ngx_http_realtime_redis_node_sh_t *copy, ngx_uint_t *slots);
+static void ngx_http_realtime_redis_node_name(u_char *buf,
+    ngx_http_realtime_redis_node_sh_t *node);
 static u_char *ngx_http_realtime_redis_cluster_metrics(u_char *p,
     ngx_http_realtime_zone_t *zone);
 static u_char *ngx_http_realtime_redis_metrics(u_char *p,
@@ -380,8 +386,7 @@ static json_t *
 ngx_http_realtime_redis_cluster(ngx_http_realtime_zone_t *zone)
 {
     json_t                             *nodes, *node;
-    u_char                              name[NGX_SOCKADDR_STRLEN
-                                             + NGX_INT_T_LEN + 2];
+    u_char                              name[NGX_HTTP_REALTIME_NODE_NAME];
     ngx_uint_t                          i, n, slots;
     ngx_http_realtime_shctx_t          *sh;
     ngx_http_realtime_redis_node_sh_t   copy[NGX_HTTP_REALTIME_REDIS_NODES];
@@ -392,7 +397,7 @@ ngx_http_realtime_redis_cluster(ngx_http_realtime_zone_t *zone)
     nodes = json_array();
 
     for (i = 0; nodes && i < n; i++) {
-        ngx_sprintf(name, "%s:%ui%Z", copy[i].addr, copy[i].port);
+        ngx_http_realtime_redis_node_name(name, &copy[i]);
 
         node = json_pack("{s:s, s:I, s:b, s:b, s:I}",
                          "node", (char *) name,
@@ -416,6 +421,21 @@ ngx_http_realtime_redis_cluster(ngx_http_realtime_zone_t *zone)
 }
 
 
+/* ip:port, [ip6]:port */
+
+static void
+ngx_http_realtime_redis_node_name(u_char *buf,
+    ngx_http_realtime_redis_node_sh_t *node)
+{
+    if (ngx_strchr(node->addr, ':')) {
+        ngx_sprintf(buf, "[%s]:%ui%Z", node->addr, node->port);
+
+    } else {
+        ngx_sprintf(buf, "%s:%ui%Z", node->addr, node->port);
+    }
+}
+
+
 /* the leader's masters, copied under the lock */
 
 static ngx_uint_t
@@ -429,7 +449,8 @@ ngx_http_realtime_redis_nodes(ngx_http_realtime_zone_t *zone,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    n = sh->redis_nodes ? sh->redis_nnodes : 0;
+    n = sh->redis_nodes ? ngx_min(sh->redis_nnodes,
+                                  NGX_HTTP_REALTIME_REDIS_NODES) : 0;
     *slots = sh->redis_slots;
 
     if (n) {
@@ -622,6 +643,7 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
     len = 4096 + 16 * zn->len
           + NGX_HTTP_REALTIME_SLOTS * 6 * (128 + zn->len)
           + 60 * (128 + zn->len)
+          + 2048 + 8 * zn->len
           + NGX_HTTP_REALTIME_REDIS_NODES * 4
             * (128 + zn->len + NGX_SOCKADDR_STRLEN)
           + NGX_HTTP_REALTIME_FORWARD_ROUTES
@@ -814,22 +836,28 @@ ngx_http_realtime_redis_metrics(u_char *p, ngx_http_realtime_zone_t *zone,
 }
 
 
+/* the per-master families: name, HELP */
+
+static const char  *ngx_http_realtime_redis_node_families[] = {
+    "slots", "Slots the master serves.",
+    "up", "Whether the leader's connection to the master is ready.",
+    "subscribed", "Whether the leader's subscriptions on the master are "
+                  "confirmed.",
+    "pending", "The leader's commands on the master not answered yet."
+};
+
+
 static u_char *
 ngx_http_realtime_redis_cluster_metrics(u_char *p,
     ngx_http_realtime_zone_t *zone)
 {
+    u_char                              name[NGX_HTTP_REALTIME_NODE_NAME];
     ngx_str_t                          *zn;
     ngx_uint_t                          i, f, n, slots, v;
+    const char                        **families;
     ngx_http_realtime_redis_node_sh_t   copy[NGX_HTTP_REALTIME_REDIS_NODES];
 
-    static const char  *families[] = {
-        "slots", "Slots the master serves.",
-        "up", "Whether the leader's connection to the master is ready.",
-        "subscribed", "Whether the leader's subscriptions on the master "
-                      "are confirmed.",
-        "pending", "The leader's commands on the master not answered yet."
-    };
-
+    families = ngx_http_realtime_redis_node_families;
     zn = &zone->name;
     n = ngx_http_realtime_redis_nodes(zone, copy, &slots);
 
@@ -838,14 +866,15 @@ ngx_http_realtime_redis_cluster_metrics(u_char *p,
         "# TYPE realtime_redis_cluster_slots gauge\n"
         "realtime_redis_cluster_slots{zone=\"%V\"} %ui\n"
         "# HELP realtime_redis_cluster_redirects_total MOVED and ASK "
-        "replies followed.\n"
+        "replies followed, by every worker.\n"
         "# TYPE realtime_redis_cluster_redirects_total counter\n"
         "realtime_redis_cluster_redirects_total{zone=\"%V\"} %uA\n"
         "# HELP realtime_redis_cluster_tryagain_total TRYAGAIN replies, "
-        "sent again.\n"
+        "by every worker.\n"
         "# TYPE realtime_redis_cluster_tryagain_total counter\n"
         "realtime_redis_cluster_tryagain_total{zone=\"%V\"} %uA\n"
-        "# HELP realtime_redis_cluster_refreshes_total Slot maps read.\n"
+        "# HELP realtime_redis_cluster_refreshes_total Slot maps read, "
+        "by every worker.\n"
         "# TYPE realtime_redis_cluster_refreshes_total counter\n"
         "realtime_redis_cluster_refreshes_total{zone=\"%V\"} %uA\n",
         zn, slots, zn, zone->sh->redis_redirects,
@@ -862,10 +891,12 @@ ngx_http_realtime_redis_cluster_metrics(u_char *p,
                 : f == 1 ? copy[i].connected
                 : f == 2 ? copy[i].subscribed : copy[i].pending;
 
+            ngx_http_realtime_redis_node_name(name, &copy[i]);
+
             p = ngx_sprintf(p,
                     "realtime_redis_cluster_node_%s{zone=\"%V\","
-                    "node=\"%s:%ui\"} %ui\n",
-                    families[2 * f], zn, copy[i].addr, copy[i].port, v);
+                    "node=\"%s\"} %ui\n",
+                    families[2 * f], zn, name, v);
         }
     }
 

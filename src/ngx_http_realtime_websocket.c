@@ -62,7 +62,7 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
     ngx_http_realtime_loc_conf_t *rlcf)
 {
     ngx_int_t                       rc;
-    ngx_str_t                       protocol;
+    ngx_str_t                       protocol, extensions;
     ngx_http_realtime_ctx_t        *ctx;
     ngx_http_realtime_conn_t       *ws;
     ngx_http_realtime_handshake_t   hs;
@@ -181,6 +181,13 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
 
     ngx_http_set_ctx(r, ctx, ngx_http_realtime_module);
 
+    /* before the adapter queues its first frames: they may be deflated */
+
+    if (ngx_http_realtime_deflate_negotiate(r, ws, &extensions) == NGX_ERROR)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (rlcf->mode == NGX_HTTP_REALTIME_ROOMS
         && ngx_http_realtime_forwarding(rlcf))
     {
@@ -208,7 +215,12 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
         return (rc == NGX_DONE) ? NGX_OK : rc;
     }
 
-    if (ngx_http_realtime_accept_headers(r, &hs.key, &protocol) != NGX_OK) {
+    if (ngx_http_realtime_accept_headers(r, &hs.key, &protocol) != NGX_OK
+        || (ws->deflate
+            && ngx_http_realtime_add_header(r, "Sec-WebSocket-Extensions",
+                                            24, &extensions)
+               == NULL))
+    {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
