@@ -45,6 +45,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <zlib.h>
 #include <sys/timerfd.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -182,6 +183,11 @@ typedef struct {
     uint64_t           no_ts;
     uint64_t           frame_errors;
     uint64_t           out_overflow;
+
+    /* deliveries' frames, header and payload as sent; compressed ones */
+    uint64_t           wire_bytes;
+    uint64_t           compressed;
+    uint64_t           inflate_errors;
     uint64_t           conn_min;
     uint64_t           conn_max;
     uint64_t           conn_short;
@@ -225,6 +231,11 @@ typedef struct {
     int64_t                         t_start;
     ngx_http_realtime_frame_parser_t  parser;
     unsigned char                   head[HEAD_MAX];
+
+    /* --deflate: a compressed message that came in pieces */
+    unsigned char                  *zbuf;
+    uint32_t                        zlen;
+    uint32_t                        zsize;
     unsigned char                   out[OUT_MAX];
 } conn_t;
 
@@ -291,10 +302,12 @@ static struct {
     int          quiet;
     const char  *jwt_secret;
     const char  *jwt_rsa_key;
+    int          deflate;      /* offer permessage-deflate */
+    int          pad_text;     /* words in the padding, not 'x's */
 } o = {
     "127.0.0.1", 8080, { 8080 }, 1, 0, 0, NULL, NULL, PROTO_RT, 1000, 1, 1, "r", 8, 256,
     10.0, 120.0, 1, 0.0, 1, 10.0, 0, 100, 15.0, 1.0, 0.0, 0, "run", 0,
-    NULL, NULL
+    NULL, NULL, 0, 0
 };
 
 
@@ -402,6 +415,7 @@ format_path(char *buf, size_t size, const char *tmpl, uint32_t room)
  */
 
 static void sub_start_next(void);
+static void conn_message(conn_t *c, int64_t now);
 
 
 static void
@@ -791,7 +805,10 @@ conn_connected(conn_t *c)
                  "Connection: Upgrade\r\n"
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                  "Sec-WebSocket-Version: 13\r\n"
-                 "\r\n", path, query, o.host, o.ports[c->port]);
+                 "%s"
+                 "\r\n", path, query, o.host, o.ports[c->port],
+                 o.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                             "client_max_window_bits\r\n" : "");
 
     /* a fresh socket's buffer takes the request whole */
     if (send(c->fd, req, (size_t) n, MSG_NOSIGNAL) != n) {
@@ -920,6 +937,146 @@ sio_message(conn_t *c)
 
     cs->other++;
     return 0;
+}
+
+
+/* the header of a frame of len bytes, as a server writes it */
+
+static size_t
+frame_head(size_t len)
+{
+    return len < 126 ? 2 : len < 65536 ? 4 : 10;
+}
+
+
+/*
+ * A chunk of a compressed message (--deflate): kept until the message
+ * is whole, then its first HEAD_MAX bytes inflated (all that is read of
+ * any message) with one inflater per process, reset for each: the
+ * servers here answer server_no_context_takeover.  Nonzero: c is gone.
+ */
+
+static int
+conn_compressed(conn_t *c, ngx_http_realtime_frame_t *f, int64_t now)
+{
+    int                   rc;
+    size_t                len;
+    unsigned char        *data;
+    static z_stream       zs;
+    static int            zs_ready;
+    static unsigned char  tail[4] = { 0x00, 0x00, 0xff, 0xff };
+
+    if (c->state == C_READY) {
+        cs->wire_bytes += f->len + (f->first ? frame_head(f->len) : 0);
+    }
+
+    if (f->first && f->last) {
+        data = f->data;
+        len = f->len;
+
+    } else {
+        if (f->first) {
+            c->zlen = 0;
+        }
+
+        if (c->zlen + f->len > c->zsize) {
+            c->zsize = (uint32_t) (c->zlen + f->len) * 2;
+            c->zbuf = realloc(c->zbuf, c->zsize);
+            if (c->zbuf == NULL) {
+                die("out of memory");
+            }
+        }
+
+        memcpy(c->zbuf + c->zlen, f->data, f->len);
+        c->zlen += (uint32_t) f->len;
+
+        if (!f->last) {
+            return 0;
+        }
+
+        data = c->zbuf;
+        len = c->zlen;
+    }
+
+    if (!zs_ready) {
+        if (inflateInit2(&zs, -15) != Z_OK) {
+            die("inflateInit2 failed");
+        }
+
+        zs_ready = 1;
+
+    } else {
+        inflateReset(&zs);
+    }
+
+    zs.next_in = data;
+    zs.avail_in = (uInt) len;
+    zs.next_out = c->head;
+    zs.avail_out = HEAD_MAX;
+
+    rc = inflate(&zs, Z_SYNC_FLUSH);
+
+    if (zs.avail_in == 0 && zs.avail_out) {
+        zs.next_in = tail;
+        zs.avail_in = 4;
+        rc = inflate(&zs, Z_SYNC_FLUSH);
+    }
+
+    if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+        cs->inflate_errors++;
+    }
+
+    c->head_len = (uint8_t) (HEAD_MAX - zs.avail_out);
+    c->zlen = 0;
+
+    if (c->state == C_READY) {
+        cs->compressed++;
+    }
+
+    conn_message(c, now);
+
+    if (c->fd < 0) {
+        return 1;
+    }
+
+    c->head_len = 0;
+
+    return 0;
+}
+
+
+/* --pad-text: words, so that deflate has what real JSON gives it */
+
+static void
+pad_words(char *buf, size_t len)
+{
+    size_t       n, k;
+    uint32_t     x;
+    const char  *w;
+
+    static const char  *words[] = {
+        "player", "move", "score", "room", "level", "42", "1337", "true",
+        "false", "hp", "mana", "x", "y", "speed", "team", "red", "blue",
+        "item", "sword", "0.5", "north", "east"
+    };
+
+    x = 12345;
+    n = 0;
+
+    while (n < len) {
+        x = x * 1103515245 + 12345;
+        w = words[(x >> 16) % (sizeof(words) / sizeof(words[0]))];
+
+        for (k = 0; w[k] && n < len; k++) {
+            buf[n++] = w[k];
+        }
+
+        if (n < len) {
+            buf[n++] = ' ';
+        }
+    }
+
+    buf[len] = '\0';
 }
 
 
@@ -1114,8 +1271,20 @@ conn_read(conn_t *c)
             break;
 
         case NGX_HTTP_REALTIME_FRAME_DATA:
+            if (f.compressed) {
+                if (conn_compressed(c, &f, now) != 0) {
+                    return;
+                }
+
+                continue;
+            }
+
             if (f.first) {
                 c->head_len = 0;
+            }
+
+            if (c->state == C_READY) {
+                cs->wire_bytes += f.len + (f.first ? frame_head(f.len) : 0);
             }
 
             k = HEAD_MAX - c->head_len;
@@ -1272,6 +1441,7 @@ sub_main(long first, long count)
         c->room = (uint32_t) ((first + i) % o.rooms);
         c->port = (uint8_t) ((first + i) % o.nports);
         ngx_http_realtime_frame_parser_init(&c->parser, 0, 0);
+        c->parser.deflate = o.deflate;
     }
 
     ep = epoll_create1(EPOLL_CLOEXEC);
@@ -1961,6 +2131,9 @@ usage(void)
 "  -d seconds     publishing time (10)\n"
 "  -n count       stop after this many requests\n"
 "  --pad bytes    payload padding (100)\n"
+"  --pad-text     the padding is words, not x's (what deflate meets in JSON)\n"
+"  --deflate      offer permessage-deflate; compressed messages are\n"
+"                 inflated (the server must answer no context takeover)\n"
 "  --drain s      longest wait for deliveries after publishing (15)\n"
 "  --drain-idle s stop waiting once nothing arrived for this long (1)\n"
 "  --hold s       hold the connections this long once ready\n"
@@ -2019,6 +2192,8 @@ parse_args(int argc, char **argv)
         { "expect-all", no_argument, NULL, 18 },
         { "jwt-secret", required_argument, NULL, 19 },
         { "jwt-rsa-key", required_argument, NULL, 20 },
+        { "deflate", no_argument, NULL, 21 },
+        { "pad-text", no_argument, NULL, 22 },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
@@ -2056,6 +2231,8 @@ parse_args(int argc, char **argv)
         case 8: o.rate = atof(optarg); break;
         case 9: o.batch = atoi(optarg); break;
         case 10: o.pad = atoi(optarg); break;
+        case 21: o.deflate = 1; break;
+        case 22: o.pad_text = 1; break;
         case 11: o.drain = atof(optarg); break;
         case 12: o.drain_idle = atof(optarg); break;
         case 13: o.hold = atof(optarg); break;
@@ -2127,6 +2304,7 @@ main(int argc, char **argv)
     uint64_t        attempted, ok, f_conn, f_hs, f_closed, f_to, dropped;
     uint64_t        other, no_ts, ferr, pings, lat_n, lat_max, cmin, cmax;
     uint64_t        cshort, counted, sub_cpu_run, sub_cpu_total, out_over;
+    uint64_t        wire, zmsgs, zerr;
     uint64_t       *hist, *hist_by[MAX_PORTS], n_by[MAX_PORTS];
     uint64_t        max_by[MAX_PORTS];
     char            byport[1024];
@@ -2139,7 +2317,12 @@ main(int argc, char **argv)
 
     parse_args(argc, argv);
 
-    memset(pad_str, 'x', (size_t) o.pad);
+    if (o.pad_text) {
+        pad_words(pad_str, (size_t) o.pad);
+
+    } else {
+        memset(pad_str, 'x', (size_t) o.pad);
+    }
     pad_str[o.pad] = '\0';
 
     signal(SIGPIPE, SIG_IGN);
@@ -2333,6 +2516,7 @@ main(int argc, char **argv)
 
     attempted = ok = f_conn = f_hs = f_closed = f_to = dropped = 0;
     other = no_ts = ferr = pings = lat_n = lat_max = cmax = 0;
+    wire = zmsgs = zerr = 0;
     cshort = counted = sub_cpu_run = sub_cpu_total = out_over = 0;
     cmin = UINT64_MAX;
     delivered = 0;
@@ -2357,6 +2541,9 @@ main(int argc, char **argv)
         other += c->other;
         no_ts += c->no_ts;
         ferr += c->frame_errors;
+        wire += c->wire_bytes;
+        zmsgs += c->compressed;
+        zerr += c->inflate_errors;
         pings += c->pings;
         out_over += c->out_overflow;
         delivered += c->delivered;
@@ -2539,7 +2726,9 @@ main(int argc, char **argv)
                "\"deliveries\":{\"total\":%" PRIu64 ",\"expected\":%" PRIu64
                ",\"lost\":%" PRIu64 ",\"secs\":%.3f,\"per_s\":%.1f,"
                "\"per_conn_min\":%" PRIu64 ",\"per_conn_max\":%" PRIu64
-               ",\"conns_short\":%" PRIu64 "},"
+               ",\"conns_short\":%" PRIu64 ",\"wire_bytes\":%" PRIu64
+               ",\"compressed\":%" PRIu64 ",\"inflate_errors\":%" PRIu64
+               "},"
                "\"latency_ms\":{\"n\":%" PRIu64 ",\"p50\":%.3f,\"p99\":%.3f,"
                "\"p999\":%.3f,\"max\":%.3f},"
                "\"client\":{\"sub_cpu_run_s\":%.3f,\"sub_cpu_total_s\":%.3f,"
@@ -2555,7 +2744,7 @@ main(int argc, char **argv)
                pub_secs > 0 ? ps.answered / pub_secs : 0.0,
                pub_secs > 0 ? ps.items / pub_secs : 0.0, r50, r99,
                delivered, ps.expected, lost, deliver_secs, dps, cmin, cmax,
-               cshort, lat_n, p50, p99, p999, ms(lat_max),
+               cshort, wire, zmsgs, zerr, lat_n, p50, p99, p999, ms(lat_max),
                sub_cpu_run / 1e6, sub_cpu_total / 1e6, pub_cpu / 1e6,
                wall_run, maxrss, other, no_ts, ferr, pings, out_over, byport,
                esc);

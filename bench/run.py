@@ -135,6 +135,19 @@ def scenarios():
          "20 items (Nchan has no batch publish)",
          "conns": 1000 if q else 10000, "rooms": 100 if q else 1000,
          "pub_conns": 4, "batch": 20, "duration": d, "only": ["ours"]},
+        # issue 14: permessage-deflate, beside uWS's shared compressor
+        {"id": "S7-text", "what": "1 room x %d subscribers, ~600-byte "
+         "JSON of words, as fast as accepted (4 publisher connections), "
+         "no compression" % (200 if q else 1000),
+         "conns": 200 if q else 1000, "rooms": 1, "pub_conns": 4,
+         "duration": d, "pad": 560, "pad_text": True,
+         "servers": ["ours", "uws"]},
+        {"id": "S7-deflate", "what": "the same with permessage-deflate: "
+         "ngx-realtime's realtime_deflate (level 1), uWS's "
+         "SHARED_COMPRESSOR; each compressed once per publication",
+         "conns": 200 if q else 1000, "rooms": 1, "pub_conns": 4,
+         "duration": d, "pad": 560, "pad_text": True, "deflate": True,
+         "servers": ["ours", "uws"]},
         {"id": "S3-10k" if not q else "S3-1k",
          "what": "%s idle connections (each joined to one of 1000 rooms; "
          "ngx-realtime's each with its own JWT and user), 2 workers"
@@ -410,8 +423,9 @@ class NodeServer:
     """A node peer (bench/sio_node_server.js, bench/uws_server.js): one
     node process, the Nginx interface."""
 
-    def __init__(self, server, tag, port=None):
+    def __init__(self, server, tag, port=None, env=None):
         self.server = server
+        self.env = dict(os.environ, **(env or {}))
         self.cfg = dict(SERVERS[server])
         if port:
             self.cfg["port"] = port
@@ -430,7 +444,7 @@ class NodeServer:
                                "running?" % self.cfg["port"])
         self.log_f = open(self.errlog, "w")
         self.p = subprocess.Popen(self.cmd, cwd=os.path.join(REPO, "bench"),
-                                  stdin=subprocess.DEVNULL,
+                                  env=self.env, stdin=subprocess.DEVNULL,
                                   stdout=subprocess.PIPE, stderr=self.log_f,
                                   text=True)
         r, _, _ = select.select([self.p.stdout], [], [], 15)
@@ -557,6 +571,12 @@ def loadgen_cmd(sc, server):
             cmd += ["--rate", str(sc["rate"])]
         if sc.get("batch"):
             cmd += ["--batch", str(sc["batch"])]
+        if sc.get("pad_text"):
+            cmd += ["--pad", str(sc["pad"]), "--pad-text"]
+        if sc.get("deflate"):
+            cmd += ["--deflate"]
+            if server == "ours":
+                cmd += ["-u", "/ws-deflate"]
         if sc.get("instances", 1) > 1:
             cmd += ["--pub-port", str(ports(sc, server)[0]), "--expect-all"]
     return cmd
@@ -583,7 +603,8 @@ class Group:
         workers = sc.get("workers", 2)
         n = sc.get("instances", 1)
         if server in NODE_PEERS:
-            self.list = [NodeServer(server, sc["id"])]
+            self.list = [NodeServer(server, sc["id"], env={
+                "UWS_COMPRESSION": "shared"} if sc.get("deflate") else None)]
             return
         self.list = [Nginx(server, sc["id"] + ("-%c" % (97 + i) if n > 1
                                                else ""),
@@ -997,6 +1018,23 @@ def scenario_rows(sc):
                                  "expected")),
                          fmt(get(r, "result", "deliveries", "lost")))
                      if get(r, "result") else "—"))
+        if sc.get("pad_text"):
+            rows.append(("bytes on the wire per delivery (frame)",
+                         lambda r: "%.0f (%s compressed)" % (
+                             get(r, "result", "deliveries", "wire_bytes")
+                             / max(get(r, "result", "deliveries", "total"),
+                                   1),
+                             fmt(get(r, "result", "deliveries",
+                                     "compressed")))
+                         if get(r, "result") else "—"))
+            rows.append(("server CPU per 1000 deliveries",
+                         lambda r: "%.2f ms" % (
+                             1e6 * (r["server_cpu"]["user_s"]
+                                    + r["server_cpu"]["sys_s"])
+                             / max(get(r, "result", "deliveries", "total"),
+                                   1))
+                         if get(r, "result") and r.get("server_cpu")
+                         else "—"))
         if sc.get("instances", 1) > 1:
             rows.append(("latency p50 / p99 on the 2nd instance (via "
                          "Redis)",

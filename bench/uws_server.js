@@ -13,7 +13,8 @@
 //                      fan-out (app.publish: one frame shared by every
 //                      subscriber); answers 200 "subscribers: <n>"
 //
-// One process, one thread (uWS's model), no compression, no idle
+// One process, one thread (uWS's model), no compression (the shared
+// compressor with UWS_COMPRESSION=shared, for S7-deflate), no idle
 // timeout, and a 1 MB back-pressure limit per socket past which uWS
 // closes it (ngx-realtime's realtime_send_buffer in the bench is the
 // same order).  Prints "listening <port>" once it listens.
@@ -25,10 +26,12 @@ const uWS = require("@trufflesuite/uws-js-unofficial");
 const port = parseInt(process.argv[2] || "18082", 10);
 const host = process.argv[3] || "127.0.0.1";
 
+const compressed = process.env.UWS_COMPRESSION === "shared";
 const app = uWS.App();
 
 app.ws("/sub/*", {
-    compression: uWS.DISABLED,
+    // S7-deflate: the shared compressor (one deflate per publication)
+    compression: compressed ? uWS.SHARED_COMPRESSOR : uWS.DISABLED,
     maxPayloadLength: 64 * 1024,
     maxBackpressure: 1024 * 1024,
     closeOnBackpressureLimit: true,
@@ -58,7 +61,8 @@ app.post("/pub/*", (res, req) => {
         parts.push(Buffer.from(chunk.slice(0)));
         if (!last) return;
         const body = parts.length === 1 ? parts[0] : Buffer.concat(parts);
-        app.publish(room, body, false);
+        // compress: uWS deflates only what is published with it asked
+        app.publish(room, body, false, compressed);
         if (res.aborted) return;
         res.cork(() => {
             res.writeStatus("200 OK")

@@ -247,7 +247,9 @@ def test_zip_bomb_is_bounded(rt):
             ws.send_frame(OP_BINARY, bomb, rsv=RSV1)
             ws.expect_close(1009)
     grown = worker_rss_kb(ngx) - before
-    assert grown < 8 * 1024, "workers grew by %d KB" % grown
+    # (under ASan freed memory waits in its quarantine: not counted)
+    if not os.environ.get("NGX_REALTIME_PRELOAD"):
+        assert grown < 8 * 1024, "workers grew by %d KB" % grown
     # and a message just under the limit still goes through
     with connect(ngx.port) as ws:
         ws.send_frame(OP_BINARY, packed(bytes(1024 * 1024 - 1)), rsv=RSV1)
