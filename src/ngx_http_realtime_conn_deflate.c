@@ -25,7 +25,7 @@
 #include "ngx_http_realtime_utf8.h"
 
 
-/* what an inflater keeps between messages, at most */
+/* what the inflate and deflate buffers keep between messages, at most */
 #define NGX_HTTP_REALTIME_INFLATE_KEEP   (256 * 1024)
 #define NGX_HTTP_REALTIME_INFLATE_FIRST  (16 * 1024)
 
@@ -34,6 +34,9 @@
 
 #define NGX_HTTP_REALTIME_DEFLATE_BITS                                        \
     (NGX_HTTP_REALTIME_PMD_BITS_MAX - NGX_HTTP_REALTIME_PMD_BITS_MIN + 1)
+
+/* zlib's levels, 1-9 */
+#define NGX_HTTP_REALTIME_DEFLATE_LEVELS  9
 
 
 static void ngx_http_realtime_deflate_fail(ngx_http_realtime_conn_t *ws,
@@ -48,7 +51,7 @@ static u_char    *ngx_http_realtime_inflate_buf;
 static size_t     ngx_http_realtime_inflate_size;
 
 static z_stream  *ngx_http_realtime_deflaters[NGX_HTTP_REALTIME_DEFLATE_BITS]
-                                             [9];
+                                    [NGX_HTTP_REALTIME_DEFLATE_LEVELS];
 static u_char    *ngx_http_realtime_deflate_buf;
 static size_t     ngx_http_realtime_deflate_size;
 
@@ -97,7 +100,8 @@ ngx_http_realtime_deflate_negotiate(ngx_http_request_t *r,
             i = 0;
         }
 
-        if (h[i].key.len != sizeof("Sec-WebSocket-Extensions") - 1
+        if (h[i].hash == 0
+            || h[i].key.len != sizeof("Sec-WebSocket-Extensions") - 1
             || ngx_strncasecmp(h[i].key.data,
                                (u_char *) "Sec-WebSocket-Extensions", 24)
                != 0)
@@ -148,6 +152,11 @@ ngx_http_realtime_deflate_message(ngx_http_realtime_conn_t *ws,
     max = ws->conf->max_message_size ? ws->conf->max_message_size
                                      : NGX_HTTP_REALTIME_INFLATE_MAX;
 
+    if (len == 0) {
+        /* what ws and python websockets send for an empty message */
+        return ngx_http_realtime_message(ws, opcode, data, 0);
+    }
+
     if (ngx_http_realtime_pmd_inflate_start(&ngx_http_realtime_inflater,
                                             data, len)
         != NGX_HTTP_REALTIME_PMD_DONE)
@@ -164,7 +173,8 @@ ngx_http_realtime_deflate_message(ngx_http_realtime_conn_t *ws,
                                      NGX_HTTP_REALTIME_INFLATE_FIRST));
 
         if (ngx_http_realtime_inflate_room(n) != NGX_OK) {
-            return NGX_ERROR;
+            result = NGX_ERROR;
+            goto done;
         }
 
         rc = ngx_http_realtime_pmd_inflate(&ngx_http_realtime_inflater,
@@ -235,6 +245,7 @@ static void
 ngx_http_realtime_deflate_fail(ngx_http_realtime_conn_t *ws, ngx_uint_t code)
 {
     ws->parser.failed = 1;
+    ws->parser.error = (uint16_t) code;
     ngx_http_realtime_close(ws, code, NULL);
 }
 
@@ -272,6 +283,8 @@ ngx_http_realtime_inflate_room(size_t need)
  * The frame to send ws instead of msg: its compressed form for ws's
  * window, made by the first receiver that needs it; msg itself for a
  * control frame, a short one, or one that deflate does not shrink.
+ * The form is keyed by window only: receivers in locations of another
+ * realtime_deflate_level share the first one made, as good a stream.
  */
 
 ngx_http_realtime_msg_t *
@@ -342,15 +355,23 @@ ngx_http_realtime_deflate_frame(ngx_http_realtime_conn_t *ws,
         d = ngx_http_realtime_msg_alloc(hlen + n);
     }
 
-    if (d == NULL) {
-        return msg;
-    }
-
-    if (n) {
+    if (d && n) {
         ngx_http_realtime_frame_header(d->data, msg->data[0] & 0x0f, n);
         d->data[0] |= NGX_HTTP_REALTIME_FRAME_RSV1;
         ngx_memcpy(d->data + hlen, ngx_http_realtime_deflate_buf, n);
         d->len = hlen + n;
+    }
+
+    /* a worker keeps no big buffer for one big publication */
+
+    if (ngx_http_realtime_deflate_size > NGX_HTTP_REALTIME_INFLATE_KEEP) {
+        ngx_free(ngx_http_realtime_deflate_buf);
+        ngx_http_realtime_deflate_buf = NULL;
+        ngx_http_realtime_deflate_size = 0;
+    }
+
+    if (d == NULL) {
+        return msg;
     }
 
     d->key = *key;
@@ -401,7 +422,7 @@ ngx_http_realtime_deflate_exit_process(void)
     ngx_uint_t  i, j;
 
     for (i = 0; i < NGX_HTTP_REALTIME_DEFLATE_BITS; i++) {
-        for (j = 0; j < 9; j++) {
+        for (j = 0; j < NGX_HTTP_REALTIME_DEFLATE_LEVELS; j++) {
             if (ngx_http_realtime_deflaters[i][j]) {
                 deflateEnd(ngx_http_realtime_deflaters[i][j]);
                 ngx_free(ngx_http_realtime_deflaters[i][j]);

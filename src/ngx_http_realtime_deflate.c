@@ -68,6 +68,17 @@ ngx_http_realtime_pmd_negotiate(const unsigned char *value, size_t len,
     for ( ;; ) {
         ngx_http_realtime_pmd_ows(&c);
 
+        if (c.p == c.end || *c.p == ',') {
+            /* an empty element of the list is skipped, RFC 7230 7 */
+
+            if (c.p == c.end) {
+                break;
+            }
+
+            c.p++;
+            continue;
+        }
+
         rc = ngx_http_realtime_pmd_offer(&c, &offer);
 
         if (rc < 0) {

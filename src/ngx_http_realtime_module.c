@@ -781,7 +781,7 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf)
     conf->max_message_size = NGX_CONF_UNSET_SIZE;
     conf->send_buffer = NGX_CONF_UNSET_SIZE;
     conf->deflate = NGX_CONF_UNSET;
-    conf->deflate_level = NGX_CONF_UNSET_UINT;
+    conf->deflate_level = NGX_CONF_UNSET;
     conf->deflate_min_length = NGX_CONF_UNSET_SIZE;
     conf->ping_interval = NGX_CONF_UNSET_MSEC;
     conf->idle_timeout = NGX_CONF_UNSET_MSEC;
@@ -829,7 +829,7 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_size_value(conf->send_buffer, prev->send_buffer,
                               256 * 1024);
     ngx_conf_merge_value(conf->deflate, prev->deflate, 0);
-    ngx_conf_merge_uint_value(conf->deflate_level, prev->deflate_level, 1);
+    ngx_conf_merge_value(conf->deflate_level, prev->deflate_level, 1);
     ngx_conf_merge_size_value(conf->deflate_min_length,
                               prev->deflate_min_length, 64);
     ngx_conf_merge_msec_value(conf->ping_interval, prev->ping_interval,

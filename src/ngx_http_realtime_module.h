@@ -129,7 +129,7 @@ typedef struct {
     size_t                             max_message_size;
     size_t                             send_buffer;
     ngx_flag_t                         deflate;
-    ngx_uint_t                         deflate_level;
+    ngx_int_t                          deflate_level;
     size_t                             deflate_min_length;
     ngx_msec_t                         ping_interval;
     ngx_msec_t                         idle_timeout;

@@ -183,8 +183,9 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
 
     /* before the adapter queues its first frames: they may be deflated */
 
-    if (ngx_http_realtime_deflate_negotiate(r, ws, &extensions) == NGX_ERROR)
-    {
+    rc = ngx_http_realtime_deflate_negotiate(r, ws, &extensions);
+
+    if (rc == NGX_ERROR) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 

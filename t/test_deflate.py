@@ -142,8 +142,10 @@ def test_echo_compressed_both_ways(rt):
         assert f.opcode == 0xA and f.rsv == 0 and f.payload == b"p", f
         assert message(ws) == (OP_TEXT, True, text)
 
-        # an empty compressed message
+        # an empty compressed message, and one with no bytes at all
         ws.send_frame(OP_TEXT, b"\x00", rsv=RSV1)
+        assert message(ws) == (OP_TEXT, False, b"")
+        ws.send_frame(OP_TEXT, b"", rsv=RSV1)
         assert message(ws) == (OP_TEXT, False, b"")
 
 

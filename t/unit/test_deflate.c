@@ -101,13 +101,19 @@ test_negotiate(void)
     CHECK(!offer("", NULL));
     CHECK(answer_len == 0);
 
+    /* empty elements of the list are skipped (RFC 7230 7) */
+    CHECK(offer("permessage-deflate, ,", &bits) && bits == 15);
+    CHECK(offer(",permessage-deflate", &bits) && bits == 15);
+    CHECK(offer(" , ,permessage-deflate;server_max_window_bits=9,", &bits)
+          && bits == 9);
+    CHECK(!offer(" , , ", NULL));
+
     /* malformed: nothing is taken, not even a good offer before it */
-    CHECK(!offer("permessage-deflate, ,", NULL));
     CHECK(!offer("permessage-deflate; =1", NULL));
     CHECK(!offer("permessage-deflate; a=\"1", NULL));
     CHECK(!offer("permessage-deflate; a=", NULL));
     CHECK(!offer("permessage-deflate x", NULL));
-    CHECK(!offer(",permessage-deflate", NULL));
+    CHECK(!offer("permessage-deflate;, permessage-deflate", NULL));
 
     test_end();
 }
