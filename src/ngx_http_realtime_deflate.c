@@ -108,7 +108,9 @@ ngx_http_realtime_pmd_negotiate(const unsigned char *value, size_t len,
     n = sizeof(NGX_HTTP_REALTIME_PMD_ANSWER) - 1;
     memcpy(out, NGX_HTTP_REALTIME_PMD_ANSWER, n);
 
-    if (params->server_bits != NGX_HTTP_REALTIME_PMD_BITS_MAX) {
+    /* an offer with the parameter is accepted by naming it, 7.1.2.1 */
+
+    if (params->server_bits_asked) {
         memcpy(out + n, "; server_max_window_bits=", 25);
         n += 25;
 
@@ -148,6 +150,7 @@ ngx_http_realtime_pmd_offer(ngx_http_realtime_pmd_cursor_t *c,
     ok = ours;
     seen = 0;
     params->server_bits = NGX_HTTP_REALTIME_PMD_BITS_MAX;
+    params->server_bits_asked = 0;
 
     for ( ;; ) {
         ngx_http_realtime_pmd_ows(c);
@@ -190,6 +193,7 @@ ngx_http_realtime_pmd_offer(ngx_http_realtime_pmd_cursor_t *c,
 
             if (ok) {
                 params->server_bits = (unsigned) bits;
+                params->server_bits_asked = 1;
             }
 
         } else if (ngx_http_realtime_pmd_is(pa.name, pa.name_len,

@@ -37,8 +37,9 @@
 
 
 typedef struct {
-    /* the window of what the server sends, 9-15 */
+    /* the window of what the server sends, 9-15, and whether asked */
     unsigned         server_bits;
+    unsigned         server_bits_asked:1;
 } ngx_http_realtime_pmd_params_t;
 
 

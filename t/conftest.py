@@ -70,7 +70,7 @@ def pid_alive(pid):
     return state not in ("Z", "X")
 
 
-def wait_until(pred, timeout, interval=0.05):
+def wait_until(pred, timeout, interval=0.01):
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
