@@ -16,14 +16,7 @@
 #include <string.h>
 
 #include "ngx_http_realtime_cluster_codec.h"
-
-
-#define ensure(cond)                                                          \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            abort();                                                          \
-        }                                                                     \
-    } while (0)
+#include "fuzz.h"
 
 
 int

@@ -17,14 +17,7 @@
 #include <string.h>
 
 #include "ngx_http_realtime_deflate.h"
-
-
-#define ensure(cond)                                                          \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            abort();                                                          \
-        }                                                                     \
-    } while (0)
+#include "fuzz.h"
 
 
 static z_stream                          deflater;

@@ -15,17 +15,11 @@
 
 #include "ngx_http_realtime_frame.h"
 #include "ngx_http_realtime_utf8.h"
+#include "fuzz.h"
 
 
 #define FNV_OFFSET  0xcbf29ce484222325ULL
 #define FNV_PRIME   0x100000001b3ULL
-
-#define ensure(cond)                                                          \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            abort();                                                          \
-        }                                                                     \
-    } while (0)
 
 
 typedef struct {

@@ -16,14 +16,7 @@
 #include <string.h>
 
 #include "ngx_http_realtime_protocol.h"
-
-
-#define ensure(cond)                                                          \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            abort();                                                          \
-        }                                                                     \
-    } while (0)
+#include "fuzz.h"
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
