@@ -14,7 +14,8 @@ NGINX        ?= /usr/sbin/nginx
 BUILD        := $(CURDIR)/build
 MODULE       := $(BUILD)/ngx_http_realtime_module.so
 PYTHON       ?= /usr/bin/python3
-FUZZ_SECONDS ?= 12
+# each fuzzer's short run in make test; make fuzz FUZZ_SECONDS=300 for more
+FUZZ_SECONDS ?= 8
 
 # the module again, under AddressSanitizer + UBSan, loaded into the stock
 # nginx with libasan preloaded (t/conftest.py reads the NGX_REALTIME_* env)
