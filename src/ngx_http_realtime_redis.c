@@ -1094,74 +1094,14 @@ ngx_http_realtime_redis_seeds(ngx_conf_t *cf,
 static ngx_int_t
 ngx_http_realtime_redis_resubscribe(ngx_http_realtime_redis_t *rd)
 {
-    u_char                        *p;
-    size_t                        *lens;
-    ngx_str_t                      name;
-    ngx_uint_t                     n, i, nrooms;
-    const char                   **argv;
-    ngx_rbtree_node_t             *node, *root, *sentinel;
-    ngx_http_realtime_zone_t      *zone;
-    ngx_http_realtime_sh_room_t   *room;
+    size_t        *lens;
+    ngx_uint_t     n, i;
+    const char   **argv;
 
-    zone = rd->zone;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    nrooms = zone->sh->nrooms;
-
-    /* their own publications come by the subscription once confirmed */
-    ngx_http_realtime_redis_rooms_unlive_locked(zone);
-
-    /* argv, lengths and names in one block, sized under the lock */
-
-    p = ngx_alloc((nrooms + 3) * (sizeof(char *) + sizeof(size_t)
-                                  + rd->conf->prefix.len + 16
-                                  + NGX_HTTP_REALTIME_ROOM_MAX),
-                  rd->log);
-    if (p == NULL) {
-        ngx_shmtx_unlock(&zone->shpool->mutex);
+    argv = ngx_http_realtime_redis_channels(rd, &lens, &n);
+    if (argv == NULL) {
         return NGX_ERROR;
     }
-
-    argv = (const char **) p;
-    lens = (size_t *) (p + (nrooms + 3) * sizeof(char *));
-    p = (u_char *) (lens + nrooms + 3);
-
-    n = 0;
-    argv[n] = "SUBSCRIBE";
-    lens[n++] = sizeof("SUBSCRIBE") - 1;
-
-    argv[n] = (char *) p;
-    lens[n] = ngx_http_realtime_redis_channel(rd, p,
-                                              NGX_HTTP_REALTIME_TO_ALL, NULL);
-    p += lens[n++];
-
-    argv[n] = (char *) p;
-    lens[n] = ngx_http_realtime_redis_channel(rd, p,
-                                              NGX_HTTP_REALTIME_TO_USER,
-                                              NULL);
-    p += lens[n++];
-
-    root = zone->sh->rooms.root;
-    sentinel = zone->sh->rooms.sentinel;
-
-    if (root != sentinel) {
-        for (node = ngx_rbtree_min(root, sentinel);
-             node && n < nrooms + 3;
-             node = ngx_rbtree_next(&zone->sh->rooms, node))
-        {
-            room = (ngx_http_realtime_sh_room_t *) node;
-            name = room->sn.str;
-
-            argv[n] = (char *) p;
-            lens[n] = ngx_http_realtime_redis_channel(rd, p,
-                                                  NGX_HTTP_REALTIME_TO_ROOM,
-                                                  &name);
-            p += lens[n++];
-        }
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
 
     rd->sub_confirmed = 0;
     rd->sub_expect = n - 1;
@@ -1189,6 +1129,91 @@ ngx_http_realtime_redis_resubscribe(ngx_http_realtime_redis_t *rd)
     ngx_http_realtime_redis_fill_begin(rd);
 
     return NGX_OK;
+}
+
+
+/*
+ * The channels of a whole subscription: {all}, {users} and every room
+ * of the zone, named under the zone's lock, which also marks the rooms
+ * not live (their publications come by the subscription once it is
+ * confirmed).  One block, freed with ngx_free(argv): argv[0] is left
+ * for the command, argv[1] to argv[*n - 1] are the channels.  A room
+ * made between the sizing and the naming subscribes on its own.
+ */
+
+const char **
+ngx_http_realtime_redis_channels(ngx_http_realtime_redis_t *rd,
+    size_t **lensp, ngx_uint_t *np)
+{
+    u_char                        *p;
+    size_t                        *lens;
+    ngx_str_t                      name;
+    ngx_uint_t                     n, max;
+    const char                   **argv;
+    ngx_rbtree_node_t             *node, *root, *sentinel;
+    ngx_http_realtime_zone_t      *zone;
+    ngx_http_realtime_sh_room_t   *room;
+
+    zone = rd->zone;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    max = zone->sh->nrooms + 3;
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    p = ngx_alloc(max * (sizeof(char *) + sizeof(size_t)
+                         + rd->conf->prefix.len + 16
+                         + NGX_HTTP_REALTIME_ROOM_MAX),
+                  rd->log);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    argv = (const char **) p;
+    lens = (size_t *) (p + max * sizeof(char *));
+    p = (u_char *) (lens + max);
+
+    n = 1;
+
+    argv[n] = (char *) p;
+    lens[n] = ngx_http_realtime_redis_channel(rd, p,
+                                              NGX_HTTP_REALTIME_TO_ALL, NULL);
+    p += lens[n++];
+
+    argv[n] = (char *) p;
+    lens[n] = ngx_http_realtime_redis_channel(rd, p,
+                                              NGX_HTTP_REALTIME_TO_USER,
+                                              NULL);
+    p += lens[n++];
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    ngx_http_realtime_redis_rooms_unlive_locked(zone);
+
+    root = zone->sh->rooms.root;
+    sentinel = zone->sh->rooms.sentinel;
+
+    if (root != sentinel) {
+        for (node = ngx_rbtree_min(root, sentinel);
+             node && n < max;
+             node = ngx_rbtree_next(&zone->sh->rooms, node))
+        {
+            room = (ngx_http_realtime_sh_room_t *) node;
+            name = room->sn.str;
+
+            argv[n] = (char *) p;
+            lens[n] = ngx_http_realtime_redis_channel(rd, p,
+                                                  NGX_HTTP_REALTIME_TO_ROOM,
+                                                  &name);
+            p += lens[n++];
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    *lensp = lens;
+    *np = n;
+
+    return argv;
 }
 
 

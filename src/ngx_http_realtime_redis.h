@@ -176,6 +176,8 @@ void ngx_http_realtime_redis_shard_room(ngx_http_realtime_redis_t *rd,
     u_char *channel, size_t len, ngx_uint_t subscribe);
 size_t ngx_http_realtime_redis_channel(ngx_http_realtime_redis_t *rd,
     u_char *buf, ngx_uint_t type, ngx_str_t *target);
+const char **ngx_http_realtime_redis_channels(ngx_http_realtime_redis_t *rd,
+    size_t **lens, ngx_uint_t *n);
 
 ngx_int_t ngx_http_realtime_redis_send(ngx_http_realtime_redis_t *rd,
     ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,

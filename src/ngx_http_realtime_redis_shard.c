@@ -262,97 +262,34 @@ ngx_http_realtime_redis_shard_of(ngx_http_realtime_redis_t *rd,
 static void
 ngx_http_realtime_redis_shards_subscribe(ngx_http_realtime_redis_t *rd)
 {
-    u_char                           *names, *p, *last;
-    size_t                            size, len;
-    ngx_str_t                         name;
-    ngx_uint_t                        n, i;
-    ngx_rbtree_node_t                *node, *root, *sentinel;
-    ngx_http_realtime_zone_t         *zone;
-    ngx_http_realtime_sh_room_t      *room;
+    size_t                           *lens;
+    ngx_uint_t                        n, i, count;
+    const char                      **argv;
     ngx_http_realtime_redis_shard_t  *sh;
 
-    zone = rd->zone;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-    size = (zone->sh->nrooms + 2) * (sizeof(size_t) + rd->conf->prefix.len
-                                     + 16 + NGX_HTTP_REALTIME_ROOM_MAX);
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    names = ngx_alloc(size, rd->log);
-    if (names == NULL) {
+    argv = ngx_http_realtime_redis_channels(rd, &lens, &count);
+    if (argv == NULL) {
         return;
     }
 
-    p = names;
-    last = names + size;
-
-    /* {all} and {users} first: they fit, size counts two more */
-
-    len = ngx_http_realtime_redis_channel(rd, p + sizeof(size_t),
-                                          NGX_HTTP_REALTIME_TO_ALL, NULL);
-    ngx_memcpy(p, &len, sizeof(size_t));
-    p += sizeof(size_t) + len;
-
-    len = ngx_http_realtime_redis_channel(rd, p + sizeof(size_t),
-                                          NGX_HTTP_REALTIME_TO_USER, NULL);
-    ngx_memcpy(p, &len, sizeof(size_t));
-    p += sizeof(size_t) + len;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    /* their own publications come by the subscription once confirmed */
-    ngx_http_realtime_redis_rooms_unlive_locked(zone);
-
-    root = zone->sh->rooms.root;
-    sentinel = zone->sh->rooms.sentinel;
-
-    if (root != sentinel) {
-        for (node = ngx_rbtree_min(root, sentinel);
-             node;
-             node = ngx_rbtree_next(&zone->sh->rooms, node))
-        {
-            room = (ngx_http_realtime_sh_room_t *) node;
-            name = room->sn.str;
-
-            if ((size_t) (last - p) < sizeof(size_t) + rd->conf->prefix.len
-                                      + 16 + name.len)
-            {
-                break;
-            }
-
-            len = ngx_http_realtime_redis_channel(rd, p + sizeof(size_t),
-                                                  NGX_HTTP_REALTIME_TO_ROOM,
-                                                  &name);
-            ngx_memcpy(p, &len, sizeof(size_t));
-            p += sizeof(size_t) + len;
-        }
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    last = p;
-
     /* every channel has a ready shard, or none is sent: the next round */
 
-    for (p = names; p < last; p += len) {
-        ngx_memcpy(&len, p, sizeof(size_t));
-        p += sizeof(size_t);
-
-        if (ngx_http_realtime_redis_shard_of(rd, p, len) == NULL) {
-            ngx_free(names);
+    for (i = 1; i < count; i++) {
+        if (ngx_http_realtime_redis_shard_of(rd, (u_char *) argv[i], lens[i])
+            == NULL)
+        {
+            ngx_free(argv);
             return;
         }
     }
 
     n = 0;
 
-    for (p = names; p < last; p += len) {
-        ngx_memcpy(&len, p, sizeof(size_t));
-        p += sizeof(size_t);
+    for (i = 1; i < count; i++) {
+        sh = ngx_http_realtime_redis_shard_of(rd, (u_char *) argv[i],
+                                              lens[i]);
 
-        sh = ngx_http_realtime_redis_shard_of(rd, p, len);
-
-        if (redisAppendCommand(sh->ctx, "SSUBSCRIBE %b", p, len)
+        if (redisAppendCommand(sh->ctx, "SSUBSCRIBE %b", argv[i], lens[i])
             != REDIS_OK)
         {
             /* out of memory: down until the next round */
@@ -364,7 +301,7 @@ ngx_http_realtime_redis_shards_subscribe(ngx_http_realtime_redis_t *rd)
         n++;
     }
 
-    ngx_free(names);
+    ngx_free(argv);
 
     if (n == 0) {
         return;
