@@ -8,6 +8,15 @@
  * socket named after its pid.  The socket is bound by the worker itself,
  * so workers of the old and the new generation can reach each other
  * during a reload, which descriptors made before fork could not.
+ *
+ * Flow control: a push API answer waits until the queues that held
+ * records when it published are drained past them, so that a publisher
+ * that sends as fast as it is answered is paced by the slowest worker
+ * instead of filling the other workers' queues (and sockets) ahead of
+ * them.  Each slot counts the records posted to it and drained from it;
+ * a waiter takes the posted count as its ticket and leaves its bit in
+ * the slot, and the draining worker wakes the workers whose bits it
+ * finds, with the datagram that carries deliveries.
  */
 
 
@@ -25,13 +34,26 @@
 /* the pid, and a random id: pids repeat across pid namespaces */
 #define NGX_HTTP_REALTIME_IPC_NAME  "ngx-realtime-%P-%uD"
 
+/*
+ * Receivers after which a drain tells the waiters, before its end: a
+ * publisher answered early sends the next publication while this
+ * worker still writes the last one.
+ */
+#define NGX_HTTP_REALTIME_IPC_FLOW_STEP  256
+
+/* wakeups read by one recvmmsg() */
+#define NGX_HTTP_REALTIME_IPC_WAKES  16
+
+/* ms: the longest a push answer waits for the other workers */
+#define NGX_HTTP_REALTIME_IPC_FLOW_MAX  100
+
 
 typedef struct {
     uint32_t                    size;      /* the whole record, aligned */
     uint16_t                    type;
     uint16_t                    target_len;
     uint16_t                    except_len;
-    uint16_t                    reserved;
+    uint16_t                    weight;    /* receivers, for the flow */
     uint32_t                    frame_len;
     uint64_t                    offset;    /* realtime_history */
     uint64_t                    seq;
@@ -47,6 +69,7 @@ typedef struct {
     ngx_str_t                   target;
     ngx_str_t                   except;
     ngx_http_realtime_msg_t    *msg;
+    ngx_uint_t                  weight;
 } ngx_http_realtime_ipc_item_t;
 
 
@@ -54,6 +77,10 @@ static void ngx_http_realtime_ipc_handler(ngx_event_t *rev);
 static void ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone);
 static socklen_t ngx_http_realtime_ipc_addr(struct sockaddr_un *sun,
     ngx_pid_t pid, uint32_t id);
+static void ngx_http_realtime_ipc_drained(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t n);
+static void ngx_http_realtime_ipc_flow_resume(ngx_http_realtime_zone_t *zone);
+static void ngx_http_realtime_ipc_flow_timeout(ngx_event_t *ev);
 
 
 /* records of the types from NGX_HTTP_REALTIME_IPC_HANDLED on */
@@ -63,6 +90,9 @@ ngx_http_realtime_ipc_handler_pt
 static ngx_connection_t  *ngx_http_realtime_ipc_conn;
 static uint32_t           ngx_http_realtime_ipc_id;
 static ngx_array_t        ngx_http_realtime_ipc_items;
+
+/* push answers held by flow control: ipc_flow_t */
+static ngx_queue_t        ngx_http_realtime_ipc_flows;
 
 /* a drain's copy of the records, kept for the next one */
 static u_char            *ngx_http_realtime_ipc_copy;
@@ -90,6 +120,8 @@ ngx_http_realtime_ipc_init_process(ngx_cycle_t *cycle)
     {
         return NGX_ERROR;
     }
+
+    ngx_queue_init(&ngx_http_realtime_ipc_flows);
 
     s = socket(AF_UNIX, SOCK_DGRAM, 0);
     if (s == (ngx_socket_t) -1) {
@@ -194,7 +226,7 @@ ngx_http_realtime_ipc_addr(struct sockaddr_un *sun, ngx_pid_t pid,
 ngx_int_t
 ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
     ngx_uint_t slot, ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
-    ngx_http_realtime_msg_t *msg)
+    ngx_http_realtime_msg_t *msg, ngx_uint_t weight)
 {
     u_char                       *p;
     size_t                        size, tail, waste;
@@ -234,6 +266,7 @@ ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
     rec->type = (uint16_t) type;
     rec->target_len = (uint16_t) target->len;
     rec->except_len = (uint16_t) (except ? except->len : 0);
+    rec->weight = (uint16_t) ngx_min(ngx_max(weight, 1), 0xffff);
     rec->frame_len = (uint32_t) msg->len;
     rec->offset = msg->offset;
     rec->seq = msg->seq;
@@ -257,6 +290,7 @@ ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
     }
 
     s->queue_used += size;
+    s->posted++;
 
     if (s->notified) {
         return NGX_OK;
@@ -302,7 +336,7 @@ ngx_http_realtime_ipc_send(ngx_http_realtime_zone_t *zone, ngx_uint_t slot,
 
     pid = s->pid;
     rc = ngx_http_realtime_ipc_post_locked(zone, slot, type, target, except,
-                                           &msg);
+                                           &msg, 1);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -359,17 +393,35 @@ ngx_http_realtime_ipc_wake(ngx_pid_t pid, uint32_t id)
 static void
 ngx_http_realtime_ipc_handler(ngx_event_t *rev)
 {
-    u_char                          buf[64];
+    int                             n;
+    u_char                          buf[NGX_HTTP_REALTIME_IPC_WAKES];
     ngx_uint_t                      i;
+    struct iovec                    iov[NGX_HTTP_REALTIME_IPC_WAKES];
+    struct mmsghdr                  mmsg[NGX_HTTP_REALTIME_IPC_WAKES];
     ngx_connection_t               *c;
     ngx_http_realtime_zone_t      **zones;
     ngx_http_realtime_main_conf_t  *rmcf;
 
     c = rev->data;
 
-    /* one drain serves every wakeup that is pending */
+    /*
+     * One drain serves every wakeup that is pending: they are read in
+     * one call, as a wakeup is a call per publication under load.
+     */
 
-    while (recv(c->fd, buf, sizeof(buf), 0) > 0) { /* void */ }
+    ngx_memzero(mmsg, sizeof(mmsg));
+
+    for (i = 0; i < NGX_HTTP_REALTIME_IPC_WAKES; i++) {
+        iov[i].iov_base = &buf[i];
+        iov[i].iov_len = 1;
+        mmsg[i].msg_hdr.msg_iov = &iov[i];
+        mmsg[i].msg_hdr.msg_iovlen = 1;
+    }
+
+    do {
+        n = recvmmsg(c->fd, mmsg, NGX_HTTP_REALTIME_IPC_WAKES, MSG_DONTWAIT,
+                     NULL);
+    } while (n == NGX_HTTP_REALTIME_IPC_WAKES);
 
     rmcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                                ngx_http_realtime_module);
@@ -378,6 +430,7 @@ ngx_http_realtime_ipc_handler(ngx_event_t *rev)
     for (i = 0; i < rmcf->zones.nelts; i++) {
         if (zones[i]->slot != NGX_HTTP_REALTIME_SLOTS) {
             ngx_http_realtime_ipc_drain(zones[i]);
+            ngx_http_realtime_ipc_flow_resume(zones[i]);
         }
     }
 }
@@ -394,7 +447,7 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
 {
     u_char                        *p, *d, *last;
     size_t                         used, copied;
-    ngx_uint_t                     i, more;
+    ngx_uint_t                     i, more, n, step, done;
     ngx_http_realtime_slot_t      *s;
     ngx_http_realtime_msg_t       *msg;
     ngx_http_realtime_ipc_rec_t   *rec;
@@ -424,6 +477,9 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
 
     copied = 0;
     more = 0;
+    n = 0;
+    step = 0;
+    done = 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -442,6 +498,7 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
         if (rec->type != NGX_HTTP_REALTIME_IPC_SKIP) {
             ngx_memcpy(ngx_http_realtime_ipc_copy + copied, rec, rec->size);
             copied += rec->size;
+            n++;
         }
 
         s->queue_head = (s->queue_head + rec->size) % s->queue_size;
@@ -482,6 +539,7 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
             }
 
             item->type = rec->type;
+            item->weight = rec->weight;
             item->target.data = msg->data;
             item->target.len = rec->target_len;
             item->except.data = msg->data + rec->target_len;
@@ -520,6 +578,7 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
         msg->time = rec->time;
 
         item->type = rec->type;
+        item->weight = rec->weight;
         item->target.data = ngx_cpymem(msg->data + msg->len, d,
                                        rec->target_len)
                             - rec->target_len;
@@ -564,7 +623,248 @@ ngx_http_realtime_ipc_drain(ngx_http_realtime_zone_t *zone)
         }
 
         ngx_http_realtime_msg_release(items[i].msg);
+
+        step += items[i].weight;
+        done++;
+
+        if (step >= NGX_HTTP_REALTIME_IPC_FLOW_STEP
+            && i + 1 < ngx_http_realtime_ipc_items.nelts)
+        {
+            ngx_http_realtime_ipc_drained(zone, done);
+            n -= done;
+            done = 0;
+            step = 0;
+        }
     }
 
     ngx_http_realtime_ipc_items.nelts = 0;
+
+    /* with the records that had no memory to be delivered */
+    if (n) {
+        ngx_http_realtime_ipc_drained(zone, n);
+    }
+}
+
+
+/*
+ * The records are with their receivers now: the workers whose push
+ * answers wait for this queue are woken to look at their tickets.
+ */
+
+static void
+ngx_http_realtime_ipc_drained(ngx_http_realtime_zone_t *zone, ngx_uint_t n)
+{
+    uint32_t                   id[NGX_HTTP_REALTIME_SLOTS];
+    uint64_t                   waiters;
+    ngx_pid_t                  pid[NGX_HTTP_REALTIME_SLOTS];
+    ngx_uint_t                 i, nwake;
+    ngx_http_realtime_slot_t  *s, *w;
+
+    s = &zone->sh->slots[zone->slot];
+    nwake = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    s->drained += n;
+
+    /* this worker's own waiters are looked at right after the drain */
+    waiters = s->flow_waiters & ~((uint64_t) 1 << zone->slot);
+    s->flow_waiters = 0;
+
+    for (i = 0; waiters; i++, waiters >>= 1) {
+        w = &zone->sh->slots[i];
+
+        if ((waiters & 1) && w->pid) {
+            pid[nwake] = w->pid;
+            id[nwake++] = w->ipc_id;
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    for (i = 0; i < nwake; i++) {
+        ngx_http_realtime_ipc_wake(pid[i], id[i]);
+    }
+}
+
+
+/*
+ * NGX_DONE: no queue has records pending, answer now; NGX_AGAIN: the
+ * flow's handler is called once they are drained, or after
+ * NGX_HTTP_REALTIME_IPC_FLOW_MAX ms.
+ */
+
+ngx_int_t
+ngx_http_realtime_ipc_flow_wait(ngx_http_realtime_ipc_flow_t *flow,
+    ngx_uint_t backlog, ngx_log_t *log)
+{
+    uint64_t                   bit;
+    ngx_uint_t                 i;
+    ngx_http_realtime_slot_t  *s;
+    ngx_http_realtime_zone_t  *zone;
+
+    zone = flow->zone;
+    flow->slots = 0;
+
+    if (zone->slot == NGX_HTTP_REALTIME_SLOTS
+        || ngx_http_realtime_ipc_conn == NULL)
+    {
+        return NGX_DONE;
+    }
+
+    bit = (uint64_t) 1 << zone->slot;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
+        s = &zone->sh->slots[i];
+
+        if (s->pid == 0 || s->posted - s->drained <= backlog) {
+            continue;
+        }
+
+        flow->slots |= (uint64_t) 1 << i;
+        flow->ticket[i] = s->posted - backlog;
+        flow->id[i] = s->ipc_id;
+        s->flow_waiters |= bit;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (flow->slots == 0) {
+        return NGX_DONE;
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0,
+                   "realtime flow wait: slots %uL pending", flow->slots);
+
+    ngx_queue_insert_tail(&ngx_http_realtime_ipc_flows, &flow->queue);
+    flow->waiting = 1;
+
+    (void) ngx_atomic_fetch_add(&zone->sh->push_held, 1);
+
+    flow->timer.handler = ngx_http_realtime_ipc_flow_timeout;
+    flow->timer.data = flow;
+    flow->timer.log = log;
+    ngx_add_timer(&flow->timer, NGX_HTTP_REALTIME_IPC_FLOW_MAX);
+
+    return NGX_AGAIN;
+}
+
+
+/* the request went first: its flow must not be called */
+
+void
+ngx_http_realtime_ipc_flow_cancel(ngx_http_realtime_ipc_flow_t *flow)
+{
+    if (flow->timer.timer_set) {
+        ngx_del_timer(&flow->timer);
+    }
+
+    if (flow->waiting) {
+        ngx_queue_remove(&flow->queue);
+        flow->waiting = 0;
+    }
+}
+
+
+/* a worker that is stuck or gone does not hold an answer for long */
+
+static void
+ngx_http_realtime_ipc_flow_timeout(ngx_event_t *ev)
+{
+    ngx_http_realtime_ipc_flow_t *flow = ev->data;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                   "realtime flow wait timed out: slots %uL pending",
+                   flow->slots);
+
+    ngx_queue_remove(&flow->queue);
+    flow->waiting = 0;
+
+    (void) ngx_atomic_fetch_add(&flow->zone->sh->push_held_timeout, 1);
+
+    flow->handler(flow);
+}
+
+
+/*
+ * A ticket is served once its slot drained past it, or the worker it
+ * waited for is gone; the others leave their bit in the slot again.
+ */
+
+static void
+ngx_http_realtime_ipc_flow_resume(ngx_http_realtime_zone_t *zone)
+{
+    uint64_t                       bit, mine;
+    ngx_uint_t                     i;
+    ngx_queue_t                   *q, *next, done;
+    ngx_http_realtime_slot_t      *s;
+    ngx_http_realtime_ipc_flow_t  *flow;
+
+    if (ngx_queue_empty(&ngx_http_realtime_ipc_flows)) {
+        return;
+    }
+
+    ngx_queue_init(&done);
+    mine = (uint64_t) 1 << zone->slot;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    for (q = ngx_queue_head(&ngx_http_realtime_ipc_flows);
+         q != ngx_queue_sentinel(&ngx_http_realtime_ipc_flows);
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        flow = ngx_queue_data(q, ngx_http_realtime_ipc_flow_t, queue);
+
+        if (flow->zone != zone) {
+            continue;
+        }
+
+        for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
+            bit = (uint64_t) 1 << i;
+
+            if (!(flow->slots & bit)) {
+                continue;
+            }
+
+            s = &zone->sh->slots[i];
+
+            if (s->pid == 0 || s->ipc_id != flow->id[i]
+                || s->drained >= flow->ticket[i])
+            {
+                flow->slots &= ~bit;
+
+            } else {
+                s->flow_waiters |= mine;
+            }
+        }
+
+        if (flow->slots == 0) {
+            ngx_queue_remove(q);
+            ngx_queue_insert_tail(&done, q);
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    /* a handler may finalize a request, never another flow's */
+
+    while (!ngx_queue_empty(&done)) {
+        q = ngx_queue_head(&done);
+        ngx_queue_remove(q);
+
+        flow = ngx_queue_data(q, ngx_http_realtime_ipc_flow_t, queue);
+        flow->waiting = 0;
+
+        if (flow->timer.timer_set) {
+            ngx_del_timer(&flow->timer);
+        }
+
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, flow->timer.log, 0,
+                       "realtime flow wait served");
+
+        flow->handler(flow);
+    }
 }

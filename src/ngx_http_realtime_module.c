@@ -36,6 +36,8 @@ static char *ngx_http_realtime_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_realtime_rate_limit(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_realtime_push_backlog(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 static char *ngx_http_realtime_subprotocols(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 static char *ngx_http_realtime_allow_origin(ngx_conf_t *cf,
@@ -293,6 +295,13 @@ static ngx_command_t  ngx_http_realtime_commands[] = {
       ngx_conf_set_str_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_realtime_loc_conf_t, push_secret),
+      NULL },
+
+    { ngx_string("realtime_push_backlog"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_realtime_push_backlog,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("realtime_subprotocols"),
@@ -780,6 +789,7 @@ ngx_http_realtime_create_loc_conf(ngx_conf_t *cf)
     conf->origins = NGX_CONF_UNSET_PTR;
     conf->max_message_size = NGX_CONF_UNSET_SIZE;
     conf->send_buffer = NGX_CONF_UNSET_SIZE;
+    conf->push_backlog = NGX_CONF_UNSET_UINT;
     conf->deflate = NGX_CONF_UNSET;
     conf->deflate_level = NGX_CONF_UNSET;
     conf->deflate_min_length = NGX_CONF_UNSET_SIZE;
@@ -822,6 +832,8 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_uint_value(conf->rate, prev->rate, 0);
     ngx_conf_merge_uint_value(conf->burst, prev->burst, 0);
     ngx_conf_merge_str_value(conf->push_secret, prev->push_secret, "");
+    ngx_conf_merge_uint_value(conf->push_backlog, prev->push_backlog,
+                              NGX_HTTP_REALTIME_PUSH_BACKLOG);
     ngx_conf_merge_ptr_value(conf->subprotocols, prev->subprotocols, NULL);
     ngx_conf_merge_ptr_value(conf->origins, prev->origins, NULL);
     ngx_conf_merge_size_value(conf->max_message_size,
@@ -1018,6 +1030,40 @@ ngx_http_realtime_endpoint(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     default: /* 'm' */
         clcf->handler = ngx_http_realtime_metrics_handler;
     }
+
+    return NGX_CONF_OK;
+}
+
+
+/* realtime_push_backlog number | off */
+
+static char *
+ngx_http_realtime_push_backlog(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_realtime_loc_conf_t *rlcf = conf;
+
+    ngx_int_t   n;
+    ngx_str_t  *value;
+
+    if (rlcf->push_backlog != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strcmp(value[1].data, "off") == 0) {
+        rlcf->push_backlog = NGX_HTTP_REALTIME_PUSH_BACKLOG_OFF;
+        return NGX_CONF_OK;
+    }
+
+    n = ngx_atoi(value[1].data, value[1].len);
+    if (n == NGX_ERROR || n > 65535) {
+        return "has an invalid value: a number of publications (0-65535) "
+               "or \"off\"";
+    }
+
+    rlcf->push_backlog = n;
 
     return NGX_CONF_OK;
 }

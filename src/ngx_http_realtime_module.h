@@ -20,6 +20,10 @@
 
 
 #define NGX_HTTP_REALTIME_OFF            0
+
+/* realtime_push_backlog: publications a worker may be behind by */
+#define NGX_HTTP_REALTIME_PUSH_BACKLOG      4
+#define NGX_HTTP_REALTIME_PUSH_BACKLOG_OFF  NGX_MAX_UINT32_VALUE
 #define NGX_HTTP_REALTIME_ROOMS          1
 #define NGX_HTTP_REALTIME_ECHO           2
 /* Engine.IO v4 + Socket.IO v5, and the two endpoints of their suites */
@@ -122,6 +126,7 @@ typedef struct {
     ngx_uint_t                         rate;     /* messages per 1000 s */
     ngx_uint_t                         burst;    /* messages * 1000 */
     ngx_str_t                          push_secret;
+    ngx_uint_t                         push_backlog;  /* records */
     ngx_flag_t                         json_errors;
     ngx_flag_t                         status_strict;
     ngx_array_t                       *subprotocols;  /* ngx_str_t */
@@ -501,16 +506,40 @@ extern ngx_http_realtime_ipc_handler_pt
 
 extern ngx_http_realtime_msg_t  ngx_http_realtime_msg_empty;
 
+/*
+ * A push API answer held until the queues of the workers that had
+ * records pending when it published are drained past them (ipc.c).
+ */
+typedef struct ngx_http_realtime_ipc_flow_s  ngx_http_realtime_ipc_flow_t;
+
+typedef void (*ngx_http_realtime_ipc_flow_pt)(
+    ngx_http_realtime_ipc_flow_t *flow);
+
+struct ngx_http_realtime_ipc_flow_s {
+    ngx_http_realtime_zone_t          *zone;
+    ngx_http_realtime_ipc_flow_pt      handler;
+    void                              *data;
+    ngx_queue_t                        queue;
+    ngx_event_t                        timer;
+    uint64_t                           slots;   /* a bit per slot waited */
+    uint64_t                           ticket[NGX_HTTP_REALTIME_SLOTS];
+    uint32_t                           id[NGX_HTTP_REALTIME_SLOTS];
+    unsigned                           waiting:1;
+};
+
 ngx_int_t ngx_http_realtime_ipc_init_process(ngx_cycle_t *cycle);
 void ngx_http_realtime_ipc_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
     ngx_uint_t slot, ngx_uint_t type, ngx_str_t *target, ngx_str_t *except,
-    ngx_http_realtime_msg_t *msg);
+    ngx_http_realtime_msg_t *msg, ngx_uint_t weight);
 ngx_int_t ngx_http_realtime_ipc_send(ngx_http_realtime_zone_t *zone,
     ngx_uint_t slot, uint32_t id, ngx_uint_t type, ngx_str_t *target,
     ngx_str_t *except, u_char *data, size_t len);
 void ngx_http_realtime_ipc_wake(ngx_pid_t pid, uint32_t id);
 uint32_t ngx_http_realtime_ipc_worker_id(void);
+ngx_int_t ngx_http_realtime_ipc_flow_wait(ngx_http_realtime_ipc_flow_t *flow,
+    ngx_uint_t backlog, ngx_log_t *log);
+void ngx_http_realtime_ipc_flow_cancel(ngx_http_realtime_ipc_flow_t *flow);
 
 /* ngx_http_realtime_events.c */
 ngx_int_t ngx_http_realtime_client_open(ngx_http_realtime_session_t *s);

@@ -29,7 +29,9 @@ typedef struct {
     ngx_uint_t                     pending;
     ngx_queue_t                    waits;      /* push_wait_t */
     ngx_event_t                    wait_timer;
+    ngx_http_realtime_ipc_flow_t   flow;
     unsigned                       batch:1;
+    unsigned                       cleanup:1;
 } ngx_http_realtime_push_ctx_t;
 
 
@@ -61,6 +63,11 @@ static void ngx_http_realtime_push_unconfirmed(
     ngx_http_realtime_push_wait_t *pw);
 static void ngx_http_realtime_push_wait_timeout(ngx_event_t *ev);
 static void ngx_http_realtime_push_cleanup(void *data);
+static ngx_int_t ngx_http_realtime_push_cleanup_add(
+    ngx_http_realtime_push_ctx_t *ctx);
+static void ngx_http_realtime_push_flow(ngx_http_realtime_push_ctx_t *ctx,
+    ngx_http_realtime_loc_conf_t *rlcf);
+static void ngx_http_realtime_push_flowed(ngx_http_realtime_ipc_flow_t *flow);
 static void ngx_http_realtime_push_wait_free(
     ngx_http_realtime_push_wait_t *pw);
 static ngx_int_t ngx_http_realtime_push_wait(
@@ -325,8 +332,10 @@ ngx_http_realtime_push_body(ngx_http_request_t *r)
 
     ctx->status = status;
 
+    ngx_http_realtime_push_flow(ctx, rlcf);
+
     if (ctx->pending) {
-        /* the last answer from Redis finalizes the request */
+        /* the last answer from Redis or the other workers finalizes it */
         return;
     }
 
@@ -529,6 +538,8 @@ ngx_http_realtime_push_cleanup(void *data)
         ngx_del_timer(&ctx->wait_timer);
     }
 
+    ngx_http_realtime_ipc_flow_cancel(&ctx->flow);
+
     for (q = ngx_queue_head(&ctx->waits);
          q != ngx_queue_sentinel(&ctx->waits);
          q = ngx_queue_next(q))
@@ -545,9 +556,31 @@ static ngx_int_t
 ngx_http_realtime_push_wait(ngx_http_realtime_push_ctx_t *ctx,
     ngx_http_realtime_loc_conf_t *rlcf, ngx_http_realtime_push_wait_t *pw)
 {
+    if (ctx->wait_timer.handler) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_realtime_push_cleanup_add(ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ctx->wait_timer.handler = ngx_http_realtime_push_wait_timeout;
+    ctx->wait_timer.data = ctx;
+    ctx->wait_timer.log = ctx->request->connection->log;
+
+    ngx_add_timer(&ctx->wait_timer,
+                  2 * rlcf->zone->redis_conf->command_timeout + 1000);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_realtime_push_cleanup_add(ngx_http_realtime_push_ctx_t *ctx)
+{
     ngx_pool_cleanup_t  *cln;
 
-    if (ctx->wait_timer.handler) {
+    if (ctx->cleanup) {
         return NGX_OK;
     }
 
@@ -558,15 +591,51 @@ ngx_http_realtime_push_wait(ngx_http_realtime_push_ctx_t *ctx,
 
     cln->handler = ngx_http_realtime_push_cleanup;
     cln->data = ctx;
-
-    ctx->wait_timer.handler = ngx_http_realtime_push_wait_timeout;
-    ctx->wait_timer.data = ctx;
-    ctx->wait_timer.log = ctx->request->connection->log;
-
-    ngx_add_timer(&ctx->wait_timer,
-                  2 * rlcf->zone->redis_conf->command_timeout + 1000);
+    ctx->cleanup = 1;
 
     return NGX_OK;
+}
+
+
+/*
+ * Flow control: the answer waits until the other workers have taken
+ * what was queued for them, so a publisher that sends as fast as it is
+ * answered does not get ahead of their sockets (ipc.c).
+ */
+
+static void
+ngx_http_realtime_push_flow(ngx_http_realtime_push_ctx_t *ctx,
+    ngx_http_realtime_loc_conf_t *rlcf)
+{
+    if (rlcf->push_backlog == NGX_HTTP_REALTIME_PUSH_BACKLOG_OFF) {
+        return;
+    }
+
+    ctx->flow.zone = rlcf->zone;
+    ctx->flow.handler = ngx_http_realtime_push_flowed;
+    ctx->flow.data = ctx;
+
+    if (ngx_http_realtime_ipc_flow_wait(&ctx->flow, rlcf->push_backlog,
+                                        ctx->request->connection->log)
+        != NGX_AGAIN)
+    {
+        return;
+    }
+
+    if (ngx_http_realtime_push_cleanup_add(ctx) != NGX_OK) {
+        /* no memory to wait safely: the answer goes now */
+        ngx_http_realtime_ipc_flow_cancel(&ctx->flow);
+        return;
+    }
+
+    ctx->pending++;
+}
+
+
+static void
+ngx_http_realtime_push_flowed(ngx_http_realtime_ipc_flow_t *flow)
+{
+    ngx_http_realtime_push_done(flow->data);
 }
 
 

@@ -986,7 +986,7 @@ ngx_http_realtime_publish_post(ngx_http_realtime_zone_t *zone,
         }
 
         switch (ngx_http_realtime_ipc_post_locked(zone, i, type, target,
-                                                  except, msg))
+                                                  except, msg, sockets[i]))
         {
         case NGX_OK:
             break;
@@ -1344,7 +1344,7 @@ ngx_http_realtime_redis_notify_locked(ngx_http_realtime_zone_t *zone,
     }
 
     if (ngx_http_realtime_ipc_post_locked(zone, slot, type, target, except,
-                                          &ngx_http_realtime_msg_empty)
+                                          &ngx_http_realtime_msg_empty, 1)
         == NGX_DONE)
     {
         zone->wake_pid = s->pid;

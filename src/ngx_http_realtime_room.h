@@ -179,6 +179,11 @@ typedef struct {
     size_t                             queue_used;
     ngx_uint_t                         notified;
 
+    /* push flow control: records posted and drained; slots to wake */
+    uint64_t                           posted;
+    uint64_t                           drained;
+    uint64_t                           flow_waiters;  /* a bit per slot */
+
     ngx_atomic_t                       messages_in;
     ngx_atomic_t                       messages_out;
     ngx_atomic_t                       dropped;
@@ -208,6 +213,10 @@ typedef struct {
     ngx_atomic_t                       purged;
     ngx_atomic_t                       zone_full;
     ngx_atomic_t                       queue_full;
+
+    /* push answers held by flow control, and let go by its time bound */
+    ngx_atomic_t                       push_held;
+    ngx_atomic_t                       push_held_timeout;
 
     /* Redis: the subscribing worker, its state, counters */
     ngx_pid_t                          redis_leader;

@@ -642,7 +642,7 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
 
     len = 4096 + 16 * zn->len
           + NGX_HTTP_REALTIME_SLOTS * 6 * (128 + zn->len)
-          + 60 * (128 + zn->len)
+          + 64 * (128 + zn->len)
           + 2048 + 8 * zn->len
           + NGX_HTTP_REALTIME_REDIS_NODES * 4
             * (128 + zn->len + NGX_SOCKADDR_STRLEN)
@@ -680,6 +680,14 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
         "# HELP realtime_queue_full_total Deliveries refused: queue full.\n"
         "# TYPE realtime_queue_full_total counter\n"
         "realtime_queue_full_total{zone=\"%V\"} %uA\n"
+        "# HELP realtime_push_held_total Push answers held until the "
+        "other workers caught up.\n"
+        "# TYPE realtime_push_held_total counter\n"
+        "realtime_push_held_total{zone=\"%V\"} %uA\n"
+        "# HELP realtime_push_held_timeout_total Held push answers let go "
+        "after 100 ms.\n"
+        "# TYPE realtime_push_held_timeout_total counter\n"
+        "realtime_push_held_timeout_total{zone=\"%V\"} %uA\n"
         "# HELP realtime_purged_connections_total Connections of dead "
         "workers removed.\n"
         "# TYPE realtime_purged_connections_total counter\n"
@@ -711,7 +719,8 @@ ngx_http_realtime_metrics_handler(ngx_http_request_t *r)
         "# TYPE realtime_worker_connections gauge\n",
         zn, t.connections, zn, t.users, zn, t.rooms, zn, t.workers,
         zn, t.size, zn, t.used, zn, zone->sh->zone_full,
-        zn, zone->sh->queue_full, zn, zone->sh->purged,
+        zn, zone->sh->queue_full, zn, zone->sh->push_held,
+        zn, zone->sh->push_held_timeout, zn, zone->sh->purged,
         zn, t.messages_in, zn, t.messages_out, zn, t.dropped,
         zn, t.redis_up, zn, t.redis_published, zn, t.redis_received,
         zn, t.redis_unsynced);

@@ -312,6 +312,9 @@ ngx_http_realtime_slot_claim(ngx_http_realtime_zone_t *zone,
     s->queue_head = 0;
     s->queue_used = 0;
     s->notified = 0;
+    s->posted = 0;
+    s->drained = 0;
+    s->flow_waiters = 0;
     s->connections = 0;
 
     ngx_shmtx_unlock(&shpool->mutex);
@@ -424,6 +427,9 @@ ngx_http_realtime_slot_purge(ngx_http_realtime_zone_t *zone, ngx_uint_t slot)
     s->queue_head = 0;
     s->queue_used = 0;
     s->notified = 0;
+    s->posted = 0;
+    s->drained = 0;
+    s->flow_waiters = 0;
 }
 
 

@@ -181,3 +181,20 @@ def test_forward_worker_limit_is_checked(tmp_path, value, ok):
     else:
         assert rc != 0 and "[emerg]" in out, out
         assert "realtime_forward_worker_max_inflight" in out, out
+
+
+@pytest.mark.parametrize("value, ok", [
+    ("-1", False), ("many", False), ("65536", False), ("0", True),
+    ("4", True), ("65535", True), ("off", True)])
+def test_push_backlog_is_checked(tmp_path, value, ok):
+    rc, out = _t(tmp_path, r"""
+    realtime_zone rt 1m;
+    server {
+        listen 127.0.0.1:%%PORT%%;
+        location = /p { realtime_push rt; realtime_push_backlog %s; }
+    }""" % value)
+    if ok:
+        assert rc == 0, out
+    else:
+        assert rc != 0 and "[emerg]" in out, out
+        assert "realtime_push_backlog" in out and "invalid value" in out, out
