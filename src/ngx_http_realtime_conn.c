@@ -703,6 +703,76 @@ ngx_http_realtime_send(ngx_http_realtime_conn_t *ws,
 
 
 /*
+ * The 101 response, kept back by nginx's write filter, goes out in the
+ * same write as the first frames (the welcome): a send per handshake
+ * less.  Nothing has been written yet, so it is put ahead of them.
+ */
+
+ngx_int_t
+ngx_http_realtime_queue_header(ngx_http_realtime_conn_t *ws,
+    ngx_chain_t *out)
+{
+    u_char                   *p;
+    size_t                    len;
+    ngx_uint_t                i, mask;
+    ngx_chain_t              *cl;
+    ngx_http_realtime_msg_t  *msg;
+
+    if (ws->upgraded || ws->out_offset) {
+        return NGX_DECLINED;
+    }
+
+    len = 0;
+
+    for (cl = out; cl; cl = cl->next) {
+        if (!ngx_buf_in_memory_only(cl->buf)) {
+            return NGX_DECLINED;
+        }
+
+        len += cl->buf->last - cl->buf->pos;
+    }
+
+    msg = ngx_http_realtime_msg_alloc(len);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = msg->data;
+
+    for (cl = out; cl; cl = cl->next) {
+        p = ngx_cpymem(p, cl->buf->pos, cl->buf->last - cl->buf->pos);
+    }
+
+    msg->len = len;
+
+    if (ngx_http_realtime_queue(ws, msg) != NGX_OK) {
+        ngx_http_realtime_msg_release(msg);
+        return NGX_ERROR;
+    }
+
+    ngx_http_realtime_msg_release(msg);
+
+    /* from the tail to the head: the frames already queued move up */
+
+    mask = ws->out_size - 1;
+
+    for (i = ws->out_count - 1; i > 0; i--) {
+        ws->out[(ws->out_head + i) & mask] =
+            ws->out[(ws->out_head + i - 1) & mask];
+    }
+
+    ws->out[ws->out_head] = msg;
+    ws->header_queued = 1;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ws->connection->log, 0,
+                   "realtime 101 queued ahead of %ui frames",
+                   ws->out_count - 1);
+
+    return NGX_OK;
+}
+
+
+/*
  * Frames queued earlier in this event loop iteration have not been
  * written yet: write them before judging that the client is too slow.
  */
@@ -808,7 +878,8 @@ ngx_http_realtime_drop_queue(ngx_http_realtime_conn_t *ws, ngx_uint_t all)
      */
 
     keep = (!all && ws->out_count
-            && (ws->out_offset || ws->connection->ssl)) ? 1 : 0;
+            && (ws->out_offset || ws->connection->ssl || ws->header_queued))
+           ? 1 : 0;
 
     while (ws->out_count > keep) {
         msg = ws->out[(ws->out_head + ws->out_count - 1) & (ws->out_size - 1)];
@@ -821,6 +892,7 @@ ngx_http_realtime_drop_queue(ngx_http_realtime_conn_t *ws, ngx_uint_t all)
         ws->out_head = 0;
         ws->out_offset = 0;
         ws->out_bytes = 0;
+        ws->header_queued = 0;
     }
 }
 
@@ -942,6 +1014,7 @@ ngx_http_realtime_flush(ngx_http_realtime_conn_t *ws)
             ws->out_head = (ws->out_head + 1) & (ws->out_size - 1);
             ws->out_count--;
             ws->out_offset = 0;
+            ws->header_queued = 0;
 
             if (msg->time) {
                 ngx_http_realtime_conn_lag(ws, msg);

@@ -336,6 +336,7 @@ struct ngx_http_realtime_conn_s {
     ngx_http_realtime_session_t        session;
 
     unsigned                           upgraded:1;
+    unsigned                           header_queued:1;  /* the 101 */
     unsigned                           close_sent:1;
     unsigned                           close_received:1;
     unsigned                           lingering:1;
@@ -364,6 +365,8 @@ ngx_int_t ngx_http_realtime_check_origin(ngx_http_request_t *r,
 /* ngx_http_realtime_conn.c */
 void ngx_http_realtime_upgrade(ngx_http_request_t *r,
     ngx_http_realtime_conn_t *ws);
+ngx_int_t ngx_http_realtime_queue_header(ngx_http_realtime_conn_t *ws,
+    ngx_chain_t *out);
 ngx_int_t ngx_http_realtime_send(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_msg_t *msg);
 ngx_int_t ngx_http_realtime_message(ngx_http_realtime_conn_t *ws,

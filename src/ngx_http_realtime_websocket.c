@@ -228,8 +228,12 @@ ngx_http_realtime_handshake(ngx_http_request_t *r,
     r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
     ngx_str_set(&r->headers_out.status_line, "101 Switching Protocols");
     r->headers_out.content_length_n = -1;
-    r->header_only = 1;
     r->keepalive = 0;
+
+    /*
+     * Not header_only: nginx's write filter then keeps the 101 back
+     * (below postpone_output), and it goes out with the first frames.
+     */
 
     rc = ngx_http_send_header(r);
 
@@ -602,6 +606,15 @@ ngx_http_realtime_flush_handshake(ngx_http_request_t *r)
         return;
     }
 
+    ctx = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
+
+    if (r->out && !c->buffered
+        && ngx_http_realtime_queue_header(ctx->ws, r->out) == NGX_OK)
+    {
+        /* its buffers are the request's, which the upgrade frees */
+        r->out = NULL;
+    }
+
     if (r->out || c->buffered) {
         rc = ngx_http_output_filter(r, NULL);
 
@@ -626,8 +639,6 @@ ngx_http_realtime_flush_handshake(ngx_http_request_t *r)
     if (wev->timer_set) {
         ngx_del_timer(wev);
     }
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
 
     ngx_http_realtime_upgrade(r, ctx->ws);
 }
