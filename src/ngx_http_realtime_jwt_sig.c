@@ -12,6 +12,7 @@
  */
 
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bn.h>
@@ -23,6 +24,11 @@
 #include <openssl/rsa.h>
 
 #include "ngx_http_realtime_jwt_sig.h"
+
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#endif
 
 
 /* an RSA key of 16384 bits signs in 2048 bytes; nothing larger is real */
@@ -89,6 +95,116 @@ ngx_http_realtime_jwt_sig_verify(unsigned alg, EVP_PKEY *pkey,
 }
 
 
+#if (OPENSSL_VERSION_NUMBER >= 0x30000000L)
+
+/*
+ * OpenSSL 3's one-shot HMAC() fetches the algorithm and makes a context
+ * for every call, a fifth of a handshake's user time: the process keeps
+ * one context, keyed for the last secret, and only starts it again for
+ * the next token of the same key.
+ */
+
+static EVP_MAC        *ngx_http_realtime_jwt_sig_mac;
+static EVP_MAC_CTX    *ngx_http_realtime_jwt_sig_mac_ctx;
+static const EVP_MD   *ngx_http_realtime_jwt_sig_mac_md;
+static unsigned char  *ngx_http_realtime_jwt_sig_mac_key;
+static size_t          ngx_http_realtime_jwt_sig_mac_key_len;
+
+
+static int
+ngx_http_realtime_jwt_sig_mac_init(const EVP_MD *md,
+    const unsigned char *secret, size_t secret_len)
+{
+    unsigned char  *key;
+    OSSL_PARAM      params[2];
+
+    if (ngx_http_realtime_jwt_sig_mac_ctx == NULL) {
+        if (ngx_http_realtime_jwt_sig_mac == NULL) {
+            ngx_http_realtime_jwt_sig_mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+            if (ngx_http_realtime_jwt_sig_mac == NULL) {
+                return 0;
+            }
+        }
+
+        ngx_http_realtime_jwt_sig_mac_ctx =
+            EVP_MAC_CTX_new(ngx_http_realtime_jwt_sig_mac);
+        if (ngx_http_realtime_jwt_sig_mac_ctx == NULL) {
+            return 0;
+        }
+    }
+
+    if (md == ngx_http_realtime_jwt_sig_mac_md
+        && secret_len == ngx_http_realtime_jwt_sig_mac_key_len
+        && memcmp(secret, ngx_http_realtime_jwt_sig_mac_key, secret_len) == 0)
+    {
+        /* the same key: a NULL key starts the context again with it */
+        return EVP_MAC_init(ngx_http_realtime_jwt_sig_mac_ctx, NULL, 0, NULL);
+    }
+
+    /* another key, or the last one failed: forget the one kept */
+
+    if (ngx_http_realtime_jwt_sig_mac_key) {
+        OPENSSL_cleanse(ngx_http_realtime_jwt_sig_mac_key,
+                        ngx_http_realtime_jwt_sig_mac_key_len);
+        free(ngx_http_realtime_jwt_sig_mac_key);
+        ngx_http_realtime_jwt_sig_mac_key = NULL;
+    }
+
+    ngx_http_realtime_jwt_sig_mac_md = NULL;
+    ngx_http_realtime_jwt_sig_mac_key_len = 0;
+
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                 (char *) EVP_MD_get0_name(md),
+                                                 0);
+    params[1] = OSSL_PARAM_construct_end();
+
+    if (EVP_MAC_init(ngx_http_realtime_jwt_sig_mac_ctx, secret, secret_len,
+                     params)
+        != 1)
+    {
+        return 0;
+    }
+
+    key = malloc(secret_len);
+    if (key) {
+        memcpy(key, secret, secret_len);
+        ngx_http_realtime_jwt_sig_mac_key = key;
+        ngx_http_realtime_jwt_sig_mac_key_len = secret_len;
+        ngx_http_realtime_jwt_sig_mac_md = md;
+    }
+
+    return 1;
+}
+
+
+static int
+ngx_http_realtime_jwt_sig_hmac(const EVP_MD *md, const unsigned char *secret,
+    size_t secret_len, const char *input, size_t input_len,
+    const unsigned char *sig, size_t sig_len)
+{
+    size_t         mac_len;
+    unsigned char  mac[EVP_MAX_MD_SIZE];
+
+    if (ngx_http_realtime_jwt_sig_mac_init(md, secret, secret_len) != 1
+        || EVP_MAC_update(ngx_http_realtime_jwt_sig_mac_ctx,
+                          (const unsigned char *) input, input_len)
+           != 1
+        || EVP_MAC_final(ngx_http_realtime_jwt_sig_mac_ctx, mac, &mac_len,
+                         sizeof(mac))
+           != 1)
+    {
+        /* a context in an unknown state is keyed again next time */
+        ngx_http_realtime_jwt_sig_mac_md = NULL;
+        ERR_clear_error();
+        return NGX_HTTP_REALTIME_JWT_SIG_ERROR;
+    }
+
+    return (sig_len == mac_len && CRYPTO_memcmp(mac, sig, mac_len) == 0)
+           ? NGX_HTTP_REALTIME_JWT_SIG_OK : NGX_HTTP_REALTIME_JWT_SIG_BAD;
+}
+
+#else
+
 static int
 ngx_http_realtime_jwt_sig_hmac(const EVP_MD *md, const unsigned char *secret,
     size_t secret_len, const char *input, size_t input_len,
@@ -108,6 +224,8 @@ ngx_http_realtime_jwt_sig_hmac(const EVP_MD *md, const unsigned char *secret,
     return (sig_len == mac_len && CRYPTO_memcmp(mac, sig, mac_len) == 0)
            ? NGX_HTTP_REALTIME_JWT_SIG_OK : NGX_HTTP_REALTIME_JWT_SIG_BAD;
 }
+
+#endif
 
 
 static int
