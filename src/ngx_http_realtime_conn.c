@@ -38,6 +38,8 @@ static ngx_int_t ngx_http_realtime_data(ngx_http_realtime_conn_t *ws,
 static ngx_int_t ngx_http_realtime_control(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_frame_t *f);
 static ngx_int_t ngx_http_realtime_flush(ngx_http_realtime_conn_t *ws);
+static ngx_int_t ngx_http_realtime_flush_plain(ngx_http_realtime_conn_t *ws);
+static void ngx_http_realtime_flushed(ngx_http_realtime_conn_t *ws);
 static void ngx_http_realtime_conn_lag(ngx_http_realtime_conn_t *ws,
     ngx_http_realtime_msg_t *msg);
 static void ngx_http_realtime_conn_handshake(ngx_http_request_t *r,
@@ -960,6 +962,104 @@ ngx_http_realtime_conn_lag(ngx_http_realtime_conn_t *ws,
 }
 
 
+/* the head frame is all written */
+
+static void
+ngx_http_realtime_flushed(ngx_http_realtime_conn_t *ws)
+{
+    ngx_http_realtime_msg_t  *msg;
+
+    msg = ws->out[ws->out_head];
+
+    ws->out_bytes -= msg->len;
+    ws->out_head = (ws->out_head + 1) & (ws->out_size - 1);
+    ws->out_count--;
+    ws->out_offset = 0;
+    ws->header_queued = 0;
+
+    if (msg->time) {
+        ngx_http_realtime_conn_lag(ws, msg);
+    }
+
+    ngx_http_realtime_msg_release(msg);
+}
+
+
+/*
+ * Plain TCP: one writev() of the queued frames, without the buffers and
+ * chain links that send_chain() needs; half of a fan-out's user time
+ * went to that bookkeeping.
+ */
+
+static ngx_int_t
+ngx_http_realtime_flush_plain(ngx_http_realtime_conn_t *ws)
+{
+    size_t                    len;
+    ssize_t                   sent;
+    ngx_err_t                 err;
+    ngx_uint_t                i, n;
+    struct iovec              iov[NGX_HTTP_REALTIME_IOVS];
+    ngx_connection_t         *c;
+    ngx_http_realtime_msg_t  *msg;
+
+    c = ws->connection;
+
+    while (ws->out_count) {
+
+        n = ngx_min(ws->out_count, NGX_HTTP_REALTIME_IOVS);
+
+        for (i = 0; i < n; i++) {
+            msg = ws->out[(ws->out_head + i) & (ws->out_size - 1)];
+
+            iov[i].iov_base = msg->data + (i == 0 ? ws->out_offset : 0);
+            iov[i].iov_len = msg->len - (i == 0 ? ws->out_offset : 0);
+        }
+
+        sent = writev(c->fd, iov, (int) n);
+
+        if (sent == -1) {
+            err = ngx_socket_errno;
+
+            if (err == NGX_EINTR) {
+                continue;
+            }
+
+            if (err == NGX_EAGAIN) {
+                c->write->ready = 0;
+                return NGX_OK;
+            }
+
+            c->write->error = 1;
+            c->error = 1;
+            ngx_connection_error(c, err, "writev() failed");
+            return NGX_ERROR;
+        }
+
+        c->sent += sent;
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                       "realtime flush: %ui frames of %ui, %z bytes", n,
+                       ws->out_count, sent);
+
+        for (i = 0; i < n; i++) {
+            len = iov[i].iov_len;
+
+            if ((size_t) sent < len) {
+                /* the socket is full */
+                ws->out_offset += sent;
+                c->write->ready = 0;
+                return NGX_OK;
+            }
+
+            sent -= len;
+            ngx_http_realtime_flushed(ws);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_realtime_flush(ngx_http_realtime_conn_t *ws)
 {
@@ -970,6 +1070,15 @@ ngx_http_realtime_flush(ngx_http_realtime_conn_t *ws)
     ngx_http_realtime_msg_t  *msg;
 
     c = ws->connection;
+
+#if (NGX_HTTP_SSL)
+    if (c->ssl == NULL)
+#endif
+    {
+        return ngx_http_realtime_flush_plain(ws);
+    }
+
+    /* TLS: through the connection's send_chain() */
 
     while (ws->out_count) {
 
@@ -1010,17 +1119,7 @@ ngx_http_realtime_flush(ngx_http_realtime_conn_t *ws)
                 return NGX_OK;
             }
 
-            ws->out_bytes -= msg->len;
-            ws->out_head = (ws->out_head + 1) & (ws->out_size - 1);
-            ws->out_count--;
-            ws->out_offset = 0;
-            ws->header_queued = 0;
-
-            if (msg->time) {
-                ngx_http_realtime_conn_lag(ws, msg);
-            }
-
-            ngx_http_realtime_msg_release(msg);
+            ngx_http_realtime_flushed(ws);
         }
 
         if (rest) {
