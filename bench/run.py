@@ -1407,6 +1407,13 @@ def write_report(path, results, facts, profile, started, elapsed, args):
         for t in targets(by, facts):
             w("| %s | %s | %s |" % t)
         w("")
+        w("## Targets (issue 14: beside uWebSockets.js, in this run)")
+        w("")
+        w("| target | measured | met? |")
+        w("| --- | --- | --- |")
+        for t in targets_uws(by):
+            w("| %s | %s | %s |" % t)
+        w("")
         n3 = by.get(("S3-50k", "nchan"))
         w("For reference, the issue's figures on this machine: Nchan 1.3.6 "
           "%s deliveries/s with 10k subscribers in one room (p99 %d ms), "
@@ -1655,6 +1662,73 @@ def targets(by, facts):
     if QUICK:
         out.append(("(quick mode)", "small N: S1 10k and S3 50k not run",
                     "—"))
+    return out
+
+
+# issue 14's throughput scenarios, its tails, its connections
+UWS_THROUGHPUT = ("S1-1k", "S1-10k", "S1-10k-1pub", "S1-10k-16pub", "S2",
+                  "S7-text", "S7-deflate")
+UWS_TAILS = ("S2", "S4", "S4-100", "S4-300")
+
+
+def targets_uws(by):
+    """Issue 14, judged on this run's figures only."""
+    out = []
+
+    def dps(r):
+        return get(r, "result", "deliveries", "per_s") if r else None
+
+    def p99(r):
+        return get(r, "result", "latency_ms", "p99") if r else None
+
+    for sid in UWS_THROUGHPUT:
+        o, u, n = (by.get((sid, x)) for x in ("ours", "uws", "nchan"))
+        if not dps(o) or not dps(u):
+            continue
+        ru = dps(o) / dps(u)
+        rn = dps(o) / dps(n) if dps(n) else None
+        ok = ru >= 1.0 and (rn is None or rn >= 2.0)
+        out.append((
+            "%s: deliveries/s ≥ 1.0× uWS%s" % (
+                sid, " and ≥ 2× Nchan" if rn is not None else ""),
+            "%s vs uWS %s (**%.2f×**)%s" % (
+                fmt(dps(o)), fmt(dps(u)), ru,
+                "; Nchan %s (**%.2f×**)" % (fmt(dps(n)), rn)
+                if rn is not None else ""),
+            "yes" if ok else "**no**"))
+
+    for sid in UWS_TAILS:
+        o, u = by.get((sid, "ours")), by.get((sid, "uws"))
+        if p99(o) is None or p99(u) is None:
+            continue
+        out.append(("%s: p99 ≤ uWS's" % sid,
+                    "%s vs %s (**%.2f×**)" % (ms(p99(o)), ms(p99(u)),
+                                              p99(o) / p99(u)),
+                    "yes" if p99(o) <= p99(u) else "**no**"))
+
+    n = by.get(("S3-10k", "nchan"))
+    nrate = get(n, "result", "connect", "per_s") if n else None
+    for sid, what in (("S3-10k", "HS256"), ("S3-10k-rs256", "RS256")):
+        o = by.get((sid, "ours"))
+        rate = get(o, "result", "connect", "per_s") if o else None
+        if rate and nrate:
+            out.append(("%s: connect rate with a JWT (%s) ≥ Nchan's"
+                        % (sid, what),
+                        "%s/s vs %s/s (**%.2f×**)" % (fmt(rate), fmt(nrate),
+                                                     rate / nrate),
+                        "yes" if rate >= nrate else "**no**"))
+
+    for sid in ("S3-10k", "S3-50k"):
+        o = by.get((sid, "ours"))
+        kb = get(o, "mem", "rss_per_conn_kb") if o else None
+        if kb is not None:
+            out.append(("%s: RSS per idle authenticated connection "
+                        "≤ 1.5 KB" % sid,
+                        "%.2f KB (PSS %.2f KB, private %.2f KB)" % (
+                            kb, get(o, "mem", "pss_per_conn_kb") or 0,
+                            get(o, "mem", "private_per_conn_kb") or 0),
+                        "yes" if kb <= 1.5 else
+                        "**no** (%.1f× the target)" % (kb / 1.5)))
     return out
 
 

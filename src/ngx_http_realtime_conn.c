@@ -114,6 +114,8 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
     ws->last_ping = ngx_current_msec;
 
     if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
+        /* the 101 queued ahead of the frames has no other owner yet */
+        ngx_http_realtime_drop_queue(ws, 1);
         ngx_http_finalize_request(r, NGX_ERROR);
         return;
     }
@@ -189,6 +191,12 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
 
     if (ws->out_count && wev->ready && !wev->posted) {
         ngx_post_event(wev, &ngx_posted_events);
+
+    } else if (ws->out_count && !wev->ready
+               && ngx_handle_write_event(wev, 0) != NGX_OK)
+    {
+        ngx_http_realtime_finalize(ws);
+        return;
     }
 
     if (ngx_handle_read_event(rev, 0) != NGX_OK) {
@@ -1037,9 +1045,14 @@ ngx_http_realtime_flush_plain(ngx_http_realtime_conn_t *ws)
 
         c->sent += sent;
 
+        for (len = 0, i = 0; i < n; i++) {
+            len += iov[i].iov_len;
+        }
+
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                       "realtime flush: %ui frames of %ui, %z bytes", n,
-                       ws->out_count, sent);
+                       "realtime flush: %ui frames of %ui, %s", n,
+                       ws->out_count,
+                       (size_t) sent < len ? "the socket is full" : "out");
 
         for (i = 0; i < n; i++) {
             len = iov[i].iov_len;

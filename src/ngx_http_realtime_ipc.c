@@ -238,6 +238,9 @@ ngx_http_realtime_ipc_post_locked(ngx_http_realtime_zone_t *zone,
     if (s->queue_used == 0) {
         /* an empty ring starts over: a record never wraps */
         s->queue_head = 0;
+
+        /* and the worker's time to drain it starts now */
+        s->drain_time = ngx_current_msec;
     }
 
     /* 16-aligned, so a skipped end always has room for a header */
@@ -655,36 +658,72 @@ static void
 ngx_http_realtime_ipc_drained(ngx_http_realtime_zone_t *zone, ngx_uint_t n)
 {
     uint32_t                   id[NGX_HTTP_REALTIME_SLOTS];
-    uint64_t                   waiters;
     ngx_pid_t                  pid[NGX_HTTP_REALTIME_SLOTS];
     ngx_uint_t                 i, nwake;
-    ngx_http_realtime_slot_t  *s, *w;
+    ngx_http_realtime_slot_t  *s;
 
     s = &zone->sh->slots[zone->slot];
-    nwake = 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     s->drained += n;
+    s->drain_time = ngx_current_msec;
 
-    /* this worker's own waiters are looked at right after the drain */
-    waiters = s->flow_waiters & ~((uint64_t) 1 << zone->slot);
-    s->flow_waiters = 0;
-
-    for (i = 0; waiters; i++, waiters >>= 1) {
-        w = &zone->sh->slots[i];
-
-        if ((waiters & 1) && w->pid) {
-            pid[nwake] = w->pid;
-            id[nwake++] = w->ipc_id;
-        }
-    }
+    nwake = ngx_http_realtime_ipc_flow_waiters_locked(zone, zone->slot, pid,
+                                                      id);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     for (i = 0; i < nwake; i++) {
         ngx_http_realtime_ipc_wake(pid[i], id[i]);
     }
+}
+
+
+/*
+ * The workers with push answers waiting for this slot's queue, taken
+ * off it; they are woken after the unlock.  This worker's own are looked
+ * at right after its drain.
+ */
+
+ngx_uint_t
+ngx_http_realtime_ipc_flow_waiters_locked(ngx_http_realtime_zone_t *zone,
+    ngx_uint_t slot, ngx_pid_t *pid, uint32_t *id)
+{
+    uint64_t                   waiters;
+    ngx_uint_t                 i, n;
+    ngx_http_realtime_slot_t  *s, *w;
+
+    s = &zone->sh->slots[slot];
+
+    waiters = s->flow_waiters & ~((uint64_t) 1 << zone->slot);
+    s->flow_waiters = 0;
+    n = 0;
+
+    for (i = 0; waiters; i++, waiters >>= 1) {
+        w = &zone->sh->slots[i];
+
+        if ((waiters & 1) && w->pid) {
+            pid[n] = w->pid;
+            id[n++] = w->ipc_id;
+        }
+    }
+
+    return n;
+}
+
+
+/*
+ * A queue with records that has not drained any for FLOW_MAX ms belongs
+ * to a worker that is stuck, stopped or dead: answers do not wait for it
+ * (each would only wait out the bound), until it drains again.
+ */
+
+static ngx_uint_t
+ngx_http_realtime_ipc_flow_stale(ngx_http_realtime_slot_t *s)
+{
+    return (ngx_msec_int_t) (ngx_current_msec - s->drain_time)
+           >= NGX_HTTP_REALTIME_IPC_FLOW_MAX;
 }
 
 
@@ -719,7 +758,9 @@ ngx_http_realtime_ipc_flow_wait(ngx_http_realtime_ipc_flow_t *flow,
     for (i = 0; i < NGX_HTTP_REALTIME_SLOTS; i++) {
         s = &zone->sh->slots[i];
 
-        if (s->pid == 0 || s->posted - s->drained <= backlog) {
+        if (s->pid == 0 || s->posted - s->drained <= backlog
+            || ngx_http_realtime_ipc_flow_stale(s))
+        {
             continue;
         }
 

@@ -20,10 +20,6 @@
 
 
 #define NGX_HTTP_REALTIME_OFF            0
-
-/* realtime_push_backlog: publications a worker may be behind by */
-#define NGX_HTTP_REALTIME_PUSH_BACKLOG      4
-#define NGX_HTTP_REALTIME_PUSH_BACKLOG_OFF  NGX_MAX_UINT32_VALUE
 #define NGX_HTTP_REALTIME_ROOMS          1
 #define NGX_HTTP_REALTIME_ECHO           2
 /* Engine.IO v4 + Socket.IO v5, and the two endpoints of their suites */
@@ -509,6 +505,10 @@ extern ngx_http_realtime_ipc_handler_pt
 
 extern ngx_http_realtime_msg_t  ngx_http_realtime_msg_empty;
 
+/* realtime_push_backlog: publications a worker may be behind by */
+#define NGX_HTTP_REALTIME_PUSH_BACKLOG      4
+#define NGX_HTTP_REALTIME_PUSH_BACKLOG_OFF  65536   /* above the limit */
+
 /*
  * A push API answer held until the queues of the workers that had
  * records pending when it published are drained past them (ipc.c).
@@ -543,6 +543,9 @@ uint32_t ngx_http_realtime_ipc_worker_id(void);
 ngx_int_t ngx_http_realtime_ipc_flow_wait(ngx_http_realtime_ipc_flow_t *flow,
     ngx_uint_t backlog, ngx_log_t *log);
 void ngx_http_realtime_ipc_flow_cancel(ngx_http_realtime_ipc_flow_t *flow);
+ngx_uint_t ngx_http_realtime_ipc_flow_waiters_locked(
+    ngx_http_realtime_zone_t *zone, ngx_uint_t slot, ngx_pid_t *pid,
+    uint32_t *id);
 
 /* ngx_http_realtime_events.c */
 ngx_int_t ngx_http_realtime_client_open(ngx_http_realtime_session_t *s);

@@ -635,7 +635,16 @@ ngx_http_realtime_push_flow(ngx_http_realtime_push_ctx_t *ctx,
 static void
 ngx_http_realtime_push_flowed(ngx_http_realtime_ipc_flow_t *flow)
 {
-    ngx_http_realtime_push_done(flow->data);
+    ngx_connection_t              *c;
+    ngx_http_realtime_push_ctx_t  *ctx;
+
+    ctx = flow->data;
+    c = ctx->request->connection;
+
+    ngx_http_realtime_push_done(ctx);
+
+    /* called from a timer or the IPC handler, not the request's event */
+    ngx_http_run_posted_requests(c);
 }
 
 

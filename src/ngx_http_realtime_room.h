@@ -183,6 +183,7 @@ typedef struct {
     uint64_t                           posted;
     uint64_t                           drained;
     uint64_t                           flow_waiters;  /* a bit per slot */
+    ngx_msec_t                         drain_time;    /* or first post */
 
     ngx_atomic_t                       messages_in;
     ngx_atomic_t                       messages_out;

@@ -330,7 +330,9 @@ ngx_http_realtime_slot_claim(ngx_http_realtime_zone_t *zone,
 void
 ngx_http_realtime_zone_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_uint_t                      i, n;
+    uint32_t                        id[NGX_HTTP_REALTIME_SLOTS];
+    ngx_pid_t                       pid[NGX_HTTP_REALTIME_SLOTS];
+    ngx_uint_t                      i, j, n, nwake;
     ngx_http_realtime_zone_t      **zones, *zone;
 
     zones = ngx_http_realtime_zones(cycle, &n);
@@ -347,10 +349,19 @@ ngx_http_realtime_zone_exit_process(ngx_cycle_t *cycle)
         /* sockets a fast shutdown did not close leave with the worker */
 
         ngx_shmtx_lock(&zone->shpool->mutex);
+
+        /* push answers held for this worker's queue need not wait */
+        nwake = ngx_http_realtime_ipc_flow_waiters_locked(zone, zone->slot,
+                                                          pid, id);
+
         ngx_http_realtime_slot_purge(zone, zone->slot);
         ngx_shmtx_unlock(&zone->shpool->mutex);
 
         ngx_http_realtime_redis_wake(zone);
+
+        for (j = 0; j < nwake; j++) {
+            ngx_http_realtime_ipc_wake(pid[j], id[j]);
+        }
 
         zone->slot = NGX_HTTP_REALTIME_SLOTS;
     }
