@@ -1706,11 +1706,12 @@ def targets_uws(by):
                                               p99(o) / p99(u)),
                     "yes" if p99(o) <= p99(u) else "**no**"))
 
-    n = by.get(("S3-10k", "nchan"))
-    nrate = get(n, "result", "connect", "per_s") if n else None
-    for sid, what in (("S3-10k", "HS256"), ("S3-10k-rs256", "RS256")):
-        o = by.get((sid, "ours"))
+    for sid, what, nsid in (("S3-10k", "HS256", "S3-10k"),
+                            ("S3-10k-rs256", "RS256", "S3-10k"),
+                            ("S3-50k", "HS256, 4 workers", "S3-50k")):
+        o, n = by.get((sid, "ours")), by.get((nsid, "nchan"))
         rate = get(o, "result", "connect", "per_s") if o else None
+        nrate = get(n, "result", "connect", "per_s") if n else None
         if rate and nrate:
             out.append(("%s: connect rate with a JWT (%s) ≥ Nchan's"
                         % (sid, what),
