@@ -506,7 +506,7 @@ extern ngx_http_realtime_ipc_handler_pt
 extern ngx_http_realtime_msg_t  ngx_http_realtime_msg_empty;
 
 /* realtime_push_backlog: publications a worker may be behind by */
-#define NGX_HTTP_REALTIME_PUSH_BACKLOG      4
+#define NGX_HTTP_REALTIME_PUSH_BACKLOG      16
 #define NGX_HTTP_REALTIME_PUSH_BACKLOG_OFF  65536   /* above the limit */
 
 /*

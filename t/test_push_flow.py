@@ -22,6 +22,7 @@ from conftest import rt_http
 pytestmark = pytest.mark.asan     # also run by make integration-asan
 
 ROOM = "flow"
+BACKLOG = 16        # realtime_push_backlog's default
 
 
 def start(rt, backlog=None):
@@ -109,8 +110,8 @@ def push_body(i):
 
 
 def test_behind_worker_holds_answers_past_the_backlog(rt):
-    """The default backlog is 4 publications: with the other worker
-    stopped, the first 4 pushes are answered at once and the 5th waits
+    """The default backlog is 16 publications: with the other worker
+    stopped, the first 16 pushes are answered at once and the 17th waits
     out the 100 ms bound. A queue that has not drained for that long is a
     stuck worker's, and the pushes after are answered at once again
     instead of each waiting 100 ms. Every answer is a 200 for both
@@ -119,23 +120,25 @@ def test_behind_worker_holds_answers_past_the_backlog(rt):
     start(rt)
     a, b = members(rt)
     times = []
+    N = BACKLOG + 4
 
     with Stopped(b.pid):
         pusher = Pusher(rt.port)
         before = pusher.metrics()
-        for i in range(8):
+        for i in range(N):
             status, doc, took = pusher.push(push_body(i))
             assert (status, doc) == (200, {"message": "Payload sent "
                                            "successfully", "delivered": 2})
             times.append(took)
-        for i in range(8):
+        for i in range(N):
             assert a.recv() == msg(i)
         b.assert_silent(0.05)
         after = pusher.metrics()
 
     held = [t for t in times if t >= 0.08]
-    assert len(held) == 1 and times[4] >= 0.08 and times[4] < 1.0, times
-    for i in range(8):
+    assert len(held) == 1, times
+    assert 0.08 <= times[BACKLOG] < 1.0, times
+    for i in range(N):
         assert b.recv() == msg(i)
 
     key = 'realtime_push_held%s_total{zone="rt"}'
@@ -143,19 +146,20 @@ def test_behind_worker_holds_answers_past_the_backlog(rt):
     assert after[key % "_timeout"] - before[key % "_timeout"] == 1
 
     # caught up: answered at once again, and both get it
-    status, doc, took = pusher.push(push_body(8))
+    status, doc, took = pusher.push(push_body(N))
     assert status == 200 and doc["delivered"] == 2 and took < 0.08, took
-    assert a.recv() == msg(8) and b.recv() == msg(8)
+    assert a.recv() == msg(N) and b.recv() == msg(N)
 
     # and a worker that falls behind again is waited for again
     times = []
+    more = range(N + 1, N + 2 + BACKLOG)
     with Stopped(b.pid):
-        for i in range(9, 14):
+        for i in more:
             status, doc, took = pusher.push(push_body(i))
             assert status == 200 and doc["delivered"] == 2, doc
             times.append(took)
-    assert max(times[:4]) < 0.08 and times[4] >= 0.08, times
-    for i in range(9, 14):
+    assert max(times[:BACKLOG]) < 0.08 and times[BACKLOG] >= 0.08, times
+    for i in more:
         assert a.recv() == msg(i) and b.recv() == msg(i)
     pusher.close()
 
