@@ -625,9 +625,8 @@ ngx_http_realtime_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_realtime_exit_process(ngx_cycle_t *cycle)
 {
-    /* the zone first: its last wakeups still go out on the IPC socket */
-    ngx_http_realtime_zone_exit_process(cycle);
     ngx_http_realtime_ipc_exit_process(cycle);
+    ngx_http_realtime_zone_exit_process(cycle);
     ngx_http_realtime_deflate_exit_process();
 }
 
