@@ -195,6 +195,7 @@ typedef struct {
 
     uint64_t           cpu_run_us;      /* user+sys during the run phase */
     uint64_t           cpu_total_us;
+    uint64_t           cpu_connect_us;  /* from the first connect to ready */
     long               maxrss_kb;
 
     uint64_t           lat_n;
@@ -311,9 +312,14 @@ static struct {
 };
 
 
-/* --jwt-rsa-key: this process's RS256 tokens, signed before connecting */
-#define RS256_TOKEN_MAX  1024
-static char  *rs256_tokens;
+/*
+ * --jwt-secret, --jwt-rsa-key: this process's tokens, one per connection,
+ * all signed before the first connect (a client has its token before it
+ * connects: minting them while connecting would take the CPU the server
+ * shares with the load generator here)
+ */
+#define TOKEN_MAX  1024
+static char  *tokens;
 
 
 static shm_t          *shm;
@@ -620,6 +626,7 @@ sub_start_next(void)
 
     if (!cs->ready && settled == nconns) {
         cs->t_connect_end = now_ns();
+        cs->cpu_connect_us = cpu_us() - cs->cpu_connect_us;
         __atomic_store_n(&cs->ready, 1, __ATOMIC_RELEASE);
     }
 }
@@ -664,28 +671,46 @@ base64url(char *out, const unsigned char *in, size_t len)
  * subscriber authenticated, as in production (--jwt-secret)
  */
 static void
-jwt_query(char *buf, size_t size, uint32_t gidx)
+hs256_sign_all(long first, long count)
 {
-    char           claims[128], signed_part[512];
+    char           claims[128], signed_part[512], *t;
     unsigned char  mac[EVP_MAX_MD_SIZE];
     unsigned int   mac_len;
     size_t         n;
+    long           i;
     int            k;
 
-    k = snprintf(claims, sizeof(claims), "{\"sub\":\"user-%u\",\"exp\":%ld}",
-                 gidx, (long) time(NULL) + 86400);
+    tokens = malloc((size_t) (count ? count : 1) * TOKEN_MAX);
+    if (tokens == NULL) {
+        die("no memory for %ld tokens", count);
+    }
 
-    /* {"alg":"HS256","typ":"JWT"} */
-    n = (size_t) snprintf(signed_part, sizeof(signed_part), "%s.",
-                          "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9");
-    n += base64url(signed_part + n, (unsigned char *) claims, (size_t) k);
+    for (i = 0; i < count; i++) {
+        t = tokens + i * TOKEN_MAX;
 
-    HMAC(EVP_sha256(), o.jwt_secret, (int) strlen(o.jwt_secret),
-         (unsigned char *) signed_part, n, mac, &mac_len);
+        k = snprintf(claims, sizeof(claims),
+                     "{\"sub\":\"user-%ld\",\"exp\":%ld}",
+                     first + i, (long) time(NULL) + 86400);
 
-    k = snprintf(buf, size, "?token=%s.", signed_part);
-    if (k > 0 && (size_t) k < size) {
-        base64url(buf + k, mac, mac_len);
+        /* {"alg":"HS256","typ":"JWT"} */
+        n = (size_t) snprintf(signed_part, sizeof(signed_part), "%s.",
+                              "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9");
+        n += base64url(signed_part + n, (unsigned char *) claims,
+                       (size_t) k);
+
+        if (HMAC(EVP_sha256(), o.jwt_secret, (int) strlen(o.jwt_secret),
+                 (unsigned char *) signed_part, n, mac, &mac_len)
+            == NULL)
+        {
+            die("HS256 signing failed");
+        }
+
+        k = snprintf(t, TOKEN_MAX, "?token=%s.", signed_part);
+        if (k <= 0 || (size_t) k + mac_len * 4 / 3 + 4 > TOKEN_MAX) {
+            die("HS256 token too long");
+        }
+
+        base64url(t + k, mac, mac_len);
     }
 }
 
@@ -715,22 +740,22 @@ rs256_sign_all(long first, long count)
     key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
     fclose(f);
 
-    rs256_tokens = malloc((size_t) (count ? count : 1) * RS256_TOKEN_MAX);
+    tokens = malloc((size_t) (count ? count : 1) * TOKEN_MAX);
     ctx = EVP_MD_CTX_new();
 
-    if (key == NULL || rs256_tokens == NULL || ctx == NULL) {
+    if (key == NULL || tokens == NULL || ctx == NULL) {
         die("%s: no RSA private key, or no memory", o.jwt_rsa_key);
     }
 
     for (i = 0; i < count; i++) {
-        t = rs256_tokens + i * RS256_TOKEN_MAX;
+        t = tokens + i * TOKEN_MAX;
 
         k = snprintf(claims, sizeof(claims),
                      "{\"sub\":\"user-%ld\",\"exp\":%ld}",
                      first + i, (long) time(NULL) + 86400);
 
         /* {"alg":"RS256","typ":"JWT"} */
-        n = (size_t) snprintf(t, RS256_TOKEN_MAX, "?token=%s.",
+        n = (size_t) snprintf(t, TOKEN_MAX, "?token=%s.",
                               "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9");
         n += base64url(t + n, (unsigned char *) claims, (size_t) k);
 
@@ -740,7 +765,7 @@ rs256_sign_all(long first, long count)
             || EVP_DigestSign(ctx, sig, &siglen, (unsigned char *) t + 7,
                               n - 7)
                != 1
-            || n + 1 + siglen * 4 / 3 + 4 > RS256_TOKEN_MAX)
+            || n + 1 + siglen * 4 / 3 + 4 > TOKEN_MAX)
         {
             die("RS256 signing failed");
         }
@@ -759,7 +784,7 @@ conn_connected(conn_t *c)
 {
     int        err, n;
     socklen_t  len;
-    char       req[2048], path[512], query[RS256_TOKEN_MAX + 64];
+    char       req[2048], path[512], query[TOKEN_MAX + 64];
     size_t     ql;
 
     err = 0;
@@ -784,17 +809,11 @@ conn_connected(conn_t *c)
                                strchr(path, '?') ? "&" : "?");
     }
 
-    if (o.jwt_secret) {
-        jwt_query(query + ql, sizeof(query) - ql, c->gidx);
+    if (tokens) {
+        (void) snprintf(query + ql, sizeof(query) - ql, "%s",
+                        tokens + (c - conns) * TOKEN_MAX);
         if (ql) {
             query[ql] = '&';          /* "?token=" after the EIO query */
-        }
-
-    } else if (rs256_tokens) {
-        (void) snprintf(query + ql, sizeof(query) - ql, "%s",
-                        rs256_tokens + (c - conns) * RS256_TOKEN_MAX);
-        if (ql) {
-            query[ql] = '&';
         }
     }
 
@@ -1451,10 +1470,14 @@ sub_main(long first, long count)
 
     if (o.jwt_rsa_key) {
         rs256_sign_all(first, count);
+
+    } else if (o.jwt_secret) {
+        hs256_sign_all(first, count);
     }
 
     cs->conn_min = 0;
     cs->t_connect_start = now_ns();
+    cs->cpu_connect_us = cpu_us();      /* the tokens are made by now */
     sub_start_next();
 
     last_scan = now_ns();
@@ -2303,7 +2326,8 @@ main(int argc, char **argv)
     uint64_t        pub_cpu0, pub_cpu, delivered, last_seen;
     uint64_t        attempted, ok, f_conn, f_hs, f_closed, f_to, dropped;
     uint64_t        other, no_ts, ferr, pings, lat_n, lat_max, cmin, cmax;
-    uint64_t        cshort, counted, sub_cpu_run, sub_cpu_total, out_over;
+    uint64_t        cshort, counted, sub_cpu_run, sub_cpu_total, out_over,
+                    sub_cpu_connect;
     uint64_t        wire, zmsgs, zerr;
     uint64_t       *hist, *hist_by[MAX_PORTS], n_by[MAX_PORTS];
     uint64_t        max_by[MAX_PORTS];
@@ -2518,6 +2542,7 @@ main(int argc, char **argv)
     other = no_ts = ferr = pings = lat_n = lat_max = cmax = 0;
     wire = zmsgs = zerr = 0;
     cshort = counted = sub_cpu_run = sub_cpu_total = out_over = 0;
+    sub_cpu_connect = 0;
     cmin = UINT64_MAX;
     delivered = 0;
     t_last = 0;
@@ -2561,6 +2586,7 @@ main(int argc, char **argv)
         counted += c->conns_counted;
         sub_cpu_run += c->cpu_run_us;
         sub_cpu_total += c->cpu_total_us;
+        sub_cpu_connect += c->cpu_connect_us;
         if (c->maxrss_kb > maxrss) {
             maxrss = c->maxrss_kb;
         }
@@ -2732,7 +2758,8 @@ main(int argc, char **argv)
                "\"latency_ms\":{\"n\":%" PRIu64 ",\"p50\":%.3f,\"p99\":%.3f,"
                "\"p999\":%.3f,\"max\":%.3f},"
                "\"client\":{\"sub_cpu_run_s\":%.3f,\"sub_cpu_total_s\":%.3f,"
-               "\"pub_cpu_s\":%.3f,\"wall_run_s\":%.3f,\"max_rss_kb\":%ld},"
+               "\"sub_cpu_connect_s\":%.3f,\"pub_cpu_s\":%.3f,"
+               "\"wall_run_s\":%.3f,\"max_rss_kb\":%ld},"
                "\"other_msgs\":%" PRIu64 ",\"no_ts\":%" PRIu64
                ",\"frame_errors\":%" PRIu64 ",\"pings\":%" PRIu64
                ",\"out_overflow\":%" PRIu64 "%s,\"first_error\":\"%s\"}\n",
@@ -2745,9 +2772,9 @@ main(int argc, char **argv)
                pub_secs > 0 ? ps.items / pub_secs : 0.0, r50, r99,
                delivered, ps.expected, lost, deliver_secs, dps, cmin, cmax,
                cshort, wire, zmsgs, zerr, lat_n, p50, p99, p999, ms(lat_max),
-               sub_cpu_run / 1e6, sub_cpu_total / 1e6, pub_cpu / 1e6,
-               wall_run, maxrss, other, no_ts, ferr, pings, out_over, byport,
-               esc);
+               sub_cpu_run / 1e6, sub_cpu_total / 1e6, sub_cpu_connect / 1e6,
+               pub_cpu / 1e6, wall_run, maxrss, other, no_ts, ferr, pings,
+               out_over, byport, esc);
         (void) t_first;
     }
 

@@ -697,6 +697,10 @@ def run_scenario(sc, server):
                 if not line:
                     break
                 if line.startswith("READY"):
+                    # the connect phase's CPU: what each connection cost
+                    cpur = grp.cpu()
+                    res["connect_cpu"] = {"user_s": cpur[0] - cpu0[0],
+                                          "sys_s": cpur[1] - cpu0[1]}
                     # let the workers settle (what RSS is measured for)
                     time.sleep(1.0 if sc.get("idle") or not QUICK else 0.2)
                     rss1, pss1, priv1 = grp.mem()
@@ -739,6 +743,11 @@ def run_scenario(sc, server):
         if result and "mem" in res:
             ok = result["connect"]["ok"]
             m = res["mem"]
+            if ok and "connect_cpu" in res:
+                cc = res["connect_cpu"]
+                cc["per_conn_us"] = ((cc["user_s"] + cc["sys_s"]) * 1e6
+                                     / ok)
+                cc["sys_per_conn_us"] = cc["sys_s"] * 1e6 / ok
             if ok:
                 m["rss_per_conn_kb"] = (m["rss_after_kb"]
                                         - m["rss_before_kb"]) / ok
@@ -941,6 +950,13 @@ def get(res, *path):
     return v
 
 
+def client_connect_us(res):
+    """the load generator's CPU per connection while connecting"""
+    c = get(res, "result", "client", "sub_cpu_connect_s")
+    ok = get(res, "result", "connect", "ok")
+    return c * 1e6 / ok if c is not None and ok else None
+
+
 def client_cpu(res):
     r = res.get("result")
     if not r:
@@ -981,6 +997,14 @@ def scenario_rows(sc):
         rows.append(("connect rate",
                      lambda r: fmt(get(r, "result", "connect",
                                        "per_s"), "/s")))
+        rows.append(("server CPU per connection (of it kernel)",
+                     lambda r: "%s µs (%s µs)" % (
+                         fmt(get(r, "connect_cpu", "per_conn_us"), "", 1),
+                         fmt(get(r, "connect_cpu", "sys_per_conn_us"), "",
+                             1))
+                     if get(r, "connect_cpu", "per_conn_us") else "—"))
+        rows.append(("load generator's CPU per connection",
+                     lambda r: fmt(client_connect_us(r), " µs", 1)))
         rows.append(("server RSS per connection",
                      lambda r: fmt(get(r, "mem", "rss_per_conn_kb"),
                                    " KB", 2)))

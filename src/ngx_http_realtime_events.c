@@ -898,15 +898,16 @@ ngx_http_realtime_stamp(ngx_uint_t on, json_t *json)
 }
 
 
-/* a text frame of the JSON, serialized straight into the shared buffer */
+/* a text frame of the JSON in a shared buffer */
 
 ngx_http_realtime_msg_t *
 ngx_http_realtime_msg_json(json_t *json)
 {
     size_t                    len, header;
+    const char               *text;
     ngx_http_realtime_msg_t  *msg;
 
-    len = ngx_http_realtime_json_dump(json, NULL, 0);
+    text = ngx_http_realtime_json_dump_scratch(json, &len);
     if (len == 0) {
         return NULL;
     }
@@ -919,7 +920,14 @@ ngx_http_realtime_msg_json(json_t *json)
     }
 
     ngx_http_realtime_frame_header(msg->data, NGX_HTTP_REALTIME_OP_TEXT, len);
-    (void) ngx_http_realtime_json_dump(json, (char *) msg->data + header, len);
+
+    if (text) {
+        ngx_memcpy(msg->data + header, text, len);
+
+    } else {
+        (void) ngx_http_realtime_json_dump(json, (char *) msg->data + header,
+                                           len);
+    }
 
     msg->len = header + len;
 

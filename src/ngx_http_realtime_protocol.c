@@ -413,3 +413,24 @@ ngx_http_realtime_json_dump(json_t *json, char *buf, size_t size)
 {
     return json_dumpb(json, buf, size, JSON_COMPACT);
 }
+
+
+/*
+ * json_dumpb() can size a dump only by doing it: a JSON dumped into this
+ * process's scratch first is serialized once and then copied, and only
+ * one larger than the scratch is dumped again into its own buffer
+ */
+
+const char *
+ngx_http_realtime_json_dump_scratch(json_t *json, size_t *len)
+{
+    static char  scratch[NGX_HTTP_REALTIME_JSON_SCRATCH];
+
+    *len = json_dumpb(json, scratch, sizeof(scratch), JSON_COMPACT);
+
+    if (*len == 0 || *len > sizeof(scratch)) {
+        return NULL;
+    }
+
+    return scratch;
+}

@@ -26,6 +26,9 @@
 #define NGX_HTTP_REALTIME_ROOM_MAX       128
 #define NGX_HTTP_REALTIME_EVENT_MAX      128
 
+/* what most answers and publications fit in: see json_dump_scratch() */
+#define NGX_HTTP_REALTIME_JSON_SCRATCH   4096
+
 
 typedef struct {
     json_t       *root;        /* owns the rest; json_decref() it */
@@ -106,6 +109,10 @@ json_t *ngx_http_realtime_event_relay(const char *event, size_t event_len,
 
 /* serializes compactly into buf when it fits; returns the size needed */
 size_t ngx_http_realtime_json_dump(json_t *json, char *buf, size_t size);
+/* the same into a scratch valid until the next call; NULL: did not fit,
+ * *len the size needed (0: it could not be serialized) */
+const char *ngx_http_realtime_json_dump_scratch(json_t *json,
+    size_t *len);
 
 
 #endif /* _NGX_HTTP_REALTIME_PROTOCOL_H_INCLUDED_ */

@@ -991,22 +991,32 @@ ngx_int_t
 ngx_http_realtime_send_json_response(ngx_http_request_t *r,
     ngx_uint_t status, json_t *json)
 {
-    u_char     *p;
-    size_t      len;
-    ngx_str_t   type;
+    u_char      *p;
+    size_t       len;
+    ngx_str_t    type;
+    const char  *text;
 
     if (json == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    len = ngx_http_realtime_json_dump(json, NULL, 0);
+    text = ngx_http_realtime_json_dump_scratch(json, &len);
+    if (len == 0) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     p = ngx_pnalloc(r->pool, len + 1);
     if (p == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    (void) ngx_http_realtime_json_dump(json, (char *) p, len);
+    if (text) {
+        ngx_memcpy(p, text, len);
+
+    } else {
+        (void) ngx_http_realtime_json_dump(json, (char *) p, len);
+    }
+
     p[len++] = LF;
 
     ngx_str_set(&type, "application/json");

@@ -1449,6 +1449,80 @@ test_json_dump(void)
 }
 
 
+/* the scratch: one dump when it fits, the size needed when not */
+
+static void
+test_json_dump_scratch(void)
+{
+    char        *big;
+    const char  *text;
+    size_t       n, len;
+    json_t      *json;
+    const char  *expect;
+
+    test_begin("json_dump_scratch");
+
+    expect = "{\"event\":\"joined\",\"data\":{\"room\":\"r\\\"1\","
+             "\"members\":2}}";
+
+    json = json_pack("{s:s, s:{s:s, s:i}}", "event", "joined", "data",
+                     "room", "r\"1", "members", 2);
+    CHECK(json != NULL);
+
+    text = ngx_http_realtime_json_dump_scratch(json, &len);
+    CHECK(text != NULL);
+    CHECK(len == strlen(expect) && memcmp(text, expect, len) == 0);
+    json_decref(json);
+
+    /* exactly the scratch's size fits; one more byte does not */
+
+    for (n = NGX_HTTP_REALTIME_JSON_SCRATCH - 1;
+         n <= NGX_HTTP_REALTIME_JSON_SCRATCH;
+         n++)
+    {
+        big = malloc(n - 3);
+        CHECK(big != NULL);
+        if (big == NULL) {
+            break;
+        }
+
+        memset(big, 'a', n - 4);
+        big[n - 4] = '\0';
+
+        /* ["aaa..."]: n bytes */
+        json = json_pack("[s]", big);
+        CHECK(json != NULL);
+
+        text = ngx_http_realtime_json_dump_scratch(json, &len);
+        CHECK(len == n);
+        CHECK(text != NULL && text[0] == '[' && text[n - 1] == ']');
+
+        json_decref(json);
+        free(big);
+    }
+
+    big = malloc(NGX_HTTP_REALTIME_JSON_SCRATCH);
+    CHECK(big != NULL);
+
+    if (big) {
+        memset(big, 'a', NGX_HTTP_REALTIME_JSON_SCRATCH - 1);
+        big[NGX_HTTP_REALTIME_JSON_SCRATCH - 1] = '\0';
+
+        json = json_pack("[s]", big);
+        CHECK(json != NULL);
+
+        text = ngx_http_realtime_json_dump_scratch(json, &len);
+        CHECK(text == NULL);
+        CHECK(len == NGX_HTTP_REALTIME_JSON_SCRATCH + 3);
+
+        json_decref(json);
+        free(big);
+    }
+
+    test_end();
+}
+
+
 static void
 test_round_trip(void)
 {
@@ -1609,6 +1683,7 @@ main(void)
     test_event_relay();
     test_event_room();
     test_json_dump();
+    test_json_dump_scratch();
     test_round_trip();
 
     return test_summary();
