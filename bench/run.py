@@ -122,6 +122,10 @@ def scenarios():
             {"id": "S1-10k-1pub", "what": "1 room x 10k subscribers, as "
              "fast as accepted, one publish at a time (1 connection)",
              "conns": 10000, "rooms": 1, "pub_conns": 1, "duration": d},
+            {"id": "S1-10k-1pub-1w", "what": "the same with one nginx "
+             "worker, as uWS's one process",
+             "conns": 10000, "rooms": 1, "pub_conns": 1, "duration": d,
+             "workers": 1, "servers": ["ours", "nchan"]},
             {"id": "S1-10k-16pub", "what": "1 room x 10k subscribers, as "
              "fast as accepted, 16 publisher connections",
              "conns": 10000, "rooms": 1, "pub_conns": 16, "duration": d},
@@ -131,6 +135,12 @@ def scenarios():
          "fast as accepted (4 publisher connections)" % (100 if q else 1000),
          "conns": 1000 if q else 10000, "rooms": 100 if q else 1000,
          "pub_conns": 4, "duration": d},
+        # issue 14: where the tail comes from, 3 busy processes on 2 cores
+        {"id": "S2-1w", "what": "S2 with one nginx worker, as uWS's one "
+         "process",
+         "conns": 1000 if q else 10000, "rooms": 100 if q else 1000,
+         "pub_conns": 4, "duration": d, "workers": 1,
+         "servers": ["ours", "nchan"]},
         {"id": "S2-batch", "what": "the same, batch form: JSON arrays of "
          "20 items (Nchan has no batch publish)",
          "conns": 1000 if q else 10000, "rooms": 100 if q else 1000,
@@ -172,6 +182,11 @@ def scenarios():
          "%g s" % (200 if q else 1000, 1 if q else 10),
          "conns": 200 if q else 1000, "rooms": 1, "pub_conns": 4,
          "rate": 200, "duration": 1 if q else 10},
+        {"id": "S4-1w", "what": "S4 with one nginx worker, as uWS's one "
+         "process",
+         "conns": 200 if q else 1000, "rooms": 1, "pub_conns": 4,
+         "rate": 200, "duration": 1 if q else 10, "workers": 1,
+         "servers": ["ours", "nchan"]},
     ]
     if not q:
         s += [
@@ -1730,6 +1745,27 @@ def targets_uws(by):
                                               p99(o) / p99(u)),
                     "yes" if p99(o) <= p99(u) else "**no**"))
 
+    # the same with one nginx worker: where the 2-worker misses come from
+    for sid, usid in (("S1-10k-1pub-1w", "S1-10k-1pub"), ("S2-1w", "S2")):
+        o, u, n = by.get((sid, "ours")), by.get((usid, "uws")), \
+            by.get((sid, "nchan"))
+        if not dps(o) or not dps(u) or not dps(n):
+            continue
+        ru, rn = dps(o) / dps(u), dps(o) / dps(n)
+        out.append(("%s (one worker; Nchan with one): deliveries/s ≥ 1.0× "
+                    "uWS and ≥ 2× Nchan" % sid,
+                    "%s vs uWS %s (**%.2f×**); Nchan %s (**%.2f×**)" % (
+                        fmt(dps(o)), fmt(dps(u)), ru, fmt(dps(n)), rn),
+                    "yes" if ru >= 1.0 and rn >= 2.0 else "**no**"))
+    for sid, usid in (("S2-1w", "S2"), ("S4-1w", "S4")):
+        o, u = by.get((sid, "ours")), by.get((usid, "uws"))
+        if p99(o) is None or p99(u) is None:
+            continue
+        out.append(("%s (one worker): p99 ≤ uWS's" % sid,
+                    "%s vs %s (**%.2f×**)" % (ms(p99(o)), ms(p99(u)),
+                                              p99(o) / p99(u)),
+                    "yes" if p99(o) <= p99(u) else "**no**"))
+
     for sid, what, nsid in (("S3-10k", "HS256", "S3-10k"),
                             ("S3-10k-rs256", "RS256", "S3-10k"),
                             ("S3-50k", "HS256, 4 workers", "S3-50k")):
@@ -1742,6 +1778,22 @@ def targets_uws(by):
                         "%s/s vs %s/s (**%.2f×**)" % (fmt(rate), fmt(nrate),
                                                      rate / nrate),
                         "yes" if rate >= nrate else "**no**"))
+
+    # what the rate is made of on 2 shared cores: the server's CPU and the
+    # load generator's, per connection
+    for sid, nsid in (("S3-10k", "S3-10k"), ("S3-10k-rs256", "S3-10k"),
+                      ("S3-50k", "S3-50k")):
+        o, n = by.get((sid, "ours")), by.get((nsid, "nchan"))
+        us = get(o, "connect_cpu", "per_conn_us") if o else None
+        nus = get(n, "connect_cpu", "per_conn_us") if n else None
+        if us and nus:
+            out.append(("%s: server CPU per connection ≤ Nchan's" % sid,
+                        "%.0f µs vs %.0f µs (**%.2f×**); the load "
+                        "generator's %s vs %s" % (
+                            us, nus, us / nus,
+                            fmt(client_connect_us(o), " µs"),
+                            fmt(client_connect_us(n), " µs")),
+                        "yes" if us <= nus else "**no**"))
 
     for sid in ("S3-10k", "S3-50k"):
         o = by.get((sid, "ours"))
