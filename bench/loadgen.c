@@ -196,6 +196,7 @@ typedef struct {
     uint64_t           cpu_run_us;      /* user+sys during the run phase */
     uint64_t           cpu_total_us;
     uint64_t           cpu_connect_us;  /* from the first connect to ready */
+    uint64_t           cpu_connect_start_us;
     long               maxrss_kb;
 
     uint64_t           lat_n;
@@ -626,7 +627,7 @@ sub_start_next(void)
 
     if (!cs->ready && settled == nconns) {
         cs->t_connect_end = now_ns();
-        cs->cpu_connect_us = cpu_us() - cs->cpu_connect_us;
+        cs->cpu_connect_us = cpu_us() - cs->cpu_connect_start_us;
         __atomic_store_n(&cs->ready, 1, __ATOMIC_RELEASE);
     }
 }
@@ -1477,7 +1478,7 @@ sub_main(long first, long count)
 
     cs->conn_min = 0;
     cs->t_connect_start = now_ns();
-    cs->cpu_connect_us = cpu_us();      /* the tokens are made by now */
+    cs->cpu_connect_start_us = cpu_us();  /* the tokens are made by now */
     sub_start_next();
 
     last_scan = now_ns();
