@@ -920,14 +920,8 @@ ngx_http_realtime_msg_json(json_t *json)
     }
 
     ngx_http_realtime_frame_header(msg->data, NGX_HTTP_REALTIME_OP_TEXT, len);
-
-    if (text) {
-        ngx_memcpy(msg->data + header, text, len);
-
-    } else {
-        (void) ngx_http_realtime_json_dump(json, (char *) msg->data + header,
-                                           len);
-    }
+    ngx_http_realtime_json_place(json, text, (char *) msg->data + header,
+                                 len);
 
     msg->len = header + len;
 

@@ -434,3 +434,18 @@ ngx_http_realtime_json_dump_scratch(json_t *json, size_t *len)
 
     return scratch;
 }
+
+
+/* what json_dump_scratch() gave into dst, len bytes: a copy, or a dump */
+
+void
+ngx_http_realtime_json_place(json_t *json, const char *text, char *dst,
+    size_t len)
+{
+    if (text) {
+        memcpy(dst, text, len);
+        return;
+    }
+
+    (void) json_dumpb(json, dst, len, JSON_COMPACT);
+}

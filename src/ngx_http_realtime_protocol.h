@@ -113,6 +113,8 @@ size_t ngx_http_realtime_json_dump(json_t *json, char *buf, size_t size);
  * *len the size needed (0: it could not be serialized) */
 const char *ngx_http_realtime_json_dump_scratch(json_t *json,
     size_t *len);
+void ngx_http_realtime_json_place(json_t *json, const char *text, char *dst,
+    size_t len);
 
 
 #endif /* _NGX_HTTP_REALTIME_PROTOCOL_H_INCLUDED_ */

@@ -1010,13 +1010,7 @@ ngx_http_realtime_send_json_response(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (text) {
-        ngx_memcpy(p, text, len);
-
-    } else {
-        (void) ngx_http_realtime_json_dump(json, (char *) p, len);
-    }
-
+    ngx_http_realtime_json_place(json, text, (char *) p, len);
     p[len++] = LF;
 
     ngx_str_set(&type, "application/json");

@@ -1454,7 +1454,7 @@ test_json_dump(void)
 static void
 test_json_dump_scratch(void)
 {
-    char        *big;
+    char        *big, *out;
     const char  *text;
     size_t       n, len;
     json_t      *json;
@@ -1514,6 +1514,19 @@ test_json_dump_scratch(void)
         text = ngx_http_realtime_json_dump_scratch(json, &len);
         CHECK(text == NULL);
         CHECK(len == NGX_HTTP_REALTIME_JSON_SCRATCH + 3);
+
+        /* placed by a second dump, whole and nothing past it */
+        out = malloc(len + 1);
+        CHECK(out != NULL);
+
+        if (out) {
+            out[len] = '~';
+            ngx_http_realtime_json_place(json, text, out, len);
+            CHECK(memcmp(out, "[\"aaa", 5) == 0);
+            CHECK(memcmp(out + len - 5, "aaa\"]", 5) == 0);
+            CHECK(out[len] == '~');
+            free(out);
+        }
 
         json_decref(json);
         free(big);
