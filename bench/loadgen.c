@@ -306,10 +306,11 @@ static struct {
     const char  *jwt_rsa_key;
     int          deflate;      /* offer permessage-deflate */
     int          pad_text;     /* words in the padding, not 'x's */
+    int          join_url;     /* rt: the room is in -u, no join sent */
 } o = {
     "127.0.0.1", 8080, { 8080 }, 1, 0, 0, NULL, NULL, PROTO_RT, 1000, 1, 1, "r", 8, 256,
     10.0, 120.0, 1, 0.0, 1, 10.0, 0, 100, 15.0, 1.0, 0.0, 0, "run", 0,
-    NULL, NULL, 0, 0
+    NULL, NULL, 0, 0, 0
 };
 
 
@@ -813,8 +814,8 @@ conn_connected(conn_t *c)
     if (tokens) {
         (void) snprintf(query + ql, sizeof(query) - ql, "%s",
                         tokens + (c - conns) * TOKEN_MAX);
-        if (ql) {
-            query[ql] = '&';          /* "?token=" after the EIO query */
+        if (ql || strchr(path, '?')) {
+            query[ql] = '&';          /* "?token=" after a query */
         }
     }
 
@@ -1117,6 +1118,12 @@ conn_message(conn_t *c, int64_t now)
     case C_WELCOME:
         if (!head_has(c, "\"welcome\"")) {
             cs->other++;
+            return;
+        }
+
+        if (o.join_url) {
+            /* joined at the handshake: member before the welcome */
+            conn_ready(c);
             return;
         }
 
@@ -2136,6 +2143,9 @@ usage(void)
 "  -u path        WebSocket path; \"{room}\" is replaced by the room name\n"
 "                 (default /ws for rt, /sub/{room} for nchan, /socket.io/\n"
 "                 for sio, which adds ?EIO=4&transport=websocket)\n"
+"  --join-url     rt: -u names the room (as /ws?room={room}) and the\n"
+"                 server joins it at the handshake (realtime_join_on_connect\n"
+"                 $arg_room): ready at the welcome, no join sent\n"
 "  --proto P      rt (ngx-realtime: welcome, join, push API), nchan, or\n"
 "                 sio (Socket.IO v5 over Engine.IO v4, websocket\n"
 "                 transport: CONNECT \"/\", emit join with an ack, pings\n"
@@ -2217,6 +2227,7 @@ parse_args(int argc, char **argv)
         { "jwt-secret", required_argument, NULL, 19 },
         { "jwt-rsa-key", required_argument, NULL, 20 },
         { "deflate", no_argument, NULL, 21 },
+        { "join-url", no_argument, NULL, 23 },
         { "pad-text", no_argument, NULL, 22 },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
@@ -2256,6 +2267,7 @@ parse_args(int argc, char **argv)
         case 9: o.batch = atoi(optarg); break;
         case 10: o.pad = atoi(optarg); break;
         case 21: o.deflate = 1; break;
+        case 23: o.join_url = 1; break;
         case 22: o.pad_text = 1; break;
         case 11: o.drain = atof(optarg); break;
         case 12: o.drain_idle = atof(optarg); break;

@@ -168,6 +168,16 @@ def scenarios():
          "HS256" % ("1k" if q else "10k"),
          "conns": 1000 if q else 10000, "rooms": 1000, "idle": True,
          "jwt": "rs256", "only": ["ours"]},
+        {"id": "S3-10k-url" if not q else "S3-1k-url",
+         "what": "as S3-%s, each naming its room in the URL as Nchan's "
+         "subscribers do (realtime_join_on_connect $arg_room): no join "
+         "message" % ("1k" if q else "10k"),
+         "conns": 1000 if q else 10000, "rooms": 1000, "idle": True,
+         "join_url": True, "only": ["ours"]},
+        {"id": "S3-10k-rs256-url" if not q else "S3-1k-rs256-url",
+         "what": "as S3-%s-url, each token RS256" % ("1k" if q else "10k"),
+         "conns": 1000 if q else 10000, "rooms": 1000, "idle": True,
+         "jwt": "rs256", "join_url": True, "only": ["ours"]},
     ]
     if not q:
         s += [
@@ -176,6 +186,10 @@ def scenarios():
              "here)",
              "conns": 50000, "rooms": 1000, "idle": True, "workers": 4,
              "procs": 4},
+            {"id": "S3-50k-url", "what": "as S3-50k, each naming its room "
+             "in the URL (as S3-10k-url)",
+             "conns": 50000, "rooms": 1000, "idle": True, "workers": 4,
+             "procs": 4, "join_url": True, "only": ["ours"]},
         ]
     s += [
         {"id": "S4", "what": "1 room x %d subscribers, 200 publishes/s for "
@@ -575,10 +589,15 @@ def loadgen_cmd(sc, server):
            "-r", str(sc["rooms"]), "--label", "%s/%s" % (sc["id"], server)]
     if sc.get("idle"):
         cmd += ["--pub-conns", "0", "--wait-stdin", "--connect-timeout", "30"]
+        # join_url: the room in the URL, as Nchan's subscribers name it
+        url = "-url?room={room}" if sc.get("join_url") else ""
         if server == "ours" and sc.get("jwt") == "rs256":
-            cmd += ["-u", "/ws-auth-rs256", "--jwt-rsa-key", JWT_RSA_KEY]
+            cmd += ["-u", "/ws-auth-rs256" + url, "--jwt-rsa-key",
+                    JWT_RSA_KEY]
         elif server == "ours" and sc.get("proto", "rt") == "rt":
-            cmd += ["-u", "/ws-auth", "--jwt-secret", JWT_SECRET]
+            cmd += ["-u", "/ws-auth" + url, "--jwt-secret", JWT_SECRET]
+        if url and server == "ours":
+            cmd += ["--join-url"]
     else:
         cmd += ["--pub-conns", str(sc["pub_conns"]), "-d",
                 str(sc["duration"]), "--drain", "15", "--wait-stdin"]
@@ -1766,9 +1785,14 @@ def targets_uws(by):
                                               p99(o) / p99(u)),
                     "yes" if p99(o) <= p99(u) else "**no**"))
 
-    for sid, what, nsid in (("S3-10k", "HS256", "S3-10k"),
-                            ("S3-10k-rs256", "RS256", "S3-10k"),
-                            ("S3-50k", "HS256, 4 workers", "S3-50k")):
+    for sid, what, nsid in (
+            ("S3-10k", "HS256, join message", "S3-10k"),
+            ("S3-10k-rs256", "RS256, join message", "S3-10k"),
+            ("S3-50k", "HS256, join message, 4 workers", "S3-50k"),
+            ("S3-10k-url", "HS256, room in the URL", "S3-10k"),
+            ("S3-10k-rs256-url", "RS256, room in the URL", "S3-10k"),
+            ("S3-50k-url", "HS256, room in the URL, 4 workers",
+             "S3-50k")):
         o, n = by.get((sid, "ours")), by.get((nsid, "nchan"))
         rate = get(o, "result", "connect", "per_s") if o else None
         nrate = get(n, "result", "connect", "per_s") if n else None
@@ -1782,7 +1806,8 @@ def targets_uws(by):
     # what the rate is made of on 2 shared cores: the server's CPU and the
     # load generator's, per connection
     for sid, nsid in (("S3-10k", "S3-10k"), ("S3-10k-rs256", "S3-10k"),
-                      ("S3-50k", "S3-50k")):
+                      ("S3-50k", "S3-50k"), ("S3-10k-url", "S3-10k"),
+                      ("S3-50k-url", "S3-50k")):
         o, n = by.get((sid, "ours")), by.get((nsid, "nchan"))
         us = get(o, "connect_cpu", "per_conn_us") if o else None
         nus = get(n, "connect_cpu", "per_conn_us") if n else None
@@ -1795,7 +1820,7 @@ def targets_uws(by):
                             fmt(client_connect_us(n), " µs")),
                         "yes" if us <= nus else "**no**"))
 
-    for sid in ("S3-10k", "S3-50k"):
+    for sid in ("S3-10k", "S3-50k", "S3-10k-url", "S3-50k-url"):
         o = by.get((sid, "ours"))
         kb = get(o, "mem", "rss_per_conn_kb") if o else None
         if kb is not None:

@@ -889,6 +889,18 @@ ngx_http_realtime_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->join_on_connect, prev->join_on_connect,
                              NULL);
 
+    /* a Socket.IO CONNECT comes without the handshake's request */
+
+    if (conf->mode >= NGX_HTTP_REALTIME_SIO
+        && ngx_http_realtime_route_join_vars(conf) == NGX_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "realtime_join_on_connect with variables is for "
+                           "WebSocket clients of \"realtime\", not for "
+                           "Socket.IO");
+        return NGX_CONF_ERROR;
+    }
+
     if (conf->forwards == NGX_CONF_UNSET_PTR
         && conf->connect_hook == NGX_CONF_UNSET_PTR
         && conf->disconnect_hook == NGX_CONF_UNSET_PTR)

@@ -154,7 +154,7 @@ typedef struct {
 
     /* realtime_route, realtime_join_on_connect */
     ngx_array_t                       *routes;
-    ngx_array_t                       *join_on_connect;   /* ngx_str_t */
+    ngx_array_t                       *join_on_connect;   /* join_t */
 
     /* realtime_history */
     ngx_uint_t                         history_max;
@@ -676,9 +676,19 @@ typedef struct {
     ngx_str_t                          as;       /* publish: the event */
 } ngx_http_realtime_route_t;
 
+/* a room of realtime_join_on_connect */
+typedef struct {
+    ngx_str_t                          room;     /* a template of {user} */
+    ngx_http_complex_value_t          *value;    /* or one of variables */
+} ngx_http_realtime_join_t;
+
 ngx_int_t ngx_http_realtime_route(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd);
 void ngx_http_realtime_route_connect(ngx_http_realtime_session_t *s);
+ngx_int_t ngx_http_realtime_route_join_request(ngx_http_request_t *r,
+    ngx_http_realtime_session_t *s);
+ngx_int_t ngx_http_realtime_route_join_vars(
+    ngx_http_realtime_loc_conf_t *conf);
 char *ngx_http_realtime_route_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_realtime_join_on_connect_conf(ngx_conf_t *cf,

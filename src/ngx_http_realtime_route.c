@@ -27,6 +27,9 @@ static ngx_http_realtime_route_t *ngx_http_realtime_route_find(
     ngx_http_realtime_loc_conf_t *conf, const char *event, size_t len);
 static ngx_int_t ngx_http_realtime_route_user(ngx_http_realtime_session_t *s,
     ngx_http_realtime_cmd_t *cmd);
+static ngx_int_t ngx_http_realtime_route_join_name(ngx_http_request_t *r,
+    ngx_http_realtime_session_t *s, ngx_http_complex_value_t *cv,
+    ngx_str_t *name);
 static void ngx_http_realtime_forward_from(ngx_conf_t *cf,
     ngx_http_realtime_loc_conf_t *rlcf);
 static void ngx_http_realtime_user_list_tick(ngx_event_t *ev);
@@ -159,12 +162,13 @@ ngx_http_realtime_route_find(ngx_http_realtime_loc_conf_t *conf,
 void
 ngx_http_realtime_route_connect(ngx_http_realtime_session_t *s)
 {
-    int         n;
-    char        room[NGX_HTTP_REALTIME_ROOM_MAX];
-    size_t      missing_len;
-    ngx_str_t  *tpl, name;
-    ngx_uint_t  i, members, first;
-    const char *missing;
+    int                        n;
+    char                       room[NGX_HTTP_REALTIME_ROOM_MAX];
+    size_t                     missing_len;
+    ngx_str_t                  name;
+    ngx_uint_t                 i, members, first;
+    const char                *missing;
+    ngx_http_realtime_join_t  *join;
 
     /* the connect hook's reply comes after, from the backend */
     s->routed = 1;
@@ -184,18 +188,25 @@ ngx_http_realtime_route_connect(ngx_http_realtime_session_t *s)
         return;
     }
 
-    tpl = s->conf->join_on_connect->elts;
+    join = s->conf->join_on_connect->elts;
 
     for (i = 0; i < s->conf->join_on_connect->nelts; i++) {
-        n = ngx_http_realtime_route_expand((char *) tpl[i].data, tpl[i].len,
-                                           NULL, (char *) s->user.data,
+        if (join[i].value) {
+            /* joined at the handshake: route_join_request() */
+            continue;
+        }
+
+        n = ngx_http_realtime_route_expand((char *) join[i].room.data,
+                                           join[i].room.len, NULL,
+                                           (char *) s->user.data,
                                            s->user.len, room, sizeof(room),
                                            &missing, &missing_len);
 
         if (n < 0 || !ngx_http_realtime_room_valid(room, n)) {
             ngx_log_error(NGX_LOG_WARN, s->log, 0,
                           "realtime: \"%V\" of realtime_join_on_connect "
-                          "is not a room for user \"%V\"", &tpl[i], &s->user);
+                          "is not a room for user \"%V\"", &join[i].room,
+                          &s->user);
             continue;
         }
 
@@ -215,6 +226,179 @@ ngx_http_realtime_route_connect(ngx_http_realtime_session_t *s)
             ngx_http_realtime_presence_event(s, "presence:join", &name);
         }
     }
+}
+
+
+/*
+ * realtime_join_on_connect with variables: the rooms a client names in its
+ * handshake, as $arg_room does, joined as a join command would be, with
+ * its checks.  Before the 101 and the connect hook, so that a refusal is
+ * still an HTTP answer and the backend never hears of the socket; every
+ * room is checked before the first is joined, so that a refusal leaves
+ * no trace (no presence event).  They come before the rooms of templates,
+ * within realtime_max_rooms_per_connection.
+ */
+
+ngx_int_t
+ngx_http_realtime_route_join_request(ngx_http_request_t *r,
+    ngx_http_realtime_session_t *s)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                 *names;
+    ngx_uint_t                 i, n, members, first;
+    ngx_http_realtime_join_t  *join;
+
+    if (s->conf->join_on_connect == NULL || s->sh_conn == NULL) {
+        return NGX_OK;
+    }
+
+    names = ngx_palloc(r->pool,
+                       s->conf->join_on_connect->nelts * sizeof(ngx_str_t));
+    if (names == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    join = s->conf->join_on_connect->elts;
+    n = 0;
+
+    for (i = 0; i < s->conf->join_on_connect->nelts; i++) {
+        if (join[i].value == NULL) {
+            continue;
+        }
+
+        rc = ngx_http_realtime_route_join_name(r, s, join[i].value,
+                                               &names[n]);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        if (names[n].len) {
+            n++;
+        }
+    }
+
+    if (s->nrooms + n > s->conf->max_rooms) {
+        return ngx_http_realtime_refuse(r, NGX_HTTP_TOO_MANY_REQUESTS,
+                                        "ROOM_LIMIT",
+                                        "too many rooms for one "
+                                        "connection");
+    }
+
+    for (i = 0; i < n; i++) {
+        rc = ngx_http_realtime_room_join(s, &names[i], &members, &first);
+
+        switch (rc) {
+
+        case NGX_OK:
+            break;
+
+        case NGX_HTTP_REALTIME_ZONE_FULL:
+            return ngx_http_realtime_refuse(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                            "ZONE_FULL",
+                                            "the realtime zone is full");
+
+        default:
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "realtime join on connect \"%V\" members:%ui",
+                       &names[i], members);
+
+        if (first && s->conf->presence) {
+            ngx_http_realtime_presence_event(s, "presence:join", &names[i]);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The room of one template of variables: URL-decoded (a query argument
+ * comes encoded: "chat%3A1" is "chat:1"), a valid name, one the token
+ * allows; an empty name when the client names none.
+ */
+
+static ngx_int_t
+ngx_http_realtime_route_join_name(ngx_http_request_t *r,
+    ngx_http_realtime_session_t *s, ngx_http_complex_value_t *cv,
+    ngx_str_t *name)
+{
+    u_char     *dst, *src;
+    ngx_str_t   value;
+
+    if (ngx_http_complex_value(r, cv, &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (value.len == 0) {
+        ngx_str_null(name);
+        return NGX_OK;
+    }
+
+    if (value.len > NGX_HTTP_REALTIME_ROOM_MAX * 3) {
+        goto invalid;
+    }
+
+    if (ngx_strlchr(value.data, value.data + value.len, '%')) {
+        dst = ngx_pnalloc(r->pool, value.len);
+        if (dst == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        name->data = dst;
+        src = value.data;
+        ngx_unescape_uri(&dst, &src, value.len, 0);
+        name->len = dst - name->data;
+
+    } else {
+        *name = value;
+    }
+
+    if (!ngx_http_realtime_room_valid((char *) name->data, name->len)) {
+        goto invalid;
+    }
+
+    if (ngx_http_realtime_jwt_room_allowed(s, name) != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "realtime: the token of user \"%V\" does not allow "
+                      "room \"%V\"", &s->user, name);
+        return ngx_http_realtime_refuse(r, NGX_HTTP_FORBIDDEN, "FORBIDDEN",
+                                        "the token does not allow this "
+                                        "room");
+    }
+
+    return NGX_OK;
+
+invalid:
+
+    return ngx_http_realtime_refuse(r, NGX_HTTP_BAD_REQUEST, "BAD_REQUEST",
+                                    "the room is not a valid room name");
+}
+
+
+/* NGX_OK when a room of realtime_join_on_connect has variables */
+
+ngx_int_t
+ngx_http_realtime_route_join_vars(ngx_http_realtime_loc_conf_t *conf)
+{
+    ngx_uint_t                 i;
+    ngx_http_realtime_join_t  *join;
+
+    if (conf->join_on_connect == NULL) {
+        return NGX_DECLINED;
+    }
+
+    join = conf->join_on_connect->elts;
+
+    for (i = 0; i < conf->join_on_connect->nelts; i++) {
+        if (join[i].value) {
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
 }
 
 
@@ -296,15 +480,17 @@ ngx_http_realtime_join_on_connect_conf(ngx_conf_t *cf, ngx_command_t *cmd,
 {
     ngx_http_realtime_loc_conf_t *rlcf = conf;
 
-    ngx_str_t   *value, *tpl;
-    ngx_uint_t   i;
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_realtime_join_t          *join;
+    ngx_http_compile_complex_value_t   ccv;
 
     if (rlcf->join_on_connect != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
     }
 
     rlcf->join_on_connect = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                             sizeof(ngx_str_t));
+                                             sizeof(ngx_http_realtime_join_t));
     if (rlcf->join_on_connect == NULL) {
         return NGX_CONF_ERROR;
     }
@@ -312,6 +498,35 @@ ngx_http_realtime_join_on_connect_conf(ngx_conf_t *cf, ngx_command_t *cmd,
     value = cf->args->elts;
 
     for (i = 1; i < cf->args->nelts; i++) {
+        join = ngx_array_push(rlcf->join_on_connect);
+        if (join == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        join->room = value[i];
+        join->value = NULL;
+
+        /* a room of variables is the client's: no {user} in it */
+
+        if (ngx_http_script_variables_count(&value[i])) {
+            join->value = ngx_palloc(cf->pool,
+                                     sizeof(ngx_http_complex_value_t));
+            if (join->value == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+            ccv.cf = cf;
+            ccv.value = &value[i];
+            ccv.complex_value = join->value;
+
+            if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         if (ngx_http_realtime_route_check((char *) value[i].data,
                                           value[i].len)
             != 0)
@@ -320,13 +535,6 @@ ngx_http_realtime_join_on_connect_conf(ngx_conf_t *cf, ngx_command_t *cmd,
                                "invalid room template \"%V\"", &value[i]);
             return NGX_CONF_ERROR;
         }
-
-        tpl = ngx_array_push(rlcf->join_on_connect);
-        if (tpl == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        *tpl = value[i];
     }
 
     return NGX_CONF_OK;

@@ -715,6 +715,11 @@ ngx_http_realtime_register(ngx_http_request_t *r,
         cln->handler = ngx_http_realtime_handshake_cleanup;
         cln->data = ngx_http_get_module_ctx(r, ngx_http_realtime_module);
 
+        rc = ngx_http_realtime_route_join_request(r, s);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
         ngx_http_realtime_route_connect(s);
 
         /* the welcome goes first, right behind the 101 */
