@@ -93,6 +93,7 @@ void
 ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
 {
     u_char                    *pos, *last;
+    ngx_int_t                  rc;
     ngx_chain_t               *cl, *ln;
     ngx_event_t               *rev, *wev;
     ngx_connection_t          *c;
@@ -129,6 +130,24 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
 
     ws->upgraded = 1;
 
+#if (NGX_HTTP_SSL)
+    if (c->ssl) {
+        /*
+         * One TLS record per frame; no 16k buffer per connection.  It is
+         * empty: the 101 is in the queue, or was flushed by the handshake.
+         */
+        ngx_ssl_free_buffer(c);
+        c->ssl->buffer = 0;
+    }
+#endif
+
+    /*
+     * The 101 and the frames queued with it leave before the request is
+     * logged, so that $bytes_sent and $request_time count them.
+     */
+
+    rc = wev->ready ? ngx_http_realtime_flush(ws) : NGX_OK;
+
     ngx_http_realtime_free_request(r);
 
     c->data = ws;
@@ -141,6 +160,11 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
 
     rev->handler = ngx_http_realtime_read_handler;
     wev->handler = ngx_http_realtime_write_handler;
+
+    if (rc != NGX_OK) {
+        ngx_http_realtime_finalize(ws);
+        return;
+    }
 
     /* realtime_auth_failure close: before anything the client sent */
     ngx_http_realtime_jwt_upgraded(ws);
@@ -237,9 +261,10 @@ ngx_http_realtime_conn_handshake(ngx_http_request_t *r,
 
 
 /*
- * An upgraded connection keeps nothing of its request: the request pool,
- * the large header buffers and the TLS write buffer are released, so an
- * idle WebSocket costs its connection, its pool and this module's state.
+ * An upgraded connection keeps nothing of its request: the request pool
+ * and the large header buffers are released (the TLS write buffer by the
+ * upgrade, before the 101 is flushed), so an idle WebSocket costs its
+ * connection, its pool and this module's state.
  */
 
 static void
@@ -272,15 +297,6 @@ ngx_http_realtime_free_request(ngx_http_request_t *r)
     hc->free = NULL;
 
     /* hc->busy may hold pipelined frames: freed after they are read */
-
-#if (NGX_HTTP_SSL)
-    if (c->ssl) {
-        ngx_ssl_free_buffer(c);
-
-        /* one TLS record per frame; no 16k buffer per connection */
-        c->ssl->buffer = 0;
-    }
-#endif
 }
 
 
