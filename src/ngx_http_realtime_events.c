@@ -40,6 +40,8 @@ static ngx_int_t ngx_http_realtime_reply(ngx_http_realtime_session_t *s,
     const char *event, json_t *data, ngx_http_realtime_cmd_t *cmd);
 static ngx_int_t ngx_http_realtime_error(ngx_http_realtime_session_t *s,
     const char *code, const char *message, json_int_t id);
+static ngx_int_t ngx_http_realtime_native_welcome(
+    ngx_http_realtime_session_t *s);
 static ngx_int_t ngx_http_realtime_native_deliver(
     ngx_http_realtime_session_t *s, ngx_http_realtime_msg_t *msg);
 static ngx_int_t ngx_http_realtime_native_reply(
@@ -83,21 +85,7 @@ const ngx_http_realtime_session_handler_t  ngx_http_realtime_native_handler = {
 ngx_int_t
 ngx_http_realtime_client_open(ngx_http_realtime_session_t *s)
 {
-    json_t     *data;
-    ngx_int_t   rc;
-
-    data = json_pack("{s:s%, s:s%, s:I}",
-                     "userId", s->user.data, s->user.len,
-                     "connectionId", s->id.data, s->id.len,
-                     "pid", (json_int_t) ngx_pid);
-    if (data == NULL) {
-        return NGX_ERROR;
-    }
-
-    rc = s->handler->reply(s, "welcome", data, -1);
-    json_decref(data);
-
-    return rc;
+    return ngx_http_realtime_native_welcome(s);
 }
 
 
@@ -758,6 +746,54 @@ ngx_http_realtime_error(ngx_http_realtime_session_t *s, const char *code,
          ((u_char *) (s) - offsetof(ngx_http_realtime_conn_t, session)))
 
 
+/*
+ * {"event":"welcome",...} written straight into its frame: every
+ * connection gets one, and the json_t and its dump were a fifth of the
+ * module's instructions for a connection.
+ */
+
+static ngx_int_t
+ngx_http_realtime_native_welcome(ngx_http_realtime_session_t *s)
+{
+    u_char                       *p, ts[NGX_HTTP_REALTIME_TIMESTAMP_LEN];
+    size_t                        len, header;
+    ngx_int_t                     rc;
+    ngx_http_realtime_msg_t      *msg;
+    ngx_http_realtime_welcome_t   w;
+
+    w.user = (const char *) s->user.data;
+    w.user_len = s->user.len;
+    w.id = (const char *) s->id.data;
+    w.id_len = s->id.len;
+    w.pid = (long long) ngx_pid;
+    w.ts = NULL;
+    w.ts_len = 0;
+
+    if (s->conf->timestamp) {
+        p = ngx_http_realtime_timestamp(ts);
+        w.ts = (const char *) ts;
+        w.ts_len = p - ts;
+    }
+
+    len = ngx_http_realtime_welcome_len(&w);
+    header = ngx_http_realtime_frame_header_size(len);
+
+    msg = ngx_http_realtime_msg_alloc(header + len);
+    if (msg == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_realtime_frame_header(msg->data, NGX_HTTP_REALTIME_OP_TEXT, len);
+    (void) ngx_http_realtime_welcome((char *) msg->data + header, &w);
+    msg->len = header + len;
+
+    rc = ngx_http_realtime_send(ngx_http_realtime_native_conn(s), msg);
+    ngx_http_realtime_msg_release(msg);
+
+    return rc;
+}
+
+
 static ngx_int_t
 ngx_http_realtime_native_deliver(ngx_http_realtime_session_t *s,
     ngx_http_realtime_msg_t *msg)
@@ -877,24 +913,34 @@ ngx_http_realtime_native_release(ngx_http_realtime_conn_t *ws)
 void
 ngx_http_realtime_stamp(ngx_uint_t on, json_t *json)
 {
-    u_char      *p, buf[sizeof("1970-01-01T00:00:00.000Z")];
-    ngx_tm_t     tm;
-    ngx_time_t  *tp;
+    u_char  *p, buf[NGX_HTTP_REALTIME_TIMESTAMP_LEN];
 
     if (!on) {
         return;
     }
 
-    tp = ngx_timeofday();
-    ngx_gmtime(tp->sec, &tm);
-
-    p = ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02d.%03MZ",
-                    tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
-                    tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
-                    (ngx_msec_t) tp->msec);
+    p = ngx_http_realtime_timestamp(buf);
 
     (void) json_object_set_new(json, "timestamp",
                                json_stringn((char *) buf, p - buf));
+}
+
+
+/* now, as "1970-01-01T00:00:00.000Z" into buf; returns its end */
+
+u_char *
+ngx_http_realtime_timestamp(u_char *buf)
+{
+    ngx_tm_t     tm;
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+    ngx_gmtime(tp->sec, &tm);
+
+    return ngx_sprintf(buf, "%4d-%02d-%02dT%02d:%02d:%02d.%03MZ",
+                       tm.ngx_tm_year, tm.ngx_tm_mon, tm.ngx_tm_mday,
+                       tm.ngx_tm_hour, tm.ngx_tm_min, tm.ngx_tm_sec,
+                       (ngx_msec_t) tp->msec);
 }
 
 

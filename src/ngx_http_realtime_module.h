@@ -37,6 +37,9 @@
 /* frames kept in the connection itself before the queue moves to heap */
 #define NGX_HTTP_REALTIME_OUT_INLINE     4
 
+/* realtime_timestamp: the ISO 8601 time with milliseconds, and a NUL */
+#define NGX_HTTP_REALTIME_TIMESTAMP_LEN  sizeof("1970-01-01T00:00:00.000Z")
+
 /* user ids travel in 16-bit lengths between workers */
 #define NGX_HTTP_REALTIME_USER_MAX       256
 
@@ -560,6 +563,7 @@ void ngx_http_realtime_presence_event(ngx_http_realtime_session_t *s,
     const char *event, ngx_str_t *room);
 ngx_http_realtime_msg_t *ngx_http_realtime_msg_json(json_t *json);
 void ngx_http_realtime_stamp(ngx_uint_t on, json_t *json);
+u_char *ngx_http_realtime_timestamp(u_char *buf);
 
 extern const ngx_http_realtime_session_handler_t
     ngx_http_realtime_native_handler;

@@ -116,5 +116,28 @@ const char *ngx_http_realtime_json_dump_scratch(json_t *json,
 void ngx_http_realtime_json_place(json_t *json, const char *text, char *dst,
     size_t len);
 
+/*
+ * A string's JSON form as json_dumpb() writes it, quotes included, for
+ * UTF-8 input (what jansson accepts as a string): the size, and the bytes
+ * written at dst (returns their end).
+ */
+size_t ngx_http_realtime_json_quoted_len(const char *s, size_t len);
+char *ngx_http_realtime_json_quote(char *dst, const char *s, size_t len);
+
+/* the welcome event, written directly; ts: "timestamp", or NULL */
+typedef struct {
+    const char   *user;
+    size_t        user_len;
+    const char   *id;
+    size_t        id_len;
+    long long     pid;
+    const char   *ts;
+    size_t        ts_len;
+} ngx_http_realtime_welcome_t;
+
+size_t ngx_http_realtime_welcome_len(const ngx_http_realtime_welcome_t *w);
+char *ngx_http_realtime_welcome(char *dst,
+    const ngx_http_realtime_welcome_t *w);
+
 
 #endif /* _NGX_HTTP_REALTIME_PROTOCOL_H_INCLUDED_ */

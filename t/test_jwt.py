@@ -319,6 +319,29 @@ def test_hmac_algorithms(srv, alg):
     c.close()
 
 
+@pytest.mark.parametrize("sub", ['a"b\\c/d', "tab\tnl\n\r\b\f\x01\x1f\x7f",
+                                 "caf\u00e9 \u20ac \U0001f600 \u2028",
+                                 "<script>&'"])
+def test_welcome_carries_any_user_id(srv, sub):
+    """The welcome is written without jansson: a user id that needs
+    escaping comes back as it was, in the envelope's order."""
+    raw = RawWS.connect(srv.port, path="/hs" + q(hs(claims(sub))))
+    try:
+        op, payload = raw.recv_message(timeout=5)
+        assert op == 1
+        ev = json.loads(payload)
+        assert list(ev) == ["event", "data"], ev
+        assert ev["event"] == "welcome"
+        assert list(ev["data"]) == ["userId", "connectionId", "pid"], ev
+        assert ev["data"]["userId"] == sub, ev
+        # compact, and only what JSON needs escaped
+        assert b" :" not in payload and b", " not in payload[:30], payload
+        if "\u20ac" in sub:
+            assert "\u20ac".encode() in payload, payload   # not escaped
+    finally:
+        raw.close()
+
+
 @pytest.mark.parametrize("alg", ["RS256", "RS384", "RS512",
                                  "PS256", "PS384", "PS512"])
 def test_rsa_algorithms(srv, keys, alg):

@@ -7,7 +7,9 @@
  * leave nothing allocated and be sendable as an "error" event.  Every
  * event built from the result is serialized with the two-pass dump the
  * module uses and must read back equal.  The input is also checked as a
- * room name against a reference.  Any broken invariant aborts.
+ * room name against a reference, and, when jansson takes it as a string,
+ * quoted and put in a welcome without jansson: the bytes must be its
+ * dump's.  Any broken invariant aborts.
  */
 
 
@@ -222,6 +224,77 @@ fuzz_cmd(ngx_http_realtime_cmd_t *cmd)
 }
 
 
+/*
+ * A string jansson takes (UTF-8) quoted without it: the bytes of its
+ * dump, in exactly the size said; the welcome around it too.
+ */
+
+static void
+fuzz_quote(const char *p, size_t len)
+{
+    char                         *buf, *end;
+    size_t                        n;
+    json_t                       *json, *data, *event;
+    ngx_http_realtime_welcome_t   w;
+
+    json = json_stringn(p, len);
+    if (json == NULL) {
+        return;
+    }
+
+    n = ngx_http_realtime_json_quoted_len(p, len);
+    buf = malloc(n);
+    ensure(buf != NULL);
+    end = ngx_http_realtime_json_quote(buf, p, len);
+    ensure((size_t) (end - buf) == n);
+    ensure(json_dumpb(json, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY) == n);
+    free(buf);
+    buf = malloc(n);
+    ensure(buf != NULL);
+    ensure(json_dumpb(json, buf, n, JSON_COMPACT | JSON_ENCODE_ANY) == n);
+    end = malloc(n);
+    ensure(end != NULL);
+    (void) ngx_http_realtime_json_quote(end, p, len);
+    ensure(memcmp(buf, end, n) == 0);
+    free(end);
+    free(buf);
+    json_decref(json);
+
+    w.user = p;
+    w.user_len = len;
+    w.id = "42";
+    w.id_len = 2;
+    w.pid = 1;
+    w.ts = (len & 1) ? p : NULL;
+    w.ts_len = (len & 1) ? len : 0;
+
+    data = json_pack("{s:s%, s:s, s:I}", "userId", p, len,
+                     "connectionId", "42", "pid", (json_int_t) 1);
+    ensure(data != NULL);
+    event = ngx_http_realtime_event("welcome", data, -1);
+    ensure(event != NULL);
+    json_decref(data);
+
+    if (w.ts) {
+        ensure(json_object_set_new(event, "timestamp",
+                                   json_stringn(p, len)) == 0);
+    }
+
+    n = ngx_http_realtime_welcome_len(&w);
+    ensure(ngx_http_realtime_json_dump(event, NULL, 0) == n);
+    buf = malloc(n);
+    ensure(buf != NULL);
+    ensure(ngx_http_realtime_json_dump(event, buf, n) == n);
+    end = malloc(n);
+    ensure(end != NULL);
+    ensure(ngx_http_realtime_welcome(end, &w) == end + n);
+    ensure(memcmp(buf, end, n) == 0);
+    free(end);
+    free(buf);
+    json_decref(event);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -230,6 +303,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     ensure(ngx_http_realtime_room_valid((const char *) data, size)
            == fuzz_room_valid((const char *) data, size));
+
+    fuzz_quote((const char *) data, size);
 
     memset(&err, 0, sizeof(err));
 

@@ -1676,6 +1676,110 @@ test_join_since(void)
 }
 
 
+/*
+ * The welcome and the JSON strings written without jansson: byte for
+ * byte what ngx_http_realtime_event() and its dump make, for every byte
+ * that needs escaping and for UTF-8 beyond ASCII.
+ */
+
+static int
+welcome_same(const char *user, size_t user_len, const char *ts)
+{
+    char                          a[1024], b[1024], *end;
+    size_t                        n, len;
+    json_t                       *data, *json;
+    ngx_http_realtime_welcome_t   w;
+
+    w.user = user;
+    w.user_len = user_len;
+    w.id = "1234567";
+    w.id_len = 7;
+    w.pid = 4242;
+    w.ts = ts;
+    w.ts_len = ts ? strlen(ts) : 0;
+
+    data = json_pack("{s:s%, s:s%, s:I}", "userId", user, user_len,
+                     "connectionId", w.id, w.id_len,
+                     "pid", (json_int_t) w.pid);
+    if (data == NULL) {
+        return 0;
+    }
+
+    json = ngx_http_realtime_event("welcome", data, -1);
+    json_decref(data);
+
+    if (ts) {
+        json_object_set_new(json, "timestamp", json_string(ts));
+    }
+
+    n = ngx_http_realtime_json_dump(json, a, sizeof(a));
+    json_decref(json);
+
+    len = ngx_http_realtime_welcome_len(&w);
+
+    memset(b, '~', sizeof(b));
+    end = ngx_http_realtime_welcome(b, &w);
+
+    return n == len && (size_t) (end - b) == len && memcmp(a, b, n) == 0
+           && b[len] == '~';
+}
+
+
+static int
+quote_same(const char *s, size_t len)
+{
+    char     a[512], b[512], *end;
+    size_t   n;
+    json_t  *json;
+
+    json = json_stringn(s, len);
+    if (json == NULL) {
+        return 0;
+    }
+
+    n = json_dumpb(json, a, sizeof(a), JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(json);
+
+    end = ngx_http_realtime_json_quote(b, s, len);
+
+    return n == ngx_http_realtime_json_quoted_len(s, len)
+           && (size_t) (end - b) == n && memcmp(a, b, n) == 0;
+}
+
+
+static void
+test_welcome(void)
+{
+    int   c;
+    char  one[1];
+
+    test_begin("welcome");
+
+    CHECK(welcome_same("alice", 5, NULL));
+    CHECK(welcome_same("", 0, NULL));
+    CHECK(welcome_same("alice", 5, "2026-12-03T10:00:00.123Z"));
+    CHECK(welcome_same("a\"b\\c/d", 7, NULL));
+    CHECK(welcome_same("tab\there\nnl\r\b\f", 14, "x"));
+    CHECK(welcome_same("\x01\x1f\x7f end", 7, NULL));
+    CHECK(welcome_same("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14,
+                       NULL));
+    CHECK(welcome_same("nul\0in it", 9, NULL));
+
+    /* every byte jansson takes as a one-byte string */
+
+    for (c = 0; c < 0x80; c++) {
+        one[0] = (char) c;
+        CHECK(quote_same(one, 1));
+    }
+
+    CHECK(quote_same("", 0));
+    CHECK(quote_same("\xe2\x80\xa8 \xe2\x80\xa9", 7));
+    CHECK(ngx_http_realtime_json_quoted_len("\x01", 1) == 8);
+
+    test_end();
+}
+
+
 int
 main(void)
 {
@@ -1698,6 +1802,7 @@ main(void)
     test_json_dump();
     test_json_dump_scratch();
     test_round_trip();
+    test_welcome();
 
     return test_summary();
 }
