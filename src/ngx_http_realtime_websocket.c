@@ -10,7 +10,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <openssl/evp.h>
+#include <ngx_sha1.h>
 
 #include "ngx_http_realtime_module.h"
 #include "ngx_http_realtime_jwt.h"
@@ -514,20 +514,23 @@ static ngx_int_t
 ngx_http_realtime_accept_headers(ngx_http_request_t *r, ngx_str_t *key,
     ngx_str_t *protocol)
 {
-    u_char        digest[EVP_MAX_MD_SIZE];
-    u_char        buf[NGX_HTTP_REALTIME_KEY_LEN
-                      + sizeof(NGX_HTTP_REALTIME_GUID) - 1];
-    unsigned int  n;
-    ngx_str_t     value, src;
+    u_char       digest[20];
+    u_char       buf[NGX_HTTP_REALTIME_KEY_LEN
+                     + sizeof(NGX_HTTP_REALTIME_GUID) - 1];
+    ngx_str_t    value, src;
+    ngx_sha1_t   sha1;
 
     ngx_memcpy(ngx_cpymem(buf, key->data, key->len), NGX_HTTP_REALTIME_GUID,
                sizeof(NGX_HTTP_REALTIME_GUID) - 1);
 
-    if (EVP_Digest(buf, sizeof(buf), digest, &n, EVP_sha1(), NULL) != 1) {
-        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
-                      "realtime: EVP_Digest(sha1) failed");
-        return NGX_ERROR;
-    }
+    /*
+     * nginx's own SHA-1: OpenSSL 3's EVP_Digest() fetches the algorithm
+     * for every call, a tenth of a handshake's instructions
+     */
+
+    ngx_sha1_init(&sha1);
+    ngx_sha1_update(&sha1, buf, sizeof(buf));
+    ngx_sha1_final(digest, &sha1);
 
     value.data = ngx_pnalloc(r->pool, NGX_HTTP_REALTIME_ACCEPT_LEN);
     if (value.data == NULL) {
@@ -535,7 +538,7 @@ ngx_http_realtime_accept_headers(ngx_http_request_t *r, ngx_str_t *key,
     }
 
     src.data = digest;
-    src.len = n;
+    src.len = sizeof(digest);
 
     ngx_encode_base64(&value, &src);
 
