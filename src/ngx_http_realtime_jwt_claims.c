@@ -21,6 +21,31 @@ typedef struct {
 } ngx_http_realtime_jwt_alg_name_t;
 
 
+/*
+ * What a good header segment gave, kept by its bytes: a deployment's
+ * tokens share a few headers ({"alg":"HS256","typ":"JWT"}, one per kid),
+ * and the base64url and JSON of the header were a sixth of a
+ * handshake's instructions.  The same bytes always give the same alg
+ * and kid, so a token whose header is kept is not decoded again.
+ */
+
+#define NGX_HTTP_REALTIME_JWT_HEADERS     4
+#define NGX_HTTP_REALTIME_JWT_HEADER_MAX  256
+
+typedef struct {
+    size_t       len;                   /* 0: an empty slot */
+    char         segment[NGX_HTTP_REALTIME_JWT_HEADER_MAX];
+    unsigned     alg;
+    int          has_kid;
+    size_t       kid_len;
+    char         kid[NGX_HTTP_REALTIME_JWT_HEADER_MAX];
+} ngx_http_realtime_jwt_header_kept_t;
+
+
+static int ngx_http_realtime_jwt_header_find(ngx_http_realtime_jwt_token_t *t,
+    const char *segment, size_t len);
+static void ngx_http_realtime_jwt_header_keep(
+    ngx_http_realtime_jwt_token_t *t, const char *segment, size_t len);
 static json_t *ngx_http_realtime_jwt_segment(const char *in, size_t len);
 static int ngx_http_realtime_jwt_header(ngx_http_realtime_jwt_token_t *t,
     const char **reason);
@@ -36,6 +61,11 @@ static int ngx_http_realtime_jwk_member(json_t *jwk, const char *name,
     ngx_http_realtime_jwk_t *k, int i, const char **reason);
 static size_t ngx_http_realtime_jwt_base64url_len(const char *in,
     size_t len);
+
+
+static ngx_http_realtime_jwt_header_kept_t  ngx_http_realtime_jwt_headers[
+                                                NGX_HTTP_REALTIME_JWT_HEADERS];
+static size_t  ngx_http_realtime_jwt_headers_next;
 
 
 static const ngx_http_realtime_jwt_curve_t  ngx_http_realtime_jwt_curves[] = {
@@ -211,15 +241,20 @@ ngx_http_realtime_jwt_parse(ngx_http_realtime_jwt_token_t *t,
     t->signature = dot2 + 1;
     t->signature_len = len - (dot2 + 1 - token);
 
-    t->header = ngx_http_realtime_jwt_segment(token, dot1 - token);
-    if (t->header == NULL) {
-        *reason = "token header is not a base64url JSON object";
-        return -1;
-    }
+    if (!ngx_http_realtime_jwt_header_find(t, token, dot1 - token)) {
 
-    if (ngx_http_realtime_jwt_header(t, reason) != 0) {
-        ngx_http_realtime_jwt_token_free(t);
-        return -1;
+        t->header = ngx_http_realtime_jwt_segment(token, dot1 - token);
+        if (t->header == NULL) {
+            *reason = "token header is not a base64url JSON object";
+            return -1;
+        }
+
+        if (ngx_http_realtime_jwt_header(t, reason) != 0) {
+            ngx_http_realtime_jwt_token_free(t);
+            return -1;
+        }
+
+        ngx_http_realtime_jwt_header_keep(t, token, dot1 - token);
     }
 
     t->claims = ngx_http_realtime_jwt_segment(payload, dot2 - payload);
@@ -251,6 +286,70 @@ ngx_http_realtime_jwt_token_free(ngx_http_realtime_jwt_token_t *t)
     }
 
     memset(t, 0, sizeof(ngx_http_realtime_jwt_token_t));
+}
+
+
+void
+ngx_http_realtime_jwt_headers_forget(void)
+{
+    memset(ngx_http_realtime_jwt_headers, 0,
+           sizeof(ngx_http_realtime_jwt_headers));
+    ngx_http_realtime_jwt_headers_next = 0;
+}
+
+
+/* 1: the header segment is kept, t has its alg and kid */
+
+static int
+ngx_http_realtime_jwt_header_find(ngx_http_realtime_jwt_token_t *t,
+    const char *segment, size_t len)
+{
+    size_t                                i;
+    ngx_http_realtime_jwt_header_kept_t  *h;
+
+    for (i = 0; i < NGX_HTTP_REALTIME_JWT_HEADERS; i++) {
+        h = &ngx_http_realtime_jwt_headers[i];
+
+        if (h->len == len && memcmp(h->segment, segment, len) == 0) {
+            t->alg = h->alg;
+            t->kid = h->has_kid ? h->kid : NULL;
+            t->kid_len = h->kid_len;
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* a good header, in the next slot; t->kid keeps pointing into t->header */
+
+static void
+ngx_http_realtime_jwt_header_keep(ngx_http_realtime_jwt_token_t *t,
+    const char *segment, size_t len)
+{
+    ngx_http_realtime_jwt_header_kept_t  *h;
+
+    if (len == 0 || len > NGX_HTTP_REALTIME_JWT_HEADER_MAX
+        || t->kid_len > NGX_HTTP_REALTIME_JWT_HEADER_MAX)
+    {
+        return;
+    }
+
+    h = &ngx_http_realtime_jwt_headers[ngx_http_realtime_jwt_headers_next];
+    ngx_http_realtime_jwt_headers_next = (ngx_http_realtime_jwt_headers_next
+                                          + 1)
+                                         % NGX_HTTP_REALTIME_JWT_HEADERS;
+
+    memcpy(h->segment, segment, len);
+    h->len = len;
+    h->alg = t->alg;
+    h->has_kid = (t->kid != NULL);
+    h->kid_len = t->kid_len;
+
+    if (t->kid_len) {
+        memcpy(h->kid, t->kid, t->kid_len);
+    }
 }
 
 

@@ -45,10 +45,11 @@
 
 
 typedef struct {
-    json_t        *header;       /* owned */
+    json_t        *header;       /* owned; NULL when the header was kept */
     json_t        *claims;       /* owned */
     unsigned       alg;          /* one NGX_HTTP_REALTIME_JWT_* bit */
-    const char    *kid;          /* borrowed from header, NULL: none */
+    const char    *kid;          /* borrowed from header or what keeps it
+                                    (until the next parse), NULL: none */
     size_t         kid_len;
     const char    *signing_input;   /* "header.payload", in the token */
     size_t         signing_input_len;
@@ -100,6 +101,13 @@ int ngx_http_realtime_jwt_base64url_decode(unsigned char *out,
 int ngx_http_realtime_jwt_parse(ngx_http_realtime_jwt_token_t *t,
     const char *token, size_t len, const char **reason);
 void ngx_http_realtime_jwt_token_free(ngx_http_realtime_jwt_token_t *t);
+
+/*
+ * parse() keeps what the last few good header segments gave, by their
+ * bytes (t->header is NULL for a token whose header was kept); this
+ * forgets them, for the tests.
+ */
+void ngx_http_realtime_jwt_headers_forget(void);
 
 /*
  * The required claims (realtime_jwt_require: present, whatever their

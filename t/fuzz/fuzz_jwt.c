@@ -3,7 +3,8 @@
  * Copyright (C) ngx-realtime developers
  *
  * libFuzzer target of the key-less JWT code, which reads tokens before
- * anything is verified.  The input is parsed as a token; a parsed one
+ * anything is verified.  The input is parsed as a token, from scratch
+ * and again with its header kept, which must give the same; a parsed one
  * must be consistent and its claims are checked, each of them turned
  * into variable text.  The input is also decoded as base64url, which
  * must succeed exactly for the alphabet and possible lengths, and split
@@ -31,19 +32,34 @@ fuzz_token(const char *in, size_t size)
     char                            *buf;
     size_t                           n, key_len;
     json_t                          *v;
-    const char                      *reason, *key;
-    ngx_http_realtime_jwt_token_t    t;
+    const char                      *reason, *again, *key;
+    ngx_http_realtime_jwt_token_t    t, t2;
     ngx_http_realtime_jwt_policy_t   policy;
     ngx_http_realtime_jwt_result_t   res;
 
     reason = NULL;
 
+    /* parsed from scratch, then again: a kept header gives the same */
+
+    ngx_http_realtime_jwt_headers_forget();
+
     if (ngx_http_realtime_jwt_parse(&t, in, size, &reason) != 0) {
         ensure(reason != NULL && t.header == NULL && t.claims == NULL);
+        again = NULL;
+        ensure(ngx_http_realtime_jwt_parse(&t2, in, size, &again) != 0);
+        ensure(again == reason);
         return;
     }
 
     ensure(json_is_object(t.header) && json_is_object(t.claims));
+
+    ensure(ngx_http_realtime_jwt_parse(&t2, in, size, &again) == 0);
+    ensure(t2.alg == t.alg && t2.kid_len == t.kid_len);
+    ensure((t2.kid == NULL) == (t.kid == NULL));
+    ensure(t.kid == NULL || memcmp(t2.kid, t.kid, t.kid_len) == 0);
+    ensure(json_equal(t2.claims, t.claims));
+    ensure(t2.header == NULL || json_equal(t2.header, t.header));
+    ngx_http_realtime_jwt_token_free(&t2);
     ensure(t.alg != 0 && (t.alg & (t.alg - 1)) == 0);
     ensure(t.signing_input == in);
     ensure(t.signature == in + t.signing_input_len + 1);

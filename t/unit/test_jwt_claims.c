@@ -913,6 +913,106 @@ test_required(void)
 }
 
 
+/*
+ * A good header is kept by its bytes: the next token with the same
+ * header is not decoded again (t.header NULL) and gets the same alg and
+ * kid; more headers than are kept push the oldest out; a bad header is
+ * never kept, nor one too long to keep.
+ */
+
+static void
+test_header_kept(void)
+{
+    int                             i;
+    char                           *s, hdr[400], kid[300];
+    const char                     *reason;
+    ngx_http_realtime_jwt_token_t   t;
+
+    test_begin("header kept");
+
+    ngx_http_realtime_jwt_headers_forget();
+
+    s = token("{\"alg\":\"HS384\",\"kid\":\"k\\u00e9y\"}", "{\"sub\":\"a\"}",
+              "c2ln");
+    CHECK(parse(&t, s, &reason) == 0 && json_is_object(t.header));
+    ngx_http_realtime_jwt_token_free(&t);
+
+    CHECK(parse(&t, s, &reason) == 0);
+    CHECK(t.header == NULL && json_is_object(t.claims));
+    CHECK(t.alg == NGX_HTTP_REALTIME_JWT_HS384);
+    CHECK(t.kid_len == 4 && memcmp(t.kid, "k\xc3\xa9y", 4) == 0);
+    ngx_http_realtime_jwt_token_free(&t);
+    free(s);
+
+    /* the claims are read for every token */
+
+    s = token("{\"alg\":\"HS384\",\"kid\":\"k\\u00e9y\"}", "[1]", "c2ln");
+    CHECK(parse(&t, s, &reason) == -1);
+    CHECK(strcmp(reason, "token payload is not a base64url JSON object")
+          == 0);
+    free(s);
+
+    /* six headers through four places: each still gives its own kid */
+
+    for (i = 0; i < 12; i++) {
+        snprintf(hdr, sizeof(hdr), "{\"alg\":\"ES256\",\"kid\":\"key-%d\"}",
+                 i % 6);
+        snprintf(kid, sizeof(kid), "key-%d", i % 6);
+        s = token(hdr, "{}", "c2ln");
+        CHECK(parse(&t, s, &reason) == 0);
+        CHECK(t.alg == NGX_HTTP_REALTIME_JWT_ES256);
+        CHECK(t.kid_len == strlen(kid)
+                    && memcmp(t.kid, kid, t.kid_len) == 0);
+        ngx_http_realtime_jwt_token_free(&t);
+        free(s);
+    }
+
+    /* no kid, and an empty one */
+
+    s = token("{\"alg\":\"HS256\"}", "{}", "c2ln");
+    CHECK(parse(&t, s, &reason) == 0 && t.kid == NULL);
+    ngx_http_realtime_jwt_token_free(&t);
+    CHECK(parse(&t, s, &reason) == 0 && t.kid == NULL && t.header == NULL);
+    ngx_http_realtime_jwt_token_free(&t);
+    free(s);
+
+    s = token("{\"alg\":\"HS256\",\"kid\":\"\"}", "{}", "c2ln");
+    CHECK(parse(&t, s, &reason) == 0 && t.kid && t.kid_len == 0);
+    ngx_http_realtime_jwt_token_free(&t);
+    CHECK(parse(&t, s, &reason) == 0 && t.kid && t.kid_len == 0
+          && t.header == NULL);
+    ngx_http_realtime_jwt_token_free(&t);
+    free(s);
+
+    /* a refused header, twice, between good ones */
+
+    for (i = 0; i < 2; i++) {
+        CHECK(parse_fails("{\"alg\":\"none\"}", "{}", "c2ln",
+                                "unsigned tokens are not accepted"));
+        CHECK(parse_fails("{\"alg\":\"HS256\",\"crit\":[\"b64\"]}",
+                                "{}", "c2ln",
+                                "token has critical header extensions"));
+    }
+
+    /* a header too long to keep is read every time */
+
+    memset(kid, 'k', 250);
+    kid[250] = '\0';
+    snprintf(hdr, sizeof(hdr), "{\"alg\":\"HS256\",\"kid\":\"%s\"}", kid);
+    s = token(hdr, "{}", "c2ln");
+
+    for (i = 0; i < 2; i++) {
+        CHECK(parse(&t, s, &reason) == 0 && json_is_object(t.header));
+        CHECK(t.kid_len == 250);
+        ngx_http_realtime_jwt_token_free(&t);
+    }
+
+    free(s);
+
+    test_end();
+}
+
+
 int
 main(void)
 {
@@ -920,6 +1020,7 @@ main(void)
     test_algs();
     test_base64url();
     test_parse_ok();
+    test_header_kept();
     test_parse_errors();
     test_times();
     test_exp_result();
