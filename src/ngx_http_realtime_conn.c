@@ -142,6 +142,14 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
 #endif
 
     /*
+     * The handlers first: a TLS write that wants a read saves the read
+     * handler it finds, to put it back later.
+     */
+
+    rev->handler = ngx_http_realtime_read_handler;
+    wev->handler = ngx_http_realtime_write_handler;
+
+    /*
      * The 101 and the frames queued with it leave before the request is
      * logged, so that $bytes_sent and $request_time count them.
      */
@@ -156,10 +164,8 @@ ngx_http_realtime_upgrade(ngx_http_request_t *r, ngx_http_realtime_conn_t *ws)
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "realtime websocket upgraded, %uz early bytes, "
-                   "%ui frames queued", (size_t) (last - pos), ws->out_count);
-
-    rev->handler = ngx_http_realtime_read_handler;
-    wev->handler = ngx_http_realtime_write_handler;
+                   "%ui frames still queued", (size_t) (last - pos),
+                   ws->out_count);
 
     if (rc != NGX_OK) {
         ngx_http_realtime_finalize(ws);

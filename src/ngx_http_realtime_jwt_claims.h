@@ -49,7 +49,8 @@ typedef struct {
     json_t        *claims;       /* owned */
     unsigned       alg;          /* one NGX_HTTP_REALTIME_JWT_* bit */
     const char    *kid;          /* borrowed from header or what keeps it
-                                    (until the next parse), NULL: none */
+                                    (until the next parse), NULL: none;
+                                    not NUL-terminated */
     size_t         kid_len;
     const char    *signing_input;   /* "header.payload", in the token */
     size_t         signing_input_len;
