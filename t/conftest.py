@@ -81,6 +81,19 @@ def wait_until(pred, timeout, interval=0.01):
         time.sleep(interval)
 
 
+def self_signed_cert(d):
+    """A self-signed certificate for localhost in directory d: the paths
+    of the certificate and of its key."""
+    cert, key = Path(d) / "cert.pem", Path(d) / "key.pem"
+    r = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2",
+         "-subj", "/CN=localhost"],
+        capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return cert, key
+
+
 class Nginx:
     """One nginx instance (master + 2 workers, daemon off) under prefix."""
 

@@ -6,12 +6,11 @@ received them. Plain TCP and TLS, two workers.
 """
 
 import re
-import subprocess
 import time
 
 import pytest
 
-from conftest import rt_http, wait_until
+from conftest import rt_http, self_signed_cert, wait_until
 from wsraw import (OP_PING, OP_PONG, OP_TEXT, build_frame, open_socket,
                    parse_frame, ws_request_bytes)
 
@@ -27,13 +26,7 @@ LINE_RE = re.compile(r"^(\d+) (\d+) (\d+) (\d+\.\d+) (\S+)$")
 
 @pytest.fixture
 def env(rt, tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    r = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", "/CN=localhost"],
-        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    cert, key = self_signed_cert(tmp_path)
     tls = r"""
     server {
         listen 127.0.0.1:%%PORT2%% ssl;

@@ -2,7 +2,6 @@
 
 import asyncio
 import os
-import subprocess
 
 import pytest
 import websockets
@@ -17,16 +16,10 @@ pytestmark = pytest.mark.asan     # also run by make integration-asan
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory):
-    from conftest import Nginx, _require_module
+    from conftest import Nginx, _require_module, self_signed_cert
     _require_module()
     d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    r = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "2",
-         "-subj", "/CN=localhost"],
-        capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+    cert, key = self_signed_cert(d)
     ngx = Nginx(d / "nginx")
     ngx.start(r"""
     server {
