@@ -197,6 +197,11 @@ def rotate(jwks, keys):
     """Serves keys from now on and waits until min_interval= has passed
     since the last fetch, so that an unknown kid may fetch again."""
     jwks.serve(keys)
+    settle(jwks)
+
+
+def settle(jwks):
+    """Waits until min_interval= has passed since the last fetch."""
     with jwks.lock:
         last = jwks.fetches[-1][0] if jwks.fetches else 0
     time.sleep(max(0.0, last + MIN_INTERVAL + 0.2 - time.monotonic()))
@@ -403,7 +408,9 @@ def test_socketio_connect_waits_for_its_key(srv, jwks):
 
 def test_slow_jwks_answers_after_timeout(srv, jwks):
     slow = Signer()
-    rotate(jwks, [slow.jwk])
+    # the key is only ever served slowly: a periodic refresh while the
+    # test waits must not fetch it in time
+    settle(jwks)
     jwks.serve([slow.jwk], delay=TIMEOUT + 1.5)
     t0 = time.monotonic()
     assert refused(srv.port, slow.token()) == "token kid is unknown"
